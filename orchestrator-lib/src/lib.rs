@@ -1,0 +1,46 @@
+//! The one library every component uses to reach the broker.
+//!
+//! Layout:
+//! - `wire`: the versioned JSON messages (`ping`, `echo`, `goodbye`) and their codec. Pure.
+//! - `broker_url`: parsing and redacting `amqp://` / `amqps://` URLs.
+//! - `topology`: exchange and queue names, and the [`Endpoint`] a participant listens on.
+//! - `backoff`: capped exponential reconnect delays with jitter.
+//! - `transport`: the [`Link`] handle (publish, inbox, status) and its two back ends:
+//!   AMQP through lapin, and an in-process [`MemoryBroker`].
+//! - `responder`: the ready-made heartbeat responder a service embeds in a few lines.
+//! - `signals`: one shutdown token cancelled by Ctrl+C or SIGTERM.
+//! - `error`: the library's typed [`Error`].
+//!
+//! A service joins the heartbeat like this:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), orchestrator_lib::Error> {
+//! use orchestrator_lib::{BrokerUrl, Endpoint, Faults, Identity, LinkOptions};
+//! let url: BrokerUrl = "amqp://guest:guest@127.0.0.1:5672/%2f".parse()?;
+//! let me = Identity::new("orders", "orders-1");
+//! let link = orchestrator_lib::connect(&url, Endpoint::service(&me), LinkOptions::default());
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! orchestrator_lib::respond(link, me, Faults::default(), shutdown).await
+//! # }
+//! ```
+
+mod backoff;
+mod broker_url;
+mod error;
+mod responder;
+mod signals;
+mod topology;
+mod transport;
+pub mod wire;
+
+pub use backoff::Backoff;
+pub use broker_url::BrokerUrl;
+pub use error::Error;
+pub use responder::{Faults, Identity, respond};
+pub use signals::cancel_on_shutdown_signal;
+pub use topology::{Endpoint, PING_EXCHANGE, Role};
+pub use transport::{
+    Closer, Inbox, Incoming, Link, LinkOptions, LinkStats, LinkStatus, MemoryBroker, Publisher,
+    connect,
+};
+pub use wire::Message;

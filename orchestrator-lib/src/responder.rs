@@ -1,0 +1,255 @@
+//! The heartbeat responder: answer every ping with an echo, say goodbye on
+//! the way out. `mock-service` is this plus flags; any Rust service can embed it.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use chrono::Utc;
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::wire::{Echo, Goodbye, Message, Ping};
+use crate::{Error, Incoming, Link, LinkStatus};
+
+/// Monitors forgotten after this long without a ping get no goodbye.
+const MONITOR_MEMORY: Duration = Duration::from_secs(600);
+
+/// Who answers: a service name shared by its replicas, and this replica's id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identity {
+    pub service: String,
+    pub instance: String,
+}
+
+impl Identity {
+    pub fn new(service: impl Into<String>, instance: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            instance: instance.into(),
+        }
+    }
+}
+
+/// Ways to misbehave on purpose, for demos and tests. The default is a
+/// well-behaved service.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// Added to every answer.
+    pub latency: Duration,
+    /// A uniformly random extra delay of up to this much.
+    pub jitter: Duration,
+    /// Probability in [0, 1] of ignoring a ping.
+    pub drop_rate: f64,
+    /// Stop answering after this long while keeping the connection, like a hung process.
+    pub hang_after: Option<Duration>,
+}
+
+impl Faults {
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(0.0..=1.0).contains(&self.drop_rate) {
+            return Err(Error::InvalidOption(format!(
+                "drop rate must be between 0 and 1, got {}",
+                self.drop_rate
+            )));
+        }
+        Ok(())
+    }
+
+    fn delay(&self, rng: &mut impl Rng) -> Duration {
+        self.latency + self.jitter.mul_f64(rng.random::<f64>())
+    }
+}
+
+/// Answer pings on `link` as `me` until `shutdown`, then send a goodbye to
+/// every monitor heard from and close the link. Returns an error only for a
+/// failure no retry can fix, such as refused credentials.
+pub async fn respond(
+    link: Link,
+    me: Identity,
+    faults: Faults,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    faults.validate()?;
+    let Link {
+        publisher,
+        mut inbox,
+        mut status,
+        closer,
+        ..
+    } = link;
+    let started = Instant::now();
+    let mut monitors: HashMap<String, Instant> = HashMap::new();
+    let mut delayed = JoinSet::new();
+    let mut hung_logged = false;
+    let outcome = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break Ok(());
+                }
+                if let LinkStatus::Failed(error) = &*status.borrow() {
+                    break Err(error.clone());
+                }
+            }
+            incoming = inbox.recv() => {
+                let Some(incoming) = incoming else { break Ok(()) };
+                let Incoming { message: Message::Ping(ping), reply_to: Some(reply_to) } = incoming else {
+                    debug!(?incoming, "ignored: only pings with a reply_to are answered");
+                    continue;
+                };
+                let now = Instant::now();
+                monitors.insert(reply_to.clone(), now);
+                monitors.retain(|_, last| now.duration_since(*last) < MONITOR_MEMORY);
+                if faults.hang_after.is_some_and(|after| started.elapsed() >= after) {
+                    if !std::mem::replace(&mut hung_logged, true) {
+                        warn!("hanging on purpose: pings are read but no longer answered");
+                    }
+                    continue;
+                }
+                let mut rng = rand::rng();
+                if faults.drop_rate > 0.0 && rng.random_bool(faults.drop_rate) {
+                    debug!(seq = ping.seq, "dropping a ping on purpose");
+                    continue;
+                }
+                let delay = faults.delay(&mut rng);
+                if delay.is_zero() {
+                    answer(&publisher, &me, &ping, &reply_to);
+                } else {
+                    let (publisher, me) = (publisher.clone(), me.clone());
+                    delayed.spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        answer(&publisher, &me, &ping, &reply_to);
+                    });
+                }
+            }
+            Some(_) = delayed.join_next(), if !delayed.is_empty() => {}
+        }
+    };
+    // An echo still waiting out its latency must not land after the goodbye.
+    delayed.abort_all();
+    if outcome.is_ok() {
+        for monitor in monitors.keys() {
+            let goodbye = Message::Goodbye(Goodbye {
+                service: me.service.clone(),
+                instance: me.instance.clone(),
+                at: Utc::now(),
+            });
+            if let Err(error) = publisher.send_to(monitor, &goodbye) {
+                debug!(%error, %monitor, "could not queue a goodbye");
+            }
+        }
+        info!(monitors = monitors.len(), "said goodbye");
+    }
+    closer.close().await;
+    outcome
+}
+
+fn answer(publisher: &crate::Publisher, me: &Identity, ping: &Ping, reply_to: &str) {
+    let echo = Message::Echo(Echo {
+        service: me.service.clone(),
+        instance: me.instance.clone(),
+        seq: ping.seq,
+        at: Utc::now(),
+    });
+    if let Err(error) = publisher.send_to(reply_to, &echo) {
+        debug!(%error, seq = ping.seq, "echo not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Endpoint, LinkOptions, MemoryBroker};
+
+    fn ping(seq: u64) -> Message {
+        Message::Ping(Ping {
+            monitor: "m".into(),
+            seq,
+            sent_at: Utc::now(),
+        })
+    }
+
+    async fn next(inbox: &mut crate::Inbox) -> Message {
+        tokio::time::timeout(Duration::from_secs(5), inbox.recv())
+            .await
+            .expect("a message within 5 s")
+            .expect("link open")
+            .message
+    }
+
+    #[tokio::test]
+    async fn echoes_each_ping_then_says_goodbye() {
+        let broker = MemoryBroker::new();
+        let mut monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
+        let me = Identity::new("orders", "o-1");
+        let service = broker.connect(Endpoint::service(&me), LinkOptions::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(respond(service, me, Faults::default(), shutdown.clone()));
+
+        for seq in 1..=3 {
+            monitor
+                .publisher
+                .broadcast(&ping(seq), "heartbeat.monitor.m", Duration::from_secs(1))
+                .unwrap();
+            let Message::Echo(echo) = next(&mut monitor.inbox).await else {
+                panic!("expected an echo")
+            };
+            assert_eq!(
+                (echo.service.as_str(), echo.instance.as_str(), echo.seq),
+                ("orders", "o-1", seq)
+            );
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let Message::Goodbye(bye) = next(&mut monitor.inbox).await else {
+            panic!("expected a goodbye")
+        };
+        assert_eq!(bye.instance, "o-1");
+        assert!(!broker.has_queue("heartbeat.service.orders.o-1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_service_reads_pings_but_stays_silent() {
+        let broker = MemoryBroker::new();
+        let mut monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
+        let me = Identity::new("orders", "o-1");
+        let service = broker.connect(Endpoint::service(&me), LinkOptions::default());
+        let faults = Faults {
+            hang_after: Some(Duration::from_secs(5)),
+            ..Faults::default()
+        };
+        tokio::spawn(respond(service, me, faults, CancellationToken::new()));
+        tokio::task::yield_now().await;
+        monitor
+            .publisher
+            .broadcast(&ping(1), "heartbeat.monitor.m", Duration::from_secs(1))
+            .unwrap();
+        assert!(matches!(next(&mut monitor.inbox).await, Message::Echo(_)));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        monitor
+            .publisher
+            .broadcast(&ping(2), "heartbeat.monitor.m", Duration::from_secs(1))
+            .unwrap();
+        let silence = tokio::time::timeout(Duration::from_secs(3), monitor.inbox.recv()).await;
+        assert!(silence.is_err(), "a hung service answered: {silence:?}");
+    }
+
+    #[tokio::test]
+    async fn drop_rate_outside_zero_to_one_is_refused() {
+        let broker = MemoryBroker::new();
+        let me = Identity::new("orders", "o-1");
+        let service = broker.connect(Endpoint::service(&me), LinkOptions::default());
+        let faults = Faults {
+            drop_rate: 1.5,
+            ..Faults::default()
+        };
+        let err = respond(service, me, faults, CancellationToken::new())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("drop rate"), "{err}");
+    }
+}

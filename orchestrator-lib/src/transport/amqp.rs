@@ -1,0 +1,319 @@
+//! The RabbitMQ back end. The only module that knows lapin exists.
+//!
+//! Recovery is ours, not lapin's (its auto-recovery is marked experimental):
+//! on any loss we drop the whole connection, back off, reconnect, redeclare
+//! the topology and resubscribe. Declarations are idempotent, so this is
+//! also how the topology comes back after a broker restart.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::types::FieldTable;
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ErrorKind, Event,
+    ExchangeKind,
+};
+use tracing::{debug, info, warn};
+
+use super::{LinkOptions, LinkStats, LinkStatus, Outgoing, Plumbing, Route};
+use crate::{Backoff, BrokerUrl, Endpoint, Error, PING_EXCHANGE, Role};
+
+/// A TCP connect to an address that never answers must not hang the link.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A polite close that gets no answer is abandoned after this.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// RabbitMQ's default of 60 s would take minutes to notice a dead network path.
+const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// Non-persistent: a heartbeat message has no value after a broker restart.
+const TRANSIENT: u8 = 1;
+
+pub(super) async fn run(url: BrokerUrl, endpoint: Endpoint, options: LinkOptions, mut p: Plumbing) {
+    let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
+    let connect_to = with_default_heartbeat(url.expose_secret());
+    loop {
+        let opened = tokio::select! {
+            biased;
+            _ = p.token.cancelled() => break,
+            opened = tokio::time::timeout(CONNECT_TIMEOUT, Session::open(&connect_to, &endpoint, &options)) => opened,
+        };
+        let error = match opened {
+            Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
+            Ok(Err(error)) => match fatal(&error, &url) {
+                Some(fatal) => {
+                    warn!(%fatal, "giving up on the broker");
+                    p.set_status(LinkStatus::Failed(fatal));
+                    return;
+                }
+                None => describe(&error, &endpoint),
+            },
+            Ok(Ok(mut session)) => {
+                backoff.reset();
+                info!(broker = %url, queue = %endpoint.queue, "connected");
+                p.set_status(LinkStatus::Connected);
+                match session.serve(&mut p).await {
+                    Ok(()) => {
+                        session.shut_down(&mut p).await;
+                        break;
+                    }
+                    Err(error) => describe(&error, &endpoint),
+                }
+            }
+        };
+        let retry_in = backoff.next_delay();
+        let attempt = backoff.attempt();
+        warn!(
+            "broker at {url} unreachable: {error}; retrying in {retry_in:.1?} (attempt {attempt})"
+        );
+        p.set_status(LinkStatus::Reconnecting {
+            attempt,
+            retry_in,
+            error,
+        });
+        if !wait_dropping_outgoing(&mut p, retry_in).await {
+            break;
+        }
+    }
+    p.set_status(LinkStatus::Closed);
+}
+
+/// Sleep before the next attempt. Whatever is published meanwhile is
+/// dropped: a queued ping would be stale by the time it went out.
+/// Returns false if the link was closed while waiting.
+async fn wait_dropping_outgoing(p: &mut Plumbing, delay: Duration) -> bool {
+    let sleep = tokio::time::sleep(delay);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            _ = &mut sleep => return true,
+            _ = p.token.cancelled() => return false,
+            Some(_) = p.out_rx.recv() => LinkStats::count(&p.stats.dropped),
+        }
+    }
+}
+
+struct Session {
+    connection: Connection,
+    channel: Channel,
+    consumer: Consumer,
+    events: Pin<Box<dyn Stream<Item = Event> + Send + Sync>>,
+    queue: String,
+}
+
+impl Session {
+    async fn open(url: &str, endpoint: &Endpoint, options: &LinkOptions) -> lapin::Result<Self> {
+        let properties = ConnectionProperties::default()
+            .with_connection_name(options.connection_name.clone().into());
+        let connection = Connection::connect(url, properties).await?;
+        let events = Box::pin(connection.events_listener());
+        let channel = connection.create_channel().await?;
+        channel
+            .exchange_declare(
+                PING_EXCHANGE.into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        // Exclusive: the queue lives exactly as long as this connection, so a
+        // killed process leaves nothing behind, and a second process claiming
+        // the same identity is refused instead of stealing half the pings.
+        channel
+            .queue_declare(
+                endpoint.queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        if endpoint.role == Role::Service {
+            channel
+                .queue_bind(
+                    endpoint.queue.as_str().into(),
+                    PING_EXCHANGE.into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
+        channel
+            .basic_qos(options.prefetch, BasicQosOptions::default())
+            .await?;
+        let consumer = channel
+            .basic_consume(
+                endpoint.queue.as_str().into(),
+                options.connection_name.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self {
+            connection,
+            channel,
+            consumer,
+            events,
+            queue: endpoint.queue.clone(),
+        })
+    }
+
+    /// Pump messages both ways until the link is closed (`Ok`) or lost (`Err`).
+    async fn serve(&mut self, p: &mut Plumbing) -> lapin::Result<()> {
+        loop {
+            tokio::select! {
+                biased;
+                _ = p.token.cancelled() => return Ok(()),
+                event = self.events.next() => match event {
+                    Some(Event::ConnectionBlocked(reason)) => {
+                        warn!(%reason, "the broker blocked this connection");
+                        p.set_status(LinkStatus::Blocked { reason });
+                    }
+                    Some(Event::ConnectionUnblocked) => {
+                        info!("the broker unblocked this connection");
+                        p.set_status(LinkStatus::Connected);
+                    }
+                    Some(Event::Error(error)) => return Err(error),
+                    Some(_) => {}
+                    None => return Err(lost("the connection's event stream ended")),
+                },
+                delivery = self.consumer.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        let reply_to = delivery.properties.reply_to().as_ref().map(ToString::to_string);
+                        if p.accept(&delivery.data, reply_to, &self.queue).await {
+                            delivery.acker.ack(BasicAckOptions::default()).await?;
+                        } else {
+                            // Not requeued: a body that failed to decode will fail again.
+                            delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
+                        }
+                    }
+                    Some(Err(error)) => return Err(error),
+                    None => return Err(lost("the broker cancelled our consumer")),
+                },
+                Some(outgoing) = p.out_rx.recv() => self.publish(outgoing, &p.stats).await?,
+            }
+        }
+    }
+
+    async fn publish(&self, outgoing: Outgoing, stats: &LinkStats) -> lapin::Result<()> {
+        let (exchange, routing_key) = match &outgoing.route {
+            Route::Broadcast => (PING_EXCHANGE, ""),
+            Route::Direct(queue) => ("", queue.as_str()),
+        };
+        let mut properties = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(TRANSIENT);
+        if let Some(reply_to) = outgoing.reply_to {
+            properties = properties.with_reply_to(reply_to.into());
+        }
+        if let Some(ttl) = outgoing.expires_after {
+            properties = properties.with_expiration(ttl.as_millis().max(1).to_string().into());
+        }
+        // No publisher confirms: a lost heartbeat is handled by the timeout,
+        // and waiting for a confirm per ping would add a round trip per ping.
+        let confirm = self
+            .channel
+            .basic_publish(
+                exchange.into(),
+                routing_key.into(),
+                BasicPublishOptions::default(),
+                &outgoing.body,
+                properties,
+            )
+            .await?;
+        // Without confirm mode this resolves at once; there is nothing to wait for.
+        drop(confirm);
+        LinkStats::count(&stats.published);
+        Ok(())
+    }
+
+    /// Send what is still queued (a goodbye, typically), then close politely.
+    async fn shut_down(self, p: &mut Plumbing) {
+        while let Ok(outgoing) = p.out_rx.try_recv() {
+            if let Err(error) = self.publish(outgoing, &p.stats).await {
+                debug!(%error, "could not flush a message while closing");
+                break;
+            }
+        }
+        let close = self.connection.close(200, "closing".into());
+        if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
+            debug!("the broker did not acknowledge the close in time");
+        }
+    }
+}
+
+fn lost(why: &str) -> lapin::Error {
+    lapin::Error::from(std::io::Error::other(why.to_owned()))
+}
+
+/// Errors no retry can fix. Everything else is worth another attempt.
+fn fatal(error: &lapin::Error, url: &BrokerUrl) -> Option<Error> {
+    let ErrorKind::ProtocolError(amqp) = error.kind() else {
+        return None;
+    };
+    let detail = amqp.get_message().to_string();
+    match amqp.kind() {
+        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+        | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Some(Error::AccessRefused {
+            url: url.redacted().to_owned(),
+            detail,
+        }),
+        _ => None,
+    }
+}
+
+/// A one-line, actionable account of a retryable error.
+fn describe(error: &lapin::Error, endpoint: &Endpoint) -> String {
+    if let ErrorKind::ProtocolError(amqp) = error.kind()
+        && matches!(
+            amqp.kind(),
+            AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED)
+        )
+    {
+        return format!(
+            "queue {} is held by another connection; is another process running with the same name and instance?",
+            endpoint.queue
+        );
+    }
+    error.to_string()
+}
+
+/// Add `heartbeat=N` unless the URL sets its own.
+fn with_default_heartbeat(url: &str) -> String {
+    if url.contains("heartbeat=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}heartbeat={DEFAULT_HEARTBEAT_SECS}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_is_added_once() {
+        assert_eq!(
+            with_default_heartbeat("amqp://h/%2f"),
+            "amqp://h/%2f?heartbeat=10"
+        );
+        assert_eq!(
+            with_default_heartbeat("amqp://h/v?frame_max=8192"),
+            "amqp://h/v?frame_max=8192&heartbeat=10"
+        );
+        assert_eq!(
+            with_default_heartbeat("amqp://h/v?heartbeat=30"),
+            "amqp://h/v?heartbeat=30"
+        );
+    }
+}

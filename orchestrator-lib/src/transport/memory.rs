@@ -1,0 +1,230 @@
+//! The in-process back end: a broker in a `HashMap`, for the zero-setup demo
+//! and for deterministic tests of the logic above the transport. It routes
+//! like the AMQP topology (broadcast to service queues, direct to a named
+//! queue) and decodes with the same code, but it has no network, no
+//! reconnects and no message expiry.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::mpsc;
+
+use super::{Link, LinkOptions, LinkStats, LinkStatus, Outgoing, Plumbing, Route, plumbing};
+use crate::{Endpoint, Role};
+
+/// Bodies a queue holds before new ones are dropped, like a broker's max-length.
+const QUEUE_CAPACITY: usize = 1024;
+
+struct RawDelivery {
+    body: Vec<u8>,
+    reply_to: Option<String>,
+}
+
+struct Queue {
+    role: Role,
+    owner: u64,
+    tx: mpsc::Sender<RawDelivery>,
+}
+
+#[derive(Default)]
+struct Hub {
+    queues: HashMap<String, Queue>,
+}
+
+/// An in-process broker. Clones share the same queues.
+#[derive(Clone, Default)]
+pub struct MemoryBroker {
+    hub: Arc<Mutex<Hub>>,
+    next_owner: Arc<AtomicU64>,
+}
+
+impl MemoryBroker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Open a link whose queue lives until the link is closed or dropped.
+    /// Must be called inside a tokio runtime.
+    pub fn connect(&self, endpoint: Endpoint, options: LinkOptions) -> Link {
+        let (mut link, plumbing) = plumbing(&options);
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let owner = self.next_owner.fetch_add(1, Ordering::Relaxed);
+        self.hub().queues.insert(
+            endpoint.queue.clone(),
+            Queue {
+                role: endpoint.role,
+                owner,
+                tx,
+            },
+        );
+        let task = tokio::spawn(self.clone().run(endpoint.queue, owner, rx, plumbing));
+        link.closer.task = Some(task);
+        link
+    }
+
+    /// Put a raw body on a queue, as a misbehaving peer would. False if no such queue.
+    pub fn inject(&self, queue: &str, body: Vec<u8>, reply_to: Option<String>) -> bool {
+        let hub = self.hub();
+        hub.queues
+            .get(queue)
+            .is_some_and(|q| q.tx.try_send(RawDelivery { body, reply_to }).is_ok())
+    }
+
+    /// Whether a queue currently exists (its link is open).
+    pub fn has_queue(&self, queue: &str) -> bool {
+        self.hub().queues.contains_key(queue)
+    }
+
+    fn hub(&self) -> std::sync::MutexGuard<'_, Hub> {
+        // The hub holds plain data; a panic elsewhere cannot leave it half-updated.
+        self.hub.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    async fn run(
+        self,
+        queue: String,
+        owner: u64,
+        mut rx: mpsc::Receiver<RawDelivery>,
+        mut p: Plumbing,
+    ) {
+        p.set_status(LinkStatus::Connected);
+        loop {
+            tokio::select! {
+                biased;
+                _ = p.token.cancelled() => break,
+                Some(outgoing) = p.out_rx.recv() => self.route(outgoing, &p.stats),
+                Some(raw) = rx.recv() => {
+                    p.accept(&raw.body, raw.reply_to, &queue).await;
+                }
+            }
+        }
+        while let Ok(outgoing) = p.out_rx.try_recv() {
+            self.route(outgoing, &p.stats);
+        }
+        let mut hub = self.hub();
+        if hub.queues.get(&queue).is_some_and(|q| q.owner == owner) {
+            hub.queues.remove(&queue);
+        }
+        drop(hub);
+        p.set_status(LinkStatus::Closed);
+    }
+
+    fn route(&self, outgoing: Outgoing, stats: &LinkStats) {
+        let hub = self.hub();
+        let deliver = |q: &Queue| {
+            let raw = RawDelivery {
+                body: outgoing.body.clone(),
+                reply_to: outgoing.reply_to.clone(),
+            };
+            // A full queue drops, as a broker queue with a length limit would.
+            let _ = q.tx.try_send(raw);
+        };
+        match &outgoing.route {
+            Route::Broadcast => hub
+                .queues
+                .values()
+                .filter(|q| q.role == Role::Service)
+                .for_each(deliver),
+            Route::Direct(name) => hub.queues.get(name).into_iter().for_each(deliver),
+        }
+        LinkStats::count(&stats.published);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Message, Ping};
+    use crate::{Identity, Incoming};
+    use std::time::Duration;
+
+    fn ping(seq: u64) -> Message {
+        Message::Ping(Ping {
+            monitor: "m".into(),
+            seq,
+            sent_at: chrono::Utc::now(),
+        })
+    }
+
+    #[tokio::test]
+    async fn broadcast_reaches_services_only_and_carries_reply_to() {
+        let broker = MemoryBroker::new();
+        let monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
+        let mut a = broker.connect(
+            Endpoint::service(&Identity::new("a", "1")),
+            LinkOptions::default(),
+        );
+        let mut b = broker.connect(
+            Endpoint::service(&Identity::new("b", "1")),
+            LinkOptions::default(),
+        );
+        let mut monitor_inbox = monitor.inbox;
+
+        monitor
+            .publisher
+            .broadcast(&ping(1), "heartbeat.monitor.m", Duration::from_secs(1))
+            .unwrap();
+        for inbox in [&mut a.inbox, &mut b.inbox] {
+            let got = inbox.recv().await.unwrap();
+            assert_eq!(
+                got,
+                Incoming {
+                    message: ping(1).clone_with_time(&got.message),
+                    reply_to: Some("heartbeat.monitor.m".into())
+                }
+            );
+        }
+        // The monitor's own queue is not bound to the fanout.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), monitor_inbox.recv())
+                .await
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_bodies_are_counted_and_dropped_and_the_stream_goes_on() {
+        let broker = MemoryBroker::new();
+        let mut link = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
+        assert!(broker.inject("heartbeat.monitor.m", b"{not json".to_vec(), None));
+        assert!(broker.inject("heartbeat.monitor.m", crate::wire::encode(&ping(2)), None));
+        let got = link.inbox.recv().await.unwrap();
+        assert!(matches!(got.message, Message::Ping(Ping { seq: 2, .. })));
+        assert_eq!(link.stats.received(), 2);
+        assert_eq!(link.stats.rejected(), 1);
+    }
+
+    #[tokio::test]
+    async fn close_flushes_queued_messages_and_removes_the_queue() {
+        let broker = MemoryBroker::new();
+        let mut monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
+        let service = broker.connect(
+            Endpoint::service(&Identity::new("a", "1")),
+            LinkOptions::default(),
+        );
+        service
+            .publisher
+            .send_to("heartbeat.monitor.m", &ping(3))
+            .unwrap();
+        service.closer.close().await;
+        assert!(!broker.has_queue("heartbeat.service.a.1"));
+        assert!(matches!(
+            monitor.inbox.recv().await.unwrap().message,
+            Message::Ping(Ping { seq: 3, .. })
+        ));
+    }
+
+    impl Message {
+        /// Copy `other`'s timestamp so messages built at different instants compare.
+        fn clone_with_time(&self, other: &Message) -> Message {
+            match (self, other) {
+                (Message::Ping(p), Message::Ping(o)) => Message::Ping(Ping {
+                    sent_at: o.sent_at,
+                    ..p.clone()
+                }),
+                _ => self.clone(),
+            }
+        }
+    }
+}

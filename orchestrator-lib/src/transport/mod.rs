@@ -1,0 +1,292 @@
+//! The [`Link`]: one small interface to the broker, with two back ends.
+//!
+//! A link is a handle to a background task that owns the connection. The
+//! caller publishes through a [`Publisher`], reads decoded messages from an
+//! [`Inbox`], watches [`LinkStatus`], and ends it with [`Closer::close`]. The
+//! `amqp` back end talks to RabbitMQ through lapin; the `memory` back end routes
+//! in-process for the demo and for deterministic tests. Both decode with the
+//! same [`accept`], so a bad body is counted and dropped the same way.
+
+mod amqp;
+mod memory;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::wire::{self, Message};
+use crate::{BrokerUrl, Endpoint, Error};
+
+pub use memory::MemoryBroker;
+
+/// Tuning for a link. The defaults suit a heartbeat on a local or hosted broker.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// Unacknowledged deliveries the broker may push before waiting for acks.
+    pub prefetch: u16,
+    /// Messages waiting to be published before new ones are dropped.
+    pub outgoing_capacity: usize,
+    /// Shown in the broker's management UI next to the connection.
+    pub connection_name: String,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        Self {
+            reconnect_min: Duration::from_millis(250),
+            reconnect_max: Duration::from_secs(5),
+            prefetch: 256,
+            outgoing_capacity: 1024,
+            connection_name: "heartbeat".into(),
+        }
+    }
+}
+
+/// Where the link stands; watch it through [`Link::status`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum LinkStatus {
+    /// The first attempt is under way.
+    Connecting,
+    Connected,
+    /// The last attempt failed or the connection dropped; the next try is scheduled.
+    Reconnecting {
+        attempt: u32,
+        retry_in: Duration,
+        error: String,
+    },
+    /// The broker stopped reading from us (it is short of memory or disk).
+    Blocked {
+        reason: String,
+    },
+    /// A failure retrying cannot fix, such as refused credentials. The link has stopped.
+    Failed(Error),
+    /// Closed on request.
+    Closed,
+}
+
+/// Counters a dashboard can turn into rates. `received` counts every body
+/// that arrived, `rejected` the ones that did not decode, `dropped` the
+/// outgoing ones lost to a full queue or a missing connection.
+#[derive(Debug, Default)]
+pub struct LinkStats {
+    published: AtomicU64,
+    received: AtomicU64,
+    rejected: AtomicU64,
+    dropped: AtomicU64,
+}
+
+impl LinkStats {
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+pub(crate) enum Route {
+    /// To every service, through the ping fanout exchange.
+    Broadcast,
+    /// To one queue, through the default exchange.
+    Direct(String),
+}
+
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    route: Route,
+    body: Vec<u8>,
+    reply_to: Option<String>,
+    /// After this the broker discards the message unread.
+    expires_after: Option<Duration>,
+}
+
+/// The sending half of a link. Cheap to clone; never blocks: when the link
+/// cannot keep up, or is down, messages are dropped and counted, because a
+/// heartbeat that arrives late is worse than none.
+#[derive(Clone)]
+pub struct Publisher {
+    tx: mpsc::Sender<Outgoing>,
+    stats: Arc<LinkStats>,
+    capacity: usize,
+}
+
+impl Publisher {
+    /// Publish to every service. The broker drops the message unread after
+    /// `expires_after`, so a service that was away does not answer stale pings.
+    pub fn broadcast(
+        &self,
+        message: &Message,
+        reply_to: &str,
+        expires_after: Duration,
+    ) -> Result<(), Error> {
+        self.enqueue(Outgoing {
+            route: Route::Broadcast,
+            body: wire::encode(message),
+            reply_to: Some(reply_to.to_owned()),
+            expires_after: Some(expires_after),
+        })
+    }
+
+    /// Publish to one queue, typically a ping's `reply_to`.
+    pub fn send_to(&self, queue: &str, message: &Message) -> Result<(), Error> {
+        self.enqueue(Outgoing {
+            route: Route::Direct(queue.to_owned()),
+            body: wire::encode(message),
+            reply_to: None,
+            expires_after: None,
+        })
+    }
+
+    fn enqueue(&self, outgoing: Outgoing) -> Result<(), Error> {
+        self.tx.try_send(outgoing).map_err(|e| {
+            LinkStats::count(&self.stats.dropped);
+            match e {
+                mpsc::error::TrySendError::Full(_) => Error::Backpressure {
+                    capacity: self.capacity,
+                },
+                mpsc::error::TrySendError::Closed(_) => Error::Closed,
+            }
+        })
+    }
+}
+
+/// A decoded message and the queue its sender wants answers on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming {
+    pub message: Message,
+    pub reply_to: Option<String>,
+}
+
+/// The receiving half of a link: decoded messages only.
+pub struct Inbox {
+    rx: mpsc::Receiver<Incoming>,
+}
+
+impl Inbox {
+    /// The next message; `None` once the link has ended.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        self.rx.recv().await
+    }
+}
+
+/// Ends a link. Dropping it ends the link too, but without waiting for
+/// queued messages to go out.
+pub struct Closer {
+    token: CancellationToken,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Closer {
+    /// Publish what is already queued, close the connection politely, and wait.
+    pub async fn close(mut self) {
+        self.token.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Closer {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+/// A connection to the broker for one [`Endpoint`]. Fields are public so the
+/// halves can go to different tasks.
+pub struct Link {
+    pub publisher: Publisher,
+    pub inbox: Inbox,
+    pub status: watch::Receiver<LinkStatus>,
+    pub stats: Arc<LinkStats>,
+    pub closer: Closer,
+}
+
+/// The back-end side of a link's channels.
+pub(crate) struct Plumbing {
+    out_rx: mpsc::Receiver<Outgoing>,
+    inbox_tx: mpsc::Sender<Incoming>,
+    status_tx: watch::Sender<LinkStatus>,
+    stats: Arc<LinkStats>,
+    token: CancellationToken,
+}
+
+impl Plumbing {
+    fn set_status(&self, status: LinkStatus) {
+        self.status_tx.send_replace(status);
+    }
+
+    /// Decode a body off the wire and hand it to the inbox. Returns false when
+    /// the body was rejected, so the back end can tell the broker.
+    async fn accept(&self, body: &[u8], reply_to: Option<String>, queue: &str) -> bool {
+        LinkStats::count(&self.stats.received);
+        match wire::decode(body) {
+            Ok(message) => {
+                // The owner may have dropped the inbox; a publish-only link is fine.
+                let _ = self.inbox_tx.send(Incoming { message, reply_to }).await;
+                true
+            }
+            Err(error) => {
+                LinkStats::count(&self.stats.rejected);
+                tracing::warn!(%queue, %error, bytes = body.len(), "dropped a bad message");
+                false
+            }
+        }
+    }
+}
+
+fn plumbing(options: &LinkOptions) -> (Link, Plumbing) {
+    let (out_tx, out_rx) = mpsc::channel(options.outgoing_capacity.max(1));
+    let (inbox_tx, inbox_rx) = mpsc::channel(1024);
+    let (status_tx, status_rx) = watch::channel(LinkStatus::Connecting);
+    let stats = Arc::new(LinkStats::default());
+    let token = CancellationToken::new();
+    let link = Link {
+        publisher: Publisher {
+            tx: out_tx,
+            stats: stats.clone(),
+            capacity: options.outgoing_capacity,
+        },
+        inbox: Inbox { rx: inbox_rx },
+        status: status_rx,
+        stats: stats.clone(),
+        closer: Closer {
+            token: token.clone(),
+            task: None,
+        },
+    };
+    let plumbing = Plumbing {
+        out_rx,
+        inbox_tx,
+        status_tx,
+        stats,
+        token,
+    };
+    (link, plumbing)
+}
+
+/// Open a link to a real broker. Returns at once; the connection is made,
+/// and remade after every loss, in the background. Watch `status` to know
+/// when it is up. Must be called inside a tokio runtime.
+pub fn connect(url: &BrokerUrl, endpoint: Endpoint, options: LinkOptions) -> Link {
+    let (mut link, plumbing) = plumbing(&options);
+    let task = tokio::spawn(amqp::run(url.clone(), endpoint, options, plumbing));
+    link.closer.task = Some(task);
+    link
+}
