@@ -1,0 +1,346 @@
+//! Layered settings shared by `monitor` and `mock-service`.
+//!
+//! Layout:
+//! - `default.toml` (next to this crate's `Cargo.toml`): every setting with
+//!   its default and a comment; built in, so it is the lowest layer.
+//! - [`Settings::load`]: that file, then an optional user file, then
+//!   `MONITOR__...` environment variables. Flags are applied by each binary
+//!   on the returned value, then [`Settings::validate`] runs.
+//! - [`resolve_broker_url`]: the broker URL's own precedence.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use orchestrator_lib::BrokerUrl;
+use serde::Deserialize;
+
+/// The documented defaults, built into the binaries.
+pub const DEFAULT_TOML: &str = include_str!("../default.toml");
+pub const ENV_PREFIX: &str = "MONITOR";
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    pub id: String,
+    pub expect: Vec<String>,
+    #[serde(default, deserialize_with = "durations_by_name")]
+    pub timeouts: BTreeMap<String, Duration>,
+    pub broker: BrokerSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrokerSettings {
+    pub url: String,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_min: Duration,
+    #[serde(with = "humantime_serde")]
+    pub reconnect_max: Duration,
+}
+
+/// A setting that cannot be used, said in one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsError(String);
+
+impl fmt::Display for SettingsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SettingsError {}
+
+impl Settings {
+    /// Built-in defaults, then `file` if given, then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_with_env(file, None)
+    }
+
+    /// As [`Settings::load`], with the environment given as pairs instead of
+    /// read from the process, so tests do not race on global state.
+    pub fn load_with_env(
+        file: Option<&Path>,
+        env: Option<Vec<(String, String)>>,
+    ) -> Result<Self, SettingsError> {
+        let mut builder =
+            Config::builder().add_source(File::from_str(DEFAULT_TOML, FileFormat::Toml));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(SettingsError(format!(
+                    "config file {} does not exist or is not a file",
+                    path.display()
+                )));
+            }
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml));
+        }
+        let mut environment = Environment::with_prefix(ENV_PREFIX)
+            .prefix_separator("__")
+            .separator("__")
+            .list_separator(",")
+            .with_list_parse_key("expect")
+            .try_parsing(true);
+        if let Some(pairs) = env {
+            environment = environment.source(Some(pairs.into_iter().collect()));
+        }
+        let settings: Settings = builder
+            .add_source(environment)
+            .build()
+            .and_then(Config::try_deserialize)
+            .map_err(|e| SettingsError(format!("invalid configuration: {e}")))?;
+        Ok(settings)
+    }
+
+    /// The checks no type can express. Run after flags are applied.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad =
+            |key: &str, why: String| Err(SettingsError(format!("invalid setting `{key}`: {why}")));
+        if self.interval.is_zero() {
+            return bad("interval", "must be greater than zero".into());
+        }
+        if self.timeout < self.interval {
+            return bad(
+                "timeout",
+                format!(
+                    "{} is shorter than the interval ({}); a service would be declared DOWN between two pings",
+                    humantime::format_duration(self.timeout),
+                    humantime::format_duration(self.interval)
+                ),
+            );
+        }
+        for (service, timeout) in &self.timeouts {
+            if *timeout < self.interval {
+                return bad(
+                    &format!("timeouts.{service}"),
+                    format!(
+                        "{} is shorter than the interval ({})",
+                        humantime::format_duration(*timeout),
+                        humantime::format_duration(self.interval)
+                    ),
+                );
+            }
+        }
+        if let Some(name) = self.expect.iter().find(|n| n.trim().is_empty()) {
+            return bad("expect", format!("{name:?} is not a service name"));
+        }
+        if self.id.contains(char::is_whitespace) {
+            return bad("id", format!("{:?} must not contain spaces", self.id));
+        }
+        if self.broker.reconnect_min.is_zero() {
+            return bad("broker.reconnect_min", "must be greater than zero".into());
+        }
+        self.broker
+            .url
+            .parse::<BrokerUrl>()
+            .map_err(|e| SettingsError(format!("invalid setting `broker.url`: {e}")))?;
+        Ok(())
+    }
+
+    /// The timeout for one service: its override, else the default.
+    pub fn timeout_for(&self, service: &str) -> Duration {
+        self.timeouts
+            .get(&service.to_lowercase())
+            .copied()
+            .unwrap_or(self.timeout)
+    }
+}
+
+/// Keys are lower-cased: the config crate folds keys to lower case, and
+/// service names are matched the same way, so `Payments` and `payments` agree.
+fn durations_by_name<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, Duration>, D::Error> {
+    #[derive(Deserialize)]
+    struct Wrapped(#[serde(with = "humantime_serde")] Duration);
+    let raw = BTreeMap::<String, Wrapped>::deserialize(deserializer)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, Wrapped(d))| (k.to_lowercase(), d))
+        .collect())
+}
+
+/// Where the broker URL came from, for the startup log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlSource {
+    Flag,
+    CloudAmqpUrl,
+    AmqpUrl,
+    Settings,
+}
+
+impl fmt::Display for UrlSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            UrlSource::Flag => "--url",
+            UrlSource::CloudAmqpUrl => "CLOUDAMQP_URL",
+            UrlSource::AmqpUrl => "AMQP_URL",
+            UrlSource::Settings => "configuration (broker.url)",
+        })
+    }
+}
+
+/// The broker URL, in order: the `--url` flag, `CLOUDAMQP_URL`, `AMQP_URL`,
+/// then the settings (file, `MONITOR__BROKER__URL`, built-in default).
+/// Empty variables count as unset.
+pub fn resolve_broker_url(
+    flag: Option<&str>,
+    settings: &Settings,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<(BrokerUrl, UrlSource), SettingsError> {
+    let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
+    let (raw, source) = if let Some(flag) = flag {
+        (flag.to_owned(), UrlSource::Flag)
+    } else if let Some(url) = non_empty(env("CLOUDAMQP_URL")) {
+        (url, UrlSource::CloudAmqpUrl)
+    } else if let Some(url) = non_empty(env("AMQP_URL")) {
+        (url, UrlSource::AmqpUrl)
+    } else {
+        (settings.broker.url.clone(), UrlSource::Settings)
+    };
+    let url = raw
+        .parse::<BrokerUrl>()
+        .map_err(|e| SettingsError(format!("{e} (from {source})")))?;
+    Ok((url, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn env(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        )
+    }
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+        Settings::load_with_env(None, env(pairs)).and_then(|s| s.validate().map(|()| s))
+    }
+
+    #[test]
+    fn defaults_load_and_validate() {
+        let s = load(&[]).unwrap();
+        assert_eq!(s.interval, Duration::from_secs(1));
+        assert_eq!(s.timeout, Duration::from_secs(3));
+        assert_eq!(s.broker.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert!(s.expect.is_empty() && s.timeouts.is_empty() && s.id.is_empty());
+    }
+
+    #[test]
+    fn environment_overrides_the_defaults() {
+        let s = load(&[
+            ("MONITOR__INTERVAL", "500ms"),
+            ("MONITOR__TIMEOUT", "2s"),
+            ("MONITOR__EXPECT", "orders,payments"),
+            ("MONITOR__TIMEOUTS__PAYMENTS", "10s"),
+            ("MONITOR__BROKER__URL", "amqp://u:p@rabbit:5672/%2f"),
+        ])
+        .unwrap();
+        assert_eq!(s.interval, Duration::from_millis(500));
+        assert_eq!(s.expect, ["orders", "payments"]);
+        assert_eq!(s.timeout_for("payments"), Duration::from_secs(10));
+        assert_eq!(s.timeout_for("Payments"), Duration::from_secs(10));
+        assert_eq!(s.timeout_for("orders"), Duration::from_secs(2));
+        assert_eq!(s.broker.url, "amqp://u:p@rabbit:5672/%2f");
+    }
+
+    #[test]
+    fn a_file_overrides_the_defaults_and_the_environment_overrides_the_file() {
+        let dir = std::env::temp_dir().join(format!("hb-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("monitor.toml");
+        let mut f = std::fs::File::create(&path).unwrap();
+        writeln!(
+            f,
+            "interval = \"2s\"\ntimeout = \"9s\"\n[timeouts]\nslow = \"30s\""
+        )
+        .unwrap();
+        let s = Settings::load_with_env(Some(&path), env(&[("MONITOR__TIMEOUT", "7s")])).unwrap();
+        assert_eq!(s.interval, Duration::from_secs(2));
+        assert_eq!(s.timeout, Duration::from_secs(7));
+        assert_eq!(s.timeout_for("slow"), Duration::from_secs(30));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_the_setting_in_one_line() {
+        let cases: [(&[(&str, &str)], &str); 6] = [
+            (
+                &[("MONITOR__INTERVAL", "0s")],
+                "`interval`: must be greater than zero",
+            ),
+            (
+                &[("MONITOR__TIMEOUT", "500ms")],
+                "`timeout`: 500ms is shorter than the interval (1s)",
+            ),
+            (&[("MONITOR__INTERVAL", "soon")], "interval"),
+            (&[("MONITOR__INTERVALL", "1s")], "unknown field `intervall`"),
+            (&[("MONITOR__BROKER__URL", "http://x")], "`broker.url`"),
+            (&[("MONITOR__TIMEOUTS__SLOW", "10ms")], "`timeouts.slow`"),
+        ];
+        for (pairs, expected) in cases {
+            let err = load(pairs).unwrap_err().to_string();
+            assert!(err.contains(expected), "{pairs:?}: {err}");
+            assert!(!err.contains('\n'), "more than one line: {err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_config_file_is_an_error() {
+        let err = Settings::load_with_env(Some(Path::new("/nonexistent/monitor.toml")), env(&[]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("/nonexistent/monitor.toml"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn broker_url_precedence() {
+        let s = load(&[]).unwrap();
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let both = vars(&[
+            ("CLOUDAMQP_URL", "amqps://c:pw@cloud/v"),
+            ("AMQP_URL", "amqp://a@local/"),
+        ]);
+        assert_eq!(
+            resolve_broker_url(Some("amqp://flag/"), &s, both)
+                .unwrap()
+                .1,
+            UrlSource::Flag
+        );
+        let (url, source) = resolve_broker_url(None, &s, both).unwrap();
+        assert_eq!(
+            (url.redacted(), source),
+            ("amqps://c:****@cloud/v", UrlSource::CloudAmqpUrl)
+        );
+        let amqp_only = vars(&[("CLOUDAMQP_URL", ""), ("AMQP_URL", "amqp://a@local/")]);
+        assert_eq!(
+            resolve_broker_url(None, &s, amqp_only).unwrap().1,
+            UrlSource::AmqpUrl
+        );
+        assert_eq!(
+            resolve_broker_url(None, &s, vars(&[])).unwrap().1,
+            UrlSource::Settings
+        );
+        let err = resolve_broker_url(None, &s, vars(&[("CLOUDAMQP_URL", "nope")])).unwrap_err();
+        assert!(err.to_string().ends_with("(from CLOUDAMQP_URL)"), "{err}");
+    }
+}
