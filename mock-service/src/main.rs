@@ -1,0 +1,135 @@
+//! A stand-in microservice: answers every ping, says goodbye on Ctrl+C or
+//! SIGTERM, and can misbehave on purpose. It is the library's heartbeat
+//! responder plus flags.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use heartbeat_config::Settings;
+use orchestrator_lib::{Endpoint, Faults, Identity, LinkOptions};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mock-service",
+    version,
+    about = "A stand-in service that answers heartbeat pings"
+)]
+struct Cli {
+    /// The service name, shared by all its instances.
+    #[arg(long)]
+    name: String,
+
+    /// This instance's id (default: the host name). Must be unique per service.
+    #[arg(long)]
+    instance: Option<String>,
+
+    /// Broker URL, amqp:// or amqps://. Wins over CLOUDAMQP_URL, AMQP_URL and the config file.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+
+    /// A TOML settings file (the same as the monitor's; only [broker] is used).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Delay added to every answer, e.g. 50ms.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    latency: Duration,
+
+    /// Random extra delay of up to this much, e.g. 20ms.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "0s")]
+    jitter: Duration,
+
+    /// Probability of ignoring a ping, from 0 to 1.
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    drop_rate: f64,
+
+    /// Stop answering after this long but stay connected, like a hung process.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    hang_after: Option<Duration>,
+}
+
+/// lapin logs every connection error at ERROR itself; the transport already
+/// reports each one once, with the redacted URL and what happens next.
+const QUIET_LAPIN: &str = "info,lapin=off";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let faults = Faults {
+        latency: cli.latency,
+        jitter: cli.jitter,
+        drop_rate: cli.drop_rate,
+        hang_after: cli.hang_after,
+    };
+    let instance = cli
+        .instance
+        .clone()
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+    let setup = faults
+        .validate()
+        .map_err(|e| e.to_string())
+        .and_then(|()| check_name("--name", &cli.name))
+        .and_then(|()| check_name("--instance", &instance))
+        .and_then(|()| Settings::load(cli.config.as_deref()).map_err(|e| e.to_string()))
+        .and_then(|settings| {
+            heartbeat_config::resolve_broker_url(cli.url.as_deref(), &settings, |name| {
+                std::env::var(name).ok()
+            })
+            .map(|(url, from)| (settings, url, from))
+            .map_err(|e| e.to_string())
+        });
+    let (settings, url, from) = match setup {
+        Ok(ok) => ok,
+        Err(error) => {
+            eprintln!("mock-service: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| QUIET_LAPIN.into()),
+        )
+        .init();
+
+    let me = Identity::new(cli.name, instance);
+    info!(service = %me.service, instance = %me.instance, broker = %url, from = %from, "answering pings");
+    let options = LinkOptions {
+        reconnect_min: settings.broker.reconnect_min,
+        reconnect_max: settings.broker.reconnect_max,
+        connection_name: format!("mock-service {}/{}", me.service, me.instance),
+        ..LinkOptions::default()
+    };
+    let link = orchestrator_lib::connect(&url, Endpoint::service(&me), options);
+    let shutdown = CancellationToken::new();
+    orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
+    match orchestrator_lib::respond(link, me, faults, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("mock-service: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Names become queue names and dashboard rows: keep them printable and short.
+fn check_name(flag: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= orchestrator_lib::wire::MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid {flag} {name:?}: use 1 to {} letters, digits, '-', '_' or '.'",
+            orchestrator_lib::wire::MAX_NAME_LEN
+        ))
+    }
+}

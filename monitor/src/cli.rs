@@ -1,0 +1,63 @@
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use heartbeat_config::{Settings, SettingsError};
+
+/// Heartbeat failure detector for services on RabbitMQ: pings every service
+/// through a fanout exchange and reports who is UP and who is DOWN.
+#[derive(Debug, Parser)]
+#[command(name = "monitor", version)]
+pub struct Cli {
+    /// Run with simulated services on an in-process broker; needs no RabbitMQ.
+    #[arg(long)]
+    pub demo: bool,
+
+    /// Write one JSON object per transition to stdout instead of opening the
+    /// dashboard. Implied when stdout is not a terminal.
+    #[arg(long)]
+    pub headless: bool,
+
+    /// Broker URL, amqp:// or amqps://. Wins over CLOUDAMQP_URL, AMQP_URL and the config file.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+
+    /// A TOML file with settings to apply over the built-in defaults.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Time between pings, e.g. 500ms or 2s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub interval: Option<Duration>,
+
+    /// Silence after which a service is DOWN, e.g. 3s.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// This monitor's id (default: <hostname>-<pid>).
+    #[arg(long)]
+    pub id: Option<String>,
+
+    /// Services to expect, shown as never seen until they answer. Repeat or comma-separate.
+    #[arg(long, value_name = "SERVICE", value_delimiter = ',')]
+    pub expect: Vec<String>,
+}
+
+impl Cli {
+    /// Defaults, config file and environment, then these flags on top, validated.
+    pub fn settings(&self) -> Result<Settings, SettingsError> {
+        let mut settings = Settings::load(self.config.as_deref())?;
+        if let Some(interval) = self.interval {
+            settings.interval = interval;
+        }
+        if let Some(timeout) = self.timeout {
+            settings.timeout = timeout;
+        }
+        if let Some(id) = &self.id {
+            settings.id.clone_from(id);
+        }
+        settings.expect.extend(self.expect.iter().cloned());
+        settings.validate()?;
+        Ok(settings)
+    }
+}

@@ -1,0 +1,182 @@
+//! The monitor's engine: pings on a timer, feeds echoes and goodbyes to the
+//! [`Detector`], and reports what happens as [`Update`]s. All the I/O of
+//! monitoring lives here; all the judgement lives in the detector.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use orchestrator_lib::wire::{Message, Ping};
+use orchestrator_lib::{Error, Incoming, Link, LinkStatus};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::detector::{Detector, InstanceKey, Transition};
+
+/// The finest grain at which timeouts are judged.
+const MAX_CHECK_PERIOD: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub monitor_id: String,
+    /// Our queue; services send echoes and goodbyes to it.
+    pub reply_to: String,
+    pub interval: Duration,
+    /// A ping unread after this long is discarded by the broker.
+    pub ping_ttl: Duration,
+    pub expect: Vec<String>,
+}
+
+/// A transition stamped with wall-clock time for people and logs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub at: DateTime<Utc>,
+    pub transition: Transition,
+}
+
+/// What the engine tells its display.
+#[derive(Debug, Clone)]
+pub enum Update {
+    Transition(Report),
+    Echo {
+        key: InstanceKey,
+        /// The ping it answers, so a display can count the ones that went unanswered.
+        seq: u64,
+        rtt: Option<Duration>,
+        at: Instant,
+    },
+    PingSent {
+        seq: u64,
+        at: Instant,
+    },
+    Link(LinkStatus),
+}
+
+/// Run until `shutdown`, or until the link fails for good.
+pub async fn run(
+    link: Link,
+    mut detector: Detector,
+    config: EngineConfig,
+    updates: mpsc::Sender<Update>,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let Link {
+        publisher,
+        mut inbox,
+        mut status,
+        closer,
+        ..
+    } = link;
+    let start = Instant::now();
+    for service in &config.expect {
+        detector.expect(service, start.into_std());
+    }
+    let mut pings = tokio::time::interval(config.interval);
+    pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut checks = tokio::time::interval(
+        MAX_CHECK_PERIOD
+            .min(config.interval / 2)
+            .max(Duration::from_millis(10)),
+    );
+    checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    let mut connected = *status.borrow() == LinkStatus::Connected;
+    if !connected {
+        detector.link_down(start.into_std());
+    }
+    let emit = |update: Update| {
+        // A display that has gone away must not stop the monitoring.
+        let _ = updates.try_send(update);
+    };
+    let emit_all = |transitions: Vec<Transition>| {
+        for transition in transitions {
+            report(&updates, transition);
+        }
+    };
+
+    let outcome = loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break Ok(()),
+            changed = status.changed() => {
+                if changed.is_err() {
+                    break Ok(());
+                }
+                let now_status = status.borrow_and_update().clone();
+                let now = Instant::now().into_std();
+                match &now_status {
+                    LinkStatus::Connected | LinkStatus::Blocked { .. } => {
+                        if !connected {
+                            detector.link_up(now);
+                            connected = true;
+                        }
+                    }
+                    LinkStatus::Failed(error) => break Err(error.clone()),
+                    _ => {
+                        detector.link_down(now);
+                        connected = false;
+                    }
+                }
+                emit(Update::Link(now_status));
+            }
+            _ = pings.tick(), if connected => {
+                seq += 1;
+                let ping = Message::Ping(Ping { monitor: config.monitor_id.clone(), seq, sent_at: Utc::now() });
+                match publisher.broadcast(&ping, &config.reply_to, config.ping_ttl) {
+                    Ok(()) => {
+                        let now = Instant::now();
+                        detector.ping_sent(seq, now.into_std());
+                        emit(Update::PingSent { seq, at: now });
+                    }
+                    Err(error) => debug!(%error, seq, "ping not sent"),
+                }
+            }
+            incoming = inbox.recv() => {
+                let Some(Incoming { message, .. }) = incoming else { break Ok(()) };
+                let now = Instant::now();
+                match message {
+                    Message::Echo(echo) => {
+                        let outcome = detector.echo(&echo.service, &echo.instance, echo.seq, now.into_std());
+                        emit(Update::Echo { key: InstanceKey::new(echo.service, echo.instance), seq: echo.seq, rtt: outcome.rtt, at: now });
+                        emit_all(outcome.transition.into_iter().collect());
+                    }
+                    Message::Goodbye(bye) => {
+                        emit_all(detector.goodbye(&bye.service, &bye.instance, now.into_std()).into_iter().collect());
+                    }
+                    Message::Ping(ping) => debug!(monitor = %ping.monitor, "ignored a ping sent to a monitor"),
+                }
+            }
+            _ = checks.tick() => emit_all(detector.check(Instant::now().into_std())),
+        }
+    };
+    info!(pings = seq, "monitor stopping");
+    closer.close().await;
+    outcome
+}
+
+fn report(updates: &mpsc::Sender<Update>, transition: Transition) {
+    let report = Report {
+        at: Utc::now(),
+        transition,
+    };
+    info!(
+        service = %report.transition.key.service,
+        instance = %report.transition.key.instance,
+        "{} -> {}: {}",
+        report.transition.from.label(),
+        report.transition.to.label(),
+        report.transition.reason
+    );
+    // Transitions are few and must not be lost: wait for room if need be,
+    // but never for long enough to stall monitoring.
+    if updates
+        .try_send(Update::Transition(report.clone()))
+        .is_err()
+    {
+        let updates = updates.clone();
+        tokio::spawn(async move {
+            let _ = updates.send(Update::Transition(report)).await;
+        });
+    }
+}

@@ -1,0 +1,101 @@
+//! Headless output: one JSON object per line on stdout for every transition.
+//! Logs go to stderr, so stdout stays machine-readable.
+
+use std::io::Write;
+
+use chrono::SecondsFormat;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::detector::{Reason, State};
+use crate::engine::{Report, Update};
+
+#[derive(Serialize)]
+struct Line<'a> {
+    at: String,
+    service: &'a str,
+    instance: &'a str,
+    from: State,
+    to: State,
+    reason: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rtt_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    silent_ms: Option<u64>,
+}
+
+pub fn json_line(report: &Report) -> String {
+    let t = &report.transition;
+    let silent_ms = match t.reason {
+        Reason::TimedOut { silent_for } => Some(silent_for.as_millis() as u64),
+        _ => None,
+    };
+    let line = Line {
+        at: report.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        service: &t.key.service,
+        instance: &t.key.instance,
+        from: t.from,
+        to: t.to,
+        reason: t.reason.code(),
+        rtt_ms: t.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+        silent_ms,
+    };
+    serde_json::to_string(&line).expect("plain fields always serialise")
+}
+
+/// Write transitions until the engine stops. A closed stdout (the reader of
+/// a pipe went away) ends the writer quietly.
+pub async fn write_transitions(mut updates: mpsc::Receiver<Update>, mut out: impl Write) {
+    while let Some(update) = updates.recv().await {
+        if let Update::Transition(report) = update
+            && writeln!(out, "{}", json_line(&report))
+                .and_then(|()| out.flush())
+                .is_err()
+        {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::{InstanceKey, Transition};
+    use std::time::Duration;
+
+    #[test]
+    fn lines_carry_the_documented_fields() {
+        let report = Report {
+            at: "2026-11-23T10:00:01.5Z".parse().unwrap(),
+            transition: Transition {
+                key: InstanceKey::new("orders", "o-1"),
+                from: State::Up,
+                to: State::Down,
+                reason: Reason::TimedOut {
+                    silent_for: Duration::from_millis(3120),
+                },
+                rtt: None,
+            },
+        };
+        let value: serde_json::Value = serde_json::from_str(&json_line(&report)).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"at": "2026-11-23T10:00:01.500Z", "service": "orders", "instance": "o-1",
+                "from": "up", "to": "down", "reason": "timed_out", "silent_ms": 3120})
+        );
+        let report = Report {
+            transition: Transition {
+                from: State::NeverSeen,
+                to: State::Up,
+                reason: Reason::FirstSeen,
+                rtt: Some(Duration::from_micros(1234)),
+                ..report.transition
+            },
+            ..report
+        };
+        let value: serde_json::Value = serde_json::from_str(&json_line(&report)).unwrap();
+        assert_eq!(value["from"], "never_seen");
+        assert_eq!(value["rtt_ms"], 1.234);
+        assert!(value.get("silent_ms").is_none());
+    }
+}

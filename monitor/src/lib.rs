@@ -1,0 +1,20 @@
+//! The heartbeat monitor.
+//!
+//! Layout:
+//! - `cli`: flags, and how they land on top of the layered settings.
+//! - `app`: [`run`], which wires a link, the engine and an output together.
+//! - `engine`: the ping timer and the inbox loop around the detector; emits [`Update`]s.
+//! - `detector`: the pure failure detector: observations and instants in, transitions out.
+//! - `headless`: JSON lines on stdout, one per transition.
+//! - `demo`: simulated services on the in-process broker for `--demo`.
+
+mod app;
+mod cli;
+mod demo;
+pub mod detector;
+mod engine;
+mod headless;
+
+pub use app::{Source, run};
+pub use cli::Cli;
+pub use engine::{Report, Update};
