@@ -1,0 +1,213 @@
+//! What a new user meets when something is wrong: one clear line, the right
+//! exit code, no panic, no password.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+fn run(bin: std::path::PathBuf, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
+    let mut command = Command::new(bin);
+    command
+        .args(args)
+        .env_remove("CLOUDAMQP_URL")
+        .env_remove("AMQP_URL")
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Flags, environment, and a fragment the one-line error must contain.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+#[test]
+fn bad_settings_stop_with_one_line_and_exit_code_2() {
+    let cases: &[Case] = &[
+        (
+            &["--interval", "0s"],
+            &[],
+            "invalid setting `interval`: must be greater than zero",
+        ),
+        (
+            &["--interval", "2s", "--timeout", "1s"],
+            &[],
+            "invalid setting `timeout`",
+        ),
+        (
+            &[],
+            &[("MONITOR__INTERVALL", "1s")],
+            "unknown field `intervall`",
+        ),
+        (&[], &[("MONITOR__TIMEOUT", "soon")], "key `timeout`"),
+        (
+            &["--url", "http://user:hunter2@host"],
+            &[],
+            "amqp:// or amqps://",
+        ),
+        (
+            &[],
+            &[("CLOUDAMQP_URL", "not a url:hunter2@")],
+            "(from CLOUDAMQP_URL)",
+        ),
+        (
+            &["--config", "/nonexistent/monitor.toml"],
+            &[],
+            "/nonexistent/monitor.toml",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let (code, stderr) = run(monitor_bin(), args, env);
+        assert_eq!(code, 2, "{args:?} {env:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "not one line: {stderr}"
+        );
+        assert!(
+            !stderr.contains("hunter2") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn bad_mock_flags_stop_with_one_line_and_exit_code_2() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--name", "has space"], "invalid --name"),
+        (
+            &["--name", "ok", "--drop-rate", "1.5"],
+            "drop rate must be between 0 and 1",
+        ),
+        (&["--name", "ok", "--url", "amqp://"], "invalid broker URL"),
+    ];
+    for (args, expected) in cases {
+        let (code, stderr) = run(mock_bin(), args, &[]);
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.trim_end().lines().count(),
+            1,
+            "not one line: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn wrong_credentials_are_one_line_with_the_url_redacted() {
+    let url = "amqp://guest:wrong-password@127.0.0.1:5672/%2f";
+    for bin in [monitor_bin(), mock_bin()] {
+        let args: &[&str] = if bin == monitor_bin() {
+            &["--headless", "--url", url]
+        } else {
+            &["--name", "x", "--url", url]
+        };
+        let mut child = Command::new(&bin);
+        child.args(args).env("RUST_LOG", "off");
+        let mut proc = Proc::spawn("bad login", child);
+        let status = proc.wait_exit(Duration::from_secs(15));
+        let stderr = proc.stderr();
+        assert_eq!(status.code(), Some(1), "{stderr}");
+        assert!(stderr.contains("refused the login"), "{stderr}");
+        assert!(
+            stderr.contains("amqp://guest:****@127.0.0.1:5672"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("wrong-password"), "{stderr}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+}
+
+#[test]
+fn no_broker_keeps_trying_and_says_so_then_stops_cleanly() {
+    // Nothing listens on port 1 of the loopback.
+    let mut monitor = monitor("amqp://guest:secret@127.0.0.1:1/%2f", &[]);
+    monitor.wait_stderr(Duration::from_secs(10), "unreachable");
+    monitor.wait_stderr(Duration::from_secs(10), "attempt 2");
+    let stderr = monitor.stderr();
+    assert!(
+        stderr.contains("amqp://guest:****@127.0.0.1:1/"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("secret") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+    monitor.signal("INT");
+    assert!(
+        monitor.wait_exit(Duration::from_secs(3)).success(),
+        "{}",
+        monitor.stderr()
+    );
+}
+
+#[test]
+fn a_bad_message_on_the_wire_is_counted_dropped_and_monitoring_goes_on() {
+    let id = unique("mon");
+    let mut command = Command::new(monitor_bin());
+    command.args([
+        "--headless",
+        "--url",
+        BROKER,
+        "--id",
+        &id,
+        "--interval",
+        "200ms",
+        "--timeout",
+        "1s",
+    ]);
+    let mut monitor = Proc::spawn("monitor", command);
+    monitor.wait_stderr(Duration::from_secs(10), "connected");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use lapin::{
+            BasicProperties, Connection, ConnectionProperties, options::BasicPublishOptions,
+        };
+        let connection = Connection::connect(BROKER, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let queue = format!("heartbeat.monitor.{id}");
+        for body in [&b"{not json"[..], br#"{"v":9,"type":"echo"}"#, b"\xff\xfe"] {
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.as_str().into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    BasicProperties::default(),
+                )
+                .await
+                .unwrap();
+        }
+        connection.close(200, "done".into()).await.unwrap();
+    });
+    monitor.wait_stderr(Duration::from_secs(5), "dropped a bad message");
+
+    let name = unique("after-garbage");
+    let _mock = mock(BROKER, &name, "g-1", &[]);
+    monitor.wait_json(
+        Duration::from_secs(10),
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    assert_eq!(
+        monitor.stderr().matches("dropped a bad message").count(),
+        3,
+        "{}",
+        monitor.stderr()
+    );
+    assert!(!monitor.stderr().contains("panicked"));
+}

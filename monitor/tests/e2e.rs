@@ -1,0 +1,180 @@
+//! The user's story, end to end: real `monitor` and `mock-service` binaries
+//! against the real RabbitMQ on 127.0.0.1:5672. Every name is unique, so
+//! these tests share the broker with each other and with anything else.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::*;
+
+const UP_WITHIN: Duration = Duration::from_secs(10);
+
+#[test]
+fn two_mocks_up_then_ctrl_c_is_left_kill_is_timed_out_and_restart_recovers() {
+    let mut monitor = monitor(BROKER, &[]);
+    let (a, b) = (unique("alpha"), unique("beta"));
+    let mut mock_a = mock(BROKER, &a, "a-1", &[]);
+    let mut mock_b = mock(BROKER, &b, "b-1", &[]);
+
+    for service in [&a, &b] {
+        let up = monitor.wait_json(
+            UP_WITHIN,
+            "first seen",
+            transition(service, "up", "first_seen"),
+        );
+        assert_well_formed(&up);
+        assert_eq!(up["from"], "never_seen");
+        assert!(up["rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{up}");
+    }
+
+    // Ctrl+C: the mock says goodbye, exits 0, and is DOWN (left) within a second.
+    let sent = Instant::now();
+    mock_a.signal("INT");
+    let left = monitor.wait_json(
+        Duration::from_secs(1),
+        "left",
+        transition(&a, "down", "left"),
+    );
+    assert_well_formed(&left);
+    assert_eq!(
+        (left["from"].as_str(), left["instance"].as_str()),
+        (Some("up"), Some("a-1"))
+    );
+    assert!(mock_a.wait_exit(Duration::from_secs(1)).success());
+    assert!(sent.elapsed() < Duration::from_secs(2));
+
+    // SIGKILL: no goodbye; DOWN (timed out) within timeout + interval, plus a margin.
+    mock_b.kill();
+    let margin = Duration::from_millis(800);
+    let within = Duration::from_millis(TIMEOUT_MS + INTERVAL_MS) + margin;
+    let timed_out = monitor.wait_json(within, "timed out", transition(&b, "down", "timed_out"));
+    assert_well_formed(&timed_out);
+    let silent = timed_out["silent_ms"]
+        .as_u64()
+        .expect("silent_ms on a timeout");
+    assert!(
+        silent > TIMEOUT_MS,
+        "silent for {silent} ms, timeout is {TIMEOUT_MS} ms"
+    );
+
+    // Restarted with the same identity, it comes back UP.
+    let _mock_a = mock(BROKER, &a, "a-1", &[]);
+    let back = monitor.wait_json(UP_WITHIN, "recovered", transition(&a, "up", "recovered"));
+    assert_eq!(back["from"], "down");
+
+    monitor.signal("INT");
+    assert!(
+        monitor.wait_exit(Duration::from_secs(3)).success(),
+        "{}",
+        monitor.stderr()
+    );
+}
+
+#[test]
+fn sigterm_also_says_goodbye_and_exits_zero() {
+    let mut monitor = monitor(BROKER, &[]);
+    let name = unique("term");
+    let mut mock = mock(BROKER, &name, "t-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    mock.signal("TERM");
+    monitor.wait_json(
+        Duration::from_secs(1),
+        "left",
+        transition(&name, "down", "left"),
+    );
+    assert!(
+        mock.wait_exit(Duration::from_secs(1)).success(),
+        "{}",
+        mock.stderr()
+    );
+}
+
+#[test]
+fn a_hung_service_that_stays_connected_times_out() {
+    let mut monitor = monitor(BROKER, &[]);
+    let name = unique("hung");
+    let _mock = mock(BROKER, &name, "h-1", &["--hang-after", "1s"]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    monitor.wait_json(
+        Duration::from_secs(5),
+        "timed out",
+        transition(&name, "down", "timed_out"),
+    );
+}
+
+#[test]
+fn latency_shows_in_the_round_trip_time() {
+    let mut monitor = monitor(BROKER, &[]);
+    let name = unique("slow");
+    let _mock = mock(BROKER, &name, "s-1", &["--latency", "150ms"]);
+    let up = monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    let rtt = up["rtt_ms"].as_f64().unwrap();
+    assert!(rtt >= 150.0, "rtt {rtt} ms with 150 ms of added latency");
+}
+
+#[test]
+fn expected_services_and_per_service_timeouts_come_from_the_environment() {
+    // Underscores only: the name must be spellable in an environment variable.
+    let name = unique("expected").replace('-', "_");
+    let mut command = std::process::Command::new(monitor_bin());
+    command
+        .args(["--headless", "--url", BROKER, "--id", &unique("mon")])
+        .args(["--interval", "200ms", "--timeout", "1s"])
+        .env("MONITOR__EXPECT", &name)
+        .env(format!("MONITOR__TIMEOUTS__{}", name.to_uppercase()), "3s");
+    let mut monitor = Proc::spawn("monitor", command);
+    let mut mock = mock(BROKER, &name, "e-1", &[]);
+    let up = monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    assert_eq!(up["from"], "never_seen");
+    mock.kill();
+    let down = monitor.wait_json(
+        Duration::from_secs(6),
+        "timed out",
+        transition(&name, "down", "timed_out"),
+    );
+    let silent = down["silent_ms"].as_u64().unwrap();
+    assert!(
+        silent > 3000,
+        "the 3 s override should apply, not the 1 s default: {down}"
+    );
+}
+
+#[test]
+fn two_monitors_side_by_side_each_see_every_service() {
+    let mut first = monitor(BROKER, &[]);
+    let mut second = monitor(BROKER, &[]);
+    let name = unique("shared");
+    let mock = mock(BROKER, &name, "s-1", &[]);
+    for m in [&mut first, &mut second] {
+        m.wait_json(
+            UP_WITHIN,
+            "first seen",
+            transition(&name, "up", "first_seen"),
+        );
+    }
+    mock.signal("INT");
+    for m in [&mut first, &mut second] {
+        m.wait_json(
+            Duration::from_secs(1),
+            "left",
+            transition(&name, "down", "left"),
+        );
+    }
+}

@@ -1,0 +1,327 @@
+//! Helpers for end-to-end tests: run the real binaries against a real
+//! RabbitMQ and wait for what they print, each wait with a deadline.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The shared broker every machine of this project runs.
+pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Fast enough for tests, slow enough for a loaded two-core CI machine.
+pub const INTERVAL_MS: u64 = 200;
+pub const TIMEOUT_MS: u64 = 1000;
+
+pub fn monitor_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_monitor"))
+}
+
+/// `cargo test` builds only the binaries of the package under test, so the
+/// first test that needs `mock-service` builds it into the same target
+/// directory (a no-op when it is already fresh).
+pub fn mock_bin() -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BUILT
+        .get_or_init(build_mock_service)
+        .clone()
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn build_mock_service() -> Result<PathBuf, String> {
+    let monitor = monitor_bin();
+    let profile_dir = monitor.parent().ok_or("monitor binary has no directory")?;
+    let target_dir = profile_dir
+        .parent()
+        .ok_or("profile directory has no parent")?;
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "mock-service",
+            "--bin",
+            "mock-service",
+        ])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+    if profile_dir
+        .file_name()
+        .is_some_and(|name| name == "release")
+    {
+        build.arg("--release");
+    }
+    let status = build
+        .status()
+        .map_err(|e| format!("cannot run cargo to build mock-service: {e}"))?;
+    if !status.success() {
+        return Err(format!("building mock-service failed: {status}"));
+    }
+    let path = monitor.with_file_name(format!("mock-service{}", std::env::consts::EXE_SUFFIX));
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(format!("{} is missing after building it", path.display()))
+    }
+}
+
+/// A name no other test, or other run sharing the broker, uses.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A child process whose stdout lines and stderr text are collected.
+pub struct Proc {
+    pub name: String,
+    child: Child,
+    lines: Receiver<String>,
+    /// Lines read but not yet matched by a wait.
+    pending: Vec<String>,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, mut command: Command) -> Self {
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("NO_COLOR", "1")
+            .env_remove("CLOUDAMQP_URL")
+            .env_remove("AMQP_URL");
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let (tx, lines) = channel();
+        let stdout = child.stdout.take().unwrap();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Self {
+            name: name.to_owned(),
+            child,
+            lines,
+            pending: Vec::new(),
+            stderr,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The next stdout line, within `within`, that is JSON and satisfies
+    /// `wanted`. Every line must be JSON: headless output is for machines.
+    pub fn wait_json(
+        &mut self,
+        within: Duration,
+        what: &str,
+        wanted: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        let parse = |line: &str| -> Value {
+            serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))
+        };
+        if let Some(i) = self.pending.iter().position(|l| wanted(&parse(l))) {
+            return parse(&self.pending.remove(i));
+        }
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let value = parse(&line);
+                    if wanted(&value) {
+                        return value;
+                    }
+                    self.pending.push(line);
+                }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => panic!(
+                    "{}: no line with {what} within {within:?}.\nunmatched lines: {:#?}\nstderr:\n{}",
+                    self.name,
+                    self.pending,
+                    self.stderr()
+                ),
+            }
+        }
+    }
+
+    /// Watch stdout for `within` and fail on any line matching `unwanted`.
+    /// Absence can only be shown over a window; keep it as short as the claim allows.
+    pub fn expect_no_json(
+        &mut self,
+        within: Duration,
+        what: &str,
+        unwanted: impl Fn(&Value) -> bool,
+    ) {
+        for line in &self.pending {
+            let value: Value = serde_json::from_str(line).unwrap();
+            assert!(
+                !unwanted(&value),
+                "{}: unexpected {what}: {line}",
+                self.name
+            );
+        }
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let value: Value = serde_json::from_str(&line)
+                        .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                    assert!(
+                        !unwanted(&value),
+                        "{}: unexpected {what}: {line}\nstderr:\n{}",
+                        self.name,
+                        self.stderr()
+                    );
+                    self.pending.push(line);
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// Wait for stderr to contain `text`.
+    pub fn wait_stderr(&self, within: Duration, text: &str) {
+        let deadline = Instant::now() + within;
+        while !self.stderr().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: stderr never said {text:?} within {within:?}:\n{}",
+                self.name,
+                self.stderr()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill(1) runs");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Wait for the process to exit, failing the test after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{} still running after {within:?}; stderr:\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A headless monitor with test timings and a unique id.
+pub fn monitor(url: &str, extra: &[&str]) -> Proc {
+    let id = unique("mon");
+    let mut command = Command::new(monitor_bin());
+    command
+        .args(["--headless", "--url", url, "--id", &id])
+        .args([
+            "--interval",
+            &format!("{INTERVAL_MS}ms"),
+            "--timeout",
+            &format!("{TIMEOUT_MS}ms"),
+        ])
+        .args(extra);
+    Proc::spawn(&format!("monitor {id}"), command)
+}
+
+pub fn mock(url: &str, name: &str, instance: &str, extra: &[&str]) -> Proc {
+    let mut command = Command::new(mock_bin());
+    command
+        .args(["--url", url, "--name", name, "--instance", instance])
+        .args(extra);
+    Proc::spawn(&format!("mock {name}/{instance}"), command)
+}
+
+/// A predicate on a transition line.
+pub fn transition<'a>(
+    service: &'a str,
+    to: &'a str,
+    reason: &'a str,
+) -> impl Fn(&Value) -> bool + 'a {
+    move |v| v["service"] == service && v["to"] == to && v["reason"] == reason
+}
+
+/// Checks the fields every transition line must carry.
+pub fn assert_well_formed(line: &Value) {
+    for field in ["at", "service", "instance", "from", "to", "reason"] {
+        assert!(
+            line.get(field).is_some_and(|v| v.is_string()),
+            "missing {field}: {line}"
+        );
+    }
+    let at = line["at"].as_str().unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(at).is_ok_and(|t| t.offset().local_minus_utc() == 0),
+        "at is not RFC 3339 UTC: {at}"
+    );
+}
