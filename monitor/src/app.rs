@@ -1,4 +1,4 @@
-use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use anyhow::Context;
 use heartbeat_config::{Settings, UrlSource};
@@ -9,7 +9,7 @@ use tracing::info;
 
 use crate::detector::Detector;
 use crate::engine::{self, EngineConfig};
-use crate::{demo, headless};
+use crate::{dashboard, demo, headless};
 
 /// Where the monitor gets its services from.
 #[derive(Debug, Clone)]
@@ -18,11 +18,21 @@ pub enum Source {
     Demo,
 }
 
-/// Run the monitor until `shutdown` or a failure no retry can fix.
+/// Where transitions are shown.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// JSON lines on stdout; logs on stderr.
+    Headless,
+    /// The full-screen dashboard; logs go to `log_path`, if anywhere.
+    Dashboard { log_path: Option<PathBuf> },
+}
+
+/// Run the monitor until `shutdown`, the user quits the dashboard, or a
+/// failure no retry can fix.
 pub async fn run(
     settings: Settings,
     source: Source,
-    headless: bool,
+    output: Output,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let monitor_id = if settings.id.is_empty() {
@@ -48,6 +58,10 @@ pub async fn run(
         ping_ttl: settings.timeout,
         expect: settings.expect.clone(),
     };
+    let broker_label = match &source {
+        Source::Broker { url, .. } => url.to_string(),
+        Source::Demo => "in-process demo (no broker)".to_string(),
+    };
     let (link, fleet) = match &source {
         Source::Broker { url, from } => {
             info!(broker = %url, from = %from, id = %monitor_id, interval = ?settings.interval, timeout = ?settings.timeout, "monitor starting");
@@ -66,6 +80,7 @@ pub async fn run(
     )
     .with_reconnect_grace(settings.broker.reconnect_max);
     let (updates_tx, updates_rx) = mpsc::channel(4096);
+    let stats = link.stats.clone();
     let engine = tokio::spawn(engine::run(
         link,
         detector,
@@ -74,9 +89,26 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    // The dashboard arrives with its own issue; until then a terminal gets the JSON lines too.
-    let _ = headless || !std::io::stdout().is_terminal();
-    headless::write_transitions(updates_rx, std::io::stdout()).await;
+    match output {
+        Output::Headless => headless::write_transitions(updates_rx, std::io::stdout()).await,
+        Output::Dashboard { log_path } => {
+            let mut app = dashboard::App::new(
+                broker_label,
+                settings.interval,
+                &settings.expect,
+                tokio::time::Instant::now(),
+            );
+            app.demo = fleet.is_some();
+            app.log_path = log_path;
+            let commands = fleet.as_ref().map(|(commands, _)| commands.clone());
+            let shown = dashboard::run(app, updates_rx, stats, commands, shutdown.clone()).await;
+            if let Err(error) = shown {
+                shutdown.cancel();
+                let _ = engine.await;
+                return Err(error).context("the terminal failed; try --headless");
+            }
+        }
+    }
 
     let outcome = engine.await.context("the monitoring task panicked")?;
     shutdown.cancel();

@@ -6,15 +6,17 @@
 //! - `engine`: the ping timer and the inbox loop around the detector; emits [`Update`]s.
 //! - `detector`: the pure failure detector: observations and instants in, transitions out.
 //! - `headless`: JSON lines on stdout, one per transition.
+//! - `dashboard`: the full-screen terminal dashboard (event, state, view).
 //! - `demo`: simulated services on the in-process broker for `--demo`.
 
 mod app;
 mod cli;
+pub mod dashboard;
 mod demo;
 pub mod detector;
 mod engine;
 mod headless;
 
-pub use app::{Source, run};
+pub use app::{Output, Source, run};
 pub use cli::Cli;
 pub use engine::{Report, Update};

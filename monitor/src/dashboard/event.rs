@@ -1,0 +1,34 @@
+//! Everything the dashboard reacts to, in one type, so the state has a single
+//! entry point and tests can replay any sequence of inputs.
+
+use crossterm::event::{KeyEvent, MouseEvent};
+
+use crate::engine::Update;
+
+/// The broker traffic counters at one instant; rates are differences of these.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub published: u64,
+    pub received: u64,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    /// The terminal's new size, columns then rows.
+    Resize(u16, u16),
+    /// The redraw timer, carrying a fresh sample of the traffic counters.
+    Tick(Traffic),
+    Engine(Update),
+}
+
+impl Event {
+    /// Whether the screen should change at once rather than at the next tick.
+    pub fn is_urgent(&self) -> bool {
+        !matches!(
+            self,
+            Event::Engine(Update::Echo { .. } | Update::PingSent { .. })
+        )
+    }
+}

@@ -1,0 +1,200 @@
+//! The full-screen terminal dashboard.
+//!
+//! - `event`: the one [`Event`] type keys, ticks and engine updates flow into.
+//! - `state`: [`App`], changed only by events; keys set flags, never exit.
+//! - `view`: draws an [`App`] at an instant; no I/O.
+//!
+//! This module is the I/O edge: the terminal, the input thread and the redraw
+//! timer. The terminal is restored on every way out, panics included.
+
+mod event;
+mod state;
+#[cfg(test)]
+mod tests;
+mod view;
+
+use std::io::{self, Stdout};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crossterm::event::{DisableMouseCapture, EnableMouseCapture};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use orchestrator_lib::LinkStats;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+pub use event::{Event, Traffic};
+pub use state::{App, Screen, Sort};
+pub use view::draw;
+
+use crate::demo::FleetCommand;
+use crate::engine::Update;
+
+/// A few frames a second keeps ages and rates live without costing CPU.
+const FRAME: Duration = Duration::from_millis(250);
+/// How long the input thread waits for a key before checking it should stop.
+const INPUT_POLL: Duration = Duration::from_millis(50);
+/// Updates applied before a frame is forced, so a flood cannot starve the screen.
+const MAX_BATCH: usize = 10_000;
+
+/// Run the dashboard until the user quits, `shutdown` fires, or the engine
+/// stops. Quitting cancels `shutdown`, which stops the monitoring too.
+pub async fn run(
+    mut app: App,
+    mut updates: mpsc::Receiver<Update>,
+    stats: Arc<LinkStats>,
+    fleet: Option<mpsc::Sender<FleetCommand>>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let mut terminal = TerminalGuard::enter()?;
+    let (input_tx, mut input) = mpsc::channel(64);
+    let input_thread = spawn_input_thread(input_tx);
+    let size = terminal.terminal.size()?;
+    app.update(Event::Resize(size.width, size.height), Instant::now());
+
+    let mut frames = tokio::time::interval(FRAME);
+    frames.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let traffic = || Traffic {
+        published: stats.published(),
+        received: stats.received(),
+    };
+    let outcome = loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            _ = frames.tick() => Event::Tick(traffic()),
+            key = input.recv() => match key {
+                Some(Ok(event)) => event,
+                Some(Err(error)) => break Err(error),
+                None => break Ok(()),
+            },
+            update = updates.recv() => match update {
+                Some(update) => Event::Engine(update),
+                // The engine stopped; its outcome is the caller's to report.
+                None => break Ok(()),
+            },
+        };
+        let mut redraw = event.is_urgent() || matches!(event, Event::Tick(_));
+        app.update(event, Instant::now());
+        // Take whatever else is already queued before paying for a frame.
+        for _ in 0..MAX_BATCH {
+            let Ok(update) = updates.try_recv() else {
+                break;
+            };
+            let event = Event::Engine(update);
+            redraw |= event.is_urgent();
+            app.update(event, Instant::now());
+        }
+        for command in app.commands.drain(..) {
+            if let Some(fleet) = &fleet {
+                let _ = fleet.try_send(command);
+            }
+        }
+        if app.quit {
+            shutdown.cancel();
+            break Ok(());
+        }
+        if redraw {
+            app.refresh();
+            let now = Instant::now();
+            if let Err(error) = terminal.terminal.draw(|frame| draw(frame, &app, now)) {
+                break Err(error);
+            }
+        }
+    };
+    input_thread.stop.store(true, Ordering::Relaxed);
+    drop(terminal);
+    let _ = input_thread.handle.join();
+    outcome
+}
+
+/// Raw mode, the alternate screen and mouse capture, undone on drop and on panic.
+struct TerminalGuard {
+    terminal: Terminal<CrosstermBackend<Stdout>>,
+}
+
+impl TerminalGuard {
+    fn enter() -> io::Result<Self> {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            restore_terminal();
+            previous(info);
+        }));
+        enable_raw_mode()?;
+        let mut stdout = io::stdout();
+        if let Err(error) = execute!(stdout, EnterAlternateScreen, EnableMouseCapture) {
+            restore_terminal();
+            return Err(error);
+        }
+        match Terminal::new(CrosstermBackend::new(stdout)) {
+            Ok(mut terminal) => {
+                let _ = terminal.clear();
+                Ok(Self { terminal })
+            }
+            Err(error) => {
+                restore_terminal();
+                Err(error)
+            }
+        }
+    }
+}
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+        let _ = self.terminal.show_cursor();
+    }
+}
+
+/// Safe to call more than once, and from the panic hook.
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        io::stdout(),
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+struct InputThread {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+/// crossterm's reads block, so they live on their own thread and arrive as
+/// events; the thread checks `stop` between short polls.
+fn spawn_input_thread(tx: mpsc::Sender<io::Result<Event>>) -> InputThread {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                let event = match crossterm::event::poll(INPUT_POLL) {
+                    Ok(false) => continue,
+                    Ok(true) => match crossterm::event::read() {
+                        Ok(crossterm::event::Event::Key(key)) => Ok(Event::Key(key)),
+                        Ok(crossterm::event::Event::Mouse(mouse)) => Ok(Event::Mouse(mouse)),
+                        Ok(crossterm::event::Event::Resize(columns, rows)) => {
+                            Ok(Event::Resize(columns, rows))
+                        }
+                        Ok(_) => continue,
+                        Err(error) => Err(error),
+                    },
+                    Err(error) => Err(error),
+                };
+                let failed = event.is_err();
+                if tx.blocking_send(event).is_err() || failed {
+                    break;
+                }
+            }
+        }
+    });
+    InputThread { stop, handle }
+}

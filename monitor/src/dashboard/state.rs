@@ -1,0 +1,606 @@
+//! The dashboard's state and how every [`Event`] changes it. No I/O and no
+//! clock reads: the caller passes `now`, so every rule is tested with
+//! explicit instants. Keys never end the process; they set [`App::quit`] and
+//! the run loop returns.
+
+use std::cmp::Reverse;
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
+use orchestrator_lib::{Identity, LinkStatus};
+use tokio::time::Instant;
+
+use super::event::{Event, Traffic};
+use super::view;
+use crate::demo::FleetCommand;
+use crate::detector::{InstanceKey, State, UNSEEN_INSTANCE};
+use crate::engine::{Report, Update};
+
+/// Round trips kept per instance for the percentiles and the sparkline.
+pub const RTT_SAMPLES: usize = 120;
+const HISTORY_PER_INSTANCE: usize = 100;
+const LOG_CAPACITY: usize = 500;
+/// Rates are averaged over this much of the recent past, so one burst does
+/// not make the monthly projection jump.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+const WHEEL_STEP: isize = 3;
+
+/// One service instance as the dashboard sees it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: InstanceKey,
+    pub state: State,
+    /// When the current state began.
+    pub since: Instant,
+    /// Since when this monitor has been watching it; uptime is measured over this.
+    pub watched_since: Instant,
+    /// Time spent UP before the current state began.
+    up_before: Duration,
+    pub last_echo: Option<Instant>,
+    last_seq: Option<u64>,
+    pub missed: u64,
+    /// Oldest first.
+    pub rtts: VecDeque<Duration>,
+    /// Newest first.
+    pub history: VecDeque<Report>,
+}
+
+impl Row {
+    fn new(key: InstanceKey, now: Instant) -> Self {
+        Self {
+            key,
+            state: State::NeverSeen,
+            since: now,
+            watched_since: now,
+            up_before: Duration::ZERO,
+            last_echo: None,
+            last_seq: None,
+            missed: 0,
+            rtts: VecDeque::with_capacity(RTT_SAMPLES),
+            history: VecDeque::new(),
+        }
+    }
+
+    /// The share of the watched time spent UP, from 0 to 1.
+    pub fn uptime(&self, now: Instant) -> Option<f64> {
+        let watched = now.saturating_duration_since(self.watched_since);
+        if watched.is_zero() {
+            return None;
+        }
+        let current = if self.state == State::Up {
+            now.saturating_duration_since(self.since)
+        } else {
+            Duration::ZERO
+        };
+        Some(((self.up_before + current).as_secs_f64() / watched.as_secs_f64()).min(1.0))
+    }
+
+    pub fn last_rtt(&self) -> Option<Duration> {
+        self.rtts.back().copied()
+    }
+
+    /// p50 and p99 of the recent round trips. Sorts a copy, so call it only
+    /// for rows on screen.
+    pub fn percentiles(&self) -> Option<(Duration, Duration)> {
+        if self.rtts.is_empty() {
+            return None;
+        }
+        let mut sorted: Vec<Duration> = self.rtts.iter().copied().collect();
+        sorted.sort_unstable();
+        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+        Some((at(0.5), at(0.99)))
+    }
+
+    fn is_placeholder(&self) -> bool {
+        self.key.instance == UNSEEN_INSTANCE && self.state == State::NeverSeen
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    /// DOWN first, then never seen, then UP.
+    State,
+    Name,
+    /// Slowest first.
+    Rtt,
+    /// Longest silent first.
+    LastSeen,
+}
+
+impl Sort {
+    fn next(self) -> Self {
+        match self {
+            Sort::State => Sort::Name,
+            Sort::Name => Sort::Rtt,
+            Sort::Rtt => Sort::LastSeen,
+            Sort::LastSeen => Sort::State,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Sort::State => "state",
+            Sort::Name => "name",
+            Sort::Rtt => "rtt",
+            Sort::LastSeen => "last seen",
+        }
+    }
+
+    /// Orders that depend on values every echo changes go stale between ticks.
+    fn follows_echoes(self) -> bool {
+        matches!(self, Sort::Rtt | Sort::LastSeen)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Screen {
+    List,
+    Detail,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub up: usize,
+    pub down: usize,
+    pub never_seen: usize,
+}
+
+/// What is known of the fleet: the part `p` freezes.
+#[derive(Debug, Clone)]
+pub struct Fleet {
+    pub rows: Vec<Row>,
+    index: HashMap<InstanceKey, usize>,
+    /// Newest first.
+    pub log: VecDeque<Report>,
+    pub seq: u64,
+    pub link: LinkStatus,
+    pub link_since: Instant,
+    /// Oldest first, spanning about [`RATE_WINDOW`].
+    traffic: VecDeque<(Instant, Traffic)>,
+    /// Indices into `rows`, filtered and sorted; rebuilt only when stale.
+    pub order: Vec<usize>,
+    /// Per service: instances UP, instances in all.
+    pub groups: HashMap<String, (usize, usize)>,
+    pub totals: Totals,
+    stale: bool,
+}
+
+impl Fleet {
+    fn new(now: Instant) -> Self {
+        Self {
+            rows: Vec::new(),
+            index: HashMap::new(),
+            log: VecDeque::new(),
+            seq: 0,
+            link: LinkStatus::Connecting,
+            link_since: now,
+            traffic: VecDeque::new(),
+            order: Vec::new(),
+            groups: HashMap::new(),
+            totals: Totals::default(),
+            stale: true,
+        }
+    }
+
+    fn row_mut(&mut self, key: &InstanceKey, now: Instant) -> &mut Row {
+        let i = match self.index.get(key) {
+            Some(&i) => i,
+            None => {
+                self.rows.push(Row::new(key.clone(), now));
+                self.index.insert(key.clone(), self.rows.len() - 1);
+                self.stale = true;
+                self.rows.len() - 1
+            }
+        };
+        &mut self.rows[i]
+    }
+
+    fn remove(&mut self, key: &InstanceKey) {
+        if let Some(i) = self.index.remove(key) {
+            self.rows.swap_remove(i);
+            if let Some(moved) = self.rows.get(i) {
+                self.index.insert(moved.key.clone(), i);
+            }
+            self.stale = true;
+        }
+    }
+
+    pub fn row(&self, key: &InstanceKey) -> Option<&Row> {
+        self.index.get(key).map(|&i| &self.rows[i])
+    }
+
+    fn apply(&mut self, update: Update, now: Instant) {
+        match update {
+            Update::Transition(report) => {
+                let t = &report.transition;
+                if t.key.instance != UNSEEN_INSTANCE {
+                    // The expected-service placeholder gives way to a real instance.
+                    let placeholder = InstanceKey::new(t.key.service.clone(), UNSEEN_INSTANCE);
+                    if self.row(&placeholder).is_some_and(Row::is_placeholder) {
+                        self.remove(&placeholder);
+                    }
+                }
+                let row = self.row_mut(&t.key, now);
+                if row.state == State::Up && t.to != State::Up {
+                    row.up_before += now.saturating_duration_since(row.since);
+                }
+                row.state = t.to;
+                row.since = now;
+                row.history.push_front(report.clone());
+                row.history.truncate(HISTORY_PER_INSTANCE);
+                self.log.push_front(report);
+                self.log.truncate(LOG_CAPACITY);
+                self.stale = true;
+            }
+            Update::Echo { key, seq, rtt, at } => {
+                let row = self.row_mut(&key, at);
+                row.last_echo = Some(at);
+                if row.last_seq.is_none_or(|last| last < seq) {
+                    row.last_seq = Some(seq);
+                }
+                if let Some(rtt) = rtt {
+                    if row.rtts.len() == RTT_SAMPLES {
+                        row.rtts.pop_front();
+                    }
+                    row.rtts.push_back(rtt);
+                }
+            }
+            Update::PingSent { seq, .. } => {
+                self.seq = seq;
+                // As the detector counts: the previous ping had a full interval to be answered.
+                for row in &mut self.rows {
+                    if row.last_seq.is_some_and(|last| last + 1 < seq) {
+                        row.missed += 1;
+                    }
+                }
+            }
+            Update::Link(status) => {
+                self.link = status;
+                self.link_since = now;
+            }
+        }
+    }
+
+    fn sample(&mut self, now: Instant, traffic: Traffic) {
+        self.traffic.push_back((now, traffic));
+        while self.traffic.len() > 2
+            && self
+                .traffic
+                .get(1)
+                .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= RATE_WINDOW)
+        {
+            self.traffic.pop_front();
+        }
+    }
+
+    /// Messages per second in and out, once two samples are apart.
+    pub fn rates(&self) -> Option<(f64, f64)> {
+        let (first_at, first) = self.traffic.front()?;
+        let (last_at, last) = self.traffic.back()?;
+        let secs = last_at.saturating_duration_since(*first_at).as_secs_f64();
+        if secs <= 0.0 {
+            return None;
+        }
+        let per_sec = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
+        Some((
+            per_sec(first.received, last.received),
+            per_sec(first.published, last.published),
+        ))
+    }
+
+    fn rebuild(&mut self, sort: Sort, filter: &str) {
+        self.groups.clear();
+        self.totals = Totals::default();
+        for row in &self.rows {
+            let group = self.groups.entry(row.key.service.clone()).or_default();
+            group.1 += 1;
+            match row.state {
+                State::Up => {
+                    group.0 += 1;
+                    self.totals.up += 1;
+                }
+                State::Down => self.totals.down += 1,
+                State::NeverSeen => self.totals.never_seen += 1,
+            }
+        }
+        let needle = filter.to_lowercase();
+        let rows = &self.rows;
+        self.order = (0..rows.len())
+            .filter(|&i| {
+                needle.is_empty()
+                    || rows[i].key.service.to_lowercase().contains(&needle)
+                    || rows[i].key.instance.to_lowercase().contains(&needle)
+            })
+            .collect();
+        // Instances of one service stay together: services are ordered by
+        // their most telling instance, then instances within each service.
+        let rank = |row: &Row| match row.state {
+            State::Down => 0u8,
+            State::NeverSeen => 1,
+            State::Up => 2,
+        };
+        let mut by_group: HashMap<&str, (u8, Option<Duration>, Option<Instant>)> = HashMap::new();
+        for &i in &self.order {
+            let row = &rows[i];
+            let entry =
+                by_group
+                    .entry(row.key.service.as_str())
+                    .or_insert((u8::MAX, None, row.last_echo));
+            entry.0 = entry.0.min(rank(row));
+            entry.1 = entry.1.max(row.last_rtt());
+            entry.2 = entry.2.min(row.last_echo);
+        }
+        let key = |row: &Row| {
+            let group = by_group[row.key.service.as_str()];
+            match sort {
+                Sort::State => (group.0, None, None, rank(row), None, None),
+                Sort::Name => (0, None, None, 0, None, None),
+                Sort::Rtt => (
+                    0,
+                    Some(Reverse(group.1)),
+                    None,
+                    0,
+                    Some(Reverse(row.last_rtt())),
+                    None,
+                ),
+                Sort::LastSeen => (0, None, Some(group.2), 0, None, Some(row.last_echo)),
+            }
+        };
+        self.order.sort_by(|&a, &b| {
+            let (a, b) = (&rows[a], &rows[b]);
+            let (ka, kb) = (key(a), key(b));
+            (ka.0, ka.1, ka.2)
+                .cmp(&(kb.0, kb.1, kb.2))
+                .then_with(|| a.key.service.cmp(&b.key.service))
+                .then_with(|| (ka.3, ka.4, ka.5).cmp(&(kb.3, kb.4, kb.5)))
+                .then_with(|| a.key.instance.cmp(&b.key.instance))
+        });
+        self.stale = false;
+    }
+}
+
+/// Where the dashboard is and what it shows.
+#[derive(Debug)]
+pub struct App {
+    /// The broker as shown in the header, already redacted.
+    pub broker: String,
+    pub interval: Duration,
+    pub started: Instant,
+    /// Simulated services that `x`, `c` and `r` act on.
+    pub demo: bool,
+    pub log_path: Option<PathBuf>,
+    live: Fleet,
+    /// While paused: what was on screen, and when it was frozen.
+    frozen: Option<(Fleet, Instant)>,
+    pub sort: Sort,
+    pub filter: String,
+    pub editing_filter: bool,
+    pub screen: Screen,
+    pub help: bool,
+    /// Position in the shown fleet's `order`.
+    pub selected: usize,
+    /// First row of `order` on screen.
+    pub offset: usize,
+    /// Follows the instance, not the position, when the order changes.
+    selected_key: Option<InstanceKey>,
+    /// Table rows that fit on screen, from the last resize.
+    page: usize,
+    pub quit: bool,
+    /// Demo commands for the run loop to send.
+    pub commands: Vec<FleetCommand>,
+}
+
+impl App {
+    pub fn new(broker: String, interval: Duration, expect: &[String], now: Instant) -> Self {
+        let mut live = Fleet::new(now);
+        for service in expect {
+            live.row_mut(&InstanceKey::new(service.clone(), UNSEEN_INSTANCE), now);
+        }
+        let mut app = Self {
+            broker,
+            interval,
+            started: now,
+            demo: false,
+            log_path: None,
+            live,
+            frozen: None,
+            sort: Sort::State,
+            filter: String::new(),
+            editing_filter: false,
+            screen: Screen::List,
+            help: false,
+            selected: 0,
+            offset: 0,
+            selected_key: None,
+            page: view::list_rows(24),
+            quit: false,
+            commands: Vec::new(),
+        };
+        app.refresh();
+        app
+    }
+
+    /// The fleet on screen: the live one, or the one frozen by `p`.
+    pub fn shown(&self) -> &Fleet {
+        self.frozen.as_ref().map_or(&self.live, |(fleet, _)| fleet)
+    }
+
+    /// The instant the screen is drawn at: `now`, or when it was paused.
+    pub fn shown_at(&self, now: Instant) -> Instant {
+        self.frozen.as_ref().map_or(now, |(_, at)| *at)
+    }
+
+    pub fn paused(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    pub fn selected_row(&self) -> Option<&Row> {
+        let fleet = self.shown();
+        fleet.order.get(self.selected).map(|&i| &fleet.rows[i])
+    }
+
+    /// Apply one event. Broker updates only mark the order stale: a burst of
+    /// thousands of transitions is sorted once, by [`App::refresh`] before the
+    /// next frame, not once per transition.
+    pub fn update(&mut self, event: Event, now: Instant) {
+        match event {
+            Event::Engine(update) => {
+                self.live.apply(update, now);
+                return;
+            }
+            Event::Tick(traffic) => {
+                self.live.sample(now, traffic);
+                if self.sort.follows_echoes() {
+                    self.live.stale = true;
+                }
+                return;
+            }
+            _ => {}
+        }
+        // Keys act on the order the user sees.
+        self.refresh();
+        match event {
+            Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key, now),
+            Event::Mouse(mouse) => match mouse.kind {
+                MouseEventKind::ScrollDown => self.move_by(WHEEL_STEP),
+                MouseEventKind::ScrollUp => self.move_by(-WHEEL_STEP),
+                _ => {}
+            },
+            Event::Resize(_, rows) => {
+                self.page = view::list_rows(rows);
+                self.follow();
+            }
+            _ => {}
+        }
+        self.refresh();
+    }
+
+    fn key(&mut self, key: KeyEvent, now: Instant) {
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            self.quit = true;
+            return;
+        }
+        if self.editing_filter {
+            match key.code {
+                KeyCode::Enter | KeyCode::Esc => self.editing_filter = false,
+                KeyCode::Backspace => {
+                    self.filter.pop();
+                    self.restale();
+                }
+                KeyCode::Char(c) => {
+                    self.filter.push(c);
+                    self.restale();
+                }
+                _ => {}
+            }
+            return;
+        }
+        if self.help {
+            match key.code {
+                KeyCode::Char('q') => self.quit = true,
+                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Enter => self.help = false,
+                _ => {}
+            }
+            return;
+        }
+        match key.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Esc => match self.screen {
+                Screen::Detail => self.screen = Screen::List,
+                Screen::List if !self.filter.is_empty() => {
+                    self.filter.clear();
+                    self.restale();
+                }
+                Screen::List => self.quit = true,
+            },
+            KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
+            KeyCode::Down | KeyCode::Char('j') => self.move_by(1),
+            KeyCode::PageUp => self.move_by(-(self.page.max(1) as isize)),
+            KeyCode::PageDown => self.move_by(self.page.max(1) as isize),
+            KeyCode::Home | KeyCode::Char('g') => self.move_by(isize::MIN),
+            KeyCode::End | KeyCode::Char('G') => self.move_by(isize::MAX),
+            KeyCode::Enter if self.selected_row().is_some() => self.screen = Screen::Detail,
+            KeyCode::Char('/') => {
+                self.screen = Screen::List;
+                self.editing_filter = true;
+            }
+            KeyCode::Char('s') => {
+                self.sort = self.sort.next();
+                self.restale();
+            }
+            KeyCode::Char('p') => match self.frozen.take() {
+                Some(_) => self.live.stale = true,
+                None => self.frozen = Some((self.live.clone(), now)),
+            },
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char(c @ ('x' | 'c' | 'r')) if self.demo => {
+                if let Some(row) = self.selected_row().filter(|row| !row.is_placeholder()) {
+                    let id = Identity::new(row.key.service.clone(), row.key.instance.clone());
+                    self.commands.push(match c {
+                        'x' => FleetCommand::Stop(id),
+                        'c' => FleetCommand::Crash(id),
+                        _ => FleetCommand::Start(id),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn restale(&mut self) {
+        self.live.stale = true;
+        if let Some((fleet, _)) = &mut self.frozen {
+            fleet.stale = true;
+        }
+    }
+
+    fn move_by(&mut self, delta: isize) {
+        let len = self.shown().order.len();
+        if len == 0 {
+            return;
+        }
+        self.selected = self.selected.saturating_add_signed(delta).min(len - 1);
+        self.selected_key = self.selected_row().map(|row| row.key.clone());
+        self.follow();
+    }
+
+    /// Rebuild the order if stale, keep the selection on its instance, and
+    /// scroll so it stays visible. Call before drawing.
+    pub fn refresh(&mut self) {
+        let (sort, filter) = (self.sort, self.filter.clone());
+        let fleet = match &mut self.frozen {
+            Some((fleet, _)) => fleet,
+            None => &mut self.live,
+        };
+        if !fleet.stale {
+            return;
+        }
+        fleet.rebuild(sort, &filter);
+        if let Some(key) = &self.selected_key
+            && let Some(&i) = fleet.index.get(key)
+            && let Some(position) = fleet.order.iter().position(|&j| j == i)
+        {
+            self.selected = position;
+        }
+        self.selected = self.selected.min(fleet.order.len().saturating_sub(1));
+        self.selected_key = self.selected_row().map(|row| row.key.clone());
+        if self.selected_row().is_none() {
+            self.screen = Screen::List;
+        }
+        self.follow();
+    }
+
+    fn follow(&mut self) {
+        let page = self.page.max(1);
+        if self.selected < self.offset {
+            self.offset = self.selected;
+        } else if self.selected >= self.offset + page {
+            self.offset = self.selected + 1 - page;
+        }
+        self.offset = self
+            .offset
+            .min(self.shown().order.len().saturating_sub(page));
+    }
+}

@@ -1,0 +1,739 @@
+//! The dashboard without a terminal: events go into [`App`], frames are drawn
+//! into a `TestBackend` at fixed sizes, all at explicit instants.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use orchestrator_lib::{Identity, LinkStatus};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use ratatui::style::Color;
+use tokio::time::Instant;
+
+use super::{App, Event, Screen, Sort, Traffic, draw};
+use crate::demo::FleetCommand;
+use crate::detector::{InstanceKey, Reason, State, Transition};
+use crate::engine::{Report, Update};
+
+const BROKER: &str = "amqp://guest:***@127.0.0.1:5672/%2f";
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn wall(offset: Duration) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap() + offset
+}
+
+/// A fixed origin: every instant in a test is an offset from it.
+struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+        }
+    }
+
+    fn at(&self, offset: Duration) -> Instant {
+        self.start + offset
+    }
+}
+
+fn new_app(clock: &Clock, expect: &[&str]) -> App {
+    let expect: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
+    App::new(BROKER.into(), secs(1), &expect, clock.at(Duration::ZERO))
+}
+
+fn transition(
+    app: &mut App,
+    clock: &Clock,
+    at: Duration,
+    key: (&str, &str),
+    from: State,
+    to: State,
+    reason: Reason,
+) {
+    let report = Report {
+        at: wall(at),
+        transition: Transition {
+            key: InstanceKey::new(key.0, key.1),
+            from,
+            to,
+            reason,
+            rtt: None,
+        },
+    };
+    app.update(Event::Engine(Update::Transition(report)), clock.at(at));
+}
+
+fn echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: u64, rtt: Duration) {
+    app.update(
+        Event::Engine(Update::Echo {
+            key: InstanceKey::new(key.0, key.1),
+            seq,
+            rtt: Some(rtt),
+            at: clock.at(at),
+        }),
+        clock.at(at),
+    );
+}
+
+fn ping(app: &mut App, clock: &Clock, at: Duration, seq: u64) {
+    app.update(
+        Event::Engine(Update::PingSent {
+            seq,
+            at: clock.at(at),
+        }),
+        clock.at(at),
+    );
+}
+
+fn up(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str)) {
+    transition(
+        app,
+        clock,
+        at,
+        key,
+        State::NeverSeen,
+        State::Up,
+        Reason::FirstSeen,
+    );
+}
+
+fn press(app: &mut App, clock: &Clock, at: Duration, code: KeyCode) {
+    app.update(
+        Event::Key(KeyEvent::new(code, KeyModifiers::NONE)),
+        clock.at(at),
+    );
+}
+
+fn type_text(app: &mut App, clock: &Clock, at: Duration, text: &str) {
+    for c in text.chars() {
+        press(app, clock, at, KeyCode::Char(c));
+    }
+}
+
+fn render(app: &mut App, now: Instant, width: u16, height: u16) -> Terminal<TestBackend> {
+    app.update(Event::Resize(width, height), now);
+    app.refresh();
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| draw(frame, app, now)).unwrap();
+    terminal
+}
+
+fn lines(terminal: &Terminal<TestBackend>) -> Vec<String> {
+    let buffer = terminal.backend().buffer();
+    (0..buffer.area.height)
+        .map(|y| {
+            (0..buffer.area.width)
+                .map(|x| buffer[(x, y)].symbol())
+                .collect::<String>()
+                .trim_end()
+                .to_string()
+        })
+        .collect()
+}
+
+fn screen(app: &mut App, now: Instant, width: u16, height: u16) -> Vec<String> {
+    lines(&render(app, now, width, height))
+}
+
+fn line_with<'a>(screen: &'a [String], needle: &str) -> &'a str {
+    screen
+        .iter()
+        .find(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no line has {needle:?} in\n{}", screen.join("\n")))
+}
+
+fn order(app: &mut App) -> Vec<String> {
+    app.refresh();
+    let fleet = app.shown();
+    fleet
+        .order
+        .iter()
+        .map(|&i| fleet.rows[i].key.to_string())
+        .collect()
+}
+
+/// orders ×2 (one DOWN by timeout), payments left, search UP and slow,
+/// billing expected but never seen; 30 s after the start.
+fn fleet_mix(clock: &Clock) -> App {
+    let mut app = new_app(clock, &["billing"]);
+    app.update(
+        Event::Engine(Update::Link(LinkStatus::Connected)),
+        clock.at(ms(100)),
+    );
+    for key in [
+        ("orders", "orders-1"),
+        ("orders", "orders-2"),
+        ("payments", "payments-1"),
+        ("search", "search-1"),
+    ] {
+        up(&mut app, clock, secs(1), key);
+    }
+    for seq in 1..=30u64 {
+        let at = secs(seq);
+        ping(&mut app, clock, at, seq);
+        echo(
+            &mut app,
+            clock,
+            at + ms(2),
+            ("orders", "orders-1"),
+            seq,
+            ms(2 + seq % 3),
+        );
+        if seq <= 20 {
+            echo(
+                &mut app,
+                clock,
+                at + ms(3),
+                ("orders", "orders-2"),
+                seq,
+                ms(3),
+            );
+        }
+        if seq <= 10 {
+            echo(
+                &mut app,
+                clock,
+                at + ms(4),
+                ("payments", "payments-1"),
+                seq,
+                ms(4),
+            );
+        }
+        echo(
+            &mut app,
+            clock,
+            at + ms(250),
+            ("search", "search-1"),
+            seq,
+            ms(200 + 10 * (seq % 5)),
+        );
+        app.update(
+            Event::Tick(Traffic {
+                published: seq,
+                received: seq * 4,
+            }),
+            clock.at(at),
+        );
+    }
+    transition(
+        &mut app,
+        clock,
+        secs(11),
+        ("payments", "payments-1"),
+        State::Up,
+        State::Down,
+        Reason::Left,
+    );
+    transition(
+        &mut app,
+        clock,
+        secs(24),
+        ("orders", "orders-2"),
+        State::Up,
+        State::Down,
+        Reason::TimedOut {
+            silent_for: ms(3100),
+        },
+    );
+    // Start from the top, as a user who just looked would.
+    press(&mut app, clock, secs(30), KeyCode::Home);
+    app
+}
+
+// ---- views ----
+
+#[test]
+fn empty_dashboard_says_it_is_waiting_and_shows_the_redacted_broker() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    let screen = screen(&mut app, clock.at(secs(2)), 80, 24);
+    assert_eq!(
+        screen[0],
+        " heartbeat  amqp://guest:***@127.0.0.1:5672/%2f  ◌ connecting…"
+    );
+    assert_eq!(
+        screen[1],
+        " 0 up · 0 down · ping every 1s · seq 0 · monitor up 2s"
+    );
+    assert_eq!(screen[2], " msg/s measuring…");
+    assert!(screen[3].starts_with("SERVICE          INSTANCE       STATE      FOR"));
+    assert!(screen[4].contains("waiting for the first echo"));
+    assert!(screen.iter().any(|l| l.contains("events, newest first")));
+    assert_eq!(
+        screen[23],
+        " q quit  ↑↓ move  ⏎ detail  / filter  s sort:state  p pause  ? help"
+    );
+    assert!(!screen.join("\n").contains("guest:guest"));
+}
+
+#[test]
+fn a_mix_of_states_groups_instances_puts_down_first_and_colours_states() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    let now = clock.at(secs(30) + ms(500));
+    let terminal = render(&mut app, now, 120, 24);
+    let screen = lines(&terminal);
+    assert_eq!(
+        screen[1],
+        " 2 up · 2 down · 1 never seen · ping every 1s · seq 30 · monitor up 30s"
+    );
+    assert_eq!(
+        screen[2],
+        " msg/s in 4.0 out 1.0 · ~13.0M/month (over a 1M/month plan cap)"
+    );
+    // DOWN services first (orders, with one instance down, then payments),
+    // then never seen, then UP; instances of a service stay together.
+    let table: Vec<&str> = screen[4..10].iter().map(String::as_str).collect();
+    assert_eq!(
+        table,
+        [
+            "orders 1/2       orders-2       DOWN       6s      10s ago   3.0ms    3.0ms    3.0ms    ▁▁▁▁▁▁▁▁▁▁ 78.0%   9",
+            "  ·              orders-1       UP         29s     498ms ago 2.0ms    3.0ms    4.0ms    ▁▅█▁▅█▁▅█▁ 100.0%  0",
+            "payments         payments-1     DOWN       19s     20s ago   4.0ms    4.0ms    4.0ms    ▁▁▁▁▁▁▁▁▁▁ 33.9%   19",
+            "billing          -              NEVER SEEN 30s     never     -        -        -                   0.0%    0",
+            "search           search-1       UP         29s     250ms ago 200ms    220ms    240ms    ▃▅▆█▁▃▅▆█▁ 100.0%  0",
+            "",
+        ]
+    );
+    let buffer = terminal.backend().buffer();
+    let colour_of = |row: u16, word: &str| {
+        let x = screen[row as usize].find(word).unwrap() as u16;
+        buffer[(x, row)].fg
+    };
+    // The selected (first) row is drawn reversed; compare on the others.
+    assert_eq!(colour_of(5, "UP"), Color::Green);
+    assert_eq!(colour_of(6, "DOWN"), Color::Red);
+    assert_eq!(colour_of(7, "NEVER SEEN"), Color::DarkGray);
+
+    // Newest first, with the wall-clock time and the reason.
+    let log = line_with(&screen, "events, newest first");
+    let at = screen.iter().position(|l| l == log).unwrap();
+    assert_eq!(
+        screen[at + 1],
+        " 12:00:24.000Z orders/orders-2 UP → DOWN  timed out: silent for 3.1s"
+    );
+    assert_eq!(
+        screen[at + 2],
+        " 12:00:11.000Z payments/payments-1 UP → DOWN  left (goodbye)"
+    );
+}
+
+#[test]
+fn the_detail_view_shows_the_history_and_an_rtt_chart() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    let now = clock.at(secs(30) + ms(500));
+    press(&mut app, &clock, secs(30), KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Detail);
+    let screen = screen(&mut app, now, 80, 24);
+    assert_eq!(screen[3], " orders/orders-2 DOWN for 6s");
+    assert_eq!(
+        screen[4],
+        " last echo 10s ago · rtt 3.0ms · p50 3.0ms · p99 3.0ms"
+    );
+    assert_eq!(
+        screen[5],
+        " uptime 77.97% · missed pings 9 · watched for 29s"
+    );
+    assert!(screen[6].starts_with(" round trip, last 20 echoes (top 3.0ms) ─"));
+    assert!(screen[7..13].iter().any(|l| l.contains('█')), "{screen:#?}");
+    let history = screen
+        .iter()
+        .position(|l| l.starts_with(" transitions, newest first"))
+        .unwrap();
+    assert_eq!(
+        screen[history + 1],
+        " 12:00:24.000Z UP → DOWN  timed out: silent for 3.1s"
+    );
+    assert_eq!(
+        screen[history + 2],
+        " 12:00:01.000Z NEVER SEEN → UP  first seen"
+    );
+}
+
+#[test]
+fn the_help_overlay_lists_every_key_and_the_log_file() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    app.log_path = Some("/tmp/monitor-42.log".into());
+    press(&mut app, &clock, secs(30), KeyCode::Char('?'));
+    assert!(app.help);
+    let text = screen(&mut app, clock.at(secs(30)), 80, 24).join("\n");
+    for (keys, what) in super::view::KEYS.iter().filter(|(k, _)| !k.is_empty()) {
+        assert!(text.contains(keys), "{keys} missing from\n{text}");
+        assert!(text.contains(what), "{what} missing from\n{text}");
+    }
+    assert!(text.contains("logs: /tmp/monitor-42.log"));
+    assert!(text.contains("┌ keys "));
+}
+
+#[test]
+fn narrow_terminals_drop_the_least_useful_columns_first() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    let now = clock.at(secs(30) + ms(500));
+
+    let wide = screen(&mut app, now, 120, 24);
+    assert_eq!(
+        wide[3],
+        "SERVICE          INSTANCE       STATE      FOR     LAST ECHO RTT      P50      P99      TREND      UPTIME  MISSED"
+    );
+    let standard = screen(&mut app, now, 80, 24);
+    assert_eq!(
+        standard[3],
+        "SERVICE          INSTANCE       STATE      FOR     LAST ECHO RTT      UPTIME"
+    );
+    let narrow = screen(&mut app, now, 50, 24);
+    assert_eq!(narrow[3], "SERVICE          INSTANCE       STATE      FOR");
+    assert!(narrow[4].starts_with("orders 1/2       orders-2       DOWN"));
+    let tiny = screen(&mut app, now, 30, 10);
+    assert_eq!(tiny[3], "SERVICE          STATE");
+    assert!(tiny[4].starts_with("orders 1/2       DOWN"));
+    // Too short for the event log: rows get the space.
+    assert!(!tiny.iter().any(|l| l.contains("events")));
+    assert_eq!(tiny[9], " q quit  ⏎ detail  ? help");
+}
+
+#[test]
+fn ten_thousand_services_scrolled_to_the_middle_show_only_the_rows_around_the_selection() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    for i in 0..10_000 {
+        let name = format!("svc-{i:05}");
+        up(&mut app, &clock, secs(1), (&name, "a"));
+        echo(&mut app, &clock, secs(1), (&name, "a"), 1, ms(5));
+    }
+    press(&mut app, &clock, secs(2), KeyCode::Char('s')); // sort by name
+    app.update(Event::Resize(80, 24), clock.at(secs(2)));
+    for _ in 0..5_000 {
+        press(&mut app, &clock, secs(2), KeyCode::Char('j'));
+    }
+    assert_eq!(app.selected, 5_000);
+    let page = super::view::list_rows(24);
+    assert_eq!(app.offset, 5_000 + 1 - page);
+    let terminal = render(&mut app, clock.at(secs(3)), 80, 24);
+    let screen = lines(&terminal);
+    assert_eq!(
+        screen[1],
+        " 10000 up · 0 down · ping every 1s · seq 0 · monitor up 3s"
+    );
+    assert!(screen[4].starts_with(&format!("svc-{:05}", 5_001 - page)));
+    let last = 4 + page - 1;
+    assert!(screen[last].starts_with("svc-05000        a              UP"));
+    assert!(!screen.iter().any(|l| l.contains("svc-05001")));
+    // The selection is the highlighted row.
+    let buffer = terminal.backend().buffer();
+    assert!(
+        buffer[(0, last as u16)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)
+    );
+    assert!(
+        !buffer[(0, last as u16 - 1)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)
+    );
+}
+
+#[test]
+fn reconnecting_and_blocked_links_are_spelled_out_in_the_header() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    app.update(
+        Event::Engine(Update::Link(LinkStatus::Reconnecting {
+            attempt: 3,
+            retry_in: secs(2),
+            error: "connection refused".into(),
+        })),
+        clock.at(secs(10)),
+    );
+    let screen = screen(&mut app, clock.at(secs(10) + ms(500)), 100, 24);
+    assert!(
+        screen[0].ends_with("◌ reconnecting, attempt 3, next try in 1.5s"),
+        "{}",
+        screen[0]
+    );
+    app.update(
+        Event::Engine(Update::Link(LinkStatus::Blocked {
+            reason: "low on memory".into(),
+        })),
+        clock.at(secs(11)),
+    );
+    let screen = self::screen(&mut app, clock.at(secs(11)), 100, 24);
+    assert!(screen[0].ends_with("■ blocked by the broker: low on memory"));
+}
+
+#[test]
+fn pausing_freezes_the_screen_but_not_the_monitoring() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    press(&mut app, &clock, secs(30), KeyCode::Char('p'));
+    assert!(app.paused());
+    transition(
+        &mut app,
+        &clock,
+        secs(31),
+        ("search", "search-1"),
+        State::Up,
+        State::Down,
+        Reason::Left,
+    );
+    let frozen = screen(&mut app, clock.at(secs(40)), 80, 24);
+    assert!(frozen[0].contains("PAUSED"));
+    // Ages are frozen at the moment of the pause, too.
+    assert!(frozen[1].contains("2 up · 2 down") && frozen[1].ends_with("monitor up 40s"));
+    assert!(line_with(&frozen, "search-1").contains("UP         29s"));
+
+    press(&mut app, &clock, secs(40), KeyCode::Char('p'));
+    let live = screen(&mut app, clock.at(secs(40)), 80, 24);
+    assert!(!live[0].contains("PAUSED"));
+    assert!(live[1].starts_with(" 1 up · 3 down"));
+    assert!(line_with(&live, "search-1").contains("DOWN       9s"));
+}
+
+// ---- keys ----
+
+fn key(app: &mut App, code: KeyCode, modifiers: KeyModifiers) {
+    app.update(Event::Key(KeyEvent::new(code, modifiers)), Instant::now());
+}
+
+#[test]
+fn q_ctrl_c_and_esc_on_the_list_quit() {
+    let clock = Clock::new();
+    for (code, modifiers) in [
+        (KeyCode::Char('q'), KeyModifiers::NONE),
+        (KeyCode::Char('c'), KeyModifiers::CONTROL),
+        (KeyCode::Esc, KeyModifiers::NONE),
+    ] {
+        let mut app = fleet_mix(&clock);
+        assert!(!app.quit);
+        key(&mut app, code, modifiers);
+        assert!(app.quit, "{code:?} with {modifiers:?} should quit");
+    }
+}
+
+#[test]
+fn esc_leaves_the_detail_view_or_the_filter_before_it_quits() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    press(&mut app, &clock, secs(30), KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Detail);
+    press(&mut app, &clock, secs(30), KeyCode::Esc);
+    assert_eq!(app.screen, Screen::List);
+    assert!(!app.quit);
+
+    press(&mut app, &clock, secs(30), KeyCode::Char('/'));
+    type_text(&mut app, &clock, secs(30), "pay");
+    press(&mut app, &clock, secs(30), KeyCode::Enter);
+    assert_eq!(app.filter, "pay");
+    press(&mut app, &clock, secs(30), KeyCode::Esc);
+    assert_eq!(app.filter, "");
+    assert!(!app.quit);
+    press(&mut app, &clock, secs(30), KeyCode::Esc);
+    assert!(app.quit);
+}
+
+#[test]
+fn arrows_and_j_k_move_within_bounds_and_the_selection_follows_its_instance() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    let selected = |app: &App| app.selected_row().unwrap().key.to_string();
+    assert_eq!(selected(&app), "orders/orders-2");
+    press(&mut app, &clock, secs(30), KeyCode::Char('k'));
+    assert_eq!(selected(&app), "orders/orders-2");
+    press(&mut app, &clock, secs(30), KeyCode::Down);
+    press(&mut app, &clock, secs(30), KeyCode::Char('j'));
+    assert_eq!(selected(&app), "payments/payments-1");
+    press(&mut app, &clock, secs(30), KeyCode::Up);
+    assert_eq!(selected(&app), "orders/orders-1");
+    for _ in 0..10 {
+        press(&mut app, &clock, secs(30), KeyCode::Down);
+    }
+    assert_eq!(selected(&app), "search/search-1");
+
+    // search goes DOWN and moves up the list; the selection goes with it.
+    transition(
+        &mut app,
+        &clock,
+        secs(31),
+        ("search", "search-1"),
+        State::Up,
+        State::Down,
+        Reason::Left,
+    );
+    app.refresh();
+    assert_eq!(selected(&app), "search/search-1");
+    assert_eq!(app.selected, 3);
+
+    let mut wheel = |kind| {
+        app.update(
+            Event::Mouse(MouseEvent {
+                kind,
+                column: 0,
+                row: 5,
+                modifiers: KeyModifiers::NONE,
+            }),
+            clock.at(secs(31)),
+        );
+        app.selected
+    };
+    assert_eq!(wheel(MouseEventKind::ScrollUp), 0);
+    assert_eq!(wheel(MouseEventKind::ScrollDown), 3);
+}
+
+#[test]
+fn slash_filters_by_name_and_typed_letters_are_not_commands() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    press(&mut app, &clock, secs(30), KeyCode::Char('/'));
+    assert!(app.editing_filter);
+    type_text(&mut app, &clock, secs(30), "qsp");
+    assert!(!app.quit, "q while typing a filter is a letter");
+    assert_eq!(app.sort, Sort::State);
+    assert!(!app.paused());
+    press(&mut app, &clock, secs(30), KeyCode::Backspace);
+    press(&mut app, &clock, secs(30), KeyCode::Backspace);
+    press(&mut app, &clock, secs(30), KeyCode::Backspace);
+    type_text(&mut app, &clock, secs(30), "ORDERS-1");
+    assert_eq!(order(&mut app), ["orders/orders-1"]);
+    press(&mut app, &clock, secs(30), KeyCode::Enter);
+    assert!(!app.editing_filter);
+    assert_eq!(app.filter, "ORDERS-1");
+    press(&mut app, &clock, secs(30), KeyCode::Char('/'));
+    for _ in 0..8 {
+        press(&mut app, &clock, secs(30), KeyCode::Backspace);
+    }
+    type_text(&mut app, &clock, secs(30), "nothing-like-it");
+    press(&mut app, &clock, secs(30), KeyCode::Enter);
+    assert!(order(&mut app).is_empty());
+    let screen = screen(&mut app, clock.at(secs(30)), 80, 24);
+    assert!(line_with(&screen, "nothing matches").contains("\"nothing-like-it\""));
+}
+
+#[test]
+fn s_cycles_the_sort_state_name_rtt_last_seen() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    assert_eq!(
+        order(&mut app),
+        [
+            "orders/orders-2",
+            "orders/orders-1",
+            "payments/payments-1",
+            "billing/-",
+            "search/search-1"
+        ]
+    );
+    press(&mut app, &clock, secs(30), KeyCode::Char('s'));
+    assert_eq!(app.sort, Sort::Name);
+    assert_eq!(
+        order(&mut app),
+        [
+            "billing/-",
+            "orders/orders-1",
+            "orders/orders-2",
+            "payments/payments-1",
+            "search/search-1"
+        ]
+    );
+    press(&mut app, &clock, secs(30), KeyCode::Char('s'));
+    assert_eq!(app.sort, Sort::Rtt);
+    assert_eq!(order(&mut app)[0], "search/search-1", "slowest first");
+    press(&mut app, &clock, secs(30), KeyCode::Char('s'));
+    assert_eq!(app.sort, Sort::LastSeen);
+    assert_eq!(
+        order(&mut app)[..3],
+        ["billing/-", "payments/payments-1", "orders/orders-2"],
+        "longest silent first"
+    );
+    press(&mut app, &clock, secs(30), KeyCode::Char('s'));
+    assert_eq!(app.sort, Sort::State);
+}
+
+#[test]
+fn help_opens_with_question_mark_and_closes_without_quitting() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    press(&mut app, &clock, secs(30), KeyCode::Char('?'));
+    assert!(app.help);
+    press(&mut app, &clock, secs(30), KeyCode::Char('j'));
+    assert_eq!(
+        app.selected, 0,
+        "keys other than closing ones are ignored under help"
+    );
+    press(&mut app, &clock, secs(30), KeyCode::Esc);
+    assert!(!app.help);
+    assert!(!app.quit);
+}
+
+#[test]
+fn demo_keys_stop_crash_and_revive_the_selected_service_only_in_the_demo() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    press(&mut app, &clock, secs(30), KeyCode::Char('x'));
+    assert!(app.commands.is_empty(), "not a demo");
+
+    app.demo = true;
+    let id = Identity::new("orders", "orders-2");
+    for (letter, command) in [
+        ('x', FleetCommand::Stop(id.clone())),
+        ('c', FleetCommand::Crash(id.clone())),
+        ('r', FleetCommand::Start(id.clone())),
+    ] {
+        press(&mut app, &clock, secs(30), KeyCode::Char(letter));
+        assert_eq!(app.commands.drain(..).collect::<Vec<_>>(), [command]);
+    }
+    // The placeholder of a never-seen service has nothing to act on.
+    press(&mut app, &clock, secs(30), KeyCode::Char('j'));
+    press(&mut app, &clock, secs(30), KeyCode::Char('j'));
+    press(&mut app, &clock, secs(30), KeyCode::Char('j'));
+    assert_eq!(app.selected_row().unwrap().key.to_string(), "billing/-");
+    press(&mut app, &clock, secs(30), KeyCode::Char('x'));
+    assert!(app.commands.is_empty());
+}
+
+#[test]
+fn an_expected_service_placeholder_gives_way_to_its_first_instance() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &["billing"]);
+    app.refresh();
+    assert_eq!(order(&mut app), ["billing/-"]);
+    up(&mut app, &clock, secs(2), ("billing", "billing-7"));
+    app.refresh();
+    assert_eq!(order(&mut app), ["billing/billing-7"]);
+}
+
+#[test]
+fn missed_pings_count_the_pings_left_unanswered() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    up(&mut app, &clock, secs(1), ("a", "a-1"));
+    for seq in 1..=10 {
+        ping(&mut app, &clock, secs(seq), seq);
+        // Answers 1..=5 and 8, drops 6, 7, 9 and 10.
+        if seq <= 5 || seq == 8 {
+            echo(
+                &mut app,
+                &clock,
+                secs(seq) + ms(1),
+                ("a", "a-1"),
+                seq,
+                ms(1),
+            );
+        }
+    }
+    let key = InstanceKey::new("a", "a-1");
+    // 6, 7 and 9 each had a full interval and went unanswered; 10 is still in flight.
+    assert_eq!(app.shown().row(&key).unwrap().missed, 3);
+}

@@ -1,0 +1,624 @@
+//! Drawing the dashboard from [`App`] and an instant, and nothing else: no
+//! clock reads, no I/O, so every screen is tested in a `TestBackend`.
+//!
+//! Only the rows on screen are laid out, so ten thousand services cost what a
+//! screenful does. Columns are dropped by priority when the terminal is narrow.
+
+use std::time::Duration;
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style, Stylize};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TableRow, Sparkline, Table};
+use tokio::time::Instant;
+
+use super::state::{App, Fleet, Row, Screen};
+use crate::detector::{State, UNSEEN_INSTANCE};
+use crate::engine::Report;
+
+const HEADER_LINES: u16 = 3;
+const HELP_LINES: u16 = 1;
+/// Hosted plans such as CloudAMQP's free one cap messages per month here.
+pub const MONTHLY_CAP: f64 = 1_000_000.0;
+const SECONDS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0;
+const SPARK_BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// The event log pane's height, title included; none on short terminals.
+fn log_lines(height: u16) -> u16 {
+    if height < 16 {
+        0
+    } else {
+        (height / 4).clamp(4, 10)
+    }
+}
+
+/// How many service rows fit in the table at this terminal height.
+pub fn list_rows(height: u16) -> usize {
+    // The table's own header line is the 1.
+    height.saturating_sub(HEADER_LINES + 1 + log_lines(height) + HELP_LINES) as usize
+}
+
+pub fn draw(frame: &mut Frame, app: &App, now: Instant) {
+    let area = frame.area();
+    let [header, body, log, help] = Layout::vertical([
+        Constraint::Length(HEADER_LINES),
+        Constraint::Min(0),
+        Constraint::Length(log_lines(area.height)),
+        Constraint::Length(HELP_LINES),
+    ])
+    .areas(area);
+    let at = app.shown_at(now);
+    draw_header(frame, header, app, at, now);
+    match app.screen {
+        Screen::List => {
+            draw_table(frame, body, app, at);
+            draw_log(frame, log, &app.shown().log);
+        }
+        Screen::Detail => match app.selected_row() {
+            Some(row) => draw_detail(frame, body.union(log), row, at),
+            None => draw_table(frame, body, app, at),
+        },
+    }
+    draw_help_line(frame, help, app);
+    if app.help {
+        draw_help_overlay(frame, area, app);
+    }
+}
+
+fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Instant) {
+    let fleet = app.shown();
+    let mut first = vec![
+        Span::styled(" heartbeat ", Style::new().bold().reversed()),
+        Span::raw(" "),
+        Span::raw(app.broker.clone()),
+        Span::raw("  "),
+    ];
+    first.extend(link_spans(fleet, at));
+    if app.paused() {
+        first.push(Span::styled(
+            "  ⏸ PAUSED (p resumes)",
+            Style::new().fg(Color::Yellow).bold(),
+        ));
+    }
+
+    let totals = fleet.totals;
+    let mut second = vec![
+        Span::raw(" "),
+        Span::styled(format!("{} up", totals.up), Style::new().fg(Color::Green)),
+        Span::raw(" · "),
+        Span::styled(
+            format!("{} down", totals.down),
+            if totals.down > 0 {
+                Style::new().fg(Color::Red).bold()
+            } else {
+                Style::new()
+            },
+        ),
+    ];
+    if totals.never_seen > 0 {
+        second.push(Span::styled(
+            format!(" · {} never seen", totals.never_seen),
+            Style::new().fg(Color::DarkGray),
+        ));
+    }
+    second.push(Span::raw(format!(
+        " · ping every {} · seq {} · monitor up {}",
+        short(app.interval),
+        fleet.seq,
+        short(now.saturating_duration_since(app.started))
+    )));
+    let mut third = vec![];
+    match fleet.rates() {
+        Some((inbound, outbound)) => {
+            let monthly = (inbound + outbound) * SECONDS_PER_MONTH;
+            third.push(Span::raw(format!(
+                " msg/s in {inbound:.1} out {outbound:.1} · ~{}/month",
+                count(monthly)
+            )));
+            if monthly > MONTHLY_CAP {
+                third.push(Span::styled(
+                    " (over a 1M/month plan cap)",
+                    Style::new().fg(Color::Yellow),
+                ));
+            }
+        }
+        None => third.push(Span::raw(" msg/s measuring…").dark_gray()),
+    }
+    frame.render_widget(
+        Paragraph::new(vec![
+            Line::from(first),
+            Line::from(second),
+            Line::from(third),
+        ]),
+        area,
+    );
+}
+
+fn link_spans(fleet: &Fleet, at: Instant) -> Vec<Span<'static>> {
+    use orchestrator_lib::LinkStatus::*;
+    match &fleet.link {
+        Connecting => vec![Span::styled(
+            "◌ connecting…",
+            Style::new().fg(Color::Yellow),
+        )],
+        Connected => vec![Span::styled("● connected", Style::new().fg(Color::Green))],
+        Reconnecting {
+            attempt, retry_in, ..
+        } => {
+            let left = retry_in.saturating_sub(at.saturating_duration_since(fleet.link_since));
+            vec![Span::styled(
+                format!(
+                    "◌ reconnecting, attempt {attempt}, next try in {:.1}s",
+                    left.as_secs_f64()
+                ),
+                Style::new().fg(Color::Yellow).bold(),
+            )]
+        }
+        Blocked { reason } => vec![Span::styled(
+            format!("■ blocked by the broker: {reason}"),
+            Style::new().fg(Color::Red).bold(),
+        )],
+        Failed(error) => vec![Span::styled(
+            format!("✖ {error}"),
+            Style::new().fg(Color::Red).bold(),
+        )],
+        Closed => vec![Span::raw("closed")],
+    }
+}
+
+/// A table column: its title, width, and rank for dropping (lower stays longer).
+struct Column {
+    title: &'static str,
+    width: u16,
+    priority: u8,
+}
+
+const COLUMNS: [Column; 11] = [
+    Column {
+        title: "SERVICE",
+        width: 16,
+        priority: 0,
+    },
+    Column {
+        title: "INSTANCE",
+        width: 14,
+        priority: 1,
+    },
+    Column {
+        title: "STATE",
+        width: 10,
+        priority: 0,
+    },
+    Column {
+        title: "FOR",
+        width: 7,
+        priority: 2,
+    },
+    Column {
+        title: "LAST ECHO",
+        width: 9,
+        priority: 3,
+    },
+    Column {
+        title: "RTT",
+        width: 8,
+        priority: 4,
+    },
+    Column {
+        title: "P50",
+        width: 8,
+        priority: 7,
+    },
+    Column {
+        title: "P99",
+        width: 8,
+        priority: 6,
+    },
+    Column {
+        title: "TREND",
+        width: 10,
+        priority: 9,
+    },
+    Column {
+        title: "UPTIME",
+        width: 7,
+        priority: 5,
+    },
+    Column {
+        title: "MISSED",
+        width: 6,
+        priority: 8,
+    },
+];
+
+/// Which columns fit in `width`, in display order.
+fn visible_columns(width: u16) -> Vec<usize> {
+    let mut by_priority: Vec<usize> = (0..COLUMNS.len()).collect();
+    by_priority.sort_by_key(|&i| COLUMNS[i].priority);
+    let mut used = 0u16;
+    let mut shown = Vec::new();
+    for i in by_priority {
+        // One space between columns.
+        let need = COLUMNS[i].width + u16::from(!shown.is_empty());
+        if used + need <= width || shown.is_empty() {
+            used += need;
+            shown.push(i);
+        }
+    }
+    shown.sort_unstable();
+    shown
+}
+
+fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
+    let fleet = app.shown();
+    let columns = visible_columns(area.width);
+    let rows_on_screen = area.height.saturating_sub(1) as usize;
+    if fleet.order.is_empty() {
+        let text = if app.filter.is_empty() {
+            "  waiting for the first echo… services appear here as they answer pings".to_string()
+        } else {
+            format!(
+                "  nothing matches the filter \"{}\" (Esc clears it)",
+                app.filter
+            )
+        };
+        frame.render_widget(
+            Paragraph::new(vec![table_header(&columns), Line::from(text).dark_gray()]),
+            area,
+        );
+        return;
+    }
+    let end = (app.offset + rows_on_screen).min(fleet.order.len());
+    let rows = (app.offset..end).map(|position| {
+        let index = fleet.order[position];
+        let row = &fleet.rows[index];
+        // The service name and its count only on the first row of its group.
+        let first_of_group =
+            position == 0 || fleet.rows[fleet.order[position - 1]].key.service != row.key.service;
+        let cells = columns
+            .iter()
+            .map(|&c| cell(c, row, fleet, first_of_group, at))
+            .collect::<Vec<_>>();
+        let mut table_row = TableRow::new(cells);
+        if position == app.selected {
+            table_row = table_row.style(Style::new().add_modifier(Modifier::REVERSED));
+        }
+        table_row
+    });
+    let widths = columns
+        .iter()
+        .map(|&c| Constraint::Length(COLUMNS[c].width));
+    let header = TableRow::new(columns.iter().map(|&c| COLUMNS[c].title))
+        .style(Style::new().bold().underlined());
+    frame.render_widget(Table::new(rows, widths).header(header), area);
+}
+
+fn table_header(columns: &[usize]) -> Line<'static> {
+    let text = columns
+        .iter()
+        .map(|&c| format!("{:<w$}", COLUMNS[c].title, w = COLUMNS[c].width as usize))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Line::from(text).bold().underlined()
+}
+
+fn state_style(state: State) -> Style {
+    match state {
+        State::Up => Style::new().fg(Color::Green).bold(),
+        State::Down => Style::new().fg(Color::Red).bold(),
+        State::NeverSeen => Style::new().fg(Color::DarkGray),
+    }
+}
+
+fn cell<'a>(column: usize, row: &'a Row, fleet: &Fleet, first: bool, at: Instant) -> Cell<'a> {
+    let ms = |d: Option<Duration>| d.map_or("-".to_string(), millis);
+    match COLUMNS[column].title {
+        "SERVICE" if first => {
+            let (up, all) = fleet
+                .groups
+                .get(&row.key.service)
+                .copied()
+                .unwrap_or((0, 1));
+            if all > 1 {
+                let style = if up < all {
+                    Style::new().fg(Color::Yellow)
+                } else {
+                    Style::new()
+                };
+                Cell::from(Line::from(vec![
+                    Span::raw(format!("{} ", row.key.service)),
+                    Span::styled(format!("{up}/{all}"), style),
+                ]))
+            } else {
+                Cell::from(row.key.service.as_str())
+            }
+        }
+        "SERVICE" => Cell::from("  ·"),
+        "INSTANCE" if row.key.instance == UNSEEN_INSTANCE => Cell::from("-").dark_gray(),
+        "INSTANCE" => Cell::from(row.key.instance.as_str()),
+        "STATE" => Cell::from(row.state.label()).style(state_style(row.state)),
+        "FOR" => Cell::from(short(at.saturating_duration_since(row.since))),
+        "LAST ECHO" => Cell::from(row.last_echo.map_or("never".to_string(), |t| {
+            format!("{} ago", short(at.saturating_duration_since(t)))
+        })),
+        "RTT" => Cell::from(ms(row.last_rtt())),
+        "P50" => Cell::from(ms(row.percentiles().map(|p| p.0))),
+        "P99" => Cell::from(ms(row.percentiles().map(|p| p.1))),
+        "TREND" => Cell::from(spark_text(row, COLUMNS[column].width as usize)).cyan(),
+        "UPTIME" => Cell::from(
+            row.uptime(at)
+                .map_or("-".to_string(), |u| format!("{:.1}%", u * 100.0)),
+        ),
+        "MISSED" => Cell::from(row.missed.to_string()),
+        _ => Cell::from(""),
+    }
+}
+
+/// The latest round trips as block characters, scaled to the row's own range.
+fn spark_text(row: &Row, width: usize) -> String {
+    let recent: Vec<Duration> = row.rtts.iter().rev().take(width).rev().copied().collect();
+    let Some(&max) = recent.iter().max() else {
+        return String::new();
+    };
+    let min = recent.iter().min().copied().unwrap_or(max);
+    let span = (max - min).as_secs_f64();
+    recent
+        .iter()
+        .map(|rtt| {
+            let level = if span > 0.0 {
+                ((*rtt - min).as_secs_f64() / span * 7.0).round() as usize
+            } else {
+                0
+            };
+            SPARK_BARS[level.min(7)]
+        })
+        .collect()
+}
+
+fn log_line(report: &Report, with_name: bool) -> Line<'static> {
+    let t = &report.transition;
+    let mut spans = vec![Span::raw(format!(
+        " {} ",
+        report.at.format("%H:%M:%S%.3fZ")
+    ))];
+    if with_name {
+        spans.push(Span::raw(format!("{} ", t.key)));
+    }
+    spans.push(Span::styled(t.from.label(), state_style(t.from)));
+    spans.push(Span::raw(" → "));
+    spans.push(Span::styled(t.to.label(), state_style(t.to)));
+    spans.push(Span::raw(format!("  {}", t.reason)));
+    if let Some(rtt) = t.rtt {
+        spans.push(Span::raw(format!(" (rtt {})", millis(rtt))).dark_gray());
+    }
+    Line::from(spans)
+}
+
+fn draw_log(frame: &mut Frame, area: Rect, log: &std::collections::VecDeque<Report>) {
+    if area.height == 0 {
+        return;
+    }
+    let lines: Vec<Line> = log
+        .iter()
+        .take(area.height.saturating_sub(1) as usize)
+        .map(|report| log_line(report, true))
+        .collect();
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(" events, newest first ");
+    frame.render_widget(Paragraph::new(lines).block(block), area);
+}
+
+fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, at: Instant) {
+    let [summary, chart, history] = Layout::vertical([
+        Constraint::Length(3),
+        Constraint::Length(if area.height >= 14 { 7 } else { 4 }),
+        Constraint::Min(0),
+    ])
+    .areas(area);
+    let ms = |d: Option<Duration>| d.map_or("-".to_string(), millis);
+    let percentiles = row.percentiles();
+    let lines = vec![
+        Line::from(vec![
+            Span::styled(format!(" {} ", row.key), Style::new().bold()),
+            Span::styled(row.state.label(), state_style(row.state)),
+            Span::raw(format!(
+                " for {}",
+                short(at.saturating_duration_since(row.since))
+            )),
+        ]),
+        Line::from(format!(
+            " last echo {} · rtt {} · p50 {} · p99 {}",
+            row.last_echo.map_or("never".to_string(), |t| format!(
+                "{} ago",
+                short(at.saturating_duration_since(t))
+            )),
+            ms(row.last_rtt()),
+            ms(percentiles.map(|p| p.0)),
+            ms(percentiles.map(|p| p.1)),
+        )),
+        Line::from(format!(
+            " uptime {} · missed pings {} · watched for {}",
+            row.uptime(at)
+                .map_or("-".to_string(), |u| format!("{:.2}%", u * 100.0)),
+            row.missed,
+            short(at.saturating_duration_since(row.watched_since)),
+        )),
+    ];
+    frame.render_widget(Paragraph::new(lines), summary);
+
+    let data: Vec<u64> = row.rtts.iter().map(|d| d.as_micros() as u64).collect();
+    let max = row.rtts.iter().max().copied();
+    let block = Block::new().borders(Borders::TOP).title(format!(
+        " round trip, last {} echoes (top {}) ",
+        row.rtts.len(),
+        ms(max)
+    ));
+    // The newest samples on the right, as many as fit.
+    let fit = chart.width as usize;
+    let skip = data.len().saturating_sub(fit);
+    frame.render_widget(
+        Sparkline::default()
+            .block(block)
+            .data(&data[skip..])
+            .style(Style::new().fg(Color::Cyan)),
+        chart,
+    );
+
+    let lines: Vec<Line> = if row.history.is_empty() {
+        vec![Line::from("  no transitions yet").dark_gray()]
+    } else {
+        row.history
+            .iter()
+            .take(history.height.saturating_sub(1) as usize)
+            .map(|report| log_line(report, false))
+            .collect()
+    };
+    let block = Block::new()
+        .borders(Borders::TOP)
+        .title(" transitions, newest first ");
+    frame.render_widget(Paragraph::new(lines).block(block), history);
+}
+
+fn draw_help_line(frame: &mut Frame, area: Rect, app: &App) {
+    let line = if app.editing_filter {
+        Line::from(vec![
+            Span::styled(" filter: ", Style::new().bold()),
+            Span::raw(app.filter.clone()),
+            Span::raw("▏"),
+            Span::raw("  Enter or Esc keeps it · Backspace erases").dark_gray(),
+        ])
+    } else {
+        Line::from(help_text(app, area.width)).reversed()
+    };
+    frame.render_widget(Paragraph::new(line), area);
+}
+
+/// The key hints that fit, most useful first, shown in a fixed order.
+fn help_text(app: &App, width: u16) -> String {
+    let filter = if app.filter.is_empty() {
+        "/ filter".to_string()
+    } else {
+        format!("/ filter [{}]", app.filter)
+    };
+    let sort = format!("s sort:{}", app.sort.label());
+    let demo = if app.demo {
+        "x stop c crash r revive"
+    } else {
+        ""
+    };
+    // (text, priority): lower priorities survive narrower terminals.
+    let hints = [
+        ("q quit", 0),
+        ("↑↓ move", 6),
+        ("⏎ detail", 3),
+        (filter.as_str(), 4),
+        (sort.as_str(), 5),
+        ("p pause", 7),
+        (demo, 2),
+        ("? help", 1),
+    ];
+    let mut by_priority: Vec<usize> = (0..hints.len())
+        .filter(|&i| !hints[i].0.is_empty())
+        .collect();
+    by_priority.sort_by_key(|&i| hints[i].1);
+    let mut used = 1;
+    let mut shown = Vec::new();
+    for i in by_priority {
+        let need = hints[i].0.chars().count() + 2;
+        if used + need <= width as usize {
+            used += need;
+            shown.push(i);
+        }
+    }
+    shown.sort_unstable();
+    let text: Vec<&str> = shown.iter().map(|&i| hints[i].0).collect();
+    format!(" {}", text.join("  "))
+}
+
+pub const KEYS: [(&str, &str); 13] = [
+    ("q  Ctrl+C", "quit and restore the terminal"),
+    (
+        "Esc",
+        "back from the detail view, clear the filter, or quit",
+    ),
+    ("↑ ↓  j k", "move the selection"),
+    ("PgUp PgDn", "move a page"),
+    ("g G  Home End", "first or last row"),
+    ("mouse wheel", "scroll"),
+    ("Enter", "details of the selected instance"),
+    ("/", "filter by service or instance name"),
+    ("s", "sort: state (DOWN first), name, rtt, last seen"),
+    ("p", "pause the display (monitoring goes on)"),
+    (
+        "x c r",
+        "demo only: stop, crash, revive the selected service",
+    ),
+    ("?", "this help; Esc or ? closes it"),
+    ("", ""),
+];
+
+fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
+    let mut lines: Vec<Line> = KEYS
+        .iter()
+        .filter(|(key, _)| !key.is_empty())
+        .map(|(key, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {key:<14}"), Style::new().bold()),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    match &app.log_path {
+        Some(path) => lines.push(Line::from(format!(" logs: {}", path.display()))),
+        None => lines.push(Line::from(" logs: stderr")),
+    }
+    let width = area.width.min(72);
+    let height = (lines.len() as u16 + 2).min(area.height);
+    let popup = Rect {
+        x: area.x + (area.width - width) / 2,
+        y: area.y + (area.height - height) / 2,
+        width,
+        height,
+    };
+    frame.render_widget(Clear, popup);
+    frame.render_widget(
+        Paragraph::new(lines).block(Block::bordered().title(" keys ")),
+        popup,
+    );
+}
+
+/// A duration as people read it at a glance: `850ms`, `12s`, `4m05s`, `3h12m`, `2d04h`.
+pub fn short(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0 => format!("{}ms", d.as_millis()),
+        1..60 => format!("{secs}s"),
+        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+fn millis(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{ms:.0}ms")
+    }
+}
+
+fn count(n: f64) -> String {
+    if n >= 1e9 {
+        format!("{:.1}G", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1}M", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.0}k", n / 1e3)
+    } else {
+        format!("{n:.0}")
+    }
+}
