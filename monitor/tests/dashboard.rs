@@ -1,0 +1,233 @@
+//! The dashboard in a real terminal: `monitor` runs inside tmux at 80x24, keys
+//! are sent with `send-keys`, and the screen is read with `capture-pane`.
+
+mod support;
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{BROKER, INTERVAL_MS, TIMEOUT_MS, mock, monitor_bin, unique};
+
+/// The shell line tmux runs: the monitor (with `env` assignments before it),
+/// then its exit code, then a pause so the pane outlives it and can be read.
+fn under_shell(env: &str, args: &[&str]) -> String {
+    let mut line = format!("unset CLOUDAMQP_URL AMQP_URL RUST_LOG; {env} ");
+    line.push_str(&shell_quote(&monitor_bin().to_string_lossy()));
+    for arg in args {
+        line.push(' ');
+        line.push_str(&shell_quote(arg));
+    }
+    line.push_str("; echo EXITED:$?; sleep 600");
+    line
+}
+
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
+/// A private tmux server with one 80x24 pane, killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(shell_line: &str) -> Self {
+        let tmux = Self {
+            socket: unique("tmux"),
+        };
+        let status = tmux
+            .command()
+            .args(["new-session", "-d", "-x", "80", "-y", "24", "sh", "-c"])
+            .arg(shell_line)
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run tmux ({e}); install it: apt-get install tmux"));
+        assert!(status.success(), "tmux new-session failed: {status}");
+        tmux
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new("tmux");
+        command.args(["-L", &self.socket, "-f", "/dev/null"]);
+        command
+    }
+
+    fn output(&self, args: &[&str]) -> String {
+        let output = self.command().args(args).output().expect("tmux runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The screen as text; with `colours`, SGR escapes are kept.
+    fn capture(&self, colours: bool) -> String {
+        let mut args = vec!["capture-pane", "-p", "-t", "0"];
+        if colours {
+            args.push("-e");
+        }
+        self.output(&args)
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for key in keys {
+            let status = self
+                .command()
+                .args(["send-keys", "-t", "0", key])
+                .status()
+                .expect("tmux runs");
+            assert!(status.success());
+            // A lone Esc followed at once by a key reads as Alt+key.
+            thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn text(&self, text: &str) {
+        let status = self
+            .command()
+            .args(["send-keys", "-t", "0", "-l", text])
+            .status()
+            .expect("tmux runs");
+        assert!(status.success());
+    }
+
+    /// Wait until some line of the screen satisfies `test`; return that line.
+    fn wait_line(&self, within: Duration, what: &str, test: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let screen = self.capture(false);
+            if let Some(line) = screen.lines().find(|line| test(line)) {
+                return line.to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no line {what} within {within:?}; the screen:\n{screen}"
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn alternate_screen_on(&self) -> bool {
+        self.output(&["display-message", "-p", "-t", "0", "#{alternate_on}"])
+            .trim()
+            == "1"
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.command().arg("kill-server").status();
+    }
+}
+
+/// Short enough to show whole in the 16-column service cell, unique enough
+/// to share the broker with other runs.
+fn short_name() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("ui{:08x}", nanos ^ std::process::id().rotate_left(16))
+}
+
+/// The state of `name`'s row is drawn red when DOWN.
+fn row_is_red(tmux: &Tmux, name: &str) -> bool {
+    tmux.capture(true)
+        .lines()
+        .filter(|line| line.contains(name))
+        .any(|line| {
+            line.split("DOWN")
+                .next()
+                .and_then(|before| before.rsplit("\x1b[").next())
+                // Red as 8 colours (31) or as 256 colours (38;5;1).
+                .is_some_and(|sgr| sgr.ends_with("31m") || sgr.ends_with("38;5;1m"))
+        })
+}
+
+fn quit_and_check_the_terminal_is_restored(tmux: &Tmux) {
+    tmux.keys(&["q"]);
+    let exited = tmux.wait_line(Duration::from_secs(10), "with the exit code", |line| {
+        line.starts_with("EXITED:")
+    });
+    assert_eq!(exited, "EXITED:0", "{}", tmux.capture(false));
+    assert!(
+        !tmux.alternate_screen_on(),
+        "the alternate screen is still on after quitting"
+    );
+    // Back on the normal screen: nothing of the dashboard is left on it.
+    let screen = tmux.capture(false);
+    assert!(!screen.contains("SERVICE"), "{screen}");
+}
+
+#[test]
+fn a_mock_comes_up_goes_down_on_ctrl_c_and_q_restores_the_terminal() {
+    let name = short_name();
+    let tmux = Tmux::start(&under_shell(
+        "",
+        &[
+            "--url",
+            BROKER,
+            "--id",
+            &unique("dash"),
+            "--interval",
+            &format!("{INTERVAL_MS}ms"),
+            "--timeout",
+            &format!("{TIMEOUT_MS}ms"),
+        ],
+    ));
+    tmux.wait_line(Duration::from_secs(20), "saying connected", |line| {
+        line.contains("● connected")
+    });
+    assert!(tmux.alternate_screen_on());
+    // Other tests share the broker: show only our service.
+    tmux.keys(&["/"]);
+    tmux.text(&name);
+    tmux.keys(&["Enter"]);
+
+    let mut service = mock(BROKER, &name, "i1", &[]);
+    tmux.wait_line(Duration::from_secs(20), "with the mock UP", |line| {
+        line.starts_with(&name) && line.contains(" i1 ") && line.contains(" UP ")
+    });
+
+    service.signal("INT");
+    let row = tmux.wait_line(Duration::from_secs(5), "with the mock DOWN", |line| {
+        line.starts_with(&name) && line.contains(" DOWN ")
+    });
+    assert!(row.contains(" i1 "), "{row}");
+    assert!(row_is_red(&tmux, &name), "{}", tmux.capture(true));
+    tmux.wait_line(Duration::from_secs(2), "logging the goodbye", |line| {
+        line.contains(&format!("{name}/i1 UP → DOWN  left (goodbye)"))
+    });
+    assert!(service.wait_exit(Duration::from_secs(5)).success());
+
+    quit_and_check_the_terminal_is_restored(&tmux);
+}
+
+#[test]
+fn the_demo_needs_no_broker_and_its_keys_crash_and_revive_a_service() {
+    // Point every URL source at a closed port: the demo must not care.
+    let tmux = Tmux::start(&under_shell("AMQP_URL=amqp://127.0.0.1:1", &["--demo"]));
+    tmux.wait_line(Duration::from_secs(20), "with search UP", |line| {
+        line.starts_with("search ") && line.contains(" UP ")
+    });
+    let header = tmux.capture(false);
+    assert!(header.contains("in-process demo (no broker)"), "{header}");
+
+    tmux.keys(&["/"]);
+    tmux.text("search");
+    tmux.keys(&["Enter", "c"]);
+    tmux.wait_line(Duration::from_secs(10), "with search DOWN", |line| {
+        line.starts_with("search ") && line.contains(" DOWN ")
+    });
+    assert!(row_is_red(&tmux, "search"), "{}", tmux.capture(true));
+    tmux.wait_line(Duration::from_secs(2), "logging the timeout", |line| {
+        line.contains("search/search-1 UP → DOWN  timed out")
+    });
+
+    tmux.keys(&["r"]);
+    tmux.wait_line(Duration::from_secs(10), "with search UP again", |line| {
+        line.starts_with("search ") && line.contains(" UP ")
+    });
+    tmux.wait_line(Duration::from_secs(2), "logging the recovery", |line| {
+        line.contains("search/search-1 DOWN → UP  recovered")
+    });
+
+    quit_and_check_the_terminal_is_restored(&tmux);
+}
