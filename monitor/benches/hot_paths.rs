@@ -1,0 +1,242 @@
+//! Speed and memory of the monitor's hot paths, without a broker:
+//! `cargo bench -p monitor --bench hot_paths`. Figures go to BENCHMARKS.md.
+//!
+//! A plain `main` (no harness) so it needs no extra crate: each case runs
+//! several rounds and the median is printed. Memory is read from a counting
+//! global allocator: bytes still allocated after building the structure.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use monitor::Update;
+use monitor::dashboard::{App, Event, Sort, Traffic, draw};
+use monitor::detector::{Detector, InstanceKey};
+use orchestrator_lib::wire::{self, Echo, Message};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+struct Counting;
+
+static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(
+            new_size as isize - layout.size() as isize,
+            Ordering::Relaxed,
+        );
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const ROUNDS: usize = 7;
+const FLEET: usize = 10_000;
+
+/// Median time per operation over `ROUNDS` rounds of `ops` operations.
+fn per_op(ops: usize, mut round: impl FnMut()) -> Duration {
+    let mut times: Vec<Duration> = (0..ROUNDS)
+        .map(|_| {
+            let start = Instant::now();
+            round();
+            start.elapsed() / ops as u32
+        })
+        .collect();
+    times.sort_unstable();
+    times[ROUNDS / 2]
+}
+
+fn report(name: &str, time: Duration) {
+    let ns = time.as_nanos();
+    let human = if ns >= 1_000_000 {
+        format!("{:.2} ms", ns as f64 / 1e6)
+    } else if ns >= 1_000 {
+        format!("{:.2} µs", ns as f64 / 1e3)
+    } else {
+        format!("{ns} ns")
+    };
+    println!("{name:<58} {human:>12}");
+}
+
+fn names(n: usize) -> Vec<(String, String)> {
+    (0..n)
+        .map(|i| (format!("service-{:05}", i / 2), format!("host-{i:05}")))
+        .collect()
+}
+
+fn wire_codec() {
+    let echo = Message::Echo(Echo {
+        service: "payments".into(),
+        instance: "payments-7f9c".into(),
+        seq: 123_456,
+        at: Utc::now(),
+    });
+    let body = wire::encode(&echo);
+    println!("echo body: {} bytes", body.len());
+    let n = 100_000;
+    report(
+        "wire: encode an echo",
+        per_op(n, || {
+            for _ in 0..n {
+                black_box(wire::encode(black_box(&echo)));
+            }
+        }),
+    );
+    report(
+        "wire: decode an echo",
+        per_op(n, || {
+            for _ in 0..n {
+                black_box(wire::decode(black_box(&body)).unwrap());
+            }
+        }),
+    );
+    let garbage = b"{\"v\":1,\"type\":\"echo\",\"service\":12}";
+    report(
+        "wire: reject a malformed body",
+        per_op(n, || {
+            for _ in 0..n {
+                black_box(wire::decode(black_box(garbage)).is_err());
+            }
+        }),
+    );
+}
+
+fn detector() {
+    let fleet = names(FLEET);
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let mut detector = Detector::new(Duration::from_secs(3), HashMap::new());
+    detector.ping_sent(1, start);
+    for (service, instance) in &fleet {
+        detector.echo(service, instance, 1, start + Duration::from_millis(1));
+    }
+    let bytes = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    println!(
+        "detector: {} bytes per tracked instance ({FLEET} instances, {:.1} MiB)",
+        bytes / FLEET as isize,
+        bytes as f64 / (1 << 20) as f64
+    );
+
+    let mut seq = 1;
+    report(
+        &format!("detector: one echo, {FLEET} instances tracked"),
+        per_op(FLEET, || {
+            seq += 1;
+            let now = start + Duration::from_secs(seq);
+            detector.ping_sent(seq, now);
+            for (service, instance) in &fleet {
+                black_box(detector.echo(service, instance, seq, now));
+            }
+        }),
+    );
+    report(
+        &format!("detector: check for timeouts across {FLEET} instances"),
+        per_op(1, || {
+            black_box(detector.check(start + Duration::from_secs(seq)));
+        }),
+    );
+}
+
+fn dashboard() {
+    let fleet = names(FLEET);
+    let start = tokio::time::Instant::now();
+    let before = LIVE_BYTES.load(Ordering::Relaxed);
+    let mut app = App::new("amqp://bench".into(), Duration::from_secs(1), &[], start);
+    let mut seq = 0u64;
+    let echo_all = |app: &mut App, seq: u64| {
+        let at = start + Duration::from_secs(seq);
+        app.update(Event::Engine(Update::PingSent { seq, at }), at);
+        for (service, instance) in &fleet {
+            app.update(
+                Event::Engine(Update::Echo {
+                    key: InstanceKey::new(service.as_str(), instance.as_str()),
+                    seq,
+                    rtt: Some(Duration::from_micros(800 + seq % 400)),
+                    at,
+                }),
+                at,
+            );
+        }
+    };
+    // A full RTT window per instance: the steady state of a long-running monitor.
+    for _ in 0..120 {
+        seq += 1;
+        echo_all(&mut app, seq);
+    }
+    app.update(Event::Resize(80, 24), start);
+    app.refresh();
+    let bytes = LIVE_BYTES.load(Ordering::Relaxed) - before;
+    println!(
+        "dashboard: {} bytes per instance with a full RTT window ({FLEET} instances, {:.1} MiB)",
+        bytes / FLEET as isize,
+        bytes as f64 / (1 << 20) as f64
+    );
+
+    report(
+        &format!("dashboard: apply one echo, {FLEET} instances"),
+        per_op(FLEET, || {
+            seq += 1;
+            echo_all(&mut app, seq);
+        }),
+    );
+    let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    let now = start + Duration::from_secs(seq);
+    report(
+        &format!("dashboard: draw a 120x40 frame, {FLEET} instances"),
+        per_op(50, || {
+            for _ in 0..50 {
+                terminal.draw(|frame| draw(frame, &app, now)).unwrap();
+            }
+        }),
+    );
+    // Sort by RTT: every echo changes the order, so every tick re-sorts.
+    for _ in 0..2 {
+        app.update(
+            Event::Key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE)),
+            now,
+        );
+    }
+    assert_eq!(app.sort, Sort::Rtt);
+    let mut tick = 0;
+    report(
+        &format!("dashboard: re-sort by RTT and draw, {FLEET} instances"),
+        per_op(20, || {
+            for _ in 0..20 {
+                tick += 1;
+                app.update(
+                    Event::Tick(Traffic {
+                        published: tick,
+                        received: tick,
+                    }),
+                    now,
+                );
+                app.refresh();
+                terminal.draw(|frame| draw(frame, &app, now)).unwrap();
+            }
+        }),
+    );
+}
+
+fn main() {
+    println!("monitor hot paths (median of {ROUNDS} rounds)");
+    wire_codec();
+    detector();
+    dashboard();
+}
