@@ -223,6 +223,11 @@ impl Fleet {
                     }
                 }
                 let row = self.row_mut(&t.key, now);
+                if row.history.is_empty() && t.from == State::NeverSeen {
+                    // A discovered instance is watched from its first echo,
+                    // not from the moment its echo beat its transition here.
+                    row.watched_since = now;
+                }
                 if row.state == State::Up && t.to != State::Up {
                     row.up_before += now.saturating_duration_since(row.since);
                 }

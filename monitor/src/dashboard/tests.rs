@@ -737,3 +737,24 @@ fn missed_pings_count_the_pings_left_unanswered() {
     // 6, 7 and 9 each had a full interval and went unanswered; 10 is still in flight.
     assert_eq!(app.shown().row(&key).unwrap().missed, 3);
 }
+
+#[test]
+fn uptime_of_a_discovered_instance_counts_from_its_first_echo() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    // The engine sends the echo just before the transition it causes.
+    echo(&mut app, &clock, secs(1), ("a", "a-1"), 1, ms(1));
+    up(&mut app, &clock, secs(1) + ms(5), ("a", "a-1"));
+    transition(
+        &mut app,
+        &clock,
+        secs(7) + ms(5),
+        ("a", "a-1"),
+        State::Up,
+        State::Down,
+        Reason::Left,
+    );
+    let row = app.shown().row(&InstanceKey::new("a", "a-1")).unwrap();
+    let uptime = row.uptime(clock.at(secs(9) + ms(5))).unwrap();
+    assert!((uptime - 0.75).abs() < 1e-9, "{uptime}");
+}
