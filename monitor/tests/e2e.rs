@@ -159,7 +159,12 @@ fn expected_services_and_per_service_timeouts_come_from_the_environment() {
 #[test]
 fn two_monitors_side_by_side_each_see_every_service() {
     let mut first = monitor(BROKER, &[]);
-    let mut second = monitor(BROKER, &[]);
+    // No --headless: a piped stdout alone must give JSON lines, not a dashboard.
+    let mut command = std::process::Command::new(monitor_bin());
+    command
+        .args(["--url", BROKER, "--id", &unique("mon")])
+        .args(["--interval", "200ms", "--timeout", "1s"]);
+    let mut second = Proc::spawn("monitor without --headless", command);
     let name = unique("shared");
     let mock = mock(BROKER, &name, "s-1", &[]);
     for m in [&mut first, &mut second] {
