@@ -74,8 +74,6 @@ impl Tmux {
                 .status()
                 .expect("tmux runs");
             assert!(status.success());
-            // A lone Esc followed at once by a key reads as Alt+key.
-            thread::sleep(Duration::from_millis(60));
         }
     }
 

@@ -270,15 +270,20 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
         return;
     }
     let end = (app.offset + rows_on_screen).min(fleet.order.len());
+    let shows_percentiles = columns
+        .iter()
+        .any(|&c| matches!(COLUMNS[c].title, "P50" | "P99"));
     let rows = (app.offset..end).map(|position| {
         let index = fleet.order[position];
         let row = &fleet.rows[index];
         // The service name and its count only on the first row of its group.
         let first_of_group =
             position == 0 || fleet.rows[fleet.order[position - 1]].key.service != row.key.service;
+        // Sorting the RTT window is the costliest part of a row: once, and only if shown.
+        let percentiles = shows_percentiles.then(|| row.percentiles()).flatten();
         let cells = columns
             .iter()
-            .map(|&c| cell(c, row, fleet, first_of_group, at))
+            .map(|&c| cell(c, row, percentiles, fleet, first_of_group, at))
             .collect::<Vec<_>>();
         let mut table_row = TableRow::new(cells);
         if position == app.selected {
@@ -311,8 +316,14 @@ fn state_style(state: State) -> Style {
     }
 }
 
-fn cell<'a>(column: usize, row: &'a Row, fleet: &Fleet, first: bool, at: Instant) -> Cell<'a> {
-    let ms = |d: Option<Duration>| d.map_or("-".to_string(), millis);
+fn cell<'a>(
+    column: usize,
+    row: &'a Row,
+    percentiles: Option<(Duration, Duration)>,
+    fleet: &Fleet,
+    first: bool,
+    at: Instant,
+) -> Cell<'a> {
     match COLUMNS[column].title {
         "SERVICE" if first => {
             let (up, all) = fleet
@@ -339,12 +350,10 @@ fn cell<'a>(column: usize, row: &'a Row, fleet: &Fleet, first: bool, at: Instant
         "INSTANCE" => Cell::from(row.key.instance.as_str()),
         "STATE" => Cell::from(row.state.label()).style(state_style(row.state)),
         "FOR" => Cell::from(short(at.saturating_duration_since(row.since))),
-        "LAST ECHO" => Cell::from(row.last_echo.map_or("never".to_string(), |t| {
-            format!("{} ago", short(at.saturating_duration_since(t)))
-        })),
-        "RTT" => Cell::from(ms(row.last_rtt())),
-        "P50" => Cell::from(ms(row.percentiles().map(|p| p.0))),
-        "P99" => Cell::from(ms(row.percentiles().map(|p| p.1))),
+        "LAST ECHO" => Cell::from(last_echo(row, at)),
+        "RTT" => Cell::from(maybe_millis(row.last_rtt())),
+        "P50" => Cell::from(maybe_millis(percentiles.map(|p| p.0))),
+        "P99" => Cell::from(maybe_millis(percentiles.map(|p| p.1))),
         "TREND" => Cell::from(spark_text(row, COLUMNS[column].width as usize)).cyan(),
         "UPTIME" => Cell::from(
             row.uptime(at)
@@ -417,7 +426,6 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, at: Instant) {
         Constraint::Min(0),
     ])
     .areas(area);
-    let ms = |d: Option<Duration>| d.map_or("-".to_string(), millis);
     let percentiles = row.percentiles();
     let lines = vec![
         Line::from(vec![
@@ -430,13 +438,10 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, at: Instant) {
         ]),
         Line::from(format!(
             " last echo {} · rtt {} · p50 {} · p99 {}",
-            row.last_echo.map_or("never".to_string(), |t| format!(
-                "{} ago",
-                short(at.saturating_duration_since(t))
-            )),
-            ms(row.last_rtt()),
-            ms(percentiles.map(|p| p.0)),
-            ms(percentiles.map(|p| p.1)),
+            last_echo(row, at),
+            maybe_millis(row.last_rtt()),
+            maybe_millis(percentiles.map(|p| p.0)),
+            maybe_millis(percentiles.map(|p| p.1)),
         )),
         Line::from(format!(
             " uptime {} · missed pings {} · watched for {}",
@@ -453,7 +458,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, at: Instant) {
     let block = Block::new().borders(Borders::TOP).title(format!(
         " round trip, last {} echoes (top {}) ",
         row.rtts.len(),
-        ms(max)
+        maybe_millis(max)
     ));
     // The newest samples on the right, as many as fit.
     let fit = chart.width as usize;
@@ -600,6 +605,16 @@ pub fn short(d: Duration) -> String {
         3600..86400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
         _ => format!("{}d{:02}h", secs / 86400, secs % 86400 / 3600),
     }
+}
+
+fn last_echo(row: &Row, at: Instant) -> String {
+    row.last_echo.map_or("never".to_string(), |t| {
+        format!("{} ago", short(at.saturating_duration_since(t)))
+    })
+}
+
+fn maybe_millis(d: Option<Duration>) -> String {
+    d.map_or("-".to_string(), millis)
 }
 
 fn millis(d: Duration) -> String {
