@@ -260,7 +260,7 @@ fn empty_dashboard_says_it_is_waiting_and_shows_the_redacted_broker() {
     let screen = screen(&mut app, clock.at(secs(2)), 80, 24);
     assert_eq!(
         screen[0],
-        " heartbeat  amqp://guest:***@127.0.0.1:5672/%2f  ◌ connecting…"
+        " heartbeat  ◌ connecting…  amqp://guest:***@127.0.0.1:5672/%2f"
     );
     assert_eq!(
         screen[1],
@@ -268,7 +268,10 @@ fn empty_dashboard_says_it_is_waiting_and_shows_the_redacted_broker() {
     );
     assert_eq!(screen[2], " msg/s measuring…");
     assert!(screen[3].starts_with("SERVICE          INSTANCE       STATE      FOR"));
-    assert!(screen[4].contains("waiting for the first echo"));
+    assert_eq!(
+        screen[4],
+        "  no link to the broker yet (see above); services appear once there is"
+    );
     assert!(screen.iter().any(|l| l.contains("events, newest first")));
     assert_eq!(
         screen[23],
@@ -460,7 +463,7 @@ fn reconnecting_and_blocked_links_are_spelled_out_in_the_header() {
     );
     let screen = screen(&mut app, clock.at(secs(10) + ms(500)), 100, 24);
     assert!(
-        screen[0].ends_with("◌ reconnecting, attempt 3, next try in 1.5s"),
+        screen[0].starts_with(" heartbeat  ◌ reconnecting, attempt 3, next try in 1.5s  amqp://"),
         "{}",
         screen[0]
     );
@@ -471,7 +474,15 @@ fn reconnecting_and_blocked_links_are_spelled_out_in_the_header() {
         clock.at(secs(11)),
     );
     let screen = self::screen(&mut app, clock.at(secs(11)), 100, 24);
-    assert!(screen[0].ends_with("■ blocked by the broker: low on memory"));
+    assert!(screen[0].starts_with(" heartbeat  ■ blocked by the broker: low on memory  amqp://"));
+
+    app.update(
+        Event::Engine(Update::Link(LinkStatus::Connected)),
+        clock.at(secs(12)),
+    );
+    let screen = self::screen(&mut app, clock.at(secs(12)), 100, 24);
+    assert!(screen[0].starts_with(" heartbeat  ● connected  amqp://"));
+    assert!(screen[4].contains("waiting for the first echo"));
 }
 
 #[test]

@@ -68,11 +68,11 @@ pub fn draw(frame: &mut Frame, app: &App, now: Instant) {
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Instant) {
     let fleet = app.shown();
+    // What matters most comes first: a narrow terminal cuts the broker's URL,
+    // never the news that the link is down or the display paused.
     let mut first = vec![
         Span::styled(" heartbeat ", Style::new().bold().reversed()),
         Span::raw(" "),
-        Span::raw(app.broker.clone()),
-        Span::raw("  "),
     ];
     first.extend(link_spans(fleet, at));
     if app.paused() {
@@ -81,6 +81,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
             Style::new().fg(Color::Yellow).bold(),
         ));
     }
+    first.push(Span::raw(format!("  {}", app.broker)));
 
     let totals = fleet.totals;
     let mut second = vec![
@@ -255,13 +256,15 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
     let columns = visible_columns(area.width);
     let rows_on_screen = area.height.saturating_sub(1) as usize;
     if fleet.order.is_empty() {
-        let text = if app.filter.is_empty() {
-            "  waiting for the first echo… services appear here as they answer pings".to_string()
-        } else {
+        let text = if !app.filter.is_empty() {
             format!(
                 "  nothing matches the filter \"{}\" (Esc clears it)",
                 app.filter
             )
+        } else if fleet.link == orchestrator_lib::LinkStatus::Connected {
+            "  waiting for the first echo… services appear here as they answer pings".to_string()
+        } else {
+            "  no link to the broker yet (see above); services appear once there is".to_string()
         };
         frame.render_widget(
             Paragraph::new(vec![table_header(&columns), Line::from(text).dark_gray()]),
