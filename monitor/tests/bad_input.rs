@@ -141,12 +141,7 @@ fn no_broker_keeps_trying_and_says_so_then_stops_cleanly() {
         !stderr.contains("secret") && !stderr.contains("panicked"),
         "{stderr}"
     );
-    monitor.signal("INT");
-    assert!(
-        monitor.wait_exit(Duration::from_secs(3)).success(),
-        "{}",
-        monitor.stderr()
-    );
+    monitor.stop_cleanly("INT", Duration::from_secs(3));
 }
 
 #[test]

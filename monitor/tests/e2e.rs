@@ -63,12 +63,7 @@ fn two_mocks_up_then_ctrl_c_is_left_kill_is_timed_out_and_restart_recovers() {
     let back = monitor.wait_json(UP_WITHIN, "recovered", transition(&a, "up", "recovered"));
     assert_eq!(back["from"], "down");
 
-    monitor.signal("INT");
-    assert!(
-        monitor.wait_exit(Duration::from_secs(3)).success(),
-        "{}",
-        monitor.stderr()
-    );
+    monitor.stop_cleanly("INT", Duration::from_secs(3));
 }
 
 #[test]

@@ -246,6 +246,18 @@ impl Proc {
         assert!(status.success(), "kill -{signal} {} failed", self.pid());
     }
 
+    /// Send `signal` and expect a clean exit (code 0) within `within`.
+    pub fn stop_cleanly(&mut self, signal: &str, within: Duration) {
+        self.signal(signal);
+        let status = self.wait_exit(within);
+        assert!(
+            status.success(),
+            "{}: {status}\n{}",
+            self.name,
+            self.stderr()
+        );
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
