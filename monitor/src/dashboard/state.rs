@@ -134,6 +134,34 @@ impl Sort {
     }
 }
 
+/// Where a row, or a service by its most telling row, falls in a [`Sort`];
+/// smaller first. One sort compares one variant only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Rank {
+    /// By name alone.
+    Name,
+    /// DOWN, then never seen, then UP.
+    State(u8),
+    SlowestFirst(Reverse<Option<Duration>>),
+    /// Never heard from sorts first, as `None` is smallest.
+    SilentFirst(Option<Instant>),
+}
+
+impl Rank {
+    fn of(sort: Sort, row: &Row) -> Self {
+        match sort {
+            Sort::Name => Rank::Name,
+            Sort::State => Rank::State(match row.state {
+                State::Down => 0,
+                State::NeverSeen => 1,
+                State::Up => 2,
+            }),
+            Sort::Rtt => Rank::SlowestFirst(Reverse(row.last_rtt())),
+            Sort::LastSeen => Rank::SilentFirst(row.last_echo),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
     List,
@@ -296,10 +324,13 @@ impl Fleet {
     }
 
     fn rebuild(&mut self, sort: Sort, filter: &str) {
-        self.groups.clear();
+        self.groups.values_mut().for_each(|group| *group = (0, 0));
         self.totals = Totals::default();
         for row in &self.rows {
-            let group = self.groups.entry(row.key.service.clone()).or_default();
+            let group = match self.groups.get_mut(&row.key.service) {
+                Some(group) => group,
+                None => self.groups.entry(row.key.service.clone()).or_default(),
+            };
             group.1 += 1;
             match row.state {
                 State::Up => {
@@ -310,58 +341,44 @@ impl Fleet {
                 State::NeverSeen => self.totals.never_seen += 1,
             }
         }
+        self.groups.retain(|_, group| group.1 > 0);
+
         let needle = filter.to_lowercase();
         let rows = &self.rows;
-        self.order = (0..rows.len())
-            .filter(|&i| {
-                needle.is_empty()
-                    || rows[i].key.service.to_lowercase().contains(&needle)
-                    || rows[i].key.instance.to_lowercase().contains(&needle)
-            })
-            .collect();
+        let shown = (0..rows.len()).filter(|&i| {
+            needle.is_empty()
+                || rows[i].key.service.to_lowercase().contains(&needle)
+                || rows[i].key.instance.to_lowercase().contains(&needle)
+        });
         // Instances of one service stay together: services are ordered by
         // their most telling instance, then instances within each service.
-        let rank = |row: &Row| match row.state {
-            State::Down => 0u8,
-            State::NeverSeen => 1,
-            State::Up => 2,
-        };
-        let mut by_group: HashMap<&str, (u8, Option<Duration>, Option<Instant>)> = HashMap::new();
-        for &i in &self.order {
+        let mut by_group: HashMap<&str, Rank> = HashMap::new();
+        let shown: Vec<usize> = shown.collect();
+        for &i in &shown {
             let row = &rows[i];
-            let entry =
-                by_group
-                    .entry(row.key.service.as_str())
-                    .or_insert((u8::MAX, None, row.last_echo));
-            entry.0 = entry.0.min(rank(row));
-            entry.1 = entry.1.max(row.last_rtt());
-            entry.2 = entry.2.min(row.last_echo);
+            let rank = Rank::of(sort, row);
+            by_group
+                .entry(row.key.service.as_str())
+                .and_modify(|group| *group = (*group).min(rank))
+                .or_insert(rank);
         }
-        let key = |row: &Row| {
-            let group = by_group[row.key.service.as_str()];
-            match sort {
-                Sort::State => (group.0, None, None, rank(row), None, None),
-                Sort::Name => (0, None, None, 0, None, None),
-                Sort::Rtt => (
-                    0,
-                    Some(Reverse(group.1)),
-                    None,
-                    0,
-                    Some(Reverse(row.last_rtt())),
-                    None,
-                ),
-                Sort::LastSeen => (0, None, Some(group.2), 0, None, Some(row.last_echo)),
-            }
-        };
-        self.order.sort_by(|&a, &b| {
-            let (a, b) = (&rows[a], &rows[b]);
-            let (ka, kb) = (key(a), key(b));
-            (ka.0, ka.1, ka.2)
-                .cmp(&(kb.0, kb.1, kb.2))
-                .then_with(|| a.key.service.cmp(&b.key.service))
-                .then_with(|| (ka.3, ka.4, ka.5).cmp(&(kb.3, kb.4, kb.5)))
-                .then_with(|| a.key.instance.cmp(&b.key.instance))
-        });
+        // Each key is computed once, not once per comparison.
+        let mut keyed: Vec<_> = shown
+            .into_iter()
+            .map(|i| {
+                let row = &rows[i];
+                let group = by_group[row.key.service.as_str()];
+                let key = (
+                    group,
+                    row.key.service.as_str(),
+                    Rank::of(sort, row),
+                    row.key.instance.as_str(),
+                );
+                (key, i)
+            })
+            .collect();
+        keyed.sort_unstable();
+        self.order = keyed.into_iter().map(|(_, i)| i).collect();
         self.stale = false;
     }
 }
