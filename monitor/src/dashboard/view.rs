@@ -168,82 +168,65 @@ fn link_spans(fleet: &Fleet, at: Instant) -> Vec<Span<'static>> {
     }
 }
 
-/// A table column: its title, width, and rank for dropping (lower stays longer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Service,
+    Instance,
+    State,
+    For,
+    LastEcho,
+    Rtt,
+    P50,
+    P99,
+    Trend,
+    Uptime,
+    Missed,
+}
+
+/// A table column: what it shows, its title and width, and its priority
+/// (lower stays longer as the terminal narrows).
 struct Column {
+    col: Col,
     title: &'static str,
     width: u16,
     priority: u8,
 }
 
+const fn column(col: Col, title: &'static str, width: u16, priority: u8) -> Column {
+    Column {
+        col,
+        title,
+        width,
+        priority,
+    }
+}
+
 const COLUMNS: [Column; 11] = [
-    Column {
-        title: "SERVICE",
-        width: 16,
-        priority: 0,
-    },
-    Column {
-        title: "INSTANCE",
-        width: 14,
-        priority: 1,
-    },
-    Column {
-        title: "STATE",
-        width: 10,
-        priority: 0,
-    },
-    Column {
-        title: "FOR",
-        width: 7,
-        priority: 2,
-    },
-    Column {
-        title: "LAST ECHO",
-        width: 9,
-        priority: 3,
-    },
-    Column {
-        title: "RTT",
-        width: 8,
-        priority: 4,
-    },
-    Column {
-        title: "P50",
-        width: 8,
-        priority: 7,
-    },
-    Column {
-        title: "P99",
-        width: 8,
-        priority: 6,
-    },
-    Column {
-        title: "TREND",
-        width: 10,
-        priority: 9,
-    },
-    Column {
-        title: "UPTIME",
-        width: 7,
-        priority: 5,
-    },
-    Column {
-        title: "MISSED",
-        width: 6,
-        priority: 8,
-    },
+    column(Col::Service, "SERVICE", 16, 0),
+    column(Col::Instance, "INSTANCE", 14, 1),
+    column(Col::State, "STATE", 10, 0),
+    column(Col::For, "FOR", 7, 2),
+    column(Col::LastEcho, "LAST ECHO", 9, 3),
+    column(Col::Rtt, "RTT", 8, 4),
+    column(Col::P50, "P50", 8, 7),
+    column(Col::P99, "P99", 8, 6),
+    column(Col::Trend, "TREND", 10, 9),
+    column(Col::Uptime, "UPTIME", 7, 5),
+    column(Col::Missed, "MISSED", 6, 8),
 ];
 
-/// Which columns fit in `width`, in display order.
-fn visible_columns(width: u16) -> Vec<usize> {
-    let mut by_priority: Vec<usize> = (0..COLUMNS.len()).collect();
-    by_priority.sort_by_key(|&i| COLUMNS[i].priority);
-    let mut used = 0u16;
+/// The items that fit in `width` when each costs its width plus `gap` and
+/// gaps fall only between items: taken by priority (lowest first, and that
+/// one always), returned as indices in their own order.
+fn fit_by_priority(items: &[(usize, u8)], width: usize, gap: usize) -> Vec<usize> {
+    let mut by_priority: Vec<usize> = (0..items.len()).collect();
+    by_priority.sort_by_key(|&i| items[i].1);
+    let mut used = 0;
     let mut shown = Vec::new();
     for i in by_priority {
-        // One space between columns.
-        let need = COLUMNS[i].width + u16::from(!shown.is_empty());
-        if used + need <= width || shown.is_empty() {
-            used += need;
+        let cost = items[i].0 + gap;
+        if used + cost <= width + gap || shown.is_empty() {
+            used += cost;
             shown.push(i);
         }
     }
@@ -251,9 +234,27 @@ fn visible_columns(width: u16) -> Vec<usize> {
     shown
 }
 
+/// Which columns fit in `width`, in display order.
+fn visible_columns(width: u16) -> Vec<&'static Column> {
+    let items: Vec<(usize, u8)> = COLUMNS
+        .iter()
+        .map(|c| (c.width as usize, c.priority))
+        .collect();
+    fit_by_priority(&items, width as usize, 1)
+        .into_iter()
+        .map(|i| &COLUMNS[i])
+        .collect()
+}
+
 fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
     let fleet = app.shown();
     let columns = visible_columns(area.width);
+    let widths: Vec<Constraint> = columns
+        .iter()
+        .map(|c| Constraint::Length(c.width))
+        .collect();
+    let header =
+        TableRow::new(columns.iter().map(|c| c.title)).style(Style::new().bold().underlined());
     let rows_on_screen = area.height.saturating_sub(1) as usize;
     if fleet.order.is_empty() {
         let text = if !app.filter.is_empty() {
@@ -267,15 +268,19 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
             "  no link to the broker yet (see above); services appear once there is".to_string()
         };
         frame.render_widget(
-            Paragraph::new(vec![table_header(&columns), Line::from(text).dark_gray()]),
+            Table::new(Vec::<TableRow>::new(), widths).header(header),
             area,
         );
+        let below_header = Rect {
+            y: area.y + 1,
+            height: area.height.saturating_sub(1),
+            ..area
+        };
+        frame.render_widget(Line::from(text).dark_gray(), below_header);
         return;
     }
     let end = (app.offset + rows_on_screen).min(fleet.order.len());
-    let shows_percentiles = columns
-        .iter()
-        .any(|&c| matches!(COLUMNS[c].title, "P50" | "P99"));
+    let shows_percentiles = columns.iter().any(|c| matches!(c.col, Col::P50 | Col::P99));
     let rows = (app.offset..end).map(|position| {
         let index = fleet.order[position];
         let row = &fleet.rows[index];
@@ -286,7 +291,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
         let percentiles = shows_percentiles.then(|| row.percentiles()).flatten();
         let cells = columns
             .iter()
-            .map(|&c| cell(c, row, percentiles, fleet, first_of_group, at))
+            .map(|c| cell(c, row, percentiles, fleet, first_of_group, at))
             .collect::<Vec<_>>();
         let mut table_row = TableRow::new(cells);
         if position == app.selected {
@@ -294,21 +299,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
         }
         table_row
     });
-    let widths = columns
-        .iter()
-        .map(|&c| Constraint::Length(COLUMNS[c].width));
-    let header = TableRow::new(columns.iter().map(|&c| COLUMNS[c].title))
-        .style(Style::new().bold().underlined());
     frame.render_widget(Table::new(rows, widths).header(header), area);
-}
-
-fn table_header(columns: &[usize]) -> Line<'static> {
-    let text = columns
-        .iter()
-        .map(|&c| format!("{:<w$}", COLUMNS[c].title, w = COLUMNS[c].width as usize))
-        .collect::<Vec<_>>()
-        .join(" ");
-    Line::from(text).bold().underlined()
 }
 
 fn state_style(state: State) -> Style {
@@ -320,15 +311,15 @@ fn state_style(state: State) -> Style {
 }
 
 fn cell<'a>(
-    column: usize,
+    column: &Column,
     row: &'a Row,
     percentiles: Option<(Duration, Duration)>,
     fleet: &Fleet,
     first: bool,
     at: Instant,
 ) -> Cell<'a> {
-    match COLUMNS[column].title {
-        "SERVICE" if first => {
+    match column.col {
+        Col::Service if first => {
             let (up, all) = fleet
                 .groups
                 .get(&row.key.service)
@@ -348,22 +339,21 @@ fn cell<'a>(
                 Cell::from(row.key.service.as_str())
             }
         }
-        "SERVICE" => Cell::from("  ·"),
-        "INSTANCE" if row.key.instance == UNSEEN_INSTANCE => Cell::from("-").dark_gray(),
-        "INSTANCE" => Cell::from(row.key.instance.as_str()),
-        "STATE" => Cell::from(row.state.label()).style(state_style(row.state)),
-        "FOR" => Cell::from(short(at.saturating_duration_since(row.since))),
-        "LAST ECHO" => Cell::from(last_echo(row, at)),
-        "RTT" => Cell::from(maybe_millis(row.last_rtt())),
-        "P50" => Cell::from(maybe_millis(percentiles.map(|p| p.0))),
-        "P99" => Cell::from(maybe_millis(percentiles.map(|p| p.1))),
-        "TREND" => Cell::from(spark_text(row, COLUMNS[column].width as usize)).cyan(),
-        "UPTIME" => Cell::from(
+        Col::Service => Cell::from("  ·"),
+        Col::Instance if row.key.instance == UNSEEN_INSTANCE => Cell::from("-").dark_gray(),
+        Col::Instance => Cell::from(row.key.instance.as_str()),
+        Col::State => Cell::from(row.state.label()).style(state_style(row.state)),
+        Col::For => Cell::from(short(at.saturating_duration_since(row.since))),
+        Col::LastEcho => Cell::from(last_echo(row, at)),
+        Col::Rtt => Cell::from(maybe_millis(row.last_rtt())),
+        Col::P50 => Cell::from(maybe_millis(percentiles.map(|p| p.0))),
+        Col::P99 => Cell::from(maybe_millis(percentiles.map(|p| p.1))),
+        Col::Trend => Cell::from(spark_text(row, column.width as usize)).cyan(),
+        Col::Uptime => Cell::from(
             row.uptime(at)
                 .map_or("-".to_string(), |u| format!("{:.1}%", u * 100.0)),
         ),
-        "MISSED" => Cell::from(row.missed.to_string()),
-        _ => Cell::from(""),
+        Col::Missed => Cell::from(row.missed.to_string()),
     }
 }
 
@@ -517,7 +507,7 @@ fn help_text(app: &App, width: u16) -> String {
         ""
     };
     // (text, priority): lower priorities survive narrower terminals.
-    let hints = [
+    let hints: Vec<(&str, u8)> = [
         ("q quit", 0),
         ("↑↓ move", 6),
         ("⏎ detail", 3),
@@ -526,26 +516,21 @@ fn help_text(app: &App, width: u16) -> String {
         ("p pause", 7),
         (demo, 2),
         ("? help", 1),
-    ];
-    let mut by_priority: Vec<usize> = (0..hints.len())
-        .filter(|&i| !hints[i].0.is_empty())
+    ]
+    .into_iter()
+    .filter(|(text, _)| !text.is_empty())
+    .collect();
+    let costs: Vec<(usize, u8)> = hints
+        .iter()
+        .map(|(text, priority)| (text.chars().count(), *priority))
         .collect();
-    by_priority.sort_by_key(|&i| hints[i].1);
-    let mut used = 1;
-    let mut shown = Vec::new();
-    for i in by_priority {
-        let need = hints[i].0.chars().count() + 2;
-        if used + need <= width as usize {
-            used += need;
-            shown.push(i);
-        }
-    }
-    shown.sort_unstable();
+    // One leading space, two between hints.
+    let shown = fit_by_priority(&costs, (width as usize).saturating_sub(1), 2);
     let text: Vec<&str> = shown.iter().map(|&i| hints[i].0).collect();
     format!(" {}", text.join("  "))
 }
 
-pub const KEYS: [(&str, &str); 13] = [
+pub const KEYS: [(&str, &str); 12] = [
     ("q  Ctrl+C", "quit and restore the terminal"),
     (
         "Esc",
@@ -564,13 +549,11 @@ pub const KEYS: [(&str, &str); 13] = [
         "demo only: stop, crash, revive the selected service",
     ),
     ("?", "this help; Esc or ? closes it"),
-    ("", ""),
 ];
 
 fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
     let mut lines: Vec<Line> = KEYS
         .iter()
-        .filter(|(key, _)| !key.is_empty())
         .map(|(key, what)| {
             Line::from(vec![
                 Span::styled(format!(" {key:<14}"), Style::new().bold()),
@@ -581,7 +564,7 @@ fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
     lines.push(Line::from(""));
     match &app.log_path {
         Some(path) => lines.push(Line::from(format!(" logs: {}", path.display()))),
-        None => lines.push(Line::from(" logs: stderr")),
+        None => lines.push(Line::from(" logs: off (the log file could not be created)")),
     }
     let width = area.width.min(72);
     let height = (lines.len() as u16 + 2).min(area.height);
