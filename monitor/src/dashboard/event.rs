@@ -24,7 +24,8 @@ pub enum Event {
 }
 
 impl Event {
-    /// Whether the screen should change at once rather than at the next tick.
+    /// Whether the screen should be drawn now: everything but the steady
+    /// stream of echoes and pings, which the next tick shows.
     pub fn is_urgent(&self) -> bool {
         !matches!(
             self,

@@ -80,8 +80,9 @@ pub async fn run(
                 None => break Ok(()),
             },
         };
-        let mut redraw = event.is_urgent() || matches!(event, Event::Tick(_));
-        app.update(event, Instant::now());
+        let mut redraw = event.is_urgent();
+        let now = Instant::now();
+        app.update(event, now);
         // Take whatever else is already queued before paying for a frame.
         for _ in 0..MAX_BATCH {
             let Ok(update) = updates.try_recv() else {
@@ -89,7 +90,7 @@ pub async fn run(
             };
             let event = Event::Engine(update);
             redraw |= event.is_urgent();
-            app.update(event, Instant::now());
+            app.update(event, now);
         }
         for command in app.commands.drain(..) {
             if let Some(fleet) = &fleet {
