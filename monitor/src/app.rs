@@ -58,20 +58,19 @@ pub async fn run(
         ping_ttl: settings.timeout,
         expect: settings.expect.clone(),
     };
-    let broker_label = match &source {
-        Source::Broker { url, .. } => url.to_string(),
-        Source::Demo => "in-process demo (no broker)".to_string(),
-    };
-    let (link, fleet) = match &source {
+    // The label is what the dashboard shows; a URL's Display is redacted.
+    let (link, fleet, broker_label) = match &source {
         Source::Broker { url, from } => {
             info!(broker = %url, from = %from, id = %monitor_id, interval = ?settings.interval, timeout = ?settings.timeout, "monitor starting");
-            (orchestrator_lib::connect(url, endpoint, options), None)
+            let link = orchestrator_lib::connect(url, endpoint, options);
+            (link, None, url.to_string())
         }
         Source::Demo => {
             info!(id = %monitor_id, "demo: simulated services on an in-process broker");
             let broker = MemoryBroker::new();
             let link = broker.connect(endpoint, options);
-            (link, Some(demo::spawn(broker, true, shutdown.clone())))
+            let fleet = demo::spawn(broker, true, shutdown.clone());
+            (link, Some(fleet), "in-process demo (no broker)".to_string())
         }
     };
     let detector = Detector::new(
