@@ -378,7 +378,10 @@ impl Fleet {
             })
             .collect();
         keyed.sort_unstable();
-        self.order = keyed.into_iter().map(|(_, i)| i).collect();
+        // Not `into_iter().collect()`: that would keep `keyed`'s far larger
+        // allocation alive as `order`'s.
+        self.order.clear();
+        self.order.extend(keyed.iter().map(|&(_, i)| i));
         self.stale = false;
     }
 }
