@@ -1,6 +1,6 @@
 //! Helpers for end-to-end tests: run the real binaries against a real
 //! RabbitMQ and wait for what they print, each wait with a deadline.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -12,6 +12,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+mod broker_node;
+pub use broker_node::PrivateBroker;
 
 /// The shared broker every machine of this project runs.
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

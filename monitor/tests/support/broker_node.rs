@@ -1,0 +1,157 @@
+//! A private RabbitMQ node for tests that stop, kill, restart or
+//! reconfigure a broker: its own node name, ports and data directory, so
+//! the shared broker on 5672 is never touched. The one recipe for it; every
+//! test that needs such a node uses this.
+
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use super::unique;
+
+const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
+const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
+
+/// A private RabbitMQ node. Killed, with its data, when dropped.
+pub struct PrivateBroker {
+    pub dir: PathBuf,
+    pub name: String,
+    pub port: u16,
+    dist_port: u16,
+    server: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl PrivateBroker {
+    pub fn start() -> Self {
+        assert!(
+            std::path::Path::new(SERVER).exists(),
+            "{SERVER} is missing: install Debian's rabbitmq-server (.ci/run does)"
+        );
+        let name = unique("hbtest");
+        let dir = std::env::temp_dir().join(&name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut node = Self {
+            dir,
+            name,
+            port: free_port(),
+            dist_port: free_port(),
+            server: None,
+        };
+        // Our own listener: the system config would bind the shared 5672.
+        std::fs::write(
+            node.dir.join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{}\n", node.port),
+        )
+        .unwrap();
+        std::fs::write(node.dir.join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(node.dir.join("rabbitmq-env.conf"), "").unwrap();
+        node.spawn();
+        node
+    }
+
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    pub fn spawn(&mut self) {
+        let d = |sub: &str| self.dir.join(sub);
+        let log = std::fs::File::create(d("server.log")).unwrap();
+        let mut command = Command::new(SERVER);
+        command
+            .current_dir(&self.dir)
+            .env("HOME", &self.dir)
+            .env("RABBITMQ_NODENAME", format!("{}@localhost", self.name))
+            .env("RABBITMQ_CONFIG_FILE", d("rabbitmq.conf"))
+            .env("RABBITMQ_CONF_ENV_FILE", d("rabbitmq-env.conf"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d("enabled_plugins"))
+            .env("RABBITMQ_MNESIA_BASE", d("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d("log"))
+            .env("RABBITMQ_PID_FILE", d("pid"))
+            .env("RABBITMQ_DIST_PORT", self.dist_port.to_string())
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            // Its own process group, so killing the group takes beam and its helpers.
+            .process_group(0);
+        self.server = Some(command.spawn().expect("rabbitmq-server starts"));
+        self.wait_ready(Duration::from_secs(60));
+    }
+
+    /// The listener opens once the broker accepts logins.
+    pub fn wait_ready(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "private broker not up within {within:?}:\n{}",
+                std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL the whole node, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut server) = self.server.take() {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", server.id())])
+                .status();
+            let _ = server.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(
+                Instant::now() < deadline,
+                "private broker still listening after kill"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl PrivateBroker {
+    /// Run `rabbitmqctl` against this node, e.g. `["close_all_connections", "test"]`.
+    /// Panics with the tool's output when it fails, since the test cannot go on.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        // The server's own copy, not the /usr/sbin wrapper, which switches to the
+        // rabbitmq user and so to that user's Erlang cookie, not this node's.
+        let output = Command::new(CTL)
+            .env("HOME", &self.dir)
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .args(["-n", &format!("{}@localhost", self.name)])
+            .args(args)
+            .output()
+            .expect("rabbitmqctl runs");
+        assert!(
+            output.status.success(),
+            "rabbitmqctl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Close every client connection from the broker's side, as an operator
+    /// or a network cut would.
+    pub fn close_all_connections(&self) {
+        self.ctl(&["close_all_connections", "closed by the test"]);
+    }
+}
