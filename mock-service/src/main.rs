@@ -1,6 +1,7 @@
 //! A stand-in microservice: answers every ping, says goodbye on Ctrl+C or
 //! SIGTERM, and can misbehave on purpose. It is the library's heartbeat
-//! responder plus flags.
+//! responder plus flags. With `--count N` it is a whole fleet, `NAME-0` to
+//! `NAME-(N-1)`, on one connection: how a user load-tests a monitor.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +27,11 @@ struct Cli {
     /// This instance's id (default: the host name). Must be unique per service.
     #[arg(long)]
     instance: Option<String>,
+
+    /// Run N services, NAME-0 to NAME-(N-1), in this one process on one connection,
+    /// each with its own queue and the same faults.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_COUNT))]
+    count: Option<u32>,
 
     /// Broker URL, amqp:// or amqps://. Wins over CLOUDAMQP_URL, AMQP_URL and the config file.
     #[arg(long, value_name = "URL")]
@@ -56,6 +62,9 @@ struct Cli {
 /// reports each one once, with the redacted URL and what happens next.
 const QUIET_LAPIN: &str = "info,lapin=off";
 
+/// A fleet larger than this belongs in several processes (and a broker cluster).
+const MAX_COUNT: i64 = 100_000;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,6 +82,11 @@ async fn main() -> ExitCode {
         .validate()
         .map_err(|e| e.to_string())
         .and_then(|()| check_name("--name", &cli.name))
+        .and_then(|()| match cli.count {
+            // The longest member name must still be a valid name.
+            Some(count) => check_name("--name", &format!("{}-{}", cli.name, count - 1)),
+            None => Ok(()),
+        })
         .and_then(|()| check_name("--instance", &instance))
         .and_then(|()| Settings::load(cli.config.as_deref()).map_err(|e| e.to_string()))
         .and_then(|settings| {
@@ -97,18 +111,35 @@ async fn main() -> ExitCode {
         )
         .init();
 
-    let me = Identity::new(cli.name, instance);
-    info!(service = %me.service, instance = %me.instance, broker = %url, from = %from, "answering pings");
+    let members: Vec<Identity> = match cli.count {
+        None => vec![Identity::new(&cli.name, &instance)],
+        Some(count) => (0..count)
+            .map(|i| Identity::new(format!("{}-{i}", cli.name), &instance))
+            .collect(),
+    };
+    let defaults = LinkOptions::default();
     let options = LinkOptions {
         reconnect_min: settings.broker.reconnect_min,
         reconnect_max: settings.broker.reconnect_max,
-        connection_name: format!("mock-service {}/{}", me.service, me.instance),
-        ..LinkOptions::default()
+        connection_name: match cli.count {
+            None => format!("mock-service {}/{instance}", cli.name),
+            Some(count) => format!(
+                "mock-service {}-0..{} x{count}/{instance}",
+                cli.name,
+                count - 1
+            ),
+        },
+        // A ping reaches every member at once, and Ctrl+C queues a goodbye per
+        // member and monitor: room for a few of each, so none is dropped.
+        outgoing_capacity: defaults.outgoing_capacity.max(4 * members.len()),
+        ..defaults
     };
-    let link = orchestrator_lib::connect(&url, Endpoint::service(&me), options);
+    info!(service = %cli.name, count = members.len(), instance = %instance, broker = %url, from = %from, "answering pings");
+    let endpoints = members.iter().map(Endpoint::service).collect();
+    let link = orchestrator_lib::connect_many(&url, endpoints, options);
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
-    match orchestrator_lib::respond(link, me, faults, shutdown).await {
+    match orchestrator_lib::respond_fleet(link, members, faults, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mock-service: {error}");

@@ -178,3 +178,61 @@ fn two_monitors_side_by_side_each_see_every_service() {
         );
     }
 }
+
+#[test]
+fn a_fleet_of_fifty_in_one_process_is_all_up_then_all_leave_on_ctrl_c() {
+    const COUNT: usize = 50;
+    let mut monitor = monitor(BROKER, &[]);
+    let name = unique("fleet");
+    let mut fleet = mock(BROKER, &name, "f-1", &["--count", &COUNT.to_string()]);
+    let member = |v: &serde_json::Value, i: usize| v["service"] == format!("{name}-{i}");
+
+    for i in 0..COUNT {
+        let up = monitor.wait_json(UP_WITHIN, &format!("{name}-{i} first seen"), |v| {
+            member(v, i) && v["to"] == "up" && v["reason"] == "first_seen"
+        });
+        assert_eq!(up["instance"], "f-1", "{up}");
+    }
+    // One connection for the whole fleet: every member's exclusive queue has
+    // the same owner, the connection that declared it.
+    let owners = queue_owners(&format!("heartbeat.service.{name}-"));
+    assert_eq!(owners.len(), COUNT, "{owners:?}");
+    assert!(
+        owners.iter().all(|(_, owner)| owner == &owners[0].1),
+        "{owners:?}"
+    );
+
+    fleet.signal("INT");
+    for i in 0..COUNT {
+        monitor.wait_json(Duration::from_secs(2), &format!("{name}-{i} left"), |v| {
+            member(v, i) && v["to"] == "down" && v["reason"] == "left"
+        });
+    }
+    assert!(
+        fleet.wait_exit(Duration::from_secs(2)).success(),
+        "{}",
+        fleet.stderr()
+    );
+}
+
+/// The shared broker's queues whose name starts with `prefix`, with the
+/// connection process that owns each. Reads only; it changes nothing.
+fn queue_owners(prefix: &str) -> Vec<(String, String)> {
+    let output = std::process::Command::new("rabbitmqctl")
+        .args([
+            "list_queues",
+            "-q",
+            "--no-table-headers",
+            "name",
+            "owner_pid",
+        ])
+        .output()
+        .expect("rabbitmqctl runs");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(name, owner)| (name.to_owned(), owner.trim().to_owned()))
+        .collect()
+}

@@ -36,11 +36,11 @@ pub mod wire;
 pub use backoff::Backoff;
 pub use broker_url::BrokerUrl;
 pub use error::Error;
-pub use responder::{Faults, Identity, respond};
+pub use responder::{Faults, Identity, respond, respond_fleet};
 pub use signals::cancel_on_shutdown_signal;
 pub use topology::{Endpoint, PING_EXCHANGE, Role};
 pub use transport::{
     Closer, Inbox, Incoming, Link, LinkOptions, LinkStats, LinkStatus, MemoryBroker, Publisher,
-    connect,
+    connect, connect_many,
 };
 pub use wire::Message;

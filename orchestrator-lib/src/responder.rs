@@ -72,6 +72,18 @@ pub async fn respond(
     faults: Faults,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    respond_fleet(link, vec![me], faults, shutdown).await
+}
+
+/// [`respond`] for many services on one link: `members[i]` answers the pings
+/// that arrive on the link's endpoint `i` (see `connect_many`), each with the
+/// same `faults`, and each says its own goodbye.
+pub async fn respond_fleet(
+    link: Link,
+    members: Vec<Identity>,
+    faults: Faults,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     faults.validate()?;
     let Link {
         publisher,
@@ -81,7 +93,8 @@ pub async fn respond(
         ..
     } = link;
     let started = Instant::now();
-    let mut monitors: HashMap<String, Instant> = HashMap::new();
+    // Per member: the monitors it heard from, and when last.
+    let mut monitors: Vec<HashMap<String, Instant>> = vec![HashMap::new(); members.len()];
     let mut delayed = JoinSet::new();
     let mut hung_logged = false;
     let outcome = loop {
@@ -97,13 +110,22 @@ pub async fn respond(
             }
             incoming = inbox.recv() => {
                 let Some(incoming) = incoming else { break Ok(()) };
-                let Incoming { message: Message::Ping(ping), reply_to: Some(reply_to) } = incoming else {
+                let Incoming { message: Message::Ping(ping), reply_to: Some(reply_to), to } = incoming else {
                     debug!(?incoming, "ignored: only pings with a reply_to are answered");
                     continue;
                 };
+                let (Some(me), Some(heard)) = (members.get(to), monitors.get_mut(to)) else {
+                    debug!(to, "ignored: a ping for an endpoint nobody answers for");
+                    continue;
+                };
                 let now = Instant::now();
-                monitors.insert(reply_to.clone(), now);
-                monitors.retain(|_, last| now.duration_since(*last) < MONITOR_MEMORY);
+                heard.retain(|_, last| now.duration_since(*last) < MONITOR_MEMORY);
+                match heard.get_mut(&reply_to) {
+                    Some(last) => *last = now,
+                    None => {
+                        heard.insert(reply_to.clone(), now);
+                    }
+                }
                 if faults.hang_after.is_some_and(|after| started.elapsed() >= after) {
                     if !std::mem::replace(&mut hung_logged, true) {
                         warn!("hanging on purpose: pings are read but no longer answered");
@@ -117,7 +139,7 @@ pub async fn respond(
                 }
                 let delay = faults.delay(&mut rng);
                 if delay.is_zero() {
-                    answer(&publisher, &me, &ping, &reply_to);
+                    answer(&publisher, me, &ping, &reply_to);
                 } else {
                     let (publisher, me) = (publisher.clone(), me.clone());
                     delayed.spawn(async move {
@@ -132,17 +154,21 @@ pub async fn respond(
     // An echo still waiting out its latency must not land after the goodbye.
     delayed.abort_all();
     if outcome.is_ok() {
-        for monitor in monitors.keys() {
-            let goodbye = Message::Goodbye(Goodbye {
-                service: me.service.clone(),
-                instance: me.instance.clone(),
-                at: Utc::now(),
-            });
-            if let Err(error) = publisher.send_to(monitor, &goodbye) {
-                debug!(%error, %monitor, "could not queue a goodbye");
+        let mut said = 0usize;
+        for (me, heard) in members.iter().zip(&monitors) {
+            for monitor in heard.keys() {
+                let goodbye = Message::Goodbye(Goodbye {
+                    service: me.service.clone(),
+                    instance: me.instance.clone(),
+                    at: Utc::now(),
+                });
+                match publisher.send_to(monitor, &goodbye) {
+                    Ok(()) => said += 1,
+                    Err(error) => debug!(%error, %monitor, "could not queue a goodbye"),
+                }
             }
         }
-        info!(monitors = monitors.len(), "said goodbye");
+        info!(goodbyes = said, "said goodbye");
     }
     closer.close().await;
     outcome
@@ -210,6 +236,51 @@ mod tests {
         };
         assert_eq!(bye.instance, "o-1");
         assert!(!broker.has_queue("heartbeat.service.orders.o-1"));
+    }
+
+    #[tokio::test]
+    async fn a_fleet_on_one_link_answers_as_each_member_and_each_says_goodbye() {
+        let broker = MemoryBroker::new();
+        let mut monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
+        let members = vec![Identity::new("f-0", "h"), Identity::new("f-1", "h")];
+        let endpoints = members.iter().map(Endpoint::service).collect();
+        let fleet = broker.connect_many(endpoints, LinkOptions::default());
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(respond_fleet(
+            fleet,
+            members,
+            Faults::default(),
+            shutdown.clone(),
+        ));
+        tokio::task::yield_now().await;
+        monitor
+            .publisher
+            .broadcast(&ping(7), "heartbeat.monitor.m", Duration::from_secs(1))
+            .unwrap();
+        let mut echoed = Vec::new();
+        for _ in 0..2 {
+            let Message::Echo(echo) = next(&mut monitor.inbox).await else {
+                panic!("expected an echo")
+            };
+            assert_eq!(echo.seq, 7);
+            echoed.push(echo.service);
+        }
+        echoed.sort();
+        assert_eq!(echoed, ["f-0", "f-1"]);
+
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        let mut left = Vec::new();
+        for _ in 0..2 {
+            let Message::Goodbye(bye) = next(&mut monitor.inbox).await else {
+                panic!("expected a goodbye")
+            };
+            left.push(bye.service);
+        }
+        left.sort();
+        assert_eq!(left, ["f-0", "f-1"]);
+        assert!(!broker.has_queue("heartbeat.service.f-0.h"));
+        assert!(!broker.has_queue("heartbeat.service.f-1.h"));
     }
 
     #[tokio::test(start_paused = true)]

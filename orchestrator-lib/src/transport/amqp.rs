@@ -8,7 +8,10 @@
 use std::pin::Pin;
 use std::time::Duration;
 
+use futures_util::future;
+use futures_util::stream::{self, SelectAll};
 use futures_util::{Stream, StreamExt};
+use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -16,8 +19,7 @@ use lapin::options::{
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::types::FieldTable;
 use lapin::{
-    BasicProperties, Channel, Connection, ConnectionProperties, Consumer, ErrorKind, Event,
-    ExchangeKind,
+    BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, Event, ExchangeKind,
 };
 use tracing::{debug, info, warn};
 
@@ -26,6 +28,8 @@ use crate::{Backoff, BrokerUrl, Endpoint, Error, PING_EXCHANGE, Role};
 
 /// A TCP connect to an address that never answers must not hang the link.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Allowed on top of `CONNECT_TIMEOUT` for each queue declared, bound and consumed.
+const PER_QUEUE_SETUP: Duration = Duration::from_millis(5);
 /// A polite close that gets no answer is abandoned after this.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// RabbitMQ's default of 60 s would take minutes to notice a dead network path.
@@ -33,14 +37,21 @@ const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 /// Non-persistent: a heartbeat message has no value after a broker restart.
 const TRANSIENT: u8 = 1;
 
-pub(super) async fn run(url: BrokerUrl, endpoint: Endpoint, options: LinkOptions, mut p: Plumbing) {
+pub(super) async fn run(
+    url: BrokerUrl,
+    endpoints: Vec<Endpoint>,
+    options: LinkOptions,
+    mut p: Plumbing,
+) {
     let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
     let connect_to = with_default_heartbeat(url.expose_secret());
+    // Declaring a big fleet's queues takes a few round trips per queue.
+    let connect_timeout = CONNECT_TIMEOUT + PER_QUEUE_SETUP * endpoints.len() as u32;
     loop {
         let opened = tokio::select! {
             biased;
             _ = p.token.cancelled() => break,
-            opened = tokio::time::timeout(CONNECT_TIMEOUT, Session::open(&connect_to, &endpoint, &options)) => opened,
+            opened = tokio::time::timeout(connect_timeout, Session::open(&connect_to, &endpoints, &options)) => opened,
         };
         let error = match opened {
             Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
@@ -50,18 +61,18 @@ pub(super) async fn run(url: BrokerUrl, endpoint: Endpoint, options: LinkOptions
                     p.set_status(LinkStatus::Failed(fatal));
                     return;
                 }
-                None => describe(&error, &endpoint),
+                None => describe(&error, &endpoints),
             },
             Ok(Ok(mut session)) => {
                 backoff.reset();
-                info!(broker = %url, queue = %endpoint.queue, "connected");
+                info!(broker = %url, queue = %endpoints[0].queue, queues = endpoints.len(), "connected");
                 p.set_status(LinkStatus::Connected);
                 match session.serve(&mut p).await {
                     Ok(()) => {
                         session.shut_down(&mut p).await;
                         break;
                     }
-                    Err(error) => describe(&error, &endpoint),
+                    Err(error) => describe(&error, &endpoints),
                 }
             }
         };
@@ -97,16 +108,22 @@ async fn wait_dropping_outgoing(p: &mut Plumbing, delay: Duration) -> bool {
     }
 }
 
+/// Every queue's deliveries in one stream, tagged with the endpoint's index.
+/// A consumer's stream ends with a `None`, so that losing one queue's
+/// consumer is noticed instead of silently shrinking the merge.
+type Deliveries =
+    SelectAll<Pin<Box<dyn Stream<Item = (usize, Option<lapin::Result<Delivery>>)> + Send + Sync>>>;
+
 struct Session {
     connection: Connection,
     channel: Channel,
-    consumer: Consumer,
+    deliveries: Deliveries,
     events: Pin<Box<dyn Stream<Item = Event> + Send + Sync>>,
-    queue: String,
+    queues: Vec<String>,
 }
 
 impl Session {
-    async fn open(url: &str, endpoint: &Endpoint, options: &LinkOptions) -> lapin::Result<Self> {
+    async fn open(url: &str, endpoints: &[Endpoint], options: &LinkOptions) -> lapin::Result<Self> {
         let properties = ConnectionProperties::default()
             .with_connection_name(options.connection_name.clone().into());
         let connection = Connection::connect(url, properties).await?;
@@ -123,48 +140,62 @@ impl Session {
                 FieldTable::default(),
             )
             .await?;
-        // Exclusive: the queue lives exactly as long as this connection, so a
-        // killed process leaves nothing behind, and a second process claiming
-        // the same identity is refused instead of stealing half the pings.
-        channel
-            .queue_declare(
-                endpoint.queue.as_str().into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
-        if endpoint.role == Role::Service {
-            channel
-                .queue_bind(
-                    endpoint.queue.as_str().into(),
-                    PING_EXCHANGE.into(),
-                    "".into(),
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await?;
-        }
+        // Per consumer, so each queue of a fleet gets the same allowance.
         channel
             .basic_qos(options.prefetch, BasicQosOptions::default())
             .await?;
-        let consumer = channel
-            .basic_consume(
-                endpoint.queue.as_str().into(),
-                options.connection_name.as_str().into(),
-                BasicConsumeOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
+        let mut deliveries = SelectAll::new();
+        for (index, endpoint) in endpoints.iter().enumerate() {
+            // Exclusive: the queue lives exactly as long as this connection, so a
+            // killed process leaves nothing behind, and a second process claiming
+            // the same identity is refused instead of stealing half the pings.
+            channel
+                .queue_declare(
+                    endpoint.queue.as_str().into(),
+                    QueueDeclareOptions {
+                        exclusive: true,
+                        auto_delete: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            if endpoint.role == Role::Service {
+                channel
+                    .queue_bind(
+                        endpoint.queue.as_str().into(),
+                        PING_EXCHANGE.into(),
+                        "".into(),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?;
+            }
+            // Consumer tags must be unique on a channel.
+            let tag = if index == 0 {
+                options.connection_name.clone()
+            } else {
+                format!("{} #{index}", options.connection_name)
+            };
+            let consumer = channel
+                .basic_consume(
+                    endpoint.queue.as_str().into(),
+                    tag.as_str().into(),
+                    BasicConsumeOptions::default(),
+                    FieldTable::default(),
+                )
+                .await?;
+            let tagged = consumer
+                .map(move |delivery| (index, Some(delivery)))
+                .chain(stream::once(future::ready((index, None))));
+            deliveries.push(Box::pin(tagged) as Pin<Box<dyn Stream<Item = _> + Send + Sync>>);
+        }
         Ok(Self {
             connection,
             channel,
-            consumer,
+            deliveries,
             events,
-            queue: endpoint.queue.clone(),
+            queues: endpoints.iter().map(|e| e.queue.clone()).collect(),
         })
     }
 
@@ -187,18 +218,18 @@ impl Session {
                     Some(_) => {}
                     None => return Err(lost("the connection's event stream ended")),
                 },
-                delivery = self.consumer.next() => match delivery {
-                    Some(Ok(delivery)) => {
+                delivery = self.deliveries.next() => match delivery {
+                    Some((to, Some(Ok(delivery)))) => {
                         let reply_to = delivery.properties.reply_to().as_ref().map(ToString::to_string);
-                        if p.accept(&delivery.data, reply_to, &self.queue).await {
+                        if p.accept(&delivery.data, reply_to, to, &self.queues[to]).await {
                             delivery.acker.ack(BasicAckOptions::default()).await?;
                         } else {
                             // Not requeued: a body that failed to decode will fail again.
                             delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
                         }
                     }
-                    Some(Err(error)) => return Err(error),
-                    None => return Err(lost("the broker cancelled our consumer")),
+                    Some((_, Some(Err(error)))) => return Err(error),
+                    Some((_, None)) | None => return Err(lost("the broker cancelled our consumer")),
                 },
                 Some(outgoing) = p.out_rx.recv() => self.publish(outgoing, &p.stats).await?,
             }
@@ -273,16 +304,20 @@ fn fatal(error: &lapin::Error, url: &BrokerUrl) -> Option<Error> {
 }
 
 /// A one-line, actionable account of a retryable error.
-fn describe(error: &lapin::Error, endpoint: &Endpoint) -> String {
+fn describe(error: &lapin::Error, endpoints: &[Endpoint]) -> String {
     if let ErrorKind::ProtocolError(amqp) = error.kind()
         && matches!(
             amqp.kind(),
             AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED)
         )
     {
+        // The broker names the queue; with one endpoint we know it already.
+        let queue = match endpoints {
+            [one] => format!("queue {}", one.queue),
+            _ => format!("a queue ({})", amqp.get_message()),
+        };
         return format!(
-            "queue {} is held by another connection; is another process running with the same name and instance?",
-            endpoint.queue
+            "{queue} is held by another connection; is another process running with the same name and instance?"
         );
     }
     error.to_string()

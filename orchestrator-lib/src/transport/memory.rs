@@ -19,11 +19,15 @@ const QUEUE_CAPACITY: usize = 1024;
 struct RawDelivery {
     body: Vec<u8>,
     reply_to: Option<String>,
+    /// The queue's index among its link's endpoints.
+    to: usize,
 }
 
 struct Queue {
     role: Role,
     owner: u64,
+    index: usize,
+    /// Shared by all the queues of one link.
     tx: mpsc::Sender<RawDelivery>,
 }
 
@@ -47,18 +51,27 @@ impl MemoryBroker {
     /// Open a link whose queue lives until the link is closed or dropped.
     /// Must be called inside a tokio runtime.
     pub fn connect(&self, endpoint: Endpoint, options: LinkOptions) -> Link {
+        self.connect_many(vec![endpoint], options)
+    }
+
+    /// One link for many queues, like `transport::connect_many`.
+    pub fn connect_many(&self, endpoints: Vec<Endpoint>, options: LinkOptions) -> Link {
         let (mut link, plumbing) = plumbing(&options);
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY * endpoints.len().max(1));
         let owner = self.next_owner.fetch_add(1, Ordering::Relaxed);
-        self.hub().queues.insert(
-            endpoint.queue.clone(),
-            Queue {
+        let mut hub = self.hub();
+        for (index, endpoint) in endpoints.iter().enumerate() {
+            let queue = Queue {
                 role: endpoint.role,
                 owner,
-                tx,
-            },
-        );
-        let task = tokio::spawn(self.clone().run(endpoint.queue, owner, rx, plumbing));
+                index,
+                tx: tx.clone(),
+            };
+            hub.queues.insert(endpoint.queue.clone(), queue);
+        }
+        drop(hub);
+        let queues = endpoints.into_iter().map(|e| e.queue).collect();
+        let task = tokio::spawn(self.clone().run(queues, owner, rx, plumbing));
         link.closer.task = Some(task);
         link
     }
@@ -66,9 +79,14 @@ impl MemoryBroker {
     /// Put a raw body on a queue, as a misbehaving peer would. False if no such queue.
     pub fn inject(&self, queue: &str, body: Vec<u8>, reply_to: Option<String>) -> bool {
         let hub = self.hub();
-        hub.queues
-            .get(queue)
-            .is_some_and(|q| q.tx.try_send(RawDelivery { body, reply_to }).is_ok())
+        hub.queues.get(queue).is_some_and(|q| {
+            let raw = RawDelivery {
+                body,
+                reply_to,
+                to: q.index,
+            };
+            q.tx.try_send(raw).is_ok()
+        })
     }
 
     /// Whether a queue currently exists (its link is open).
@@ -83,7 +101,7 @@ impl MemoryBroker {
 
     async fn run(
         self,
-        queue: String,
+        queues: Vec<String>,
         owner: u64,
         mut rx: mpsc::Receiver<RawDelivery>,
         mut p: Plumbing,
@@ -95,7 +113,7 @@ impl MemoryBroker {
                 _ = p.token.cancelled() => break,
                 Some(outgoing) = p.out_rx.recv() => self.route(outgoing, &p.stats),
                 Some(raw) = rx.recv() => {
-                    p.accept(&raw.body, raw.reply_to, &queue).await;
+                    p.accept(&raw.body, raw.reply_to, raw.to, &queues[raw.to]).await;
                 }
             }
         }
@@ -103,8 +121,10 @@ impl MemoryBroker {
             self.route(outgoing, &p.stats);
         }
         let mut hub = self.hub();
-        if hub.queues.get(&queue).is_some_and(|q| q.owner == owner) {
-            hub.queues.remove(&queue);
+        for queue in &queues {
+            if hub.queues.get(queue).is_some_and(|q| q.owner == owner) {
+                hub.queues.remove(queue);
+            }
         }
         drop(hub);
         p.set_status(LinkStatus::Closed);
@@ -116,6 +136,7 @@ impl MemoryBroker {
             let raw = RawDelivery {
                 body: outgoing.body.clone(),
                 reply_to: outgoing.reply_to.clone(),
+                to: q.index,
             };
             // A full queue drops, as a broker queue with a length limit would.
             let _ = q.tx.try_send(raw);
@@ -171,7 +192,8 @@ mod tests {
                 got,
                 Incoming {
                     message: ping(1).clone_with_time(&got.message),
-                    reply_to: Some("heartbeat.monitor.m".into())
+                    reply_to: Some("heartbeat.monitor.m".into()),
+                    to: 0,
                 }
             );
         }

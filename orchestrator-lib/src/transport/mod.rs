@@ -166,11 +166,15 @@ impl Publisher {
     }
 }
 
-/// A decoded message and the queue its sender wants answers on.
+/// A decoded message, the queue its sender wants answers on, and which of
+/// the link's endpoints it arrived on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
     pub message: Message,
     pub reply_to: Option<String>,
+    /// The index, in the endpoints the link was opened with, of the queue it
+    /// came from: always 0 on a link to one endpoint.
+    pub to: usize,
 }
 
 /// The receiving half of a link: decoded messages only.
@@ -234,12 +238,17 @@ impl Plumbing {
 
     /// Decode a body off the wire and hand it to the inbox. Returns false when
     /// the body was rejected, so the back end can tell the broker.
-    async fn accept(&self, body: &[u8], reply_to: Option<String>, queue: &str) -> bool {
+    async fn accept(&self, body: &[u8], reply_to: Option<String>, to: usize, queue: &str) -> bool {
         LinkStats::count(&self.stats.received);
         match wire::decode(body) {
             Ok(message) => {
+                let incoming = Incoming {
+                    message,
+                    reply_to,
+                    to,
+                };
                 // The owner may have dropped the inbox; a publish-only link is fine.
-                let _ = self.inbox_tx.send(Incoming { message, reply_to }).await;
+                let _ = self.inbox_tx.send(incoming).await;
                 true
             }
             Err(error) => {
@@ -285,8 +294,16 @@ fn plumbing(options: &LinkOptions) -> (Link, Plumbing) {
 /// and remade after every loss, in the background. Watch `status` to know
 /// when it is up. Must be called inside a tokio runtime.
 pub fn connect(url: &BrokerUrl, endpoint: Endpoint, options: LinkOptions) -> Link {
+    connect_many(url, vec![endpoint], options)
+}
+
+/// Like [`connect`], for many endpoints on one connection: every queue is
+/// declared and consumed on it, and [`Incoming::to`] tells them apart. One
+/// connection for a whole fleet keeps a load test from costing the broker
+/// (and the machine) a connection per service. `endpoints` must not be empty.
+pub fn connect_many(url: &BrokerUrl, endpoints: Vec<Endpoint>, options: LinkOptions) -> Link {
     let (mut link, plumbing) = plumbing(&options);
-    let task = tokio::spawn(amqp::run(url.clone(), endpoint, options, plumbing));
+    let task = tokio::spawn(amqp::run(url.clone(), endpoints, options, plumbing));
     link.closer.task = Some(task);
     link
 }
