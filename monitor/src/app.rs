@@ -8,8 +8,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::detector::Detector;
+use crate::engine::Update;
 use crate::engine::{self, EngineConfig};
-use crate::{dashboard, demo, headless};
+use crate::{dashboard, demo, headless, history, notify};
 
 /// Where the monitor gets its services from.
 #[derive(Debug, Clone)]
@@ -78,7 +79,7 @@ pub async fn run(
         settings.timeouts.clone().into_iter().collect(),
     )
     .with_reconnect_grace(settings.broker.reconnect_max);
-    let (updates_tx, updates_rx) = mpsc::channel(4096);
+    let (updates_tx, engine_rx) = mpsc::channel(4096);
     let stats = link.stats.clone();
     let engine = tokio::spawn(engine::run(
         link,
@@ -86,6 +87,20 @@ pub async fn run(
         config,
         updates_tx,
         shutdown.clone(),
+    ));
+
+    // One stream out of the engine, many sinks, each behind its own bounded queue.
+    let notifier = (!settings.notify.is_empty())
+        .then(|| notify::spawn(&settings.notify, &monitor_id, shutdown.clone()));
+    // The demo's made-up services are kept out of the history.
+    let history = (settings.history.enabled() && fleet.is_none())
+        .then(|| history::spawn(&settings.history, shutdown.clone()));
+    let (display_tx, updates_rx) = mpsc::channel(4096);
+    let fan_out = tokio::spawn(fan_out(
+        engine_rx,
+        display_tx,
+        notifier.as_ref().map(|n| n.updates.clone()),
+        history.as_ref().map(|h| h.updates.clone()),
     ));
 
     match output {
@@ -111,8 +126,40 @@ pub async fn run(
 
     let outcome = engine.await.context("the monitoring task panicked")?;
     shutdown.cancel();
+    let _ = fan_out.await;
+    if let Some(notifier) = notifier {
+        notifier.finish().await;
+    }
+    if let Some(history) = history {
+        history.finish().await;
+    }
     if let Some((_, fleet)) = fleet {
         let _ = fleet.await;
     }
     Ok(outcome?)
+}
+
+/// Hand each engine update to the display and to the sinks that want it.
+/// Every send is a `try_send`: a sink that falls behind loses updates (and
+/// counts them), it never slows the engine.
+async fn fan_out(
+    mut engine: mpsc::Receiver<Update>,
+    display: mpsc::Sender<Update>,
+    notify: Option<mpsc::Sender<Update>>,
+    history: Option<mpsc::Sender<Update>>,
+) {
+    while let Some(update) = engine.recv().await {
+        let transition = matches!(update, Update::Transition(_));
+        if let Some(notify) = notify.as_ref().filter(|_| transition) {
+            let _ = notify.try_send(update.clone());
+        }
+        if let Some(history) = &history
+            && !matches!(update, Update::Link(_))
+            && history.try_send(update.clone()).is_err()
+        {
+            // Counted by the store's health; the engine goes on.
+            tracing::debug!("history: queue full, an update was dropped");
+        }
+        let _ = display.try_send(update);
+    }
 }

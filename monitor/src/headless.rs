@@ -43,6 +43,15 @@ pub fn json_line(report: &Report) -> String {
     serde_json::to_string(&line).expect("plain fields always serialise")
 }
 
+/// A state's code, as in the JSON lines (`up`, `down`, ...): what alerts and
+/// history are written against, so new states flow through them unchanged.
+pub fn state_code(state: State) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(code)) => code,
+        _ => format!("{state:?}").to_lowercase(),
+    }
+}
+
 /// Write transitions until the engine stops. A closed stdout (the reader of
 /// a pipe went away) ends the writer quietly.
 pub async fn write_transitions(mut updates: mpsc::Receiver<Update>, mut out: impl Write) {

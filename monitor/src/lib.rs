@@ -7,6 +7,8 @@
 //! - `detector`: the pure failure detector: observations and instants in, transitions out.
 //! - `headless`: JSON lines on stdout, one per transition.
 //! - `dashboard`: the full-screen terminal dashboard (event, state, view).
+//! - `notify`: alerts to webhooks, Alertmanager and commands; a sink of the engine's updates.
+//! - `history`: transitions and per-minute figures in SQLite or PostgreSQL; a sink too.
 //! - `demo`: simulated services on the in-process broker for `--demo`.
 
 mod app;
@@ -16,6 +18,8 @@ mod demo;
 pub mod detector;
 mod engine;
 mod headless;
+pub mod history;
+pub mod notify;
 
 pub use app::{Output, Source, run};
 pub use cli::Cli;

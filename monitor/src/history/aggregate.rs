@@ -1,0 +1,194 @@
+//! Per-minute figures per instance: echoes, misses, round-trip percentiles,
+//! and the time spent UP out of the time watched. Pure: wall-clock
+//! milliseconds in, closed minutes out.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::Minute;
+use crate::detector::InstanceKey;
+
+pub const MINUTE_MS: i64 = 60_000;
+
+#[derive(Debug, Default)]
+struct Acc {
+    echoes: i64,
+    rtts_ms: Vec<f64>,
+    up_ms: i64,
+}
+
+#[derive(Debug)]
+struct Known {
+    state: String,
+    /// When the current state began (ms).
+    since: i64,
+    /// When it was first known (ms).
+    known_from: i64,
+}
+
+pub struct Aggregator {
+    minute_start: i64,
+    pings: i64,
+    states: HashMap<InstanceKey, Known>,
+    accs: HashMap<InstanceKey, Acc>,
+}
+
+fn floor_minute(ms: i64) -> i64 {
+    ms - ms.rem_euclid(MINUTE_MS)
+}
+
+/// Nearest-rank percentile of sorted values.
+fn percentile(sorted: &[f64], p: usize) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    Some(sorted[rank - 1])
+}
+
+impl Aggregator {
+    pub fn new(now_ms: i64) -> Self {
+        Self {
+            minute_start: floor_minute(now_ms),
+            pings: 0,
+            states: HashMap::new(),
+            accs: HashMap::new(),
+        }
+    }
+
+    pub fn ping(&mut self, now_ms: i64, out: &mut Vec<Minute>) {
+        self.roll(now_ms, out);
+        self.pings += 1;
+    }
+
+    pub fn echo(
+        &mut self,
+        key: &InstanceKey,
+        rtt: Option<Duration>,
+        now_ms: i64,
+        out: &mut Vec<Minute>,
+    ) {
+        self.roll(now_ms, out);
+        let acc = self.accs.entry(key.clone()).or_default();
+        acc.echoes += 1;
+        if let Some(rtt) = rtt {
+            acc.rtts_ms.push(rtt.as_secs_f64() * 1e3);
+        }
+    }
+
+    pub fn transition(&mut self, key: &InstanceKey, to: &str, now_ms: i64, out: &mut Vec<Minute>) {
+        self.roll(now_ms, out);
+        if let Some(known) = self.states.get(key)
+            && known.state == "up"
+        {
+            let from = known.since.max(self.minute_start);
+            self.accs.entry(key.clone()).or_default().up_ms += (now_ms - from).max(0);
+        }
+        let known_from = self.states.get(key).map_or(now_ms, |k| k.known_from);
+        self.states.insert(
+            key.clone(),
+            Known {
+                state: to.to_owned(),
+                since: now_ms,
+                known_from,
+            },
+        );
+    }
+
+    /// Close every minute that ended by `now_ms`.
+    pub fn roll(&mut self, now_ms: i64, out: &mut Vec<Minute>) {
+        while now_ms >= self.minute_start + MINUTE_MS {
+            let end = self.minute_start + MINUTE_MS;
+            self.close(end, out);
+            self.minute_start = end;
+        }
+    }
+
+    /// The minute so far, up to `now_ms`, for a last write before stopping.
+    pub fn close_partial(&mut self, now_ms: i64, out: &mut Vec<Minute>) {
+        self.roll(now_ms, out);
+        if now_ms > self.minute_start {
+            self.close(now_ms, out);
+            self.minute_start = now_ms;
+        }
+    }
+
+    fn close(&mut self, end: i64, out: &mut Vec<Minute>) {
+        let start = self.minute_start;
+        let mut accs = std::mem::take(&mut self.accs);
+        for (key, known) in &self.states {
+            if known.state == "never_seen" {
+                continue;
+            }
+            let mut acc = accs.remove(key).unwrap_or_default();
+            let from = known.since.max(start);
+            if known.state == "up" && end > from {
+                acc.up_ms += end - from;
+            }
+            let observed_ms = end - known.known_from.max(start);
+            acc.rtts_ms.sort_by(f64::total_cmp);
+            out.push(Minute {
+                minute_ms: floor_minute(start),
+                service: key.service.clone(),
+                instance: key.instance.clone(),
+                echoes: acc.echoes,
+                misses: (self.pings - acc.echoes).max(0),
+                rtt_p50_ms: percentile(&acc.rtts_ms, 50),
+                rtt_p99_ms: percentile(&acc.rtts_ms, 99),
+                up_ms: acc.up_ms,
+                observed_ms: observed_ms.max(0),
+            });
+        }
+        self.pings = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_800_000_000_000 - (1_800_000_000_000 % MINUTE_MS);
+
+    #[test]
+    fn a_minute_counts_echoes_misses_percentiles_and_time_up() {
+        let key = InstanceKey::new("orders", "o-1");
+        let mut out = Vec::new();
+        let mut agg = Aggregator::new(T0);
+        agg.transition(&key, "up", T0, &mut out);
+        for i in 0..10 {
+            agg.ping(T0 + i * 1000, &mut out);
+            if i < 8 {
+                agg.echo(
+                    &key,
+                    Some(Duration::from_millis(i as u64 + 1)),
+                    T0 + i * 1000 + 1,
+                    &mut out,
+                );
+            }
+        }
+        agg.transition(&key, "down", T0 + 45_000, &mut out);
+        assert!(out.is_empty());
+        agg.roll(T0 + MINUTE_MS, &mut out);
+        assert_eq!(out.len(), 1);
+        let m = &out[0];
+        assert_eq!((m.minute_ms, m.echoes, m.misses), (T0, 8, 2));
+        assert_eq!((m.rtt_p50_ms, m.rtt_p99_ms), (Some(4.0), Some(8.0)));
+        assert_eq!((m.up_ms, m.observed_ms), (45_000, 60_000));
+        // The next minute: down all along.
+        agg.roll(T0 + 2 * MINUTE_MS + 5, &mut out);
+        assert_eq!(
+            (out[1].up_ms, out[1].observed_ms, out[1].echoes),
+            (0, 60_000, 0)
+        );
+    }
+
+    #[test]
+    fn an_instance_first_seen_mid_minute_is_watched_from_then() {
+        let key = InstanceKey::new("orders", "o-1");
+        let mut out = Vec::new();
+        let mut agg = Aggregator::new(T0);
+        agg.transition(&key, "up", T0 + 20_000, &mut out);
+        agg.close_partial(T0 + 50_000, &mut out);
+        assert_eq!((out[0].up_ms, out[0].observed_ms), (30_000, 30_000));
+    }
+}

@@ -1,0 +1,456 @@
+//! History: a sink of the engine's updates that keeps every transition and
+//! per-minute figures per instance in a store, so what happened survives a
+//! restart of the monitor.
+//!
+//! Layout:
+//! - [`Store`]: the one small trait both stores implement.
+//! - `sqlite`: the embedded default (`[history] path`).
+//! - `postgres`: a shared server (`[history] url`).
+//! - `schema`: versioned migrations, shared by both.
+//! - `aggregate`: per-minute figures. Pure.
+//!
+//! Writes leave the detection path twice over: the engine's updates reach
+//! this sink through a bounded queue (full: dropped, counted), and batches
+//! are written on a blocking thread. An unreachable store or a full disk
+//! keeps the records in a bounded backlog, is counted and shown, and is
+//! tried again with backoff; monitoring never waits for it.
+
+mod aggregate;
+mod postgres;
+mod schema;
+mod sqlite;
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use heartbeat_config::HistorySettings;
+use orchestrator_lib::Backoff;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::detector::Reason;
+use crate::engine::{Report, Update};
+use crate::headless::state_code;
+use crate::notify::Limited;
+use aggregate::Aggregator;
+
+/// Batches are written this often.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+/// Records kept while the store is unreachable; older ones are dropped first.
+const MAX_BACKLOG: usize = 100_000;
+/// Records per write.
+const BATCH: usize = 2_000;
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// On shutdown, the last batch gets this long.
+const LAST_WRITE: Duration = Duration::from_secs(3);
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HistoryError {
+    #[error("history store: {0}")]
+    Store(String),
+    #[error("history is off (set [history] path or url)")]
+    Off,
+}
+
+/// One transition as stored, and as `GET /api/v1/history` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredTransition {
+    pub at_ms: i64,
+    pub service: String,
+    pub instance: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub rtt_ms: Option<f64>,
+    pub silent_ms: Option<i64>,
+}
+
+/// One instance's figures for one minute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Minute {
+    /// The minute's start, ms since the epoch.
+    pub minute_ms: i64,
+    pub service: String,
+    pub instance: String,
+    pub echoes: i64,
+    pub misses: i64,
+    pub rtt_p50_ms: Option<f64>,
+    pub rtt_p99_ms: Option<f64>,
+    /// Time UP, out of the time watched, within the minute.
+    pub up_ms: i64,
+    pub observed_ms: i64,
+}
+
+/// Time UP out of the time watched, summed over a window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Uptime {
+    pub service: String,
+    pub instance: String,
+    pub up_ms: i64,
+    pub observed_ms: i64,
+}
+
+impl Uptime {
+    pub fn ratio(&self) -> Option<f64> {
+        (self.observed_ms > 0).then(|| self.up_ms as f64 / self.observed_ms as f64)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    pub transitions: Vec<StoredTransition>,
+    pub minutes: Vec<Minute>,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.transitions.len() + self.minutes.len()
+    }
+}
+
+/// Where history is kept. Implementations block; callers run them off the
+/// async threads.
+pub trait Store: Send {
+    fn write(&mut self, batch: &Batch) -> Result<(), HistoryError>;
+    /// Newest first; one service's, or everyone's.
+    fn transitions(
+        &mut self,
+        service: Option<&str>,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTransition>, HistoryError>;
+    /// Per instance, over the minutes that started at or after `since_ms`.
+    fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError>;
+    /// Delete what is older than `before_ms`; how many rows went.
+    fn prune(&mut self, before_ms: i64) -> Result<u64, HistoryError>;
+}
+
+/// Open (and migrate) the configured store. Blocks.
+pub fn open(settings: &HistorySettings) -> Result<Box<dyn Store>, HistoryError> {
+    if !settings.url.trim().is_empty() {
+        Ok(Box::new(postgres::Postgres::connect(settings.url.trim())?))
+    } else if !settings.path.trim().is_empty() {
+        Ok(Box::new(sqlite::Sqlite::open(settings.path.trim())?))
+    } else {
+        Err(HistoryError::Off)
+    }
+}
+
+/// Run `f` against a fresh connection to the store, off the async threads.
+/// For readers: the HTTP API, the dashboard's restore.
+pub async fn query<T: Send + 'static>(
+    settings: &HistorySettings,
+    f: impl FnOnce(&mut dyn Store) -> Result<T, HistoryError> + Send + 'static,
+) -> Result<T, HistoryError> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut store = open(&settings)?;
+        f(store.as_mut())
+    })
+    .await
+    .map_err(|e| HistoryError::Store(format!("the reader panicked: {e}")))?
+}
+
+/// What `/metrics`, the dashboard and the logs say about the store.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Records (transitions and minutes) written.
+    pub written: AtomicU64,
+    /// Writes that failed (each is tried again).
+    pub failures: AtomicU64,
+    /// Records dropped: sink queue full, or backlog over its bound.
+    pub dropped: AtomicU64,
+    /// False from a failed write until a write succeeds.
+    pub reachable: AtomicBool,
+    pub last_error: Mutex<Option<String>>,
+}
+
+impl Health {
+    fn failed(&self, error: &HistoryError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.reachable.store(false, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+    }
+
+    fn succeeded(&self, records: usize) {
+        self.written.fetch_add(records as u64, Ordering::Relaxed);
+        self.reachable.store(true, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+}
+
+pub struct History {
+    pub updates: mpsc::Sender<Update>,
+    pub health: Arc<Health>,
+    task: JoinHandle<()>,
+}
+
+impl History {
+    /// Stop taking updates and wait for the last write (bounded).
+    pub async fn finish(self) {
+        drop(self.updates);
+        let _ = self.task.await;
+    }
+}
+
+pub fn spawn(settings: &HistorySettings, shutdown: CancellationToken) -> History {
+    let (updates, rx) = mpsc::channel(8192);
+    let health = Arc::new(Health {
+        reachable: AtomicBool::new(true),
+        ..Health::default()
+    });
+    let task = tokio::spawn(run(settings.clone(), rx, health.clone(), shutdown));
+    History {
+        updates,
+        health,
+        task,
+    }
+}
+
+fn stored(report: &Report) -> StoredTransition {
+    let t = &report.transition;
+    StoredTransition {
+        at_ms: report.at.timestamp_millis(),
+        service: t.key.service.clone(),
+        instance: t.key.instance.clone(),
+        from: state_code(t.from),
+        to: state_code(t.to),
+        reason: t.reason.code().to_owned(),
+        rtt_ms: t.rtt.map(|d| d.as_secs_f64() * 1e3),
+        silent_ms: match t.reason {
+            Reason::TimedOut { silent_for } => i64::try_from(silent_for.as_millis()).ok(),
+            _ => None,
+        },
+    }
+}
+
+type Written = (Option<Box<dyn Store>>, Result<(), HistoryError>, Batch);
+
+struct Writer {
+    settings: HistorySettings,
+    store: Option<Box<dyn Store>>,
+    busy: Option<JoinHandle<Written>>,
+    backoff: Backoff,
+    retry_at: Instant,
+    last_prune: Option<Instant>,
+}
+
+impl Writer {
+    /// Start a write of up to [`BATCH`] records from `backlog`, unless one
+    /// is running or the store is resting after a failure.
+    fn start(&mut self, backlog: &mut Backlog) {
+        if self.busy.is_some() || backlog.is_empty() || Instant::now() < self.retry_at {
+            return;
+        }
+        let batch = backlog.take(BATCH);
+        let settings = self.settings.clone();
+        let store = self.store.take();
+        let prune_due = self.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        if prune_due {
+            self.last_prune = Some(Instant::now());
+        }
+        let retention = settings.retention;
+        self.busy = Some(tokio::task::spawn_blocking(move || {
+            let mut store = match store {
+                Some(store) => store,
+                None => match open(&settings) {
+                    Ok(store) => store,
+                    Err(error) => return (None, Err(error), batch),
+                },
+            };
+            let mut outcome = store.write(&batch);
+            if outcome.is_ok() && prune_due {
+                let before = Utc::now() - retention;
+                outcome = store.prune(before.timestamp_millis()).map(|_| ());
+            }
+            match outcome {
+                Ok(()) => (Some(store), Ok(()), batch),
+                // The connection may be what broke: open a new one next time.
+                Err(error) => (None, Err(error), batch),
+            }
+        }));
+    }
+
+    fn finished(
+        &mut self,
+        written: Written,
+        backlog: &mut Backlog,
+        health: &Health,
+        log: &mut Limited,
+    ) {
+        let (store, outcome, batch) = written;
+        self.store = store;
+        match outcome {
+            Ok(()) => {
+                if !health.reachable.load(Ordering::Relaxed) {
+                    info!("history: the store is reachable again");
+                }
+                health.succeeded(batch.len());
+                self.backoff.reset();
+            }
+            Err(error) => {
+                health.failed(&error);
+                log.warn(format_args!(
+                    "{error}; {} records waiting, will retry",
+                    backlog.len() + batch.len()
+                ));
+                backlog.put_back(batch);
+                self.retry_at = Instant::now() + self.backoff.next_delay();
+            }
+        }
+    }
+}
+
+/// Records waiting to be written, bounded.
+#[derive(Default)]
+struct Backlog {
+    transitions: VecDeque<StoredTransition>,
+    minutes: VecDeque<Minute>,
+    dropped: u64,
+}
+
+impl Backlog {
+    fn len(&self) -> usize {
+        self.transitions.len() + self.minutes.len()
+    }
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    fn bound(&mut self) {
+        while self.len() > MAX_BACKLOG {
+            // Minutes go first: transitions are what people look back at.
+            if self.minutes.pop_front().is_none() {
+                self.transitions.pop_front();
+            }
+            self.dropped += 1;
+        }
+    }
+    fn push_transition(&mut self, t: StoredTransition) {
+        self.transitions.push_back(t);
+        self.bound();
+    }
+    fn push_minutes(&mut self, minutes: Vec<Minute>) {
+        self.minutes.extend(minutes);
+        self.bound();
+    }
+    fn take(&mut self, n: usize) -> Batch {
+        let t = self.transitions.len().min(n);
+        let transitions: Vec<_> = self.transitions.drain(..t).collect();
+        let m = self.minutes.len().min(n - t);
+        let minutes = self.minutes.drain(..m).collect();
+        Batch {
+            transitions,
+            minutes,
+        }
+    }
+    fn put_back(&mut self, batch: Batch) {
+        for t in batch.transitions.into_iter().rev() {
+            self.transitions.push_front(t);
+        }
+        for m in batch.minutes.into_iter().rev() {
+            self.minutes.push_front(m);
+        }
+        self.bound();
+    }
+}
+
+async fn run(
+    settings: HistorySettings,
+    mut updates: mpsc::Receiver<Update>,
+    health: Arc<Health>,
+    shutdown: CancellationToken,
+) {
+    let mut aggregator = Aggregator::new(Utc::now().timestamp_millis());
+    let mut backlog = Backlog::default();
+    let mut minutes = Vec::new();
+    let mut log = Limited::new("history".into());
+    let mut writer = Writer {
+        settings,
+        store: None,
+        busy: None,
+        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+        retry_at: Instant::now(),
+        last_prune: None,
+    };
+    let mut flush = tokio::time::interval(FLUSH_EVERY);
+    flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            update = updates.recv() => {
+                let Some(update) = update else { break };
+                let now = Utc::now().timestamp_millis();
+                match update {
+                    Update::Transition(report) => {
+                        let t = stored(&report);
+                        aggregator.transition(&report.transition.key, &t.to, now, &mut minutes);
+                        backlog.push_transition(t);
+                    }
+                    Update::Echo { key, rtt, .. } => aggregator.echo(&key, rtt, now, &mut minutes),
+                    Update::PingSent { .. } => aggregator.ping(now, &mut minutes),
+                    Update::Link(_) => {}
+                }
+            }
+            written = async { writer.busy.as_mut().expect("guarded").await }, if writer.busy.is_some() => {
+                writer.busy = None;
+                match written {
+                    Ok(written) => writer.finished(written, &mut backlog, &health, &mut log),
+                    Err(error) => warn!(%error, "history: the writer panicked"),
+                }
+            }
+            _ = flush.tick() => {
+                aggregator.roll(Utc::now().timestamp_millis(), &mut minutes);
+            }
+        }
+        if !minutes.is_empty() {
+            backlog.push_minutes(std::mem::take(&mut minutes));
+        }
+        if backlog.dropped > 0 {
+            health
+                .dropped
+                .fetch_add(std::mem::take(&mut backlog.dropped), Ordering::Relaxed);
+        }
+        writer.start(&mut backlog);
+    }
+    // Keep what the queue still holds, close the minute so far, and write it all once more.
+    while let Ok(update) = updates.try_recv() {
+        if let Update::Transition(report) = update {
+            backlog.push_transition(stored(&report));
+        }
+    }
+    aggregator.close_partial(Utc::now().timestamp_millis(), &mut minutes);
+    backlog.push_minutes(minutes);
+    let last = async {
+        if let Some(busy) = writer.busy.take()
+            && let Ok(written) = busy.await
+        {
+            writer.finished(written, &mut backlog, &health, &mut log);
+        }
+        writer.retry_at = Instant::now();
+        while !backlog.is_empty() {
+            writer.start(&mut backlog);
+            let Some(busy) = writer.busy.take() else {
+                break;
+            };
+            let Ok(written) = busy.await else { break };
+            let failed = written.1.is_err();
+            writer.finished(written, &mut backlog, &health, &mut log);
+            if failed {
+                break;
+            }
+        }
+    };
+    if tokio::time::timeout(LAST_WRITE, last).await.is_err() || !backlog.is_empty() {
+        warn!(
+            records = backlog.len(),
+            "history: some records were not written before stopping"
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! The embedded store: one SQLite file, no server.
+
+use rusqlite::{Connection, params};
+
+use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL};
+use super::{Batch, HistoryError, Store, StoredTransition, Uptime};
+
+pub struct Sqlite {
+    conn: Connection,
+}
+
+fn err(e: rusqlite::Error) -> HistoryError {
+    HistoryError::Store(format!("SQLite: {e}"))
+}
+
+impl Sqlite {
+    pub fn open(path: &str) -> Result<Self, HistoryError> {
+        let conn = Connection::open(path)
+            .map_err(|e| HistoryError::Store(format!("SQLite file {path}: {e}")))?;
+        // WAL lets a reader (the HTTP API, a restart's restore) run beside the writer.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(err)?;
+        let mut store = Self { conn };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn migrate(&mut self) -> Result<(), HistoryError> {
+        self.conn.execute(CREATE_VERSIONS, []).map_err(err)?;
+        for (version, sql) in MIGRATIONS {
+            let tx = self.conn.transaction().map_err(err)?;
+            let done: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM heartbeat_schema WHERE version = ?1)",
+                    [version],
+                    |row| row.get(0),
+                )
+                .map_err(err)?;
+            if !done {
+                tx.execute_batch(sql).map_err(err)?;
+                tx.execute(
+                    "INSERT INTO heartbeat_schema (version, applied_at_ms) VALUES (?1, ?2)",
+                    params![version, chrono::Utc::now().timestamp_millis()],
+                )
+                .map_err(err)?;
+            }
+            tx.commit().map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+fn row_to_transition(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredTransition> {
+    Ok(StoredTransition {
+        at_ms: row.get(0)?,
+        service: row.get(1)?,
+        instance: row.get(2)?,
+        from: row.get(3)?,
+        to: row.get(4)?,
+        reason: row.get(5)?,
+        rtt_ms: row.get(6)?,
+        silent_ms: row.get(7)?,
+    })
+}
+
+const SELECT_TRANSITIONS: &str = "SELECT at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms FROM transitions";
+
+impl Store for Sqlite {
+    fn write(&mut self, batch: &Batch) -> Result<(), HistoryError> {
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO transitions (at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(err)?;
+            for t in &batch.transitions {
+                insert
+                    .execute(params![
+                        t.at_ms,
+                        t.service,
+                        t.instance,
+                        t.from,
+                        t.to,
+                        t.reason,
+                        t.rtt_ms,
+                        t.silent_ms
+                    ])
+                    .map_err(err)?;
+            }
+            let mut upsert = tx
+                .prepare_cached(&format!(
+                    "INSERT INTO minutes (minute_ms, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) {UPSERT_MINUTE_TAIL}"
+                ))
+                .map_err(err)?;
+            for m in &batch.minutes {
+                upsert
+                    .execute(params![
+                        m.minute_ms,
+                        m.service,
+                        m.instance,
+                        m.echoes,
+                        m.misses,
+                        m.rtt_p50_ms,
+                        m.rtt_p99_ms,
+                        m.up_ms,
+                        m.observed_ms
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn transitions(
+        &mut self,
+        service: Option<&str>,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredTransition>, HistoryError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut rows = Vec::new();
+        if let Some(service) = service {
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!(
+                    "{SELECT_TRANSITIONS} WHERE service = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC, rowid DESC LIMIT ?3"
+                ))
+                .map_err(err)?;
+            for row in stmt
+                .query_map(params![service, since_ms, limit], row_to_transition)
+                .map_err(err)?
+            {
+                rows.push(row.map_err(err)?);
+            }
+        } else {
+            let mut stmt = self
+                .conn
+                .prepare_cached(&format!(
+                    "{SELECT_TRANSITIONS} WHERE at_ms >= ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2"
+                ))
+                .map_err(err)?;
+            for row in stmt
+                .query_map(params![since_ms, limit], row_to_transition)
+                .map_err(err)?
+            {
+                rows.push(row.map_err(err)?);
+            }
+        }
+        Ok(rows)
+    }
+
+    fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT service, instance, SUM(up_ms), SUM(observed_ms) FROM minutes
+                 WHERE minute_ms >= ?1 GROUP BY service, instance",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map([since_ms], |row| {
+                Ok(Uptime {
+                    service: row.get(0)?,
+                    instance: row.get(1)?,
+                    up_ms: row.get(2)?,
+                    observed_ms: row.get(3)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    fn prune(&mut self, before_ms: i64) -> Result<u64, HistoryError> {
+        let a = self
+            .conn
+            .execute("DELETE FROM transitions WHERE at_ms < ?1", [before_ms])
+            .map_err(err)?;
+        let b = self
+            .conn
+            .execute("DELETE FROM minutes WHERE minute_ms < ?1", [before_ms])
+            .map_err(err)?;
+        Ok((a + b) as u64)
+    }
+}

@@ -1,0 +1,177 @@
+//! Prometheus Alertmanager, API v2: alerts are POSTed to `/api/v2/alerts`,
+//! pushed again every `resend` while they fire (Alertmanager resolves an
+//! alert whose `endsAt` passes without news), and ended with `endsAt` = now.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use heartbeat_config::NotifySettings;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::webhook::describe;
+use super::{Event, Limited, TargetStats, with_retries};
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Alert {
+    labels: BTreeMap<&'static str, String>,
+    annotations: BTreeMap<&'static str, String>,
+    starts_at: String,
+    ends_at: String,
+}
+
+pub struct Alertmanager {
+    client: reqwest::Client,
+    endpoint: String,
+    entry: NotifySettings,
+}
+
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// `HeartbeatDown`, `HeartbeatFlapping`, ... from a state code.
+fn alertname(state: &str) -> String {
+    let mut name = String::from("Heartbeat");
+    for word in state.split('_') {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            name.extend(first.to_uppercase());
+            name.push_str(chars.as_str());
+        }
+    }
+    name
+}
+
+impl Alertmanager {
+    pub fn new(client: reqwest::Client, entry: &NotifySettings) -> Self {
+        Self {
+            client,
+            endpoint: format!("{}/api/v2/alerts", entry.url.trim_end_matches('/')),
+            entry: entry.clone(),
+        }
+    }
+
+    /// The alert for an event. The monitor is an annotation, not a label,
+    /// so that two monitors watching the same service make one alert.
+    fn alert(&self, event: &Event) -> Alert {
+        let labels = BTreeMap::from([
+            ("alertname", alertname(&event.alert_state)),
+            ("service", event.service.clone()),
+            ("instance", event.instance.clone()),
+            ("severity", self.entry.severity.clone()),
+        ]);
+        let annotations = BTreeMap::from([
+            ("summary", event.summary.clone()),
+            ("reason", event.reason.to_string()),
+            ("monitor", event.monitor.clone()),
+        ]);
+        Alert {
+            labels,
+            annotations,
+            starts_at: stamp(event.alert_since),
+            ends_at: String::new(),
+        }
+    }
+
+    /// Firing alerts stay valid for a few resends, so one lost push does
+    /// not resolve them, and a monitor that dies has them resolve on their own.
+    fn valid_until(&self) -> String {
+        stamp(Utc::now() + self.entry.resend * 4)
+    }
+
+    async fn post(&self, alerts: &[Alert]) -> Result<(), String> {
+        let response = self
+            .client
+            .post(&self.endpoint)
+            .json(alerts)
+            .send()
+            .await
+            .map_err(describe)?;
+        let status = response.status();
+        if status.is_success() {
+            Ok(())
+        } else {
+            let text = response.text().await.unwrap_or_default();
+            Err(format!("Alertmanager answered {status}: {}", text.trim()))
+        }
+    }
+
+    async fn push(&self, alerts: &[Alert], stats: &TargetStats, log: &mut Limited) {
+        if alerts.is_empty() {
+            return;
+        }
+        match with_retries(self.entry.retries, self.entry.timeout, || self.post(alerts)).await {
+            Ok(()) => {
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                log.warn(format_args!(
+                    "{} alert(s) not delivered: {error}",
+                    alerts.len()
+                ));
+            }
+        }
+    }
+
+    pub async fn run(
+        self,
+        mut events: mpsc::Receiver<Event>,
+        stats: Arc<TargetStats>,
+        mut log: Limited,
+    ) {
+        // Firing alerts by their labels, re-pushed every `resend`.
+        let mut firing: BTreeMap<Vec<String>, Alert> = BTreeMap::new();
+        let mut resend = tokio::time::interval_at(
+            tokio::time::Instant::now() + self.entry.resend,
+            self.entry.resend.max(Duration::from_millis(100)),
+        );
+        resend.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = events.recv() => {
+                    let Some(event) = event else { break };
+                    let mut alert = self.alert(&event);
+                    let id: Vec<String> = alert.labels.values().cloned().collect();
+                    match event.event {
+                        "resolved" => {
+                            firing.remove(&id);
+                            alert.ends_at = stamp(event.at);
+                        }
+                        "firing" => {
+                            alert.ends_at = self.valid_until();
+                            firing.insert(id, alert.clone());
+                        }
+                        // Alertmanager repeats notifications itself (repeat_interval).
+                        _ => continue,
+                    }
+                    self.push(&[alert], &stats, &mut log).await;
+                }
+                _ = resend.tick() => {
+                    let until = self.valid_until();
+                    let alerts: Vec<Alert> = firing
+                        .values()
+                        .map(|a| Alert { ends_at: until.clone(), ..a.clone() })
+                        .collect();
+                    self.push(&alerts, &stats, &mut log).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alert_names_come_from_state_codes() {
+        assert_eq!(alertname("down"), "HeartbeatDown");
+        assert_eq!(alertname("never_seen"), "HeartbeatNeverSeen");
+    }
+}

@@ -1,0 +1,77 @@
+//! The command target: runs a program per event, with the event in
+//! `HEARTBEAT_*` environment variables and its JSON on stdin.
+
+use std::process::Stdio;
+
+use heartbeat_config::NotifySettings;
+use tokio::io::AsyncWriteExt;
+
+use super::Event;
+
+#[derive(Clone)]
+pub struct Runner {
+    program: String,
+    args: Vec<String>,
+}
+
+impl Runner {
+    pub fn new(entry: &NotifySettings) -> Self {
+        Self {
+            program: entry.command[0].clone(),
+            args: entry.command[1..].to_vec(),
+        }
+    }
+
+    /// Run once; a non-zero exit is a failure. The caller's timeout drops
+    /// this future, and `kill_on_drop` then ends the process.
+    pub async fn run(&self, event: &Event) -> Result<(), String> {
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .args(&self.args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (name, value) in [
+            ("HEARTBEAT_EVENT", event.event.to_string()),
+            ("HEARTBEAT_SERVICE", event.service.clone()),
+            ("HEARTBEAT_INSTANCE", event.instance.clone()),
+            ("HEARTBEAT_FROM", event.from.clone()),
+            ("HEARTBEAT_TO", event.to.clone()),
+            ("HEARTBEAT_REASON", event.reason.to_string()),
+            (
+                "HEARTBEAT_AT",
+                event
+                    .at
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            ),
+            ("HEARTBEAT_ALERT_STATE", event.alert_state.clone()),
+            ("HEARTBEAT_MONITOR", event.monitor.clone()),
+            ("HEARTBEAT_SUMMARY", event.summary.clone()),
+        ] {
+            command.env(name, value);
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot run {:?}: {e}", self.program))?;
+        if let Some(mut stdin) = child.stdin.take() {
+            // A program that does not read its stdin is fine: ignore a broken pipe.
+            let _ = stdin.write_all(&event.body()).await;
+            let _ = stdin.write_all(b"\n").await;
+        }
+        let output = child
+            .wait_with_output()
+            .await
+            .map_err(|e| format!("{:?}: {e}", self.program))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr.lines().last().unwrap_or("").trim();
+            Err(format!(
+                "{:?} exited with {}: {last}",
+                self.program, output.status
+            ))
+        }
+    }
+}

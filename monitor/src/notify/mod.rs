@@ -1,0 +1,308 @@
+//! Alerts: a sink of the engine's updates that tells people about the
+//! changes they care about, through `[[notify]]` targets.
+//!
+//! Layout:
+//! - `policy`: per entry, when to send (states, `for`, reminders, resolved). Pure.
+//! - `event`: the event and its JSON payload.
+//! - `webhook`, `command`, `alertmanager`: the three kinds of target.
+//!
+//! One task runs the policies; each target has its own bounded queue and
+//! its own delivery task, so a slow or dead receiver only ever fills its own
+//! queue: events beyond it are dropped and counted, and detection never waits.
+
+mod alertmanager;
+mod command;
+mod event;
+mod policy;
+mod webhook;
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use heartbeat_config::{NotifyKind, NotifySettings};
+use orchestrator_lib::Backoff;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+pub use event::Event;
+use policy::{Policy, PolicyEvent, Rules};
+
+use crate::detector::InstanceKey;
+use crate::engine::Update;
+use crate::headless::state_code;
+
+/// How often pending `for` delays and reminders are looked at.
+const TICK: Duration = Duration::from_millis(100);
+/// At most one failure line per target this often; the rest are counted.
+const LOG_EVERY: Duration = Duration::from_secs(10);
+/// On shutdown, queued events get this long to go out.
+const DRAIN: Duration = Duration::from_secs(3);
+
+/// Counters for one target, read by `/metrics` and the logs.
+#[derive(Debug, Default)]
+pub struct TargetStats {
+    /// `webhook`, `alertmanager` or `command`, and its index among `[[notify]]`.
+    pub kind: String,
+    pub index: usize,
+    /// Deliveries that succeeded.
+    pub sent: AtomicU64,
+    /// Deliveries given up after every retry.
+    pub failed: AtomicU64,
+    /// Events dropped because the target's queue was full.
+    pub dropped: AtomicU64,
+}
+
+impl TargetStats {
+    fn new(kind: NotifyKind, index: usize) -> Self {
+        Self {
+            kind: kind.to_string(),
+            index,
+            ..Self::default()
+        }
+    }
+}
+
+/// The running notifier: feed it updates, read its counters.
+pub struct Notifier {
+    pub updates: mpsc::Sender<Update>,
+    pub stats: Vec<Arc<TargetStats>>,
+    tasks: JoinSet<()>,
+}
+
+impl Notifier {
+    /// Wait for the queues to drain (bounded by [`DRAIN`]) after the updates end.
+    pub async fn finish(mut self) {
+        drop(self.updates);
+        let drained = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN, drained).await.is_err() {
+            warn!("notify: some alerts were still queued at shutdown");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+/// Start one delivery task per entry and the policy task in front of them.
+pub fn spawn(
+    entries: &[NotifySettings],
+    monitor_id: &str,
+    shutdown: CancellationToken,
+) -> Notifier {
+    let (updates, rx) = mpsc::channel(4096);
+    let mut tasks = JoinSet::new();
+    let mut targets = Vec::new();
+    let mut stats = Vec::new();
+    let client = reqwest::Client::builder()
+        .user_agent(concat!("heartbeat-monitor/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default();
+    for (index, entry) in entries.iter().enumerate() {
+        let stat = Arc::new(TargetStats::new(entry.kind, index));
+        let (tx, events) = mpsc::channel(entry.queue);
+        let log = Limited::new(format!("notify[{index}] {}", entry.kind));
+        match entry.kind {
+            NotifyKind::Webhook => {
+                let hook = webhook::Webhook::new(client.clone(), entry);
+                tasks.spawn(deliver_each(
+                    events,
+                    entry.clone(),
+                    stat.clone(),
+                    log,
+                    move |e| {
+                        let hook = hook.clone();
+                        async move { hook.send(&e).await }
+                    },
+                ));
+            }
+            NotifyKind::Command => {
+                let runner = command::Runner::new(entry);
+                tasks.spawn(deliver_each(
+                    events,
+                    entry.clone(),
+                    stat.clone(),
+                    log,
+                    move |e| {
+                        let runner = runner.clone();
+                        async move { runner.run(&e).await }
+                    },
+                ));
+            }
+            NotifyKind::Alertmanager => {
+                let am = alertmanager::Alertmanager::new(client.clone(), entry);
+                tasks.spawn(am.run(events, stat.clone(), log));
+            }
+        }
+        let rules = Rules {
+            alerting: entry.transitions.iter().cloned().collect(),
+            hold: entry.for_,
+            reminder: entry.reminder,
+            send_resolved: entry.send_resolved,
+        };
+        info!(target_index = index, kind = %entry.kind, "notify: target ready");
+        targets.push((Policy::new(rules), tx, stat.clone()));
+        stats.push(stat);
+    }
+    tasks.spawn(run_policies(rx, targets, monitor_id.to_owned(), shutdown));
+    Notifier {
+        updates,
+        stats,
+        tasks,
+    }
+}
+
+type Target = (Policy, mpsc::Sender<Event>, Arc<TargetStats>);
+
+async fn run_policies(
+    mut updates: mpsc::Receiver<Update>,
+    mut targets: Vec<Target>,
+    monitor: String,
+    shutdown: CancellationToken,
+) {
+    let mut states: HashMap<InstanceKey, String> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    let mut full_log: Vec<Limited> = (0..targets.len())
+        .map(|i| Limited::new(format!("notify[{i}]")))
+        .collect();
+    loop {
+        let mut due: Vec<(usize, PolicyEvent)> = Vec::new();
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            update = updates.recv() => {
+                let Some(update) = update else { break };
+                let Update::Transition(report) = update else { continue };
+                let code = state_code(report.transition.to);
+                states.insert(report.transition.key.clone(), code.clone());
+                let now = Instant::now().into_std();
+                for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
+                    due.extend(policy.transition(&report, &code, now).into_iter().map(|e| (i, e)));
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now().into_std();
+                for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
+                    due.extend(policy.tick(now).into_iter().map(|e| (i, e)));
+                }
+            }
+        }
+        if due.is_empty() {
+            continue;
+        }
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for code in states.values() {
+            *counts.entry(code.clone()).or_default() += 1;
+        }
+        for (i, policy_event) in due {
+            let (_, queue, stats) = &targets[i];
+            let event = Event::new(&policy_event, &monitor, counts.clone());
+            if queue.try_send(event).is_err() {
+                stats.dropped.fetch_add(1, Ordering::Relaxed);
+                full_log[i].warn(format_args!(
+                    "queue full or closed; an alert for {}/{} was dropped",
+                    policy_event.report.transition.key.service,
+                    policy_event.report.transition.key.instance
+                ));
+            }
+        }
+    }
+}
+
+/// Deliver queued events one at a time, each with its retries.
+async fn deliver_each<F, Fut>(
+    mut events: mpsc::Receiver<Event>,
+    entry: NotifySettings,
+    stats: Arc<TargetStats>,
+    mut log: Limited,
+    attempt: F,
+) where
+    F: Fn(Event) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    while let Some(event) = events.recv().await {
+        match with_retries(entry.retries, entry.timeout, || attempt(event.clone())).await {
+            Ok(()) => {
+                stats.sent.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(error) => {
+                stats.failed.fetch_add(1, Ordering::Relaxed);
+                log.warn(format_args!(
+                    "{} for {}/{} not delivered after {} attempts: {error}",
+                    event.event,
+                    event.service,
+                    event.instance,
+                    entry.retries + 1
+                ));
+            }
+        }
+    }
+}
+
+/// One attempt, then up to `retries` more with capped exponential backoff;
+/// each attempt is cut off at `timeout`.
+async fn with_retries<F, Fut>(retries: u32, timeout: Duration, mut attempt: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
+    let mut tries = 0;
+    loop {
+        let outcome = match tokio::time::timeout(timeout, attempt()).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!(
+                "timed out after {}",
+                humantime::format_duration(timeout)
+            )),
+        };
+        match outcome {
+            Ok(()) => return Ok(()),
+            Err(error) if tries >= retries => return Err(error),
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}
+
+/// A warning at most every [`LOG_EVERY`], saying how many were held back.
+pub(crate) struct Limited {
+    what: String,
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Limited {
+    pub(crate) fn new(what: String) -> Self {
+        Self {
+            what,
+            last: None,
+            held: 0,
+        }
+    }
+
+    pub(crate) fn warn(&mut self, message: std::fmt::Arguments<'_>) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < LOG_EVERY)
+        {
+            self.held += 1;
+            return;
+        }
+        if self.held > 0 {
+            warn!(
+                "{}: {message} ({} more like it not logged)",
+                self.what, self.held
+            );
+        } else {
+            warn!("{}: {message}", self.what);
+        }
+        self.last = Some(now);
+        self.held = 0;
+    }
+}
