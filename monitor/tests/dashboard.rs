@@ -12,7 +12,8 @@ use support::{BROKER, INTERVAL_MS, TIMEOUT_MS, mock, monitor_bin, unique};
 /// The shell line tmux runs: the monitor (with `env` assignments before it),
 /// then its exit code, then a pause so the pane outlives it and can be read.
 fn under_shell(env: &str, args: &[&str]) -> String {
-    let mut line = format!("unset CLOUDAMQP_URL AMQP_URL RUST_LOG; {env} ");
+    // No history file in the working directory: each run starts afresh.
+    let mut line = format!("unset CLOUDAMQP_URL AMQP_URL RUST_LOG; MONITOR__HISTORY__PATH= {env} ");
     line.push_str(&shell_quote(&monitor_bin().to_string_lossy()));
     for arg in args {
         line.push(' ');

@@ -13,8 +13,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod alertmanager;
 mod broker_node;
+mod receiver;
 pub use broker_node::PrivateBroker;
+pub use receiver::{Hook, Received, hook_event};
 
 /// The shared broker every machine of this project runs.
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
@@ -110,6 +113,15 @@ impl Proc {
             .env("NO_COLOR", "1")
             .env_remove("CLOUDAMQP_URL")
             .env_remove("AMQP_URL");
+        // History is on by default (heartbeat.db in the working directory);
+        // a test that wants it names its own store.
+        let names_a_store = command.get_envs().any(|(name, _)| {
+            name.to_str()
+                .is_some_and(|n| n.starts_with("MONITOR__HISTORY__"))
+        });
+        if !names_a_store {
+            command.env("MONITOR__HISTORY__PATH", "");
+        }
         let mut child = command
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
