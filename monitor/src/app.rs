@@ -1,7 +1,8 @@
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
-use heartbeat_config::{Settings, UrlSource};
+use heartbeat_config::{HistorySettings, Settings, UrlSource};
 use orchestrator_lib::{BrokerUrl, Endpoint, LinkOptions, MemoryBroker};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -114,8 +115,13 @@ pub async fn run(
             );
             app.demo = fleet.is_some();
             app.log_path = log_path;
+            app.history = history.as_ref().map(|h| h.health.clone());
+            let past = history
+                .as_ref()
+                .map(|_| spawn_past_loader(settings.history.clone(), shutdown.clone()));
             let commands = fleet.as_ref().map(|(commands, _)| commands.clone());
-            let shown = dashboard::run(app, updates_rx, stats, commands, shutdown.clone()).await;
+            let shown =
+                dashboard::run(app, updates_rx, stats, commands, past, shutdown.clone()).await;
             if let Err(error) = shown {
                 shutdown.cancel();
                 let _ = engine.await;
@@ -137,6 +143,43 @@ pub async fn run(
         let _ = fleet.await;
     }
     Ok(outcome?)
+}
+
+/// How often the dashboard's uptimes are read again from the store.
+const PAST_REFRESH: Duration = Duration::from_secs(60);
+
+/// Read the store's past for the dashboard now, then every [`PAST_REFRESH`].
+/// A store that cannot be read leaves the dashboard as it is; the writer
+/// already counts and shows an unreachable store.
+fn spawn_past_loader(
+    settings: HistorySettings,
+    shutdown: CancellationToken,
+) -> mpsc::Receiver<history::Past> {
+    let (tx, rx) = mpsc::channel(1);
+    let started_ms = chrono::Utc::now().timestamp_millis();
+    tokio::spawn(async move {
+        loop {
+            let loaded = history::query(&settings, move |store| {
+                history::load_past(store, started_ms, chrono::Utc::now().timestamp_millis())
+            })
+            .await;
+            match loaded {
+                Ok(past) => {
+                    if tx.send(past).await.is_err() {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "history: cannot read the past for the dashboard")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(PAST_REFRESH) => {}
+            }
+        }
+    });
+    rx
 }
 
 /// Hand each engine update to the display and to the sinks that want it.

@@ -36,6 +36,7 @@ pub use view::draw;
 
 use crate::demo::FleetCommand;
 use crate::engine::Update;
+use crate::history::Past;
 
 /// A few frames a second keeps ages and rates live without costing CPU.
 const FRAME: Duration = Duration::from_millis(250);
@@ -51,6 +52,7 @@ pub async fn run(
     mut updates: mpsc::Receiver<Update>,
     stats: Arc<LinkStats>,
     fleet: Option<mpsc::Sender<FleetCommand>>,
+    mut past: Option<mpsc::Receiver<Past>>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let mut terminal = TerminalGuard::enter()?;
@@ -79,6 +81,13 @@ pub async fn run(
                 // The engine stopped; its outcome is the caller's to report.
                 None => break Ok(()),
             },
+            restored = async { past.as_mut().expect("guarded").recv().await }, if past.is_some() => {
+                match restored {
+                    Some(restored) => app.past = restored,
+                    None => past = None,
+                }
+                continue;
+            }
         };
         let mut redraw = event.is_urgent();
         let now = Instant::now();

@@ -6,6 +6,7 @@
 use std::cmp::Reverse;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
@@ -17,6 +18,7 @@ use super::view;
 use crate::demo::FleetCommand;
 use crate::detector::{InstanceKey, State, UNSEEN_INSTANCE};
 use crate::engine::{Report, Update};
+use crate::history::{Health, Past};
 
 /// Round trips kept per instance for the percentiles and the sparkline.
 pub const RTT_SAMPLES: usize = 120;
@@ -415,6 +417,10 @@ pub struct App {
     pub quit: bool,
     /// Demo commands for the run loop to send.
     pub commands: Vec<FleetCommand>,
+    /// From the history store: earlier runs' transitions, and uptimes.
+    pub past: Past,
+    /// The history store's health, when there is a store.
+    pub history: Option<Arc<Health>>,
 }
 
 impl App {
@@ -442,6 +448,8 @@ impl App {
             page: view::list_rows(24),
             quit: false,
             commands: Vec::new(),
+            past: Past::default(),
+            history: None,
         };
         app.refresh();
         app

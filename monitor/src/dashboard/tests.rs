@@ -769,3 +769,77 @@ fn uptime_of_a_discovered_instance_counts_from_its_first_echo() {
     let uptime = row.uptime(clock.at(secs(9) + ms(5))).unwrap();
     assert!((uptime - 0.75).abs() < 1e-9, "{uptime}");
 }
+
+#[test]
+fn an_earlier_runs_history_shows_below_this_runs_with_stored_uptimes() {
+    use crate::history::{Health, Past, StoredTransition};
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    up(&mut app, &clock, secs(1), ("orders", "o-1"));
+    let earlier = |minute: u32, from: &str, to: &str, reason: &str| StoredTransition {
+        at_ms: Utc
+            .with_ymd_and_hms(2026, 11, 22, 9, minute, 0)
+            .unwrap()
+            .timestamp_millis(),
+        service: "orders".into(),
+        instance: "o-1".into(),
+        from: from.into(),
+        to: to.into(),
+        reason: reason.into(),
+        rtt_ms: None,
+        silent_ms: None,
+    };
+    app.past = Past {
+        transitions: vec![
+            earlier(5, "down", "up", "recovered"),
+            earlier(4, "up", "down", "timed_out"),
+        ],
+        uptime: [(
+            InstanceKey::new("orders", "o-1"),
+            [Some(0.999), Some(0.5), None],
+        )]
+        .into(),
+    };
+    let health = std::sync::Arc::new(Health::default());
+    app.history = Some(health.clone());
+    let now = clock.at(secs(2));
+    let list = screen(&mut app, now, 80, 24);
+    let log = list
+        .iter()
+        .position(|l| l.starts_with(" events, newest first"))
+        .unwrap();
+    assert!(
+        list[log + 1].contains("orders/o-1 NEVER SEEN → UP"),
+        "{list:#?}"
+    );
+    assert_eq!(
+        list[log + 2],
+        " 11-22 09:05:00Z orders/o-1 DOWN → UP  recovered (earlier run)"
+    );
+    assert_eq!(
+        list[log + 3],
+        " 11-22 09:04:00Z orders/o-1 UP → DOWN  timed out (earlier run)"
+    );
+    // A store that cannot be written is said in the header.
+    assert!(line_with(&list, "history store unreachable").starts_with(" msg/s"));
+
+    press(&mut app, &clock, secs(2), KeyCode::Enter);
+    let detail = screen(&mut app, now, 100, 24);
+    assert!(
+        detail[5].starts_with(" uptime 100.00% · 24h 99.90% · 7d 50.00% · 30d - · missed pings 0"),
+        "{}",
+        detail[5]
+    );
+    let history = detail
+        .iter()
+        .position(|l| l.starts_with(" transitions, newest first"))
+        .unwrap();
+    assert!(detail[history + 1].contains("NEVER SEEN → UP  first seen"));
+    assert!(detail[history + 2].ends_with("DOWN → UP  recovered (earlier run)"));
+
+    health
+        .reachable
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let list = screen(&mut app, now, 80, 24);
+    assert!(!list.join("\n").contains("unreachable"));
+}

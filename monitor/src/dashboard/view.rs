@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use super::state::{App, Fleet, Row, Screen};
 use crate::detector::{State, UNSEEN_INSTANCE};
 use crate::engine::Report;
+use crate::history::{Past, StoredTransition, UPTIME_WINDOWS_DAYS};
 
 const HEADER_LINES: u16 = 3;
 const HELP_LINES: u16 = 1;
@@ -53,10 +54,10 @@ pub fn draw(frame: &mut Frame, app: &App, now: Instant) {
     match app.screen {
         Screen::List => {
             draw_table(frame, body, app, at);
-            draw_log(frame, log, &app.shown().log);
+            draw_log(frame, log, &app.shown().log, &app.past.transitions);
         }
         Screen::Detail => match app.selected_row() {
-            Some(row) => draw_detail(frame, body.union(log), row, at),
+            Some(row) => draw_detail(frame, body.union(log), row, &app.past, at),
             None => draw_table(frame, body, app, at),
         },
     }
@@ -125,6 +126,16 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
             }
         }
         None => third.push(Span::raw(" msg/s measuring…").dark_gray()),
+    }
+    if app
+        .history
+        .as_ref()
+        .is_some_and(|h| !h.reachable.load(std::sync::atomic::Ordering::Relaxed))
+    {
+        third.push(Span::styled(
+            " · history store unreachable",
+            Style::new().fg(Color::Red).bold(),
+        ));
     }
     frame.render_widget(
         Paragraph::new(vec![
@@ -397,14 +408,60 @@ fn log_line(report: &Report, with_name: bool) -> Line<'static> {
     Line::from(spans)
 }
 
-fn draw_log(frame: &mut Frame, area: Rect, log: &std::collections::VecDeque<Report>) {
+/// A transition from the history store: an earlier run's, shown dimmed
+/// below this run's own.
+fn past_line(t: &StoredTransition, with_name: bool) -> Line<'static> {
+    let label = |code: &str| code.replace('_', " ").to_uppercase();
+    let style = |code: &str| match code {
+        "up" => Style::new().fg(Color::Green),
+        "never_seen" => Style::new().fg(Color::DarkGray),
+        _ => Style::new().fg(Color::Red),
+    };
+    let at = chrono::DateTime::from_timestamp_millis(t.at_ms).unwrap_or_default();
+    let mut spans = vec![Span::raw(format!(" {} ", at.format("%m-%d %H:%M:%SZ"))).dark_gray()];
+    if with_name {
+        spans.push(Span::raw(format!("{}/{} ", t.service, t.instance)).dark_gray());
+    }
+    spans.push(Span::styled(label(&t.from), style(&t.from)));
+    spans.push(Span::raw(" → ").dark_gray());
+    spans.push(Span::styled(label(&t.to), style(&t.to)));
+    spans.push(Span::raw(format!("  {} (earlier run)", t.reason.replace('_', " "))).dark_gray());
+    Line::from(spans)
+}
+
+/// ` · 24h 99.90% · 7d 99.99% · 30d -` from the store, or nothing without one.
+fn stored_uptimes(past: &Past, key: &crate::detector::InstanceKey) -> String {
+    let Some(ratios) = past.uptime.get(key) else {
+        return String::new();
+    };
+    let mut text = String::new();
+    for (days, ratio) in UPTIME_WINDOWS_DAYS.iter().zip(ratios) {
+        let window = if *days == 1 {
+            "24h".to_string()
+        } else {
+            format!("{days}d")
+        };
+        let value = ratio.map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
+        text.push_str(&format!(" · {window} {value}"));
+    }
+    text
+}
+
+fn draw_log(
+    frame: &mut Frame,
+    area: Rect,
+    log: &std::collections::VecDeque<Report>,
+    past: &[StoredTransition],
+) {
     if area.height == 0 {
         return;
     }
+    let fit = area.height.saturating_sub(1) as usize;
     let lines: Vec<Line> = log
         .iter()
-        .take(area.height.saturating_sub(1) as usize)
         .map(|report| log_line(report, true))
+        .chain(past.iter().map(|t| past_line(t, true)))
+        .take(fit)
         .collect();
     let block = Block::new()
         .borders(Borders::TOP)
@@ -412,7 +469,7 @@ fn draw_log(frame: &mut Frame, area: Rect, log: &std::collections::VecDeque<Repo
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, at: Instant) {
+fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instant) {
     let [summary, chart, history] = Layout::vertical([
         Constraint::Length(3),
         Constraint::Length(if area.height >= 14 { 7 } else { 4 }),
@@ -437,9 +494,10 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, at: Instant) {
             maybe_millis(percentiles.map(|p| p.1)),
         )),
         Line::from(format!(
-            " uptime {} · missed pings {} · watched for {}",
+            " uptime {}{} · missed pings {} · watched for {}",
             row.uptime(at)
                 .map_or("-".to_string(), |u| format!("{:.2}%", u * 100.0)),
+            stored_uptimes(past, &row.key),
             row.missed,
             short(at.saturating_duration_since(row.watched_since)),
         )),
@@ -464,13 +522,15 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, at: Instant) {
         chart,
     );
 
-    let lines: Vec<Line> = if row.history.is_empty() {
+    let mut earlier = past.of(&row.key).peekable();
+    let lines: Vec<Line> = if row.history.is_empty() && earlier.peek().is_none() {
         vec![Line::from("  no transitions yet").dark_gray()]
     } else {
         row.history
             .iter()
-            .take(history.height.saturating_sub(1) as usize)
             .map(|report| log_line(report, false))
+            .chain(earlier.map(|t| past_line(t, false)))
+            .take(history.height.saturating_sub(1) as usize)
             .collect()
     };
     let block = Block::new()

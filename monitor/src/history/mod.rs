@@ -20,7 +20,7 @@ mod postgres;
 mod schema;
 mod sqlite;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::detector::Reason;
+use crate::detector::{InstanceKey, Reason};
 use crate::engine::{Report, Update};
 use crate::headless::state_code;
 use crate::notify::Limited;
@@ -156,6 +156,49 @@ pub async fn query<T: Send + 'static>(
     })
     .await
     .map_err(|e| HistoryError::Store(format!("the reader panicked: {e}")))?
+}
+
+/// Transitions the dashboard restores into its event log and detail view.
+const PAST_TRANSITIONS: usize = 500;
+const DAY_MS: i64 = 24 * 3600 * 1000;
+/// The uptime windows the dashboard shows: 24 h, 7 d, 30 d.
+pub const UPTIME_WINDOWS_DAYS: [i64; 3] = [1, 7, 30];
+
+/// What the dashboard shows from the store after a restart.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Past {
+    /// From before `before_ms`, newest first, every service.
+    pub transitions: Vec<StoredTransition>,
+    /// Per instance, the share of watched time UP over each of [`UPTIME_WINDOWS_DAYS`].
+    pub uptime: HashMap<InstanceKey, [Option<f64>; 3]>,
+}
+
+impl Past {
+    pub fn of(&self, key: &InstanceKey) -> impl Iterator<Item = &StoredTransition> {
+        self.transitions
+            .iter()
+            .filter(move |t| t.service == key.service && t.instance == key.instance)
+    }
+}
+
+/// Read what the dashboard restores: transitions from before `before_ms`
+/// (this run's own are live already) and uptimes. Blocks.
+pub fn load_past(store: &mut dyn Store, before_ms: i64, now_ms: i64) -> Result<Past, HistoryError> {
+    let mut transitions = store.transitions(None, 0, PAST_TRANSITIONS * 2)?;
+    transitions.retain(|t| t.at_ms < before_ms);
+    transitions.truncate(PAST_TRANSITIONS);
+    let mut uptime: HashMap<InstanceKey, [Option<f64>; 3]> = HashMap::new();
+    for (i, days) in UPTIME_WINDOWS_DAYS.iter().enumerate() {
+        for u in store.uptime(now_ms - days * DAY_MS)? {
+            uptime
+                .entry(InstanceKey::new(u.service.clone(), u.instance.clone()))
+                .or_default()[i] = u.ratio();
+        }
+    }
+    Ok(Past {
+        transitions,
+        uptime,
+    })
 }
 
 /// What `/metrics`, the dashboard and the logs say about the store.
