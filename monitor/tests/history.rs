@@ -1,0 +1,274 @@
+//! History end to end: the real monitor writes to a real SQLite file and a
+//! real PostgreSQL server (127.0.0.1:5432, a database of its own per test),
+//! and what one run wrote is there for the next.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use heartbeat_config::HistorySettings;
+use monitor::history::{self, Batch, Minute, StoredTransition};
+use support::*;
+
+const UP_WITHIN: Duration = Duration::from_secs(10);
+pub const POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
+
+/// A database of its own on the local PostgreSQL, dropped at the end.
+struct Database {
+    name: String,
+}
+
+impl Database {
+    fn create() -> Self {
+        let name = unique("hb").replace('-', "_");
+        admin().batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| {
+            panic!("cannot create a database on {POSTGRES} (is PostgreSQL running? scripts/test.sh starts it): {e}")
+        });
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        format!("{POSTGRES}/{}", self.name)
+    }
+}
+
+fn admin() -> postgres::Client {
+    postgres::Client::connect(&format!("{POSTGRES}/test"), postgres::NoTls)
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {POSTGRES}/test: {e}"))
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        let _ = admin().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let dir = std::env::temp_dir().join(unique("history-test"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn settings(path: &str, url: &str) -> HistorySettings {
+    HistorySettings {
+        path: path.into(),
+        url: url.into(),
+        retention: Duration::from_secs(30 * 24 * 3600),
+    }
+}
+
+fn transition_at(at_ms: i64, service: &str, to: &str) -> StoredTransition {
+    StoredTransition {
+        at_ms,
+        service: service.into(),
+        instance: "i-1".into(),
+        from: if to == "up" { "down" } else { "up" }.into(),
+        to: to.into(),
+        reason: if to == "up" { "recovered" } else { "timed_out" }.into(),
+        rtt_ms: (to == "up").then_some(1.5),
+        silent_ms: (to != "up").then_some(3000),
+    }
+}
+
+fn minute(minute_ms: i64, service: &str, up_ms: i64) -> Minute {
+    Minute {
+        minute_ms,
+        service: service.into(),
+        instance: "i-1".into(),
+        echoes: 60,
+        misses: 0,
+        rtt_p50_ms: Some(1.0),
+        rtt_p99_ms: Some(2.0),
+        up_ms,
+        observed_ms: 60_000,
+    }
+}
+
+/// What every store must do, through the trait alone.
+fn store_contract(settings: &HistorySettings) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let minute0 = now - now.rem_euclid(60_000) - 10 * 60_000;
+    let day = 24 * 3600 * 1000;
+    {
+        let mut store = history::open(settings).expect("opens and migrates");
+        store
+            .write(&Batch {
+                transitions: vec![
+                    transition_at(now - 40 * day, "orders", "down"),
+                    transition_at(now - 2000, "orders", "down"),
+                    transition_at(now - 1000, "orders", "up"),
+                    transition_at(now - 1500, "payments", "down"),
+                ],
+                minutes: vec![
+                    minute(minute0, "orders", 60_000),
+                    minute(minute0 + 60_000, "orders", 30_000),
+                    minute(minute0 - 40 * day, "orders", 0),
+                ],
+            })
+            .unwrap();
+        // The same minute again (a restart within it) adds up.
+        store
+            .write(&Batch {
+                transitions: vec![],
+                minutes: vec![minute(minute0 + 60_000, "orders", 0)],
+            })
+            .unwrap();
+    }
+    // A new connection, as after a restart; migrations run again as no-ops.
+    let mut store = history::open(settings).expect("opens again");
+    let orders = store.transitions(Some("orders"), now - day, 10).unwrap();
+    assert_eq!(
+        orders
+            .iter()
+            .map(|t| (t.at_ms, t.to.as_str()))
+            .collect::<Vec<_>>(),
+        [(now - 1000, "up"), (now - 2000, "down")],
+        "newest first, only this service, only since"
+    );
+    assert_eq!(orders[0], transition_at(now - 1000, "orders", "up"));
+    assert_eq!(store.transitions(None, now - day, 10).unwrap().len(), 3);
+    let uptime = store.uptime(now - day).unwrap();
+    assert_eq!(uptime.len(), 1, "{uptime:?}");
+    assert_eq!((uptime[0].up_ms, uptime[0].observed_ms), (90_000, 180_000));
+    assert_eq!(uptime[0].ratio(), Some(0.5));
+    // Retention: what is older goes.
+    assert_eq!(store.prune(now - 30 * day).unwrap(), 2);
+    assert_eq!(store.transitions(Some("orders"), 0, 10).unwrap().len(), 2);
+}
+
+#[test]
+fn the_sqlite_store_keeps_transitions_and_minutes_across_connections() {
+    let dir = TempDir::new();
+    let path = dir.0.join("heartbeat.db");
+    store_contract(&settings(&path.to_string_lossy(), ""));
+}
+
+#[test]
+fn the_postgresql_store_keeps_transitions_and_minutes_across_connections() {
+    let db = Database::create();
+    store_contract(&settings("", &db.url()));
+}
+
+/// A headless monitor whose history goes to `env` (MONITOR__HISTORY__...).
+fn monitor_storing(env: (&str, &str)) -> Proc {
+    let id = unique("mon");
+    let mut command = Command::new(monitor_bin());
+    command
+        .args(["--headless", "--url", BROKER, "--id", &id])
+        .args([
+            "--interval",
+            &format!("{INTERVAL_MS}ms"),
+            "--timeout",
+            &format!("{TIMEOUT_MS}ms"),
+        ])
+        .env(env.0, env.1);
+    Proc::spawn(&format!("monitor {id}"), command)
+}
+
+/// Two runs of the monitor on one store: the second run's store holds both.
+fn history_survives_a_restart(env: (&str, &str), settings: &HistorySettings) {
+    let name = unique("kept");
+    let mut first = monitor_storing(env);
+    let mut service = mock(BROKER, &name, "k-1", &[]);
+    first.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    service.kill();
+    first.wait_json(
+        Duration::from_secs(4),
+        "timed out",
+        transition(&name, "down", "timed_out"),
+    );
+    first.stop_cleanly("TERM", Duration::from_secs(8));
+
+    let mut second = monitor_storing(env);
+    let _service = mock(BROKER, &name, "k-1", &[]);
+    second.wait_json(
+        UP_WITHIN,
+        "first seen again",
+        transition(&name, "up", "first_seen"),
+    );
+    second.stop_cleanly("TERM", Duration::from_secs(8));
+
+    let mut store = history::open(settings).unwrap();
+    let kept = store.transitions(Some(&name), 0, 10).unwrap();
+    assert_eq!(
+        kept.iter()
+            .map(|t| (t.from.as_str(), t.to.as_str(), t.reason.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("never_seen", "up", "first_seen"),
+            ("up", "down", "timed_out"),
+            ("never_seen", "up", "first_seen")
+        ],
+        "newest first: {kept:#?}"
+    );
+    assert!(kept[1].silent_ms.is_some_and(|ms| ms > TIMEOUT_MS as i64));
+    assert!(kept[2].rtt_ms.is_some());
+    // The minutes each run watched, closed when it stopped.
+    let uptime = store.uptime(0).unwrap();
+    let ours = uptime
+        .iter()
+        .find(|u| u.service == name)
+        .expect("minute figures for the service");
+    assert!(
+        ours.observed_ms > 0 && ours.up_ms > 0 && ours.up_ms <= ours.observed_ms,
+        "{ours:?}"
+    );
+}
+
+#[test]
+fn history_survives_a_monitor_restart_with_sqlite() {
+    let dir = TempDir::new();
+    let path = dir.0.join("heartbeat.db");
+    let path = path.to_string_lossy();
+    history_survives_a_restart(("MONITOR__HISTORY__PATH", &path), &settings(&path, ""));
+}
+
+#[test]
+fn history_survives_a_monitor_restart_with_postgresql() {
+    let db = Database::create();
+    let url = db.url();
+    history_survives_a_restart(("MONITOR__HISTORY__URL", &url), &settings("", &url));
+}
+
+#[test]
+fn an_unreachable_store_is_reported_and_does_not_slow_detection() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let mut monitor = monitor_storing((
+        "MONITOR__HISTORY__URL",
+        &format!("postgres://u:secret@127.0.0.1:{port}/x"),
+    ));
+    let name = unique("unstored");
+    let mut service = mock(BROKER, &name, "s-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    monitor.wait_stderr(Duration::from_secs(5), "history store: PostgreSQL");
+    service.kill();
+    let within = Duration::from_millis(TIMEOUT_MS + INTERVAL_MS + 800);
+    monitor.wait_json(within, "timed out", transition(&name, "down", "timed_out"));
+    assert!(!monitor.stderr().contains("secret"), "{}", monitor.stderr());
+    monitor.stop_cleanly("TERM", Duration::from_secs(8));
+}
