@@ -7,7 +7,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{BROKER, INTERVAL_MS, TIMEOUT_MS, mock, monitor_bin, unique};
+use support::{
+    BROKER, Database, INTERVAL_MS, Proc, TIMEOUT_MS, mock, monitor_bin, transition, unique,
+};
 
 /// The shell line tmux runs: the monitor (with `env` assignments before it),
 /// then its exit code, then a pause so the pane outlives it and can be read.
@@ -229,4 +231,69 @@ fn the_demo_needs_no_broker_and_its_keys_crash_and_revive_a_service() {
     });
 
     quit_and_check_the_terminal_is_restored(&tmux);
+}
+
+/// After a restart, the event log shows what the earlier run stored. The
+/// second run points at a closed broker port, so nothing live can push the
+/// restored lines off the screen.
+fn the_event_log_comes_back_after_a_restart(store: (&str, &str)) {
+    let name = short_name();
+    let mut first = {
+        let mut command = Command::new(monitor_bin());
+        command
+            .args(["--headless", "--url", BROKER, "--id", &unique("dash")])
+            .args(["--interval", &format!("{INTERVAL_MS}ms")])
+            .args(["--timeout", &format!("{TIMEOUT_MS}ms")])
+            .env(store.0, store.1);
+        Proc::spawn("first run", command)
+    };
+    let service = mock(BROKER, &name, "i1", &[]);
+    first.wait_json(
+        Duration::from_secs(10),
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    service.signal("INT");
+    first.wait_json(
+        Duration::from_secs(2),
+        "left",
+        transition(&name, "down", "left"),
+    );
+    first.stop_cleanly("TERM", Duration::from_secs(8));
+
+    let env = format!("{}={}", store.0, shell_quote(store.1));
+    let tmux = Tmux::start(&under_shell(
+        &env,
+        &["--url", "amqp://127.0.0.1:1", "--id", &unique("dash")],
+    ));
+    tmux.wait_line(
+        Duration::from_secs(20),
+        "with the earlier goodbye",
+        |line| line.contains(&format!("{name}/i1 UP → DOWN  left (earlier run)")),
+    );
+    tmux.wait_line(
+        Duration::from_secs(2),
+        "with the earlier first echo",
+        |line| {
+            line.contains(&format!(
+                "{name}/i1 NEVER SEEN → UP  first seen (earlier run)"
+            ))
+        },
+    );
+    quit_and_check_the_terminal_is_restored(&tmux);
+}
+
+#[test]
+fn the_event_log_comes_back_after_a_restart_with_sqlite() {
+    let dir = std::env::temp_dir().join(unique("dash-history"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("heartbeat.db");
+    the_event_log_comes_back_after_a_restart(("MONITOR__HISTORY__PATH", &path.to_string_lossy()));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn the_event_log_comes_back_after_a_restart_with_postgresql() {
+    let db = Database::create();
+    the_event_log_comes_back_after_a_restart(("MONITOR__HISTORY__URL", &db.url()));
 }

@@ -15,8 +15,10 @@ use serde_json::Value;
 
 pub mod alertmanager;
 mod broker_node;
+mod database;
 mod receiver;
 pub use broker_node::PrivateBroker;
+pub use database::{Database, POSTGRES};
 pub use receiver::{Hook, Received, hook_event};
 
 /// The shared broker every machine of this project runs.
