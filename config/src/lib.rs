@@ -65,11 +65,26 @@ pub const STATE_CODES: &[&str] = &[
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(try_from = "String")]
 pub enum NotifyKind {
     Webhook,
     Alertmanager,
     Command,
+}
+
+impl TryFrom<String> for NotifyKind {
+    type Error = String;
+
+    fn try_from(kind: String) -> Result<Self, String> {
+        match kind.as_str() {
+            "webhook" => Ok(NotifyKind::Webhook),
+            "alertmanager" => Ok(NotifyKind::Alertmanager),
+            "command" => Ok(NotifyKind::Command),
+            _ => Err(format!(
+                "{kind:?} is not a kind of notify target; use webhook, alertmanager or command"
+            )),
+        }
+    }
 }
 
 impl fmt::Display for NotifyKind {
@@ -475,6 +490,93 @@ mod tests {
         for (pairs, expected) in cases {
             let err = load(pairs).unwrap_err().to_string();
             assert!(err.contains(expected), "{pairs:?}: {err}");
+            assert!(!err.contains('\n'), "more than one line: {err}");
+        }
+    }
+
+    fn load_file(text: &str) -> Result<Settings, SettingsError> {
+        let dir = std::env::temp_dir().join(format!(
+            "hb-config-notify-{}-{}",
+            std::process::id(),
+            text.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("monitor.toml");
+        std::fs::write(&path, text).unwrap();
+        let loaded =
+            Settings::load_with_env(Some(&path), env(&[])).and_then(|s| s.validate().map(|()| s));
+        std::fs::remove_dir_all(dir).unwrap();
+        loaded
+    }
+
+    #[test]
+    fn notify_entries_and_history_load_with_their_defaults() {
+        let s = load_file(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:8099/hook\"\nfor = \"30s\"\n\n\
+             [[notify]]\nkind = \"command\"\ncommand = [\"/bin/true\"]\ntransitions = [\"down\", \"left\"]\n\
+             send_resolved = false\n\n[history]\nurl = \"postgres://u:p@db/hb\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.notify.len(), 2);
+        let hook = &s.notify[0];
+        assert_eq!(
+            (hook.kind, hook.for_),
+            (NotifyKind::Webhook, Duration::from_secs(30))
+        );
+        assert_eq!(hook.transitions, ["down", "flapping", "degraded"]);
+        assert!(hook.send_resolved && hook.reminder.is_zero());
+        assert_eq!((hook.retries, hook.queue), (3, 256));
+        assert_eq!(s.notify[1].transitions, ["down", "left"]);
+        assert!(!s.notify[1].send_resolved);
+        assert_eq!(s.history.path, "heartbeat.db");
+        assert!(s.history.enabled());
+        assert_eq!(s.history.retention, Duration::from_secs(30 * 24 * 3600));
+        assert!(load(&[]).unwrap().notify.is_empty());
+    }
+
+    #[test]
+    fn bad_notify_and_history_settings_name_the_entry_in_one_line() {
+        let cases = [
+            (
+                "[[notify]]\nkind = \"sms\"\n",
+                "\"sms\" is not a kind of notify target; use webhook, alertmanager or command",
+            ),
+            (
+                "[[notify]]\nkind = \"webhook\"\n",
+                "`notify[0].url` (webhook)",
+            ),
+            (
+                "[[notify]]\nkind = \"alertmanager\"\nurl = \"ftp://x\"\n",
+                "`notify[0].url` (alertmanager): \"ftp://x\" must be http:// or https://",
+            ),
+            (
+                "[[notify]]\nkind = \"command\"\n",
+                "`notify[0].command` (command)",
+            ),
+            (
+                "[[notify]]\nkind = \"command\"\ncommand = [\"x\"]\ntransitions = [\"dwon\"]\n",
+                "`notify[0].transitions` (command): \"dwon\" is not a state",
+            ),
+            (
+                "[[notify]]\nkind = \"command\"\ncommand = [\"x\"]\nfor = \"soon\"\n",
+                "for",
+            ),
+            (
+                "[[notify]]\nkind = \"command\"\ncommand = [\"x\"]\nurll = \"\"\n",
+                "unknown field `urll`",
+            ),
+            (
+                "[history]\nurl = \"mysql://x\"\n",
+                "`history.url`: must start with postgres://",
+            ),
+            (
+                "[history]\nretention = \"1m\"\n",
+                "`history.retention`: must be at least 1h",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = load_file(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
             assert!(!err.contains('\n'), "more than one line: {err}");
         }
     }
