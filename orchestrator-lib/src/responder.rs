@@ -97,19 +97,26 @@ pub async fn respond_fleet(
     let mut monitors: Vec<HashMap<String, Instant>> = vec![HashMap::new(); members.len()];
     let mut delayed = JoinSet::new();
     let mut hung_logged = false;
+    // The link ends both its status and its inbox when it fails for good;
+    // whichever is seen first, a failure must come out as the error it is.
+    let ended = |status: &tokio::sync::watch::Receiver<LinkStatus>| match &*status.borrow() {
+        LinkStatus::Failed(error) => Err(error.clone()),
+        _ => Ok(()),
+    };
     let outcome = loop {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break Ok(()),
             changed = status.changed() => {
                 if changed.is_err() {
-                    break Ok(());
+                    break ended(&status);
                 }
                 if let LinkStatus::Failed(error) = &*status.borrow() {
                     break Err(error.clone());
                 }
             }
             incoming = inbox.recv() => {
-                let Some(incoming) = incoming else { break Ok(()) };
+                let Some(incoming) = incoming else { break ended(&status) };
                 let Incoming { message: Message::Ping(ping), reply_to: Some(reply_to), to } = incoming else {
                     debug!(?incoming, "ignored: only pings with a reply_to are answered");
                     continue;
