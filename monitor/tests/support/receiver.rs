@@ -16,6 +16,8 @@ pub struct Received {
     pub body: Vec<u8>,
     pub json: Value,
     pub at: Instant,
+    /// Wall-clock time of arrival, to compare with the monitor's `at` fields.
+    pub wall: chrono::DateTime<chrono::Utc>,
 }
 
 impl Received {
@@ -61,6 +63,7 @@ impl Hook {
                     json: serde_json::from_slice(&body).unwrap_or(Value::Null),
                     body,
                     at: Instant::now(),
+                    wall: chrono::Utc::now(),
                 };
                 let code = answer.load(Ordering::Relaxed);
                 let _ = request.respond(tiny_http::Response::empty(code));
