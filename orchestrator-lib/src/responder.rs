@@ -167,7 +167,7 @@ pub async fn respond_fleet(
                 let goodbye = Message::Goodbye(Goodbye {
                     service: me.service.clone(),
                     instance: me.instance.clone(),
-                    at: Utc::now(),
+                    at: Some(Utc::now()),
                 });
                 match publisher.send_to(monitor, &goodbye) {
                     Ok(()) => said += 1,
@@ -186,7 +186,7 @@ fn answer(publisher: &crate::Publisher, me: &Identity, ping: &Ping, reply_to: &s
         service: me.service.clone(),
         instance: me.instance.clone(),
         seq: ping.seq,
-        at: Utc::now(),
+        at: Some(Utc::now()),
     });
     if let Err(error) = publisher.send_to(reply_to, &echo) {
         debug!(%error, seq = ping.seq, "echo not sent");
@@ -202,7 +202,7 @@ mod tests {
         Message::Ping(Ping {
             monitor: "m".into(),
             seq,
-            sent_at: Utc::now(),
+            sent_at: Some(Utc::now()),
         })
     }
 
@@ -242,7 +242,7 @@ mod tests {
             panic!("expected a goodbye")
         };
         assert_eq!(bye.instance, "o-1");
-        assert!(!broker.has_queue("heartbeat.service.orders.o-1"));
+        assert!(!broker.has_queue("heartbeat.service.orders/o-1"));
     }
 
     #[tokio::test]
