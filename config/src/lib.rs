@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
 use orchestrator_lib::BrokerUrl;
+use orchestrator_lib::wire::{is_valid_name, name_rule};
 use serde::Deserialize;
 
 /// The documented defaults, built into the binaries.
@@ -261,11 +262,25 @@ impl Settings {
                 );
             }
         }
-        if let Some(name) = self.expect.iter().find(|n| n.trim().is_empty()) {
-            return bad("expect", format!("{name:?} is not a service name"));
+        // Names are checked by the same rule as on the wire: a name no service
+        // can have would wait forever for an echo that cannot come.
+        if let Some(name) = self.expect.iter().find(|n| !is_valid_name(n)) {
+            return bad(
+                "expect",
+                format!("{} is not a service name: use {}", shown(name), name_rule()),
+            );
         }
-        if self.id.contains(char::is_whitespace) {
-            return bad("id", format!("{:?} must not contain spaces", self.id));
+        if !self.id.is_empty() && !is_valid_name(&self.id) {
+            return bad(
+                "id",
+                format!("{} is not a valid id: use {}", shown(&self.id), name_rule()),
+            );
+        }
+        if let Some(name) = self.timeouts.keys().find(|n| !is_valid_name(n)) {
+            return bad(
+                "timeouts",
+                format!("{} is not a service name: use {}", shown(name), name_rule()),
+            );
         }
         if self.broker.reconnect_min.is_zero() {
             return bad("broker.reconnect_min", "must be greater than zero".into());
@@ -347,6 +362,18 @@ impl NotifySettings {
             return Err(("resend", "must be greater than zero".into()));
         }
         Ok(())
+    }
+}
+
+/// How a name breaks the rule is said in words; the text is quoted with
+/// control characters escaped, and cut, so a hostile value cannot paint the terminal.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(40).collect();
+    let quoted = format!("{cut:?}");
+    if cut.len() < name.len() {
+        format!("{quoted}…")
+    } else {
+        quoted
     }
 }
 
@@ -469,6 +496,31 @@ mod tests {
         assert_eq!(s.timeout, Duration::from_secs(7));
         assert_eq!(s.timeout_for("slow"), Duration::from_secs(30));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn names_in_the_config_follow_the_wire_rule() {
+        let dir = std::env::temp_dir().join(format!("hb-config-names-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("monitor.toml");
+        std::fs::write(&path, "[timeouts]\n\"a b\" = \"5s\"\n").unwrap();
+        let err = Settings::load_with_env(Some(&path), env(&[]))
+            .and_then(|s| s.validate())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid setting `timeouts`"), "{err}");
+        std::fs::remove_dir_all(dir).unwrap();
+        for (pairs, expected) in [
+            (&[("MONITOR__EXPECT", "orders,a\u{1b}[2J")][..], "`expect`"),
+            (&[("MONITOR__ID", "ops/1")][..], "`id`"),
+        ] {
+            let err = load(pairs).unwrap_err().to_string();
+            assert!(err.contains(expected), "{pairs:?}: {err}");
+            assert!(
+                !err.contains('\u{1b}'),
+                "a raw escape reached the message: {err:?}"
+            );
+        }
     }
 
     #[test]

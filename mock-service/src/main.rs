@@ -148,19 +148,15 @@ async fn main() -> ExitCode {
     }
 }
 
-/// Names become queue names and dashboard rows: keep them printable and short.
+/// Names become queue names and dashboard rows: the wire's rule, applied to the flags.
 fn check_name(flag: &str, name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= orchestrator_lib::wire::MAX_NAME_LEN
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "invalid {flag} {name:?}: use 1 to {} letters, digits, '-', '_' or '.'",
-            orchestrator_lib::wire::MAX_NAME_LEN
-        ))
+    if orchestrator_lib::wire::is_valid_name(name) {
+        return Ok(());
     }
+    // Debug-quoted and cut: a hostile value cannot paint the terminal or flood it.
+    let shown: String = name.chars().take(40).collect();
+    Err(format!(
+        "invalid {flag} {shown:?}: use {}",
+        orchestrator_lib::wire::name_rule()
+    ))
 }

@@ -86,7 +86,7 @@ fn wire_codec() {
         service: "payments".into(),
         instance: "payments-7f9c".into(),
         seq: 123_456,
-        at: Utc::now(),
+        at: Some(Utc::now()),
     });
     let body = wire::encode(&echo);
     println!("echo body: {} bytes", body.len());

@@ -122,7 +122,7 @@ pub async fn run(
             }
             _ = pings.tick(), if connected => {
                 seq += 1;
-                let ping = Message::Ping(Ping { monitor: config.monitor_id.clone(), seq, sent_at: Utc::now() });
+                let ping = Message::Ping(Ping { monitor: config.monitor_id.clone(), seq, sent_at: Some(Utc::now()) });
                 match publisher.broadcast(&ping, &config.reply_to, config.ping_ttl) {
                     Ok(()) => {
                         let now = Instant::now();

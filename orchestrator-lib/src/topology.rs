@@ -27,10 +27,14 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// `heartbeat.service.<service>/<instance>`. Names never hold `/`, so two
+    /// different (service, instance) pairs never share a queue (with a `.`,
+    /// `a.b`/`c` and `a`/`b.c` would), and with names of at most
+    /// [`MAX_NAME_LEN`](crate::wire::MAX_NAME_LEN) bytes it fits AMQP's 255.
     pub fn service(identity: &Identity) -> Self {
         Self {
             queue: format!(
-                "{SERVICE_QUEUE_PREFIX}{}.{}",
+                "{SERVICE_QUEUE_PREFIX}{}/{}",
                 identity.service, identity.instance
             ),
             role: Role::Service,
@@ -42,5 +46,25 @@ impl Endpoint {
             queue: format!("{MONITOR_QUEUE_PREFIX}{monitor_id}"),
             role: Role::Monitor,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::MAX_NAME_LEN;
+
+    #[test]
+    fn distinct_identities_never_share_a_queue() {
+        let a = Endpoint::service(&Identity::new("a.b", "c"));
+        let b = Endpoint::service(&Identity::new("a", "b.c"));
+        assert_ne!(a.queue, b.queue);
+    }
+
+    #[test]
+    fn the_longest_names_fit_an_amqp_short_string() {
+        let long = "x".repeat(MAX_NAME_LEN);
+        assert!(Endpoint::service(&Identity::new(&long, &long)).queue.len() <= 255);
+        assert!(Endpoint::monitor(&long).queue.len() <= 255);
     }
 }

@@ -4,6 +4,8 @@
 //! body carries `"v": 1` and a `"type"` tag. Unknown fields are ignored so the
 //! protocol can grow without breaking older participants.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -11,12 +13,18 @@ use serde::{Deserialize, Serialize};
 /// rejected: a new major version means the meaning of a field changed.
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// Longest service or instance name accepted off the wire, in bytes. Names
-/// become queue names and dashboard rows; a bound keeps a hostile peer from
-/// inflating either.
-pub const MAX_NAME_LEN: usize = 128;
+/// Longest service, instance or monitor name, in bytes. Names become queue
+/// names (`heartbeat.service.<service>/<instance>`), consumer tags and
+/// dashboard rows; at this bound every one of them fits AMQP's 255-byte
+/// short strings, and a hostile peer cannot inflate a row.
+pub const MAX_NAME_LEN: usize = 100;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Largest body accepted by default. Real messages are about 150 bytes; the
+/// bound is checked before parsing, so a huge body costs nothing but its
+/// delivery.
+pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Message {
     Ping(Ping),
@@ -25,32 +33,38 @@ pub enum Message {
 }
 
 /// Sent by a monitor to every service through the ping fanout exchange.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ping {
     /// The monitor's id; also the suffix of the queue it wants echoes on.
     pub monitor: String,
     /// Increases by one with every ping from this monitor.
     pub seq: u64,
-    pub sent_at: DateTime<Utc>,
+    /// Informative only; `None` when the sender's timestamp did not parse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// A service's answer to one ping, sent to the ping's `reply_to` queue.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Echo {
     pub service: String,
     pub instance: String,
     /// The `seq` of the ping this answers.
     pub seq: u64,
-    /// The service's own clock; informative only, never used to measure time.
-    pub at: DateTime<Utc>,
+    /// The service's own clock; informative only, never used to measure time,
+    /// and `None` when it did not parse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
 }
 
 /// Sent by a service that shuts down on purpose, to every monitor that pinged it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Goodbye {
     pub service: String,
     pub instance: String,
-    pub at: DateTime<Utc>,
+    /// Informative only, as in [`Echo::at`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
 }
 
 #[derive(Serialize)]
@@ -60,22 +74,133 @@ struct OutEnvelope<'a> {
     message: &'a Message,
 }
 
+/// Every field any message may carry, all optional, strings borrowed from
+/// the body where they hold no escapes. Fields we do not know are skipped
+/// by serde as they are read, never buffered (unlike `#[serde(flatten)]`,
+/// which kept a copy of every unknown value), so padding costs nothing.
 #[derive(Deserialize)]
-struct InEnvelope {
-    v: u32,
-    #[serde(flatten)]
-    message: Message,
+struct RawMessage<'a> {
+    v: Option<u32>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    monitor: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    service: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    instance: Option<Cow<'a, str>>,
+    seq: Option<u64>,
+    /// Informative timestamps: whatever is there, a bad one is ignored.
+    #[serde(default, deserialize_with = "lenient_time")]
+    at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient_time")]
+    sent_at: Option<DateTime<Utc>>,
+}
+
+/// Why a body was rejected, as counted and shown. Stable snake_case codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// Larger than the configured limit; not parsed at all.
+    TooLarge,
+    /// Not JSON: empty, binary, invalid UTF-8, truncated, nested too deep.
+    NotJson,
+    /// JSON, but not a message: wrong types, missing fields, unknown `type`.
+    BadShape,
+    /// A `v` this build does not speak.
+    UnsupportedVersion,
+    /// A name outside the allowed characters or lengths.
+    BadName,
+}
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 5] = [
+        RejectReason::TooLarge,
+        RejectReason::NotJson,
+        RejectReason::BadShape,
+        RejectReason::UnsupportedVersion,
+        RejectReason::BadName,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            RejectReason::TooLarge => "too_large",
+            RejectReason::NotJson => "not_json",
+            RejectReason::BadShape => "bad_shape",
+            RejectReason::UnsupportedVersion => "unsupported_version",
+            RejectReason::BadName => "bad_name",
+        }
+    }
+
+    /// Position in [`RejectReason::ALL`], for per-reason counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// Why a body was not accepted. Bad bodies are counted and dropped, never fatal.
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
+    #[error("body of {len} bytes is over the {max}-byte limit")]
+    TooLarge { len: usize, max: usize },
     #[error("not a valid message: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("a {kind} message needs `{field}`")]
+    Missing {
+        kind: &'static str,
+        field: &'static str,
+    },
+    #[error("unknown message type {0:?}")]
+    UnknownType(String),
     #[error("unsupported protocol version {0} (this build speaks {PROTOCOL_VERSION})")]
     Version(u32),
-    #[error("{field} must be 1 to {MAX_NAME_LEN} bytes long")]
-    BadName { field: &'static str },
+    #[error("{0}")]
+    BadName(#[from] NameError),
+}
+
+impl DecodeError {
+    pub fn reason(&self) -> RejectReason {
+        match self {
+            DecodeError::TooLarge { .. } => RejectReason::TooLarge,
+            DecodeError::Json(error) if error.is_data() => RejectReason::BadShape,
+            DecodeError::Json(_) => RejectReason::NotJson,
+            DecodeError::Missing { .. } | DecodeError::UnknownType(_) => RejectReason::BadShape,
+            DecodeError::Version(_) => RejectReason::UnsupportedVersion,
+            DecodeError::BadName(_) => RejectReason::BadName,
+        }
+    }
+}
+
+/// A service, instance or monitor name that breaks the rules of
+/// docs/PROTOCOL.md. Its message names the field and never echoes the value
+/// raw (it may hold terminal escapes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field} must be {}", name_rule())]
+pub struct NameError {
+    pub field: &'static str,
+}
+
+/// The rule for names, in words, for error messages.
+pub fn name_rule() -> String {
+    format!("1 to {MAX_NAME_LEN} letters, digits, '-', '_' or '.'")
+}
+
+/// True for a name PROTOCOL.md allows: 1 to [`MAX_NAME_LEN`] ASCII letters,
+/// digits, `-`, `_` or `.`. The one check used for the wire, flags and config.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// [`is_valid_name`], with an error that names `field`.
+pub fn check_name(field: &'static str, name: &str) -> Result<(), NameError> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(NameError { field })
+    }
 }
 
 pub fn encode(message: &Message) -> Vec<u8> {
@@ -87,22 +212,123 @@ pub fn encode(message: &Message) -> Vec<u8> {
     serde_json::to_vec(&envelope).expect("messages always serialise")
 }
 
+/// [`decode_within`] the default size limit.
 pub fn decode(body: &[u8]) -> Result<Message, DecodeError> {
-    let envelope: InEnvelope = serde_json::from_slice(body)?;
-    if envelope.v != PROTOCOL_VERSION {
-        return Err(DecodeError::Version(envelope.v));
+    decode_within(body, DEFAULT_MAX_BODY)
+}
+
+/// Decode one body, refusing it unread when it is over `max_body` bytes.
+pub fn decode_within(body: &[u8], max_body: usize) -> Result<Message, DecodeError> {
+    if body.len() > max_body {
+        return Err(DecodeError::TooLarge {
+            len: body.len(),
+            max: max_body,
+        });
     }
-    let names = match &envelope.message {
-        Message::Ping(p) => vec![("monitor", &p.monitor)],
-        Message::Echo(e) => vec![("service", &e.service), ("instance", &e.instance)],
-        Message::Goodbye(g) => vec![("service", &g.service), ("instance", &g.instance)],
+    let raw: RawMessage = serde_json::from_slice(body)?;
+    let kind = raw.kind.as_deref().ok_or(DecodeError::Missing {
+        kind: "heartbeat",
+        field: "type",
+    })?;
+    let kind: &'static str = match kind {
+        "ping" => "ping",
+        "echo" => "echo",
+        "goodbye" => "goodbye",
+        other => {
+            let mut shown: String = other.chars().take(32).collect();
+            shown.retain(|c| !c.is_control());
+            return Err(DecodeError::UnknownType(shown));
+        }
     };
-    for (field, value) in names {
-        if value.is_empty() || value.len() > MAX_NAME_LEN {
-            return Err(DecodeError::BadName { field });
+    let v = raw.v.ok_or(DecodeError::Missing { kind, field: "v" })?;
+    if v != PROTOCOL_VERSION {
+        return Err(DecodeError::Version(v));
+    }
+    let need = |value: Option<Cow<'_, str>>, field: &'static str| {
+        let value = value.ok_or(DecodeError::Missing { kind, field })?;
+        check_name(field, &value)?;
+        Ok::<String, DecodeError>(value.into_owned())
+    };
+    let seq = |seq: Option<u64>| seq.ok_or(DecodeError::Missing { kind, field: "seq" });
+    Ok(match kind {
+        "ping" => Message::Ping(Ping {
+            monitor: need(raw.monitor, "monitor")?,
+            seq: seq(raw.seq)?,
+            sent_at: raw.sent_at,
+        }),
+        "echo" => Message::Echo(Echo {
+            service: need(raw.service, "service")?,
+            instance: need(raw.instance, "instance")?,
+            seq: seq(raw.seq)?,
+            at: raw.at,
+        }),
+        _ => Message::Goodbye(Goodbye {
+            service: need(raw.service, "service")?,
+            instance: need(raw.instance, "instance")?,
+            at: raw.at,
+        }),
+    })
+}
+
+/// Read an informative timestamp without ever failing the message: RFC 3339
+/// with an offset, or without one (as Python's `datetime.isoformat()` writes
+/// it), taken as UTC; anything else, of any JSON type, is `None`.
+fn lenient_time<'de, D>(deserializer: D) -> Result<Option<DateTime<Utc>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Lenient;
+    impl<'de> serde::de::Visitor<'de> for Lenient {
+        type Value = Option<DateTime<Utc>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a timestamp, or anything")
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+                return Ok(Some(at.with_timezone(&Utc)));
+            }
+            Ok(text
+                .parse::<chrono::NaiveDateTime>()
+                .ok()
+                .map(|naive| naive.and_utc()))
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            while map
+                .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                .is_some()
+            {}
+            Ok(None)
         }
     }
-    Ok(envelope.message)
+    deserializer.deserialize_any(Lenient)
 }
 
 #[cfg(test)]
@@ -119,18 +345,18 @@ mod tests {
             Message::Ping(Ping {
                 monitor: "mon-1".into(),
                 seq: 42,
-                sent_at: at(),
+                sent_at: Some(at()),
             }),
             Message::Echo(Echo {
                 service: "orders".into(),
                 instance: "orders-1".into(),
                 seq: 42,
-                at: at(),
+                at: Some(at()),
             }),
             Message::Goodbye(Goodbye {
                 service: "orders".into(),
                 instance: "orders-1".into(),
-                at: at(),
+                at: Some(at()),
             }),
         ];
         for m in messages {
@@ -144,7 +370,7 @@ mod tests {
             service: "orders".into(),
             instance: "orders-1".into(),
             seq: 42,
-            at: at(),
+            at: Some(at()),
         }));
         let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(
@@ -164,8 +390,130 @@ mod tests {
         assert_eq!(echo.seq, 7);
         assert_eq!(
             echo.at,
-            "2026-11-23T09:00:00Z".parse::<DateTime<Utc>>().unwrap()
+            Some("2026-11-23T09:00:00Z".parse::<DateTime<Utc>>().unwrap())
         );
+    }
+
+    #[test]
+    fn an_informative_timestamp_never_rejects_a_message() {
+        let echo = |at: &str| {
+            let body = format!(
+                r#"{{"v":1,"type":"echo","service":"py","instance":"a","seq":7,"at":{at}}}"#
+            );
+            match decode(body.as_bytes()) {
+                Ok(Message::Echo(echo)) => echo.at,
+                other => panic!("{at} rejected the echo: {other:?}"),
+            }
+        };
+        // Python's datetime.now().isoformat(): no offset, taken as UTC.
+        assert_eq!(
+            echo(r#""2026-11-23T10:00:00.123456""#),
+            Some("2026-11-23T10:00:00.123456Z".parse().unwrap())
+        );
+        for junk in [
+            r#""yesterday""#,
+            "17",
+            "null",
+            "[1,2]",
+            r#"{"a":{"b":1}}"#,
+            "true",
+        ] {
+            assert_eq!(echo(junk), None, "{junk}");
+        }
+        let body = br#"{"v":1,"type":"goodbye","service":"py","instance":"a"}"#;
+        assert!(matches!(
+            decode(body),
+            Ok(Message::Goodbye(Goodbye { at: None, .. }))
+        ));
+    }
+
+    #[test]
+    fn names_follow_the_protocol_page() {
+        for good in ["orders", "a", "orders-1.eu_west", &"x".repeat(MAX_NAME_LEN)] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "a b",
+            "a/b",
+            "\u{1b}[31m",
+            "caf\u{e9}",
+            "x\ny",
+            &"x".repeat(MAX_NAME_LEN + 1),
+        ] {
+            assert!(!is_valid_name(bad), "{bad:?}");
+        }
+        // A control character in a name is refused before it reaches a log or a screen.
+        let body = br#"{"v":1,"type":"echo","service":"a\u001b[2J","instance":"i","seq":1}"#;
+        assert_eq!(decode(body).unwrap_err().reason(), RejectReason::BadName);
+    }
+
+    #[test]
+    fn size_is_checked_before_parsing() {
+        let padded = format!(
+            r#"{{"v":1,"type":"echo","service":"a","instance":"i","seq":1,"pad":"{}"}}"#,
+            "x".repeat(DEFAULT_MAX_BODY)
+        );
+        let error = decode(padded.as_bytes()).unwrap_err();
+        assert_eq!(error.reason(), RejectReason::TooLarge);
+        assert!(decode_within(padded.as_bytes(), 2 * DEFAULT_MAX_BODY).is_ok());
+        // Garbage over the limit is refused as too large, not parsed at all.
+        let garbage = vec![b'{'; DEFAULT_MAX_BODY + 1];
+        assert_eq!(
+            decode(&garbage).unwrap_err().reason(),
+            RejectReason::TooLarge
+        );
+    }
+
+    #[test]
+    fn unknown_fields_of_any_shape_are_skipped() {
+        let nested = format!("{}{}", "[".repeat(100), "]".repeat(100));
+        let body = format!(
+            r#"{{"pad":{nested},"big":[{}0],"v":1,"type":"echo","service":"a","instance":"i","seq":3}}"#,
+            "0,".repeat(5000)
+        );
+        assert!(matches!(
+            decode(body.as_bytes()),
+            Ok(Message::Echo(Echo { seq: 3, .. }))
+        ));
+        // Skipping is iterative in serde_json: deep nesting cannot overflow the stack.
+        let deep = format!(
+            r#"{{"v":1,"type":"echo","service":"a","instance":"i","seq":4,"pad":{}{}}}"#,
+            "[".repeat(200_000),
+            "]".repeat(200_000)
+        );
+        assert!(matches!(
+            decode_within(deep.as_bytes(), deep.len()),
+            Ok(Message::Echo(Echo { seq: 4, .. }))
+        ));
+    }
+
+    #[test]
+    fn each_rejection_has_a_reason() {
+        let cases: [(&[u8], RejectReason); 7] = [
+            (b"", RejectReason::NotJson),
+            (b"\xff\xfe", RejectReason::NotJson),
+            (b"[1]", RejectReason::BadShape),
+            (br#"{"v":1,"type":"shout"}"#, RejectReason::BadShape),
+            (
+                br#"{"v":1,"type":"echo","service":"a","instance":"i"}"#,
+                RejectReason::BadShape,
+            ),
+            (br#"{"v":"1","type":"echo"}"#, RejectReason::BadShape),
+            (
+                br#"{"v":2,"type":"ping","monitor":"m","seq":1}"#,
+                RejectReason::UnsupportedVersion,
+            ),
+        ];
+        for (body, reason) in cases {
+            let error = decode(body).unwrap_err();
+            assert_eq!(
+                error.reason(),
+                reason,
+                "{:?}: {error}",
+                String::from_utf8_lossy(body)
+            );
+        }
     }
 
     #[test]
@@ -174,11 +522,12 @@ mod tests {
             r#"{{"v":1,"type":"goodbye","service":"{}","instance":"i","at":"2026-11-23T10:00:00Z"}}"#,
             "x".repeat(MAX_NAME_LEN + 1)
         );
-        let cases: [&[u8]; 9] = [
+        let cases: [&[u8]; 10] = [
             b"",
             b"\xff\xfe",
             b"null",
             b"{}",
+            br#"{"v":1,"type":"ping","monitor":"m","seq":-1}"#,
             br#"{"v":1,"type":"shout"}"#,
             br#"{"v":2,"type":"ping","monitor":"m","seq":1,"sent_at":"2026-11-23T10:00:00Z"}"#,
             br#"{"type":"ping","monitor":"m","seq":1,"sent_at":"2026-11-23T10:00:00Z"}"#,

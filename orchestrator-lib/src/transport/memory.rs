@@ -156,7 +156,7 @@ impl MemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Message, Ping};
+    use crate::wire::{Message, Ping, RejectReason};
     use crate::{Identity, Incoming};
     use std::time::Duration;
 
@@ -164,7 +164,7 @@ mod tests {
         Message::Ping(Ping {
             monitor: "m".into(),
             seq,
-            sent_at: chrono::Utc::now(),
+            sent_at: Some(chrono::Utc::now()),
         })
     }
 
@@ -215,6 +215,7 @@ mod tests {
         assert!(matches!(got.message, Message::Ping(Ping { seq: 2, .. })));
         assert_eq!(link.stats.received(), 2);
         assert_eq!(link.stats.rejected(), 1);
+        assert_eq!(link.stats.rejected_for(RejectReason::NotJson), 1);
     }
 
     #[tokio::test]
@@ -230,7 +231,7 @@ mod tests {
             .send_to("heartbeat.monitor.m", &ping(3))
             .unwrap();
         service.closer.close().await;
-        assert!(!broker.has_queue("heartbeat.service.a.1"));
+        assert!(!broker.has_queue("heartbeat.service.a/1"));
         assert!(matches!(
             monitor.inbox.recv().await.unwrap().message,
             Message::Ping(Ping { seq: 3, .. })

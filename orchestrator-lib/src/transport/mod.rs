@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::wire::{self, Message};
+use crate::wire::{self, Message, RejectReason};
 use crate::{BrokerUrl, Endpoint, Error};
 
 pub use memory::MemoryBroker;
@@ -34,6 +34,8 @@ pub struct LinkOptions {
     pub outgoing_capacity: usize,
     /// Shown in the broker's management UI next to the connection.
     pub connection_name: String,
+    /// Bodies larger than this are rejected before they are parsed.
+    pub max_body: usize,
 }
 
 impl Default for LinkOptions {
@@ -44,6 +46,7 @@ impl Default for LinkOptions {
             prefetch: 256,
             outgoing_capacity: 1024,
             connection_name: "heartbeat".into(),
+            max_body: wire::DEFAULT_MAX_BODY,
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct LinkStats {
     published: AtomicU64,
     received: AtomicU64,
     rejected: AtomicU64,
+    /// `rejected`, by [`RejectReason::index`].
+    rejected_by: [AtomicU64; RejectReason::ALL.len()],
     dropped: AtomicU64,
 }
 
@@ -90,6 +95,14 @@ impl LinkStats {
     }
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+    /// Bodies rejected for this reason.
+    pub fn rejected_for(&self, reason: RejectReason) -> u64 {
+        self.rejected_by[reason.index()].load(Ordering::Relaxed)
+    }
+    fn reject(&self, reason: RejectReason) {
+        Self::count(&self.rejected);
+        Self::count(&self.rejected_by[reason.index()]);
     }
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -229,7 +242,12 @@ pub(crate) struct Plumbing {
     status_tx: watch::Sender<LinkStatus>,
     stats: Arc<LinkStats>,
     token: CancellationToken,
+    max_body: usize,
+    bad_message_log: LogLimiter,
 }
+
+/// One warning a second at most for bad messages.
+const BAD_MESSAGE_LOG_PERIOD: Duration = Duration::from_secs(1);
 
 impl Plumbing {
     fn set_status(&self, status: LinkStatus) {
@@ -240,7 +258,7 @@ impl Plumbing {
     /// the body was rejected, so the back end can tell the broker.
     async fn accept(&self, body: &[u8], reply_to: Option<String>, to: usize, queue: &str) -> bool {
         LinkStats::count(&self.stats.received);
-        match wire::decode(body) {
+        match wire::decode_within(body, self.max_body) {
             Ok(message) => {
                 let incoming = Incoming {
                     message,
@@ -252,11 +270,46 @@ impl Plumbing {
                 true
             }
             Err(error) => {
-                LinkStats::count(&self.stats.rejected);
-                tracing::warn!(%queue, %error, bytes = body.len(), "dropped a bad message");
+                self.stats.reject(error.reason());
+                if let Some(suppressed) = self.bad_message_log.permit(std::time::Instant::now()) {
+                    tracing::warn!(%queue, %error, bytes = body.len(), suppressed, "dropped a bad message");
+                }
                 false
             }
         }
+    }
+}
+
+/// At most one warning per period, with the count of those held back since
+/// the last one: a flood of garbage is counted in full (see [`LinkStats`])
+/// but cannot fill a disk with log lines.
+#[derive(Debug)]
+pub(crate) struct LogLimiter {
+    period: Duration,
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl LogLimiter {
+    pub(crate) fn new(period: Duration) -> Self {
+        Self {
+            period,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// `Some(suppressed)` when a line may be written now.
+    pub(crate) fn permit(&self, now: std::time::Instant) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (last, suppressed) = &mut *state;
+        if last.is_some_and(|last| now.duration_since(last) < self.period) {
+            *suppressed += 1;
+            return None;
+        }
+        *last = Some(now);
+        Some(std::mem::take(suppressed))
     }
 }
 
@@ -286,6 +339,8 @@ fn plumbing(options: &LinkOptions) -> (Link, Plumbing) {
         status_tx,
         stats,
         token,
+        max_body: options.max_body,
+        bad_message_log: LogLimiter::new(BAD_MESSAGE_LOG_PERIOD),
     };
     (link, plumbing)
 }
@@ -306,4 +361,21 @@ pub fn connect_many(url: &BrokerUrl, endpoints: Vec<Endpoint>, options: LinkOpti
     let task = tokio::spawn(amqp::run(url.clone(), endpoints, options, plumbing));
     link.closer.task = Some(task);
     link
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_limiter_lets_one_line_a_period_through_and_counts_the_rest() {
+        let limiter = LogLimiter::new(Duration::from_secs(1));
+        let t0 = std::time::Instant::now();
+        assert_eq!(limiter.permit(t0), Some(0));
+        for i in 1..=500 {
+            assert_eq!(limiter.permit(t0 + Duration::from_micros(i)), None);
+        }
+        assert_eq!(limiter.permit(t0 + Duration::from_secs(1)), Some(500));
+        assert_eq!(limiter.permit(t0 + Duration::from_millis(1500)), None);
+    }
 }
