@@ -7,6 +7,7 @@
 //!   `MONITOR__...` environment variables. Flags are applied by each binary
 //!   on the returned value, then [`Settings::validate`] runs.
 //! - [`resolve_broker_url`]: the broker URL's own precedence.
+//! - [`parse_flags`]: clap's parsing, with any URL's password hidden in its errors.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -229,7 +230,12 @@ impl Settings {
             .add_source(environment)
             .build()
             .and_then(Config::try_deserialize)
-            .map_err(|e| SettingsError(format!("invalid configuration: {e}")))?;
+            .map_err(|e| {
+                SettingsError(format!(
+                    "invalid configuration: {}",
+                    without_quoted_source(&e.to_string())
+                ))
+            })?;
         Ok(settings)
     }
 
@@ -377,6 +383,44 @@ fn shown(name: &str) -> String {
     }
 }
 
+/// A TOML parse error quotes the offending line, which may hold a
+/// password: keep the position and the reason, drop the quote, and make it
+/// one line.
+fn without_quoted_source(message: &str) -> String {
+    let mut out = String::new();
+    for line in message.lines().map(str::trim) {
+        let quotes_source = line.starts_with('|')
+            || line
+                .split_once('|')
+                .is_some_and(|(number, _)| number.trim().parse::<u32>().is_ok());
+        if line.is_empty() || quotes_source {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(if line.starts_with("in ") { " " } else { ": " });
+        }
+        out.push_str(line);
+    }
+    out
+}
+
+/// Parse flags as clap does, except that clap's message for a bad argument
+/// quotes it, and a URL typed without `--url` would show its password:
+/// print it with credentials hidden. Exits 2 for bad flags, 0 for `--help`
+/// and `--version`, as clap itself would.
+pub fn parse_flags<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
+    T::try_parse().map_err(|error| {
+        let text = orchestrator_lib::redact_credentials_in(&error.to_string());
+        if error.use_stderr() {
+            eprint!("{text}");
+            std::process::ExitCode::from(2)
+        } else {
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+    })
+}
+
 /// Keys are lower-cased: the config crate folds keys to lower case, and
 /// service names are matched the same way, so `Payments` and `payments` agree.
 fn durations_by_name<'de, D: serde::Deserializer<'de>>(
@@ -495,6 +539,26 @@ mod tests {
         assert_eq!(s.interval, Duration::from_secs(2));
         assert_eq!(s.timeout, Duration::from_secs(7));
         assert_eq!(s.timeout_for("slow"), Duration::from_secs(30));
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_syntax_error_in_a_file_never_quotes_the_line() {
+        let dir = std::env::temp_dir().join(format!("hb-config-syntax-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("monitor.toml");
+        for text in [
+            "[broker]\nurl = \"amqp://u:S3cretPW@h/%2f\n",
+            "[broker]\nurl = 5 S3cretPW\n",
+        ] {
+            std::fs::write(&path, text).unwrap();
+            let err = Settings::load_with_env(Some(&path), env(&[]))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("S3cretPW"), "{err}");
+            assert!(err.contains("line 2"), "{err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
         std::fs::remove_dir_all(dir).unwrap();
     }
 

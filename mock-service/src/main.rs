@@ -3,6 +3,7 @@
 //! responder plus flags. With `--count N` it is a whole fleet, `NAME-0` to
 //! `NAME-(N-1)`, on one connection: how a user load-tests a monitor.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -58,16 +59,15 @@ struct Cli {
     hang_after: Option<Duration>,
 }
 
-/// lapin logs every connection error at ERROR itself; the transport already
-/// reports each one once, with the redacted URL and what happens next.
-const QUIET_LAPIN: &str = "info,lapin=off";
-
 /// A fleet larger than this belongs in several processes (and a broker cluster).
 const MAX_COUNT: i64 = 100_000;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = match heartbeat_config::parse_flags() {
+        Ok(cli) => cli,
+        Err(exit) => return exit,
+    };
     let faults = Faults {
         latency: cli.latency,
         jitter: cli.jitter,
@@ -103,13 +103,8 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| QUIET_LAPIN.into()),
-        )
-        .init();
+    let colour = orchestrator_lib::use_colour(std::io::stderr().is_terminal());
+    orchestrator_lib::init_logging(std::io::stderr, colour);
 
     let members: Vec<Identity> = match cli.count {
         None => vec![Identity::new(&cli.name, &instance)],

@@ -44,6 +44,19 @@ impl FromStr for BrokerUrl {
         if parsed.host_str().is_none_or(str::is_empty) {
             return Err(invalid("it has no host name"));
         }
+        for (field, encoded) in [
+            ("user name", parsed.username()),
+            ("password", parsed.password().unwrap_or("")),
+        ] {
+            if percent_decode(encoded).is_none() {
+                return Err(invalid(&format!(
+                    "the {field} is not valid percent-encoded UTF-8"
+                )));
+            }
+        }
+        for (key, value) in parsed.query_pairs() {
+            check_option(&key, &value).map_err(|why| invalid(&why))?;
+        }
         if parsed.password().is_some() {
             // Cannot fail: the URL has a host, so it can carry credentials.
             let _ = parsed.set_password(Some("****"));
@@ -53,6 +66,78 @@ impl FromStr for BrokerUrl {
             redacted: parsed.to_string(),
         })
     }
+}
+
+/// The query options the AMQP client reads, checked here because the client
+/// would otherwise fail the same way on every reconnect, forever.
+fn check_option(key: &str, value: &str) -> Result<(), String> {
+    let number = |max: u64| {
+        value
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n <= max)
+            .map(|_| ())
+            .ok_or_else(|| format!("?{key}= must be a whole number from 0 to {max}, got {value:?}"))
+    };
+    match key {
+        "heartbeat" | "channel_max" => number(u16::MAX.into()),
+        "frame_max" => number(u32::MAX.into()),
+        "connection_timeout" => number(u64::MAX),
+        "auth_mechanism" => match value {
+            "plain" | "amqplain" | "external" => Ok(()),
+            _ => Err(format!(
+                "?auth_mechanism= must be plain, amqplain or external, got {value:?}"
+            )),
+        },
+        _ => Err(format!(
+            "unknown option ?{key}=; known: heartbeat, channel_max, frame_max, connection_timeout, auth_mechanism"
+        )),
+    }
+}
+
+/// `None` when `%`-escapes do not decode to UTF-8.
+fn percent_decode(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Hide the password of every `scheme://user:password@` in free text, such
+/// as an argument parser's error that quotes a stray argument.
+pub fn redact_credentials_in(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(scheme_end) = rest.find("://") {
+        let authority_start = scheme_end + 3;
+        out.push_str(&rest[..authority_start]);
+        rest = &rest[authority_start..];
+        let authority_len = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '\'' | '"' | '`'))
+            .unwrap_or(rest.len());
+        let authority = &rest[..authority_len];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":****");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &rest[authority_len..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Best effort for URLs too broken to parse: hide whatever sits between the
@@ -115,6 +200,40 @@ mod tests {
             assert!(err.starts_with("invalid broker URL"), "{bad}: {err}");
             assert!(!err.contains("pw@"), "{err}");
         }
+    }
+
+    #[test]
+    fn permanent_mistakes_in_options_and_credentials_are_refused_at_once() {
+        for (bad, why) in [
+            ("amqp://h/%2f?heartbeat=abc", "?heartbeat="),
+            ("amqp://h/%2f?heartbeat=70000", "?heartbeat="),
+            ("amqp://h/%2f?auth_mechanism=bogus", "?auth_mechanism="),
+            ("amqp://h/%2f?hearbeat=10", "unknown option ?hearbeat="),
+            ("amqp://u:%FF@h/%2f", "password is not valid"),
+            ("amqp://u:%G1@h/%2f", "password is not valid"),
+        ] {
+            let err = bad.parse::<BrokerUrl>().unwrap_err().to_string();
+            assert!(err.contains(why), "{bad}: {err}");
+            assert!(!err.contains("%FF") && !err.contains("%G1"), "{err}");
+        }
+        for good in [
+            "amqp://u:p%40ss@h/%2f?heartbeat=30&channel_max=16",
+            "amqps://u:p@h/v?auth_mechanism=external&frame_max=131072&connection_timeout=5000",
+        ] {
+            assert!(good.parse::<BrokerUrl>().is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn credentials_in_free_text_are_hidden() {
+        assert_eq!(
+            redact_credentials_in("error: unexpected argument 'amqps://u:s3cret@host/v' found"),
+            "error: unexpected argument 'amqps://u:****@host/v' found"
+        );
+        assert_eq!(
+            redact_credentials_in("amqp://a:b@c and amqp://d@e and https://x"),
+            "amqp://a:****@c and amqp://d@e and https://x"
+        );
     }
 
     #[test]

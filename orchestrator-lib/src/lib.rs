@@ -9,6 +9,7 @@
 //!   AMQP through lapin, and an in-process [`MemoryBroker`].
 //! - `responder`: the ready-made heartbeat responder a service embeds in a few lines.
 //! - `signals`: one shutdown token cancelled by Ctrl+C or SIGTERM.
+//! - `logging`: one way to set up logs: `RUST_LOG`, `NO_COLOR`, the AMQP client capped.
 //! - `error`: the library's typed [`Error`].
 //!
 //! A service joins the heartbeat like this:
@@ -27,6 +28,7 @@
 mod backoff;
 mod broker_url;
 mod error;
+mod logging;
 mod responder;
 mod signals;
 mod topology;
@@ -34,8 +36,9 @@ mod transport;
 pub mod wire;
 
 pub use backoff::Backoff;
-pub use broker_url::BrokerUrl;
+pub use broker_url::{BrokerUrl, redact_credentials_in};
 pub use error::Error;
+pub use logging::{init_logging, use_colour};
 pub use responder::{Faults, Identity, respond, respond_fleet};
 pub use signals::cancel_on_shutdown_signal;
 pub use topology::{Endpoint, PING_EXCHANGE, Role};
