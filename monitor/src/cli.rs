@@ -38,6 +38,11 @@ pub struct Cli {
     #[arg(long)]
     pub id: Option<String>,
 
+    /// Where the dashboard writes its logs (default: $XDG_STATE_HOME/heartbeat/monitor.log,
+    /// else ~/.local/state/heartbeat/monitor.log). Headless, logs go to stderr.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
     /// Services to expect, shown as never seen until they answer. Repeat or comma-separate.
     #[arg(long, value_name = "SERVICE", value_delimiter = ',')]
     pub expect: Vec<String>,

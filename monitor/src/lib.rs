@@ -10,6 +10,7 @@
 //! - `notify`: alerts to webhooks, Alertmanager and commands; a sink of the engine's updates.
 //! - `history`: transitions and per-minute figures in SQLite or PostgreSQL; a sink too.
 //! - `demo`: simulated services on the in-process broker for `--demo`.
+//! - `logfile`: the dashboard's log file: private, never through a symlink, capped.
 
 mod app;
 mod cli;
@@ -19,6 +20,7 @@ pub mod detector;
 mod engine;
 mod headless;
 pub mod history;
+pub mod logfile;
 pub mod notify;
 
 pub use app::{Output, Source, run};

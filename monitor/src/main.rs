@@ -1,6 +1,5 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use monitor::{Cli, Output, Source};
 use tokio_util::sync::CancellationToken;
@@ -31,15 +30,22 @@ async fn main() -> ExitCode {
         Output::Headless
     } else {
         // The dashboard owns the screen: logs go to a file the help overlay names.
-        let path = std::env::temp_dir().join(format!("monitor-{}.log", std::process::id()));
-        match std::fs::File::create(&path) {
-            Ok(file) => {
-                orchestrator_lib::init_logging(Arc::new(file), false);
+        let log_path = cli.log_file.clone().or_else(monitor::logfile::default_path);
+        match log_path.as_deref().map(monitor::logfile::LogFile::open) {
+            Some(Ok(file)) => {
+                let path = file.path().to_owned();
+                orchestrator_lib::init_logging(std::sync::Mutex::new(file), false);
                 Output::Dashboard {
                     log_path: Some(path),
                 }
             }
-            Err(_) => Output::Dashboard { log_path: None },
+            Some(Err(error)) if cli.log_file.is_some() => {
+                return usage_error(format!(
+                    "cannot write the log file {}: {error}",
+                    log_path.unwrap_or_default().display()
+                ));
+            }
+            _ => Output::Dashboard { log_path: None },
         }
     };
     let shutdown = CancellationToken::new();

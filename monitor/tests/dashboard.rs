@@ -307,3 +307,45 @@ fn the_event_log_comes_back_after_a_restart_with_postgresql() {
     let db = Database::create();
     the_event_log_comes_back_after_a_restart(("MONITOR__HISTORY__URL", &db.url()));
 }
+
+#[test]
+fn the_log_file_is_private_in_the_state_directory_and_no_planted_link_is_followed() {
+    use std::os::unix::fs::PermissionsExt;
+    let state = std::env::temp_dir().join(unique("xdg"));
+    let tmux = Tmux::start(&under_shell(
+        &format!("XDG_STATE_HOME={}", shell_quote(&state.to_string_lossy())),
+        &["--demo"],
+    ));
+    let log = state.join("heartbeat/monitor.log");
+    tmux.wait_line(Duration::from_secs(20), "with search UP", |line| {
+        line.starts_with("search ") && line.contains(" UP ")
+    });
+    tmux.keys(&["?"]);
+    tmux.wait_line(Duration::from_secs(5), "naming the log file", |line| {
+        line.contains("heartbeat/monitor.log")
+    });
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&log), 0o600);
+    assert_eq!(mode(log.parent().unwrap()), 0o700);
+    assert!(std::fs::read_to_string(&log).unwrap().contains("demo"));
+    tmux.keys(&["Escape"]);
+    quit_and_check_the_terminal_is_restored(&tmux);
+
+    // Someone plants a link where --log-file points: refused, target untouched.
+    let victim = state.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let planted = state.join("planted.log");
+    std::os::unix::fs::symlink(&victim, &planted).unwrap();
+    let tmux = Tmux::start(&under_shell(
+        "",
+        &["--demo", "--log-file", &planted.to_string_lossy()],
+    ));
+    let exited = tmux.wait_line(Duration::from_secs(10), "with the exit code", |line| {
+        line.starts_with("EXITED:")
+    });
+    assert_eq!(exited, "EXITED:2", "{}", tmux.capture(false));
+    assert!(tmux.capture(false).contains("cannot write the log file"));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    std::fs::remove_dir_all(&state).unwrap();
+}
