@@ -109,6 +109,14 @@ impl Logged {
     }
 }
 
+impl Drop for Logged {
+    /// A failed assertion must not leave a process behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[test]
 fn no_output_at_any_log_level_shows_the_password() {
     let node = PrivateBroker::start();
