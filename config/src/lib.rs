@@ -49,6 +49,16 @@ pub struct BrokerSettings {
     pub reconnect_min: Duration,
     #[serde(with = "humantime_serde")]
     pub reconnect_max: Duration,
+    /// A PEM file of certificate authorities to trust for `amqps://`, on top
+    /// of the system's. Empty: the system's only.
+    pub ca_file: String,
+}
+
+impl BrokerSettings {
+    /// `ca_file` as a path, when set.
+    pub fn ca_file(&self) -> Option<std::path::PathBuf> {
+        (!self.ca_file.is_empty()).then(|| self.ca_file.clone().into())
+    }
 }
 
 /// The state codes a transition can go to, as in the JSON lines' `to`. A
@@ -290,6 +300,20 @@ impl Settings {
         }
         if self.broker.reconnect_min.is_zero() {
             return bad("broker.reconnect_min", "must be greater than zero".into());
+        }
+        if let Some(ca_file) = self.broker.ca_file() {
+            let pem = std::fs::read_to_string(&ca_file).map_err(|e| {
+                SettingsError(format!(
+                    "invalid setting `broker.ca_file`: cannot read {}: {e}",
+                    ca_file.display()
+                ))
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return bad(
+                    "broker.ca_file",
+                    format!("{} holds no PEM certificate", ca_file.display()),
+                );
+            }
         }
         self.broker
             .url

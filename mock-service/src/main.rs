@@ -116,6 +116,7 @@ async fn main() -> ExitCode {
     let options = LinkOptions {
         reconnect_min: settings.broker.reconnect_min,
         reconnect_max: settings.broker.reconnect_max,
+        ca_file: settings.broker.ca_file(),
         connection_name: match cli.count {
             None => format!("mock-service {}/{instance}", cli.name),
             Some(count) => format!(
@@ -138,7 +139,11 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mock-service: {error}");
-            ExitCode::FAILURE
+            if error.is_configuration() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

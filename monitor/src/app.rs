@@ -51,6 +51,7 @@ pub async fn run(
         reconnect_min: settings.broker.reconnect_min,
         reconnect_max: settings.broker.reconnect_max,
         connection_name: format!("monitor {monitor_id}"),
+        ca_file: settings.broker.ca_file(),
         ..LinkOptions::default()
     };
     let config = EngineConfig {

@@ -54,7 +54,15 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("monitor: {error:#}");
-            ExitCode::FAILURE
+            let misconfigured = error
+                .downcast_ref::<orchestrator_lib::Error>()
+                .is_some_and(orchestrator_lib::Error::is_configuration);
+            // A setting to fix is exit 2, like a bad flag; anything else 1.
+            if misconfigured {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

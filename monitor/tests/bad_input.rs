@@ -65,6 +65,27 @@ fn bad_settings_stop_with_one_line_and_exit_code_2() {
             &[],
             "/nonexistent/monitor.toml",
         ),
+        // Mistakes no retry can fix are refused at once, not retried forever.
+        (
+            &["--url", "amqp://127.0.0.1/%2f?heartbeat=abc"],
+            &[],
+            "?heartbeat= must be a whole number",
+        ),
+        (
+            &["--url", "amqp://127.0.0.1/%2f?auth_mechanism=bogus"],
+            &[],
+            "?auth_mechanism=",
+        ),
+        (
+            &[],
+            &[("AMQP_URL", "amqp://guest:%FF@127.0.0.1/%2f")],
+            "password is not valid percent-encoded UTF-8",
+        ),
+        (
+            &[],
+            &[("MONITOR__BROKER__CA_FILE", "/nonexistent/ca.pem")],
+            "invalid setting `broker.ca_file`",
+        ),
         // Names follow the wire's rule wherever they enter.
         (&["--expect", "a b"], &[], "invalid setting `expect`"),
         (&["--id", &LONG_NAME], &[], "invalid setting `id`"),

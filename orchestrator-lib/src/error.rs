@@ -12,6 +12,12 @@ pub enum Error {
     )]
     AccessRefused { url: String, detail: String },
 
+    /// TLS could not be set up: a certificate that does not verify, a host
+    /// name it does not name, or a port that does not speak TLS. Retrying
+    /// cannot fix it, and falling back to plain text must never happen.
+    #[error("TLS with the broker at {url} failed: {detail}")]
+    Tls { url: String, detail: String },
+
     #[error("the link to the broker is closed")]
     Closed,
 
@@ -23,4 +29,15 @@ pub enum Error {
 
     #[error("timed out after {0:?} waiting for the broker")]
     Timeout(Duration),
+}
+
+impl Error {
+    /// A mistake in what the user configured, as opposed to a failure of
+    /// the moment: binaries exit 2 for these, as for bad flags.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidUrl { .. } | Error::InvalidOption(_) | Error::Tls { .. }
+        )
+    }
 }

@@ -15,7 +15,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 /// When `RUST_LOG` is unset: our own INFO, and nothing from the AMQP client,
 /// which logs every connection error itself while the transport already
 /// reports each one once, with the redacted URL and what happens next.
-const DEFAULT: &str = "info,lapin=off,amq_protocol=off";
+const DEFAULT: &str = "info,lapin=off,amq_protocol=off,rustls_platform_verifier=off";
 
 /// Install the global subscriber, writing to `writer`. Call once, early.
 pub fn init_logging<W>(writer: W, ansi: bool)

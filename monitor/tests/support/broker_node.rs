@@ -5,7 +5,7 @@
 
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -19,8 +19,73 @@ pub struct PrivateBroker {
     pub dir: PathBuf,
     pub name: String,
     pub port: u16,
+    /// Set for a node started with [`PrivateBroker::start_tls`].
+    pub tls_port: Option<u16>,
     dist_port: u16,
     server: Option<Child>,
+}
+
+/// A CA, and a server certificate for `localhost` signed by it, made with
+/// the openssl tool into `dir`.
+fn make_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs (apt-get install openssl)");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=heartbeat test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName = DNS:localhost\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
 }
 
 fn free_port() -> u16 {
@@ -33,6 +98,17 @@ fn free_port() -> u16 {
 
 impl PrivateBroker {
     pub fn start() -> Self {
+        Self::start_with(false)
+    }
+
+    /// A node that also listens with TLS on [`PrivateBroker::tls_port`], with a
+    /// certificate for `localhost` (only) signed by a CA made for it,
+    /// [`PrivateBroker::ca_file`].
+    pub fn start_tls() -> Self {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Self {
         assert!(
             std::path::Path::new(SERVER).exists(),
             "{SERVER} is missing: install Debian's rabbitmq-server (.ci/run does)"
@@ -44,19 +120,37 @@ impl PrivateBroker {
             dir,
             name,
             port: free_port(),
+            tls_port: tls.then(free_port),
             dist_port: free_port(),
             server: None,
         };
         // Our own listener: the system config would bind the shared 5672.
-        std::fs::write(
-            node.dir.join("rabbitmq.conf"),
-            format!("listeners.tcp.local = 127.0.0.1:{}\n", node.port),
-        )
-        .unwrap();
+        let mut config = format!("listeners.tcp.local = 127.0.0.1:{}\n", node.port);
+        if let Some(tls_port) = node.tls_port {
+            let tls = node.dir.join("tls");
+            make_certificates(&tls);
+            config.push_str(&format!(
+                "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                tls.join("ca.pem").display(),
+                tls.join("server.pem").display(),
+                tls.join("server.key").display(),
+            ));
+        }
+        std::fs::write(node.dir.join("rabbitmq.conf"), config).unwrap();
         std::fs::write(node.dir.join("enabled_plugins"), "[].\n").unwrap();
         std::fs::write(node.dir.join("rabbitmq-env.conf"), "").unwrap();
         node.spawn();
         node
+    }
+
+    /// The CA that signed a TLS node's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("tls/ca.pem")
     }
 
     pub fn url(&self) -> String {

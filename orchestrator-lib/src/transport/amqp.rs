@@ -17,6 +17,7 @@ use lapin::options::{
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, Event, ExchangeKind,
@@ -126,7 +127,20 @@ impl Session {
     async fn open(url: &str, endpoints: &[Endpoint], options: &LinkOptions) -> lapin::Result<Self> {
         let properties = ConnectionProperties::default()
             .with_connection_name(options.connection_name.clone().into());
-        let connection = Connection::connect(url, properties).await?;
+        let tls = OwnedTLSConfig {
+            identity: None,
+            cert_chain: match &options.ca_file {
+                Some(path) => Some(std::fs::read_to_string(path)?),
+                None => None,
+            },
+        };
+        let connection = Connection::connect_with_config(
+            url,
+            properties,
+            tls,
+            lapin::runtime::default_runtime()?,
+        )
+        .await?;
         let events = Box::pin(connection.events_listener());
         let channel = connection.create_channel().await?;
         channel
@@ -289,6 +303,12 @@ fn lost(why: &str) -> lapin::Error {
 
 /// Errors no retry can fix. Everything else is worth another attempt.
 fn fatal(error: &lapin::Error, url: &BrokerUrl) -> Option<Error> {
+    if let Some(tls) = tls_failure(error) {
+        return Some(Error::Tls {
+            url: url.redacted().to_owned(),
+            detail: explain_tls(tls),
+        });
+    }
     let ErrorKind::ProtocolError(amqp) = error.kind() else {
         return None;
     };
@@ -301,6 +321,32 @@ fn fatal(error: &lapin::Error, url: &BrokerUrl) -> Option<Error> {
         }),
         _ => None,
     }
+}
+
+/// The TLS library's own verdict, when that is what failed. A network
+/// failure during the handshake is an I/O error of its own, not this, and is
+/// retried as usual.
+fn tls_failure(error: &lapin::Error) -> Option<&rustls::Error> {
+    let ErrorKind::IOError(io) = error.kind() else {
+        return None;
+    };
+    io.get_ref()?.downcast_ref::<rustls::Error>()
+}
+
+fn explain_tls(error: &rustls::Error) -> String {
+    use rustls::{CertificateError, Error as E};
+    let hint = match error {
+        E::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "; if the broker uses a private CA, set broker.ca_file"
+        }
+        E::InvalidCertificate(CertificateError::NotValidForName)
+        | E::InvalidCertificate(CertificateError::NotValidForNameContext { .. }) => {
+            "; use the host name the certificate names"
+        }
+        E::InvalidMessage(_) => "; is this port TLS? amqps:// usually listens on 5671",
+        _ => "",
+    };
+    format!("{error}{hint}")
 }
 
 /// A one-line, actionable account of a retryable error.

@@ -36,6 +36,8 @@ pub struct LinkOptions {
     pub connection_name: String,
     /// Bodies larger than this are rejected before they are parsed.
     pub max_body: usize,
+    /// For `amqps://`: certificate authorities (PEM) to trust besides the system's.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for LinkOptions {
@@ -47,6 +49,7 @@ impl Default for LinkOptions {
             outgoing_capacity: 1024,
             connection_name: "heartbeat".into(),
             max_body: wire::DEFAULT_MAX_BODY,
+            ca_file: None,
         }
     }
 }
