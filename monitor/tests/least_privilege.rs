@@ -1,0 +1,111 @@
+//! The least a monitor and a service need on the broker, as README's
+//! "Least privilege" documents it, proven on a private node: both run as
+//! users with exactly those permissions, and a service's user can read
+//! neither another service's queue nor the monitor's.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use support::*;
+
+/// The permissions README documents, as `rabbitmqctl set_permissions` takes them.
+fn monitor_permissions() -> [&'static str; 3] {
+    [
+        r"^heartbeat\.(ping|monitor\..+)$",
+        r"^heartbeat\.ping$",
+        r"^heartbeat\.monitor\..+$",
+    ]
+}
+
+fn service_permissions(service: &str) -> [String; 3] {
+    let queue = format!(r"heartbeat\.service\.{}/.+", service.replace('.', r"\."));
+    [
+        format!(r"^heartbeat\.ping$|^{queue}$"),
+        format!(r"^amq\.default$|^{queue}$"),
+        format!(r"^heartbeat\.ping$|^{queue}$"),
+    ]
+}
+
+fn add_user(node: &PrivateBroker, user: &str, permissions: &[&str]) {
+    node.ctl(&["add_user", user, "pw"]);
+    let mut args = vec!["set_permissions", "-p", "/", user];
+    args.extend_from_slice(permissions);
+    node.ctl(&args);
+}
+
+/// Try to consume `queue` as `user`; the broker's verdict.
+fn consume_as(node: &PrivateBroker, user: &str, queue: &str) -> Result<(), String> {
+    let url = format!("amqp://{user}:pw@127.0.0.1:{}/%2f", node.port);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use lapin::{Connection, ConnectionProperties, options::BasicConsumeOptions};
+        let connection = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        let consumed = channel
+            .basic_consume(
+                queue.into(),
+                "intruder".into(),
+                BasicConsumeOptions::default(),
+                Default::default(),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let _ = connection.close(200, "done".into()).await;
+        consumed
+    })
+}
+
+#[test]
+fn a_monitor_and_services_work_with_least_privilege_and_cannot_read_each_other() {
+    let node = PrivateBroker::start();
+    let (orders, billing) = (unique("orders"), unique("billing"));
+    add_user(&node, "hb-monitor", &monitor_permissions());
+    for (user, service) in [("hb-orders", &orders), ("hb-billing", &billing)] {
+        let permissions = service_permissions(service);
+        add_user(&node, user, &permissions.each_ref().map(String::as_str));
+    }
+    let url = |user: &str| format!("amqp://{user}:pw@127.0.0.1:{}/%2f", node.port);
+
+    let id = unique("mon");
+    let mut command = Command::new(monitor_bin());
+    command
+        .args(["--headless", "--url", &url("hb-monitor"), "--id", &id])
+        .args(["--interval", "200ms", "--timeout", "1s"]);
+    let mut monitor = Proc::spawn("monitor (least privilege)", command);
+    let mut first = mock(&url("hb-orders"), &orders, "o-1", &[]);
+    let _second = mock(&url("hb-billing"), &billing, "b-1", &[]);
+    for service in [&orders, &billing] {
+        monitor.wait_json(
+            Duration::from_secs(20),
+            "first seen",
+            transition(service, "up", "first_seen"),
+        );
+    }
+
+    // What a compromised service could try: read the monitor's echoes, or
+    // another service's pings.
+    for queue in [
+        format!("heartbeat.monitor.{id}"),
+        format!("heartbeat.service.{billing}/b-1"),
+    ] {
+        let refused = consume_as(&node, "hb-orders", &queue).expect_err(&queue);
+        assert!(refused.contains("ACCESS_REFUSED"), "{queue}: {refused}");
+    }
+
+    first.signal("INT");
+    monitor.wait_json(Duration::from_secs(5), "left", |v| {
+        v["service"] == orders.as_str() && v["reason"] == "left"
+    });
+    assert!(first.wait_exit(Duration::from_secs(5)).success());
+}
