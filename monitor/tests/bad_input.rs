@@ -194,7 +194,43 @@ fn a_bad_message_on_the_wire_is_counted_dropped_and_monitoring_goes_on() {
     ]);
     let mut monitor = Proc::spawn("monitor", command);
     monitor.wait_stderr(Duration::from_secs(10), "connected");
+    let early = unique("through-garbage");
+    let early_mock = mock(BROKER, &early, "g-0", &[]);
+    monitor.wait_json(
+        Duration::from_secs(10),
+        "first seen",
+        transition(&early, "up", "first_seen"),
+    );
 
+    // Every kind of garbage, to the monitor's queue and through the ping
+    // exchange to every service, each asking for answers on the monitor's queue.
+    let huge_name = "n".repeat(100_000);
+    let deep = format!(
+        r#"{{"v":1,"pad":{}{}}}"#,
+        "[".repeat(30_000),
+        "]".repeat(30_000)
+    );
+    let huge_array = format!(
+        r#"{{"v":1,"type":"ping","pad":[{}0]}}"#,
+        "0,".repeat(30_000)
+    );
+    let kinds: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{not json".to_vec(),
+        b"\xff\xfe\x00binary".to_vec(),
+        br#"{"v":1,"type":"echo","service":5,"instance":[],"seq":"x"}"#.to_vec(),
+        br#"{"v":9,"type":"echo"}"#.to_vec(),
+        format!(r#"{{"v":1,"type":"ping","monitor":"{huge_name}","seq":1}}"#).into_bytes(),
+        format!(
+            r#"{{"v":1,"type":"echo","service":"s","instance":"{}","seq":1}}"#,
+            &huge_name[..200]
+        )
+        .into_bytes(),
+        deep.into_bytes(),
+        huge_array.into_bytes(),
+        vec![b'{'; 200_000],
+    ];
+    let queue = format!("heartbeat.monitor.{id}");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -207,17 +243,26 @@ fn a_bad_message_on_the_wire_is_counted_dropped_and_monitoring_goes_on() {
             .await
             .unwrap();
         let channel = connection.create_channel().await.unwrap();
-        let queue = format!("heartbeat.monitor.{id}");
-        // A flood of every kind of garbage: it is all counted, but logged at a limited rate.
-        let garbage: [&[u8]; 3] = [b"{not json", br#"{"v":9,"type":"echo"}"#, b"\xff\xfe"];
-        for body in garbage.iter().cycle().take(300) {
+        // A flood to the monitor: it is all counted, but logged at a limited
+        // rate. Each kind three times to every service on the broker.
+        let to_monitor = kinds
+            .iter()
+            .cycle()
+            .take(300)
+            .map(|body| ("", queue.as_str(), body));
+        let to_services = kinds
+            .iter()
+            .cycle()
+            .take(3 * kinds.len())
+            .map(|body| ("heartbeat.ping", "", body));
+        for (exchange, routing_key, body) in to_monitor.chain(to_services) {
             channel
                 .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
+                    exchange.into(),
+                    routing_key.into(),
                     BasicPublishOptions::default(),
                     body,
-                    BasicProperties::default(),
+                    BasicProperties::default().with_reply_to(queue.as_str().into()),
                 )
                 .await
                 .unwrap();
@@ -225,7 +270,10 @@ fn a_bad_message_on_the_wire_is_counted_dropped_and_monitoring_goes_on() {
         connection.close(200, "done".into()).await.unwrap();
     });
     monitor.wait_stderr(Duration::from_secs(5), "dropped a bad message");
+    early_mock.wait_stderr(Duration::from_secs(5), "dropped a bad message");
 
+    // Both went on as if nothing happened: the service stays UP, and a
+    // newcomer is seen.
     let name = unique("after-garbage");
     let _mock = mock(BROKER, &name, "g-1", &[]);
     monitor.wait_json(
@@ -233,11 +281,19 @@ fn a_bad_message_on_the_wire_is_counted_dropped_and_monitoring_goes_on() {
         "first seen",
         transition(&name, "up", "first_seen"),
     );
-    let warnings = monitor.stderr().matches("dropped a bad message").count();
-    assert!(
-        (1..10).contains(&warnings),
-        "300 bad bodies gave {warnings} warnings:\n{}",
-        monitor.stderr()
+    monitor.expect_no_json(
+        Duration::from_secs(3),
+        "the early service leaving UP",
+        |v| v["service"] == early.as_str(),
     );
-    assert!(!monitor.stderr().contains("panicked"));
+    for proc in [&monitor, &early_mock] {
+        let warnings = proc.stderr().matches("dropped a bad message").count();
+        assert!(
+            (1..10).contains(&warnings),
+            "{}: a flood of bad bodies gave {warnings} warnings:\n{}",
+            proc.name,
+            proc.stderr()
+        );
+        assert!(!proc.stderr().contains("panicked"), "{}", proc.stderr());
+    }
 }
