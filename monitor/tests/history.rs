@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use heartbeat_config::HistorySettings;
-use monitor::history::{self, Batch, Minute, StoredTransition};
+use monitor::history::{self, Batch, Minute, StoredTransition, Who};
 use support::*;
 
 const UP_WITHIN: Duration = Duration::from_secs(10);
@@ -96,7 +96,9 @@ fn store_contract(settings: &HistorySettings) {
     }
     // A new connection, as after a restart; migrations run again as no-ops.
     let mut store = history::open(settings).expect("opens again");
-    let orders = store.transitions(Some("orders"), now - day, 10).unwrap();
+    let orders = store
+        .transitions(Who::Service("orders"), now - day, 10)
+        .unwrap();
     assert_eq!(
         orders
             .iter()
@@ -106,14 +108,35 @@ fn store_contract(settings: &HistorySettings) {
         "newest first, only this service, only since"
     );
     assert_eq!(orders[0], transition_at(now - 1000, "orders", "up"));
-    assert_eq!(store.transitions(None, now - day, 10).unwrap().len(), 3);
+    assert_eq!(
+        store
+            .transitions(Who::Everyone, now - day, 10)
+            .unwrap()
+            .len(),
+        3
+    );
+    let mut one = |instance| {
+        store
+            .transitions(Who::Instance("orders", instance), now - day, 10)
+            .unwrap()
+    };
+    assert_eq!(one("i-1"), orders);
+    assert!(one("i-9").is_empty());
+    let newest = store.transitions(Who::Service("orders"), now - day, 1);
+    assert_eq!(newest.unwrap().len(), 1);
     let uptime = store.uptime(now - day).unwrap();
     assert_eq!(uptime.len(), 1, "{uptime:?}");
     assert_eq!((uptime[0].up_ms, uptime[0].observed_ms), (90_000, 180_000));
     assert_eq!(uptime[0].ratio(), Some(0.5));
     // Retention: what is older goes.
     assert_eq!(store.prune(now - 30 * day).unwrap(), 2);
-    assert_eq!(store.transitions(Some("orders"), 0, 10).unwrap().len(), 2);
+    assert_eq!(
+        store
+            .transitions(Who::Service("orders"), 0, 10)
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -173,7 +196,7 @@ fn history_survives_a_restart(env: (&str, &str), settings: &HistorySettings) {
     second.stop_cleanly("TERM", Duration::from_secs(8));
 
     let mut store = history::open(settings).unwrap();
-    let kept = store.transitions(Some(&name), 0, 10).unwrap();
+    let kept = store.transitions(Who::Service(&name), 0, 10).unwrap();
     assert_eq!(
         kept.iter()
             .map(|t| (t.from.as_str(), t.to.as_str(), t.reason.as_str()))

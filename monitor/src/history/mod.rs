@@ -115,14 +115,22 @@ impl Batch {
     }
 }
 
+/// Whose transitions to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who<'a> {
+    Everyone,
+    Service(&'a str),
+    Instance(&'a str, &'a str),
+}
+
 /// Where history is kept. Implementations block; callers run them off the
 /// async threads.
 pub trait Store: Send {
     fn write(&mut self, batch: &Batch) -> Result<(), HistoryError>;
-    /// Newest first; one service's, or everyone's.
+    /// Newest first; everyone's, one service's, or one instance's.
     fn transitions(
         &mut self,
-        service: Option<&str>,
+        who: Who<'_>,
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<StoredTransition>, HistoryError>;
@@ -184,7 +192,7 @@ impl Past {
 /// Read what the dashboard restores: transitions from before `before_ms`
 /// (this run's own are live already) and uptimes. Blocks.
 pub fn load_past(store: &mut dyn Store, before_ms: i64, now_ms: i64) -> Result<Past, HistoryError> {
-    let mut transitions = store.transitions(None, 0, PAST_TRANSITIONS * 2)?;
+    let mut transitions = store.transitions(Who::Everyone, 0, PAST_TRANSITIONS * 2)?;
     transitions.retain(|t| t.at_ms < before_ms);
     transitions.truncate(PAST_TRANSITIONS);
     let mut uptime: HashMap<InstanceKey, [Option<f64>; 3]> = HashMap::new();
@@ -199,6 +207,60 @@ pub fn load_past(store: &mut dyn Store, before_ms: i64, now_ms: i64) -> Result<P
         transitions,
         uptime,
     })
+}
+
+/// Most transitions `GET /api/v1/history` returns at once.
+pub const API_MAX_LIMIT: usize = 1000;
+
+/// One transition as `GET /api/v1/history` returns it: the JSON lines' fields.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiTransition {
+    pub at: String,
+    pub service: String,
+    pub instance: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtt_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub silent_ms: Option<i64>,
+}
+
+impl From<StoredTransition> for ApiTransition {
+    fn from(t: StoredTransition) -> Self {
+        let at = chrono::DateTime::from_timestamp_millis(t.at_ms).unwrap_or_default();
+        Self {
+            at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            service: t.service,
+            instance: t.instance,
+            from: t.from,
+            to: t.to,
+            reason: t.reason,
+            rtt_ms: t.rtt_ms,
+            silent_ms: t.silent_ms,
+        }
+    }
+}
+
+/// A service's stored transitions, newest first, optionally one instance's,
+/// at most `limit` (capped at [`API_MAX_LIMIT`]).
+pub async fn service_history(
+    settings: &HistorySettings,
+    service: String,
+    instance: Option<String>,
+    limit: usize,
+) -> Result<Vec<ApiTransition>, HistoryError> {
+    let limit = limit.clamp(1, API_MAX_LIMIT);
+    query(settings, move |store| {
+        let who = match &instance {
+            Some(instance) => Who::Instance(&service, instance),
+            None => Who::Service(&service),
+        };
+        let rows = store.transitions(who, 0, limit)?;
+        Ok(rows.into_iter().map(ApiTransition::from).collect())
+    })
+    .await
 }
 
 /// What `/metrics`, the dashboard and the logs say about the store.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use postgres::{Client, NoTls};
 
 use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL};
-use super::{Batch, HistoryError, Store, StoredTransition, Uptime};
+use super::{Batch, HistoryError, Store, StoredTransition, Uptime, Who};
 
 pub struct Postgres {
     client: Client,
@@ -127,22 +127,34 @@ impl Store for Postgres {
 
     fn transitions(
         &mut self,
-        service: Option<&str>,
+        who: Who<'_>,
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<StoredTransition>, HistoryError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = match service {
-            Some(service) => self.client.query(
-                &format!("{SELECT_TRANSITIONS} WHERE service = $1 AND at_ms >= $2 ORDER BY at_ms DESC LIMIT $3"),
-                &[&service, &since_ms, &limit],
+        let (filter, names): (&str, Vec<&str>) = match who {
+            Who::Everyone => ("", vec![]),
+            Who::Service(service) => ("service = $3 AND", vec![service]),
+            Who::Instance(service, instance) => (
+                "service = $3 AND instance = $4 AND",
+                vec![service, instance],
             ),
-            None => self.client.query(
-                &format!("{SELECT_TRANSITIONS} WHERE at_ms >= $1 ORDER BY at_ms DESC LIMIT $2"),
-                &[&since_ms, &limit],
-            ),
-        }
-        .map_err(err)?;
+        };
+        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&since_ms, &limit];
+        values.extend(
+            names
+                .iter()
+                .map(|n| n as &(dyn postgres::types::ToSql + Sync)),
+        );
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "{SELECT_TRANSITIONS} WHERE {filter} at_ms >= $1 ORDER BY at_ms DESC LIMIT $2"
+                ),
+                &values,
+            )
+            .map_err(err)?;
         Ok(rows.iter().map(to_transition).collect())
     }
 

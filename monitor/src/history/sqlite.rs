@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 
 use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL};
-use super::{Batch, HistoryError, Store, StoredTransition, Uptime};
+use super::{Batch, HistoryError, Store, StoredTransition, Uptime, Who};
 
 pub struct Sqlite {
     conn: Connection,
@@ -120,40 +120,31 @@ impl Store for Sqlite {
 
     fn transitions(
         &mut self,
-        service: Option<&str>,
+        who: Who<'_>,
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<StoredTransition>, HistoryError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let mut rows = Vec::new();
-        if let Some(service) = service {
-            let mut stmt = self
-                .conn
-                .prepare_cached(&format!(
-                    "{SELECT_TRANSITIONS} WHERE service = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC, rowid DESC LIMIT ?3"
-                ))
-                .map_err(err)?;
-            for row in stmt
-                .query_map(params![service, since_ms, limit], row_to_transition)
-                .map_err(err)?
-            {
-                rows.push(row.map_err(err)?);
-            }
-        } else {
-            let mut stmt = self
-                .conn
-                .prepare_cached(&format!(
-                    "{SELECT_TRANSITIONS} WHERE at_ms >= ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2"
-                ))
-                .map_err(err)?;
-            for row in stmt
-                .query_map(params![since_ms, limit], row_to_transition)
-                .map_err(err)?
-            {
-                rows.push(row.map_err(err)?);
-            }
-        }
-        Ok(rows)
+        let (filter, names): (&str, Vec<&str>) = match who {
+            Who::Everyone => ("", vec![]),
+            Who::Service(service) => ("service = ?3 AND", vec![service]),
+            Who::Instance(service, instance) => (
+                "service = ?3 AND instance = ?4 AND",
+                vec![service, instance],
+            ),
+        };
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!(
+                "{SELECT_TRANSITIONS} WHERE {filter} at_ms >= ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2"
+            ))
+            .map_err(err)?;
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&since_ms, &limit];
+        values.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
+        let rows = stmt
+            .query_map(values.as_slice(), row_to_transition)
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
     }
 
     fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError> {
