@@ -32,10 +32,11 @@ cpu() { awk -v t="$tick" '{ printf "%.2f", ($14 + $15) / t }' "/proc/$1/stat"; }
 run() {
   local mode=$1 out="$dir/$1.out"
   shift
+  : >"$out"
   env "$@" "$bin/monitor" --headless --interval 1s --timeout 3s --id "$tag-$mode" >"$out" 2>"$dir/$mode.err" &
   monitor=$!
   # Measured once the whole fleet is up, so start-up is not counted.
-  until [ "$(grep -c "$tag-.*first_seen" "$out")" -ge "$n" ]; do sleep 0.2; done
+  until [ "$(grep -c "$tag-.*first_seen" "$out" || true)" -ge "$n" ]; do sleep 0.2; done
   local start
   start=$(cpu $monitor)
   sleep "$seconds"
