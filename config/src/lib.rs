@@ -39,6 +39,14 @@ pub struct Settings {
     #[serde(default)]
     pub notify: Vec<NotifySettings>,
     pub history: HistorySettings,
+    pub http: HttpSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// `host:port` for metrics, the status API and page; empty: no HTTP endpoint.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -315,6 +323,15 @@ impl Settings {
                 );
             }
         }
+        if !self.http.listen.is_empty() && !is_host_and_port(&self.http.listen) {
+            return bad(
+                "http.listen",
+                format!(
+                    "{:?} is not an address with a port, like 127.0.0.1:9464 or [::]:9464",
+                    self.http.listen
+                ),
+            );
+        }
         self.broker
             .url
             .parse::<BrokerUrl>()
@@ -445,6 +462,19 @@ pub fn parse_flags<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
     })
 }
 
+/// `127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`: a host (or IP) and a port.
+fn is_host_and_port(address: &str) -> bool {
+    if address.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    match address.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty() && !host.contains([':', '/', ' ']) && port.parse::<u16>().is_ok()
+        }
+        None => false,
+    }
+}
+
 /// Keys are lower-cased: the config crate folds keys to lower case, and
 /// service names are matched the same way, so `Payments` and `payments` agree.
 fn durations_by_name<'de, D: serde::Deserializer<'de>>(
@@ -528,6 +558,11 @@ mod tests {
         assert_eq!(s.timeout, Duration::from_secs(3));
         assert_eq!(s.broker.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
         assert!(s.expect.is_empty() && s.timeouts.is_empty() && s.id.is_empty());
+        assert_eq!(s.http.listen, "", "no HTTP endpoint unless asked for");
+        for listen in ["127.0.0.1:9464", "[::1]:0", "localhost:9464", "0.0.0.0:80"] {
+            let s = load(&[("MONITOR__HTTP__LISTEN", listen)]).unwrap();
+            assert_eq!(s.http.listen, listen);
+        }
     }
 
     #[test]
@@ -613,7 +648,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting_in_one_line() {
-        let cases: [(&[(&str, &str)], &str); 6] = [
+        let cases: [(&[(&str, &str)], &str); 8] = [
+            (&[("MONITOR__HTTP__LISTEN", "9464")], "`http.listen`"),
+            (
+                &[("MONITOR__HTTP__LISTEN", "http://127.0.0.1:9464")],
+                "`http.listen`",
+            ),
             (
                 &[("MONITOR__INTERVAL", "0s")],
                 "`interval`: must be greater than zero",

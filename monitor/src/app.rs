@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -6,12 +7,17 @@ use heartbeat_config::{HistorySettings, Settings, UrlSource};
 use orchestrator_lib::{BrokerUrl, Endpoint, LinkOptions, MemoryBroker};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
-use crate::detector::Detector;
+use crate::detector::{Detector, State, UNSEEN_INSTANCE};
 use crate::engine::Update;
 use crate::engine::{self, EngineConfig};
-use crate::{dashboard, demo, headless, history, notify};
+use crate::metrics::{self, Metrics};
+use crate::status::{self, Board, state_code};
+use crate::{dashboard, demo, headless, history, http, notify};
+
+/// Updates waiting for the status board before new ones are dropped.
+const STATUS_QUEUE: usize = 4096;
 
 /// Where the monitor gets its services from.
 #[derive(Debug, Clone)]
@@ -61,6 +67,15 @@ pub async fn run(
         ping_ttl: settings.timeout,
         expect: settings.expect.clone(),
     };
+    // Bound before anything starts, so a taken port stops the monitor at once.
+    let listener = if settings.http.listen.is_empty() {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(&settings.http.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", settings.http.listen))?;
+        Some(listener)
+    };
     // The label is what the dashboard shows; a URL's Display is redacted.
     let (link, fleet, broker_label) = match &source {
         Source::Broker { url, from } => {
@@ -97,12 +112,16 @@ pub async fn run(
     // The demo's made-up services are kept out of the history.
     let history = (settings.history.enabled() && fleet.is_none())
         .then(|| history::spawn(&settings.history, shutdown.clone()));
+    let status = listener.map(|listener| {
+        serve_http(listener, stats.clone(), &settings, &monitor_id, &shutdown)
+    });
     let (display_tx, updates_rx) = mpsc::channel(4096);
     let fan_out = tokio::spawn(fan_out(
         engine_rx,
         display_tx,
         notifier.as_ref().map(|n| n.updates.clone()),
         history.as_ref().map(|h| h.updates.clone()),
+        status,
     ));
 
     match output {
@@ -146,6 +165,40 @@ pub async fn run(
     Ok(outcome?)
 }
 
+/// Start the status board (a sink of the engine's updates, with the metrics)
+/// and the HTTP server that reads it. Returns the board's input.
+fn serve_http(
+    listener: tokio::net::TcpListener,
+    stats: Arc<orchestrator_lib::LinkStats>,
+    settings: &Settings,
+    monitor_id: &str,
+    shutdown: &CancellationToken,
+) -> (mpsc::Sender<Update>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new(stats));
+    let now = tokio::time::Instant::now();
+    let board = Board::new(monitor_id, settings.interval, &settings.expect, now);
+    for service in &settings.expect {
+        metrics.known(service, UNSEEN_INSTANCE, &state_code(State::NeverSeen));
+    }
+    let (publisher, snapshots) = status::snapshots(board.snapshot(now));
+    let (board_tx, board_rx) = mpsc::channel(STATUS_QUEUE);
+    tokio::spawn(status::run(board_rx, board, metrics.clone(), publisher));
+    tokio::spawn(metrics::probe_event_loop_lag(
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    if let Ok(address) = listener.local_addr() {
+        info!("serving metrics, status API and page on http://{address}/");
+    }
+    let serving = http::serve(listener, snapshots, metrics.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        if let Err(error) = serving.await {
+            warn!(%error, "the HTTP endpoint stopped");
+        }
+    });
+    (board_tx, metrics)
+}
+
 /// How often the dashboard's uptimes are read again from the store.
 const PAST_REFRESH: Duration = Duration::from_secs(60);
 
@@ -185,14 +238,31 @@ fn spawn_past_loader(
 
 /// Hand each engine update to the display and to the sinks that want it.
 /// Every send is a `try_send`: a sink that falls behind loses updates (and
-/// counts them), it never slows the engine.
+/// counts them), it never slows the engine. The status board's lost updates
+/// are counted in `heartbeat_updates_dropped_total`, and it never loses a
+/// transition.
 async fn fan_out(
     mut engine: mpsc::Receiver<Update>,
     display: mpsc::Sender<Update>,
     notify: Option<mpsc::Sender<Update>>,
     history: Option<mpsc::Sender<Update>>,
+    status: Option<(mpsc::Sender<Update>, Arc<Metrics>)>,
 ) {
     while let Some(update) = engine.recv().await {
+        if let Some((board, metrics)) = &status {
+            match board.try_send(update.clone()) {
+                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+                // The board's states must stay true: a transition waits for room,
+                // in a task of its own so that nothing else does.
+                Err(mpsc::error::TrySendError::Full(update @ Update::Transition(_))) => {
+                    let board = board.clone();
+                    tokio::spawn(async move {
+                        let _ = board.send(update).await;
+                    });
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => metrics.sink_dropped("status"),
+            }
+        }
         let transition = matches!(update, Update::Transition(_));
         if let Some(notify) = notify.as_ref().filter(|_| transition) {
             let _ = notify.try_send(update.clone());

@@ -1,14 +1,17 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 use heartbeat_config::{Settings, SettingsError};
 
 /// Heartbeat failure detector for services on RabbitMQ: pings every service
 /// through a fanout exchange and reports who is UP and who is DOWN.
 #[derive(Debug, Parser)]
-#[command(name = "monitor", version)]
+#[command(name = "monitor", version, args_conflicts_with_subcommands = true)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Run with simulated services on an in-process broker; needs no RabbitMQ.
     #[arg(long)]
     pub demo: bool,
@@ -46,6 +49,36 @@ pub struct Cli {
     /// Services to expect, shown as never seen until they answer. Repeat or comma-separate.
     #[arg(long, value_name = "SERVICE", value_delimiter = ',')]
     pub expect: Vec<String>,
+
+    /// Serve metrics, the status API and page on this address, e.g. 127.0.0.1:9464.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Ask a running monitor how its services are, print a table, and exit
+    /// as a Nagios plugin does: 0 all UP, 1 warning, 2 critical, 3 unknown.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The monitor's HTTP endpoint (its --listen address).
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:9464")]
+    pub url: String,
+
+    /// Only this service's instances.
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+
+    /// Print the status document (JSON) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Give up on the monitor after this long (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
 }
 
 impl Cli {
@@ -62,6 +95,9 @@ impl Cli {
             settings.id.clone_from(id);
         }
         settings.expect.extend(self.expect.iter().cloned());
+        if let Some(listen) = &self.listen {
+            settings.http.listen.clone_from(listen);
+        }
         settings.validate()?;
         Ok(settings)
     }

@@ -11,8 +11,13 @@
 //! - `history`: transitions and per-minute figures in SQLite or PostgreSQL; a sink too.
 //! - `demo`: simulated services on the in-process broker for `--demo`.
 //! - `logfile`: the dashboard's log file: private, never through a symlink, capped.
+//! - `status`: the status board, a sink of [`Update`]s; snapshots of it on demand.
+//! - `metrics`: Prometheus metrics, fed by the same sink.
+//! - `http`: the HTTP endpoint: `/metrics`, `/api/v1/status`, `/healthz`, `/`.
+//! - `check`: `monitor status`, the one-shot check with Nagios exit codes.
 
 mod app;
+pub mod check;
 mod cli;
 pub mod dashboard;
 mod demo;
@@ -22,7 +27,10 @@ mod headless;
 pub mod history;
 pub mod logfile;
 pub mod notify;
+mod http;
+mod metrics;
+pub mod status;
 
 pub use app::{Output, Source, run};
-pub use cli::Cli;
+pub use cli::{Cli, Command, StatusArgs};
 pub use engine::{Report, Update};

@@ -1,15 +1,28 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use monitor::{Cli, Output, Source};
+use monitor::{Cli, Command, Output, Source};
 use tokio_util::sync::CancellationToken;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli: Cli = match heartbeat_config::parse_flags() {
         Ok(cli) => cli,
         Err(exit) => return exit,
     };
+    if let Some(Command::Status(args)) = &cli.command {
+        // A one-shot HTTP request: no runtime, no logs, only the verdict.
+        return monitor::check::run(args);
+    }
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(watch(cli)),
+        Err(error) => {
+            eprintln!("monitor: cannot start the async runtime: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn watch(cli: Cli) -> ExitCode {
     let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(error) => return usage_error(error),

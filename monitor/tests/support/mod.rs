@@ -354,3 +354,84 @@ pub fn assert_well_formed(line: &Value) {
         "at is not RFC 3339 UTC: {at}"
     );
 }
+
+/// Wait until `probe` returns something, failing the test after `within`.
+pub fn wait_for<T>(within: Duration, what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(found) = probe() {
+            return found;
+        }
+        assert!(Instant::now() < deadline, "not within {within:?}: {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A headless monitor serving HTTP on a port of the system's choosing, and
+/// its base URL (`http://127.0.0.1:PORT`), read from the line it logs.
+pub fn http_monitor(url: &str, env: &[(&str, &str)]) -> (Proc, String) {
+    let id = unique("mon");
+    let mut command = Command::new(monitor_bin());
+    command
+        .args([
+            "--headless",
+            "--url",
+            url,
+            "--id",
+            &id,
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--interval",
+            &format!("{INTERVAL_MS}ms"),
+            "--timeout",
+            &format!("{TIMEOUT_MS}ms"),
+        ])
+        .envs(env.iter().copied());
+    let monitor = Proc::spawn(&format!("monitor {id}"), command);
+    let marker = "status API and page on http://";
+    monitor.wait_stderr(Duration::from_secs(10), marker);
+    let stderr = monitor.stderr();
+    let rest = &stderr[stderr.find(marker).unwrap() + marker.len()..];
+    let address = rest.split('/').next().unwrap();
+    let base = format!("http://{address}");
+    (monitor, base)
+}
+
+/// GET a URL: the status code and the body; `None` when nothing answers.
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent.get(url).call().ok()?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().ok()?;
+    Some((status, body))
+}
+
+/// The status document of a monitor, from its status API.
+pub fn status_document(base: &str) -> Value {
+    let (status, body) = http_get(&format!("{base}/api/v1/status")).expect("status API answers");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+/// One instance's entry in a status document.
+pub fn status_entry<'a>(document: &'a Value, service: &str) -> Option<&'a Value> {
+    document["services"]
+        .as_array()?
+        .iter()
+        .find(|e| e["service"] == service)
+}

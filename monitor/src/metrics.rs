@@ -1,0 +1,369 @@
+//! Prometheus metrics, written with `prometheus-client`. Fed by the status
+//! board's sink from the engine's [`Update`]s, and by the link's own counters
+//! at scrape time; encoded as the Prometheus text format on `GET /metrics`.
+//!
+//! Labels are limited to `service` and `instance`, plus small closed sets
+//! (a state code, a reject reason, a sink's name), so a fleet of N instances
+//! costs O(N) series.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use orchestrator_lib::LinkStats;
+use prometheus_client::encoding::prometheus_text;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::detector::UNSEEN_INSTANCE;
+use crate::engine::Update;
+use crate::status::{link_code, state_code};
+
+/// The `Content-Type` of what [`Metrics::encode`] writes.
+pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
+
+type Labels = Vec<(&'static str, String)>;
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+fn instance_labels(service: &str, instance: &str) -> Labels {
+    vec![
+        ("service", service.to_owned()),
+        ("instance", instance.to_owned()),
+    ]
+}
+
+/// 0.5 ms to 10 s in 1-2.5-5 steps: a local broker's round trip up to a
+/// service answering after the timeout. Few buckets, since every service has
+/// a histogram of its own.
+const RTT_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn rtt_histogram() -> Histogram {
+    Histogram::new(RTT_BUCKETS)
+}
+
+pub struct Metrics {
+    registry: Registry,
+    up: Family<Labels, Gauge>,
+    state: Family<Labels, Gauge>,
+    /// Each instance's current state code, so the old state's series can be removed.
+    current_state: Mutex<std::collections::HashMap<(String, String), String>>,
+    rtt: Family<Labels, Histogram, fn() -> Histogram>,
+    /// Each service's histogram handle, so an echo costs no label allocation.
+    rtt_by_service: Mutex<std::collections::HashMap<String, Histogram>>,
+    transitions: Family<Labels, Counter>,
+    echoes: Counter,
+    pings: Counter,
+    link_up: Gauge,
+    link_state: Family<Labels, Gauge>,
+    lag: FloatGauge,
+    sink_dropped: Family<Labels, Counter>,
+    link_stats: Arc<LinkStats>,
+    /// The link's counters, brought up to date on each scrape.
+    received: Counter,
+    published: Counter,
+    publish_dropped: Counter,
+    rejected: Family<Labels, Counter>,
+    scrape: Mutex<()>,
+}
+
+impl Metrics {
+    pub fn new(link_stats: Arc<LinkStats>) -> Self {
+        let mut registry = Registry::default();
+        let metrics = Self {
+            up: Family::default(),
+            state: Family::default(),
+            current_state: Mutex::default(),
+            rtt: Family::new_with_constructor(rtt_histogram),
+            rtt_by_service: Mutex::default(),
+            transitions: Family::default(),
+            echoes: Counter::default(),
+            pings: Counter::default(),
+            link_up: Gauge::default(),
+            link_state: Family::default(),
+            lag: FloatGauge::default(),
+            sink_dropped: Family::default(),
+            link_stats,
+            received: Counter::default(),
+            published: Counter::default(),
+            publish_dropped: Counter::default(),
+            rejected: Family::default(),
+            scrape: Mutex::new(()),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "heartbeat_up",
+            "1 when the instance is UP, 0 otherwise",
+            metrics.up.clone(),
+        );
+        registry.register(
+            "heartbeat_state",
+            "The instance's current state: 1 on the series whose state label it is in",
+            metrics.state.clone(),
+        );
+        registry.register_with_unit(
+            "heartbeat_rtt",
+            "Round trip from ping to echo, on the monitor's clock, per service",
+            Unit::Seconds,
+            metrics.rtt.clone(),
+        );
+        registry.register(
+            "heartbeat_transitions",
+            "State changes, by service and target state",
+            metrics.transitions.clone(),
+        );
+        registry.register(
+            "heartbeat_echoes_received",
+            "Echoes received from services",
+            metrics.echoes.clone(),
+        );
+        registry.register(
+            "heartbeat_pings_sent",
+            "Pings published",
+            metrics.pings.clone(),
+        );
+        registry.register(
+            "heartbeat_broker_link_up",
+            "1 while the monitor's link to the broker is connected",
+            metrics.link_up.clone(),
+        );
+        registry.register(
+            "heartbeat_broker_link_state",
+            "The broker link's state: 1 on the series whose state label it is in",
+            metrics.link_state.clone(),
+        );
+        registry.register_with_unit(
+            "heartbeat_event_loop_lag",
+            "How late the monitor's runtime ran its latest 100 ms timer tick",
+            Unit::Seconds,
+            metrics.lag.clone(),
+        );
+        registry.register(
+            "heartbeat_updates_dropped",
+            "Engine updates a full sink queue lost, by sink",
+            metrics.sink_dropped.clone(),
+        );
+        registry.register(
+            "heartbeat_messages_received",
+            "Message bodies that reached the monitor's queue",
+            metrics.received.clone(),
+        );
+        registry.register(
+            "heartbeat_messages_published",
+            "Messages handed to the broker",
+            metrics.published.clone(),
+        );
+        registry.register(
+            "heartbeat_messages_publish_dropped",
+            "Outgoing messages dropped because the link was down or behind",
+            metrics.publish_dropped.clone(),
+        );
+        registry.register(
+            "heartbeat_messages_rejected",
+            "Message bodies rejected without requeue, by reason",
+            metrics.rejected.clone(),
+        );
+        let metrics = Self {
+            registry,
+            ..metrics
+        };
+        metrics.observe(&Update::Link(orchestrator_lib::LinkStatus::Connecting));
+        metrics
+    }
+
+    /// Account for one update from the engine.
+    pub fn observe(&self, update: &Update) {
+        match update {
+            Update::Transition(report) => {
+                let t = &report.transition;
+                let to = state_code(t.to);
+                if t.key.instance != UNSEEN_INSTANCE {
+                    // The expected-service placeholder gives way to a real instance.
+                    self.forget(&t.key.service, UNSEEN_INSTANCE);
+                }
+                let labels = instance_labels(&t.key.service, &t.key.instance);
+                self.up.get_or_create(&labels).set(i64::from(to == "up"));
+                self.set_state(&t.key.service, &t.key.instance, &to);
+                self.transitions
+                    .get_or_create(&vec![("service", t.key.service.clone()), ("to", to)])
+                    .inc();
+            }
+            Update::Echo { key, rtt, .. } => {
+                self.echoes.inc();
+                if let Some(rtt) = rtt {
+                    let mut by_service = self
+                        .rtt_by_service
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
+                    let histogram = match by_service.get(&key.service) {
+                        Some(histogram) => histogram,
+                        None => by_service.entry(key.service.clone()).or_insert_with(|| {
+                            self.rtt
+                                .get_or_create_owned(&vec![("service", key.service.clone())])
+                        }),
+                    };
+                    histogram.observe(rtt.as_secs_f64());
+                }
+            }
+            Update::PingSent { .. } => {
+                self.pings.inc();
+            }
+            Update::Link(status) => {
+                let (code, _) = link_code(status);
+                self.link_up.set(i64::from(code == "connected"));
+                self.link_state.clear();
+                self.link_state
+                    .get_or_create(&vec![("state", code.to_owned())])
+                    .set(1);
+            }
+        }
+    }
+
+    /// An instance known before any transition (an expected service).
+    pub fn known(&self, service: &str, instance: &str, state: &str) {
+        self.up
+            .get_or_create(&instance_labels(service, instance))
+            .set(i64::from(state == "up"));
+        self.set_state(service, instance, state);
+    }
+
+    /// Remove an instance's series, if it has any.
+    fn forget(&self, service: &str, instance: &str) {
+        let mut current = self.current_state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(old) = current.remove(&(service.to_owned(), instance.to_owned())) {
+            let mut labels = instance_labels(service, instance);
+            self.up.remove(&labels);
+            labels.push(("state", old));
+            self.state.remove(&labels);
+        }
+    }
+
+    fn set_state(&self, service: &str, instance: &str, to: &str) {
+        let mut current = self.current_state.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (service.to_owned(), instance.to_owned());
+        if let Some(old) = current.insert(key, to.to_owned()) {
+            let mut labels = instance_labels(service, instance);
+            labels.push(("state", old));
+            self.state.remove(&labels);
+        }
+        let mut labels = instance_labels(service, instance);
+        labels.push(("state", to.to_owned()));
+        self.state.get_or_create(&labels).set(1);
+    }
+
+    /// An update a sink's full queue lost.
+    pub fn sink_dropped(&self, sink: &'static str) {
+        self.sink_dropped
+            .get_or_create(&vec![("sink", sink.to_owned())])
+            .inc();
+    }
+
+    pub fn set_event_loop_lag(&self, lag: Duration) {
+        self.lag.set(lag.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
+        let catch_up = |counter: &Counter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        catch_up(&self.received, self.link_stats.received());
+        catch_up(&self.published, self.link_stats.published());
+        catch_up(&self.publish_dropped, self.link_stats.dropped());
+        for (reason, total) in self.link_stats.rejected_by_reason() {
+            catch_up(
+                &self
+                    .rejected
+                    .get_or_create(&vec![("reason", reason.to_owned())]),
+                total,
+            );
+        }
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Measure how late the runtime runs a timer, until `shutdown`: a loop that
+/// is kept busy or starved shows here before it shows anywhere else.
+pub async fn probe_event_loop_lag(
+    metrics: Arc<Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    const EVERY: Duration = Duration::from_millis(100);
+    let mut ticks = tokio::time::interval(EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            due = ticks.tick() => {
+                metrics.set_event_loop_lag(tokio::time::Instant::now().saturating_duration_since(due));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::{InstanceKey, Reason, State, Transition};
+    use crate::engine::Report;
+
+    fn transition(to: State) -> Update {
+        Update::Transition(Report {
+            at: chrono::Utc::now(),
+            transition: Transition {
+                key: InstanceKey::new("orders", "o-1"),
+                from: State::Up,
+                to,
+                reason: Reason::Recovered,
+                rtt: None,
+            },
+        })
+    }
+
+    #[test]
+    fn exposition_follows_prometheus_naming() {
+        let metrics = Metrics::new(Arc::default());
+        metrics.known("orders", UNSEEN_INSTANCE, "never_seen");
+        assert!(metrics.encode().contains("instance=\"-\""));
+        metrics.observe(&transition(State::Up));
+        metrics.observe(&transition(State::Down));
+        metrics.observe(&Update::Echo {
+            key: InstanceKey::new("orders", "o-1"),
+            seq: 1,
+            rtt: Some(Duration::from_millis(3)),
+            at: tokio::time::Instant::now(),
+        });
+        metrics.observe(&Update::Link(orchestrator_lib::LinkStatus::Connected));
+        let text = metrics.encode();
+        for line in [
+            "heartbeat_up{service=\"orders\",instance=\"o-1\"} 0",
+            "heartbeat_state{service=\"orders\",instance=\"o-1\",state=\"down\"} 1",
+            "heartbeat_transitions_total{service=\"orders\",to=\"up\"} 1",
+            "heartbeat_transitions_total{service=\"orders\",to=\"down\"} 1",
+            "heartbeat_rtt_seconds_count{service=\"orders\"} 1",
+            "heartbeat_echoes_received_total 1",
+            "heartbeat_broker_link_up 1",
+            "heartbeat_broker_link_state{state=\"connected\"} 1",
+            "heartbeat_messages_rejected_total{reason=\"malformed\"} 0",
+            "# TYPE heartbeat_event_loop_lag_seconds gauge",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in:\n{text}");
+        }
+        assert!(
+            !text.contains("state=\"up\"} 1"),
+            "the old state's series is gone:\n{text}"
+        );
+        assert!(
+            !text.contains("instance=\"-\""),
+            "the placeholder gave way to the real instance:\n{text}"
+        );
+    }
+}

@@ -1,0 +1,604 @@
+//! The status board: a sink of the engine's [`Update`]s that keeps what a
+//! machine or a person asks about right now (every instance's state, since
+//! when, its last echo, RTT and uptime; the broker link), and publishes it as
+//! an immutable [`Snapshot`] for the HTTP server. Nothing here reads the
+//! detector: the board is rebuilt from the same stream the displays see.
+//!
+//! States are carried as their snake_case codes (`up`, `down`, ...), the same
+//! strings as in the JSON lines, so states the detector gains later flow
+//! through without a change here; [`Severity::of`] is the one place that
+//! judges them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use orchestrator_lib::LinkStatus;
+use serde::Serialize;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+
+use crate::detector::{InstanceKey, State, UNSEEN_INSTANCE};
+use crate::engine::Update;
+pub use crate::headless::state_code;
+use crate::metrics::Metrics;
+
+/// A snapshot younger than this is served as it is; an older one is rebuilt
+/// first. Snapshots are built only when asked for, so a monitor nobody reads
+/// pays nothing for them.
+pub const FRESH_FOR: Duration = Duration::from_millis(200);
+
+/// How a state counts for someone deciding whether to act: the Nagios plugin
+/// convention, which `monitor status` exits with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Severity {
+    /// Judge a state by its code. A state this build does not know is
+    /// unknown rather than silently fine.
+    pub fn of(state: &str) -> Severity {
+        match state {
+            // A planned shutdown is not a failure.
+            "up" | "left" => Severity::Ok,
+            "suspect" | "flapping" | "slow" | "degraded" => Severity::Warning,
+            // Expected by the configuration and never answered: as absent as DOWN.
+            "down" | "never_seen" => Severity::Critical,
+            _ => Severity::Unknown,
+        }
+    }
+
+    /// The Nagios plugin exit code.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Severity::Ok => 0,
+            Severity::Warning => 1,
+            Severity::Critical => 2,
+            Severity::Unknown => 3,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Ok => "OK",
+            Severity::Warning => "WARNING",
+            Severity::Critical => "CRITICAL",
+            Severity::Unknown => "UNKNOWN",
+        }
+    }
+
+    /// Which of two verdicts wins for the whole: a DOWN is news even when
+    /// the rest cannot be judged; not being able to judge outweighs a warning.
+    pub fn rank(self) -> u8 {
+        match self {
+            Severity::Ok => 0,
+            Severity::Warning => 1,
+            Severity::Unknown => 2,
+            Severity::Critical => 3,
+        }
+    }
+}
+
+/// The link's state as a code, and what to tell a person about it.
+pub fn link_code(status: &LinkStatus) -> (&'static str, Option<String>) {
+    match status {
+        LinkStatus::Connecting => ("connecting", None),
+        LinkStatus::Connected => ("connected", None),
+        LinkStatus::Reconnecting {
+            attempt,
+            retry_in,
+            error,
+        } => (
+            "reconnecting",
+            Some(format!(
+                "attempt {attempt}, next try in {:.1}s: {error}",
+                retry_in.as_secs_f64()
+            )),
+        ),
+        LinkStatus::Blocked { reason } => ("blocked", Some(reason.clone())),
+        LinkStatus::Failed(error) => ("failed", Some(error.to_string())),
+        LinkStatus::Closed => ("closed", None),
+    }
+}
+
+/// One instance, as the status API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceStatus {
+    pub service: String,
+    pub instance: String,
+    pub state: String,
+    pub since: String,
+    pub last_echo: Option<String>,
+    pub rtt_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub phi: Option<f64>,
+    pub uptime: Uptime,
+}
+
+/// Uptime percentages, 0 to 100; `null` before there is anything to measure.
+#[derive(Debug, Clone, Serialize)]
+pub struct Uptime {
+    /// Over the time this monitor has been watching the instance.
+    pub since_start: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MonitorInfo {
+    pub id: String,
+    pub version: &'static str,
+    pub started_at: String,
+    pub interval_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkInfo {
+    pub state: &'static str,
+    pub since: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// The status document (`GET /api/v1/status`).
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub generated_at: String,
+    pub monitor: MonitorInfo,
+    pub link: LinkInfo,
+    pub services: Vec<InstanceStatus>,
+}
+
+/// What the HTTP server reads: the document, and what `/healthz` needs to
+/// judge the watcher itself.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub built: Instant,
+    pub document: Document,
+    pub link_connected: bool,
+    /// When the engine last showed it is alive (sent a ping), or when the link came up.
+    pub engine_seen: Instant,
+    pub interval: Duration,
+}
+
+impl Snapshot {
+    /// `Ok` while the monitor can judge; otherwise why not, in one line.
+    pub fn health(&self, now: Instant) -> Result<(), String> {
+        if !self.link_connected {
+            let link = &self.document.link;
+            return Err(match &link.detail {
+                Some(detail) => format!("broker link {}: {detail}", link.state),
+                None => format!("broker link {}", link.state),
+            });
+        }
+        let quiet = now.saturating_duration_since(self.engine_seen);
+        if quiet > stall_after(self.interval) {
+            return Err(format!(
+                "monitoring loop stalled: no ping sent for {:.1}s (interval {})",
+                quiet.as_secs_f64(),
+                humantime::format_duration(self.interval)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A connected engine pings every interval; this much silence means its loop
+/// is stuck. Generous, so a loaded machine is not called stalled.
+fn stall_after(interval: Duration) -> Duration {
+    interval * 3 + Duration::from_secs(1)
+}
+
+#[derive(Debug, Clone)]
+struct Row {
+    state: String,
+    since: DateTime<Utc>,
+    since_instant: Instant,
+    watched_since: Instant,
+    /// Time spent UP before the current state began.
+    up_before: Duration,
+    last_echo: Option<Instant>,
+    last_rtt: Option<Duration>,
+}
+
+impl Row {
+    fn new(state: String, at: DateTime<Utc>, now: Instant) -> Self {
+        Self {
+            state,
+            since: at,
+            since_instant: now,
+            watched_since: now,
+            up_before: Duration::ZERO,
+            last_echo: None,
+            last_rtt: None,
+        }
+    }
+
+    fn uptime(&self, now: Instant) -> Option<f64> {
+        let watched = now.saturating_duration_since(self.watched_since);
+        if watched.is_zero() {
+            return None;
+        }
+        let current = if self.state == "up" {
+            now.saturating_duration_since(self.since_instant)
+        } else {
+            Duration::ZERO
+        };
+        let share = ((self.up_before + current).as_secs_f64() / watched.as_secs_f64()).min(1.0);
+        Some((share * 100_000.0).round() / 1000.0)
+    }
+}
+
+/// Everything the board knows; updated by [`Board::apply`], read through [`Board::snapshot`].
+pub struct Board {
+    monitor: MonitorInfo,
+    interval: Duration,
+    rows: BTreeMap<InstanceKey, Row>,
+    link: LinkStatus,
+    link_since: DateTime<Utc>,
+    engine_seen: Instant,
+}
+
+impl Board {
+    pub fn new(monitor_id: &str, interval: Duration, expect: &[String], now: Instant) -> Self {
+        let started = Utc::now();
+        let rows = expect
+            .iter()
+            .map(|service| {
+                let key = InstanceKey::new(service.clone(), UNSEEN_INSTANCE);
+                (key, Row::new(state_code(State::NeverSeen), started, now))
+            })
+            .collect();
+        Self {
+            monitor: MonitorInfo {
+                id: monitor_id.to_owned(),
+                version: env!("CARGO_PKG_VERSION"),
+                started_at: rfc3339(started),
+                interval_ms: interval.as_millis() as u64,
+            },
+            interval,
+            rows,
+            link: LinkStatus::Connecting,
+            link_since: started,
+            engine_seen: now,
+        }
+    }
+
+    pub fn apply(&mut self, update: &Update, now: Instant) {
+        match update {
+            Update::Transition(report) => {
+                let t = &report.transition;
+                if t.key.instance != UNSEEN_INSTANCE {
+                    // The expected-service placeholder gives way to a real instance.
+                    let placeholder = InstanceKey::new(t.key.service.clone(), UNSEEN_INSTANCE);
+                    self.rows.remove(&placeholder);
+                }
+                let to = state_code(t.to);
+                let row = self
+                    .rows
+                    .entry(t.key.clone())
+                    .or_insert_with(|| Row::new(state_code(State::NeverSeen), report.at, now));
+                if t.from == State::NeverSeen && row.up_before.is_zero() && row.state != "up" {
+                    // A discovered instance is watched from its first echo, not
+                    // from whenever its placeholder or its echo made the row.
+                    row.watched_since = now;
+                }
+                if row.state == "up" && to != "up" {
+                    row.up_before += now.saturating_duration_since(row.since_instant);
+                }
+                row.state = to;
+                row.since = report.at;
+                row.since_instant = now;
+                if t.rtt.is_some() {
+                    row.last_rtt = t.rtt;
+                }
+            }
+            Update::Echo { key, rtt, at, .. } => {
+                // An echo can overtake the transition it caused; the row is made either way.
+                let row = self
+                    .rows
+                    .entry(key.clone())
+                    .or_insert_with(|| Row::new(state_code(State::NeverSeen), Utc::now(), *at));
+                row.last_echo = Some(*at);
+                if rtt.is_some() {
+                    row.last_rtt = *rtt;
+                }
+            }
+            Update::PingSent { at, .. } => self.engine_seen = *at,
+            Update::Link(status) => {
+                if *status == LinkStatus::Connected && self.link != LinkStatus::Connected {
+                    // The engine pings again from now on; judge its silence from here.
+                    self.engine_seen = now;
+                }
+                self.link = status.clone();
+                self.link_since = Utc::now();
+            }
+        }
+    }
+
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let wall_now = Utc::now();
+        // Instants become wall-clock times through one reading of both clocks.
+        let wall = |at: Instant| {
+            let ago = now.saturating_duration_since(at);
+            wall_now - chrono::Duration::from_std(ago).unwrap_or_default()
+        };
+        let services = self
+            .rows
+            .iter()
+            .map(|(key, row)| InstanceStatus {
+                service: key.service.clone(),
+                instance: key.instance.clone(),
+                state: row.state.clone(),
+                since: rfc3339(row.since),
+                last_echo: row.last_echo.map(|at| rfc3339(wall(at))),
+                rtt_ms: row.last_rtt.map(millis),
+                phi: None,
+                uptime: Uptime {
+                    since_start: row.uptime(now),
+                },
+            })
+            .collect();
+        let (state, detail) = link_code(&self.link);
+        Snapshot {
+            built: now,
+            document: Document {
+                generated_at: rfc3339(wall_now),
+                monitor: self.monitor.clone(),
+                link: LinkInfo {
+                    state,
+                    since: rfc3339(self.link_since),
+                    detail,
+                },
+                services,
+            },
+            link_connected: self.link == LinkStatus::Connected,
+            engine_seen: self.engine_seen,
+            interval: self.interval,
+        }
+    }
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
+}
+
+/// The reading side of the board: the latest snapshot, rebuilt on demand.
+#[derive(Clone)]
+pub struct Snapshots {
+    latest: watch::Receiver<Arc<Snapshot>>,
+    wanted: Arc<Notify>,
+}
+
+/// The board's side of [`Snapshots`].
+pub struct Publisher {
+    latest: watch::Sender<Arc<Snapshot>>,
+    wanted: Arc<Notify>,
+}
+
+/// A channel for snapshots, starting with `first`.
+pub fn snapshots(first: Snapshot) -> (Publisher, Snapshots) {
+    let (tx, rx) = watch::channel(Arc::new(first));
+    let wanted = Arc::new(Notify::new());
+    (
+        Publisher {
+            latest: tx,
+            wanted: wanted.clone(),
+        },
+        Snapshots { latest: rx, wanted },
+    )
+}
+
+impl Snapshots {
+    /// A snapshot at most [`FRESH_FOR`] old, or, if the board does not answer
+    /// within a second (it is gone, or swamped), the latest there is.
+    pub async fn fresh(&self) -> Arc<Snapshot> {
+        let mut latest = self.latest.clone();
+        let current = latest.borrow_and_update().clone();
+        if current.built.elapsed() <= FRESH_FOR {
+            return current;
+        }
+        self.wanted.notify_one();
+        match tokio::time::timeout(Duration::from_secs(1), latest.changed()).await {
+            Ok(Ok(())) => latest.borrow().clone(),
+            _ => current,
+        }
+    }
+}
+
+/// Feed the board and the metrics from the engine's stream until it ends,
+/// and build a snapshot whenever a reader asks for one.
+pub async fn run(
+    mut updates: mpsc::Receiver<Update>,
+    mut board: Board,
+    metrics: Arc<Metrics>,
+    publisher: Publisher,
+) {
+    loop {
+        tokio::select! {
+            update = updates.recv() => {
+                let Some(update) = update else { break };
+                metrics.observe(&update);
+                board.apply(&update, Instant::now());
+            }
+            _ = publisher.wanted.notified() => {
+                publisher.latest.send_replace(Arc::new(board.snapshot(Instant::now())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detector::{Reason, Transition};
+    use crate::engine::Report;
+
+    fn transition(service: &str, from: State, to: State, reason: Reason) -> Update {
+        Update::Transition(Report {
+            at: Utc::now(),
+            transition: Transition {
+                key: InstanceKey::new(service, "i-1"),
+                from,
+                to,
+                reason,
+                rtt: (to == State::Up).then_some(Duration::from_micros(1500)),
+            },
+        })
+    }
+
+    #[test]
+    fn severities_follow_the_nagios_convention() {
+        let cases = [
+            ("up", 0),
+            ("left", 0),
+            ("suspect", 1),
+            ("flapping", 1),
+            ("slow", 1),
+            ("degraded", 1),
+            ("down", 2),
+            ("never_seen", 2),
+            ("stale", 3),
+            ("something_new", 3),
+        ];
+        for (state, code) in cases {
+            assert_eq!(Severity::of(state).exit_code(), code, "{state}");
+        }
+        let worst = |states: &[&str]| {
+            states
+                .iter()
+                .map(|s| Severity::of(s))
+                .max_by_key(|s| s.rank())
+                .unwrap()
+        };
+        assert_eq!(worst(&["up", "stale", "down"]), Severity::Critical);
+        assert_eq!(worst(&["suspect", "stale"]), Severity::Unknown);
+        assert_eq!(worst(&["up", "suspect", "left"]), Severity::Warning);
+    }
+
+    #[test]
+    fn state_codes_are_the_json_lines_strings() {
+        assert_eq!(state_code(State::NeverSeen), "never_seen");
+        assert_eq!(state_code(State::Up), "up");
+        assert_eq!(state_code(State::Down), "down");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_board_follows_transitions_echoes_and_the_link() {
+        let t0 = Instant::now();
+        let mut board = Board::new("mon", Duration::from_secs(1), &["orders".into()], t0);
+        let doc = board.snapshot(t0).document;
+        assert_eq!(doc.services.len(), 1);
+        assert_eq!(
+            (
+                doc.services[0].instance.as_str(),
+                doc.services[0].state.as_str()
+            ),
+            (UNSEEN_INSTANCE, "never_seen")
+        );
+        assert_eq!(doc.link.state, "connecting");
+
+        board.apply(&Update::Link(LinkStatus::Connected), t0);
+        board.apply(
+            &transition("orders", State::NeverSeen, State::Up, Reason::FirstSeen),
+            t0,
+        );
+        let key = InstanceKey::new("orders", "i-1");
+        let t1 = t0 + Duration::from_secs(3);
+        board.apply(
+            &Update::Echo {
+                key: key.clone(),
+                seq: 3,
+                rtt: Some(Duration::from_micros(2250)),
+                at: t1,
+            },
+            t1,
+        );
+        let t2 = t0 + Duration::from_secs(4);
+        board.apply(
+            &transition(
+                "orders",
+                State::Up,
+                State::Down,
+                Reason::TimedOut {
+                    silent_for: Duration::from_secs(1),
+                },
+            ),
+            t2,
+        );
+        let snap = board.snapshot(t0 + Duration::from_secs(8));
+        let doc = &snap.document;
+        assert_eq!(doc.services.len(), 1, "the placeholder gave way");
+        let row = &doc.services[0];
+        assert_eq!(row.state, "down");
+        assert_eq!(row.rtt_ms, Some(2.25));
+        assert_eq!(row.uptime.since_start, Some(50.0), "UP for 4 s of 8");
+        assert!(row.last_echo.is_some());
+        let json = serde_json::to_value(doc).unwrap();
+        assert!(json["services"][0].get("phi").is_none());
+        assert_eq!(json["link"]["state"], "connected");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn snapshots_are_built_when_asked_for_and_reused_while_fresh() {
+        let t0 = Instant::now();
+        let board = Board::new("mon", Duration::from_secs(1), &[], t0);
+        let (publisher, snapshots) = snapshots(board.snapshot(t0));
+        let (updates, rx) = mpsc::channel(8);
+        let sink = tokio::spawn(run(
+            rx,
+            board,
+            Arc::new(Metrics::new(Arc::default())),
+            publisher,
+        ));
+        assert_eq!(snapshots.fresh().await.built, t0, "fresh enough");
+        updates
+            .send(Update::Link(LinkStatus::Connected))
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let rebuilt = snapshots.fresh().await;
+        assert_eq!(rebuilt.built, t0 + Duration::from_secs(1));
+        assert_eq!(rebuilt.document.link.state, "connected");
+        drop(updates);
+        sink.await.unwrap();
+        let last = snapshots.fresh().await;
+        assert_eq!(last.built, rebuilt.built, "the board is gone: the last one");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_is_the_link_and_a_loop_that_keeps_pinging() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(1);
+        let mut board = Board::new("mon", interval, &[], t0);
+        let err = board.snapshot(t0).health(t0).unwrap_err();
+        assert_eq!(err, "broker link connecting");
+        board.apply(&Update::Link(LinkStatus::Connected), t0);
+        board.apply(&Update::PingSent { seq: 1, at: t0 }, t0);
+        assert_eq!(board.snapshot(t0).health(t0 + interval * 2), Ok(()));
+        let late = t0 + Duration::from_secs(5);
+        let err = board.snapshot(late).health(late).unwrap_err();
+        assert!(err.starts_with("monitoring loop stalled"), "{err}");
+        board.apply(
+            &Update::Link(LinkStatus::Reconnecting {
+                attempt: 2,
+                retry_in: Duration::from_millis(500),
+                error: "connection refused".into(),
+            }),
+            late,
+        );
+        let err = board.snapshot(late).health(late).unwrap_err();
+        assert_eq!(
+            err,
+            "broker link reconnecting: attempt 2, next try in 0.5s: connection refused"
+        );
+    }
+}
