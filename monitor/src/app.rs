@@ -112,9 +112,8 @@ pub async fn run(
     // The demo's made-up services are kept out of the history.
     let history = (settings.history.enabled() && fleet.is_none())
         .then(|| history::spawn(&settings.history, shutdown.clone()));
-    let status = listener.map(|listener| {
-        serve_http(listener, stats.clone(), &settings, &monitor_id, &shutdown)
-    });
+    let status = listener
+        .map(|listener| serve_http(listener, stats.clone(), &settings, &monitor_id, &shutdown));
     let (display_tx, updates_rx) = mpsc::channel(4096);
     let fan_out = tokio::spawn(fan_out(
         engine_rx,

@@ -25,10 +25,10 @@ pub mod detector;
 mod engine;
 mod headless;
 pub mod history;
-pub mod logfile;
-pub mod notify;
 mod http;
+pub mod logfile;
 mod metrics;
+pub mod notify;
 pub mod status;
 
 pub use app::{Output, Source, run};

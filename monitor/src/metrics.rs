@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use orchestrator_lib::LinkStats;
+use orchestrator_lib::wire::RejectReason;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -275,12 +276,12 @@ impl Metrics {
         catch_up(&self.received, self.link_stats.received());
         catch_up(&self.published, self.link_stats.published());
         catch_up(&self.publish_dropped, self.link_stats.dropped());
-        for (reason, total) in self.link_stats.rejected_by_reason() {
+        for reason in RejectReason::ALL {
             catch_up(
                 &self
                     .rejected
-                    .get_or_create(&vec![("reason", reason.to_owned())]),
-                total,
+                    .get_or_create(&vec![("reason", reason.code().to_owned())]),
+                self.link_stats.rejected_for(reason),
             );
         }
         let mut out = String::new();
@@ -352,7 +353,7 @@ mod tests {
             "heartbeat_echoes_received_total 1",
             "heartbeat_broker_link_up 1",
             "heartbeat_broker_link_state{state=\"connected\"} 1",
-            "heartbeat_messages_rejected_total{reason=\"malformed\"} 0",
+            "heartbeat_messages_rejected_total{reason=\"not_json\"} 0",
             "# TYPE heartbeat_event_loop_lag_seconds gauge",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");

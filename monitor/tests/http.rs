@@ -578,7 +578,7 @@ fn rejected_messages_are_counted_by_reason_in_the_metrics() {
         connection.close(200, "done".into()).await.unwrap();
     });
     let wanted = [
-        "heartbeat_messages_rejected_total{reason=\"malformed\"} 1",
+        "heartbeat_messages_rejected_total{reason=\"not_json\"} 1",
         "heartbeat_messages_rejected_total{reason=\"unsupported_version\"} 1",
         "heartbeat_messages_rejected_total{reason=\"bad_name\"} 1",
     ];
