@@ -29,19 +29,19 @@ fn monitor_status(base: &str, extra: &[&str]) -> (i32, String) {
     )
 }
 
-/// Wait until `monitor status` exits with `code`; its stdout then.
-fn wait_status_code(base: &str, extra: &[&str], code: i32, within: Duration) -> String {
+/// Wait until `monitor status` exits with `code` and prints a status line
+/// starting with `line`; its stdout then. The status document may be up to
+/// 200 ms behind the JSON lines, so a check waits for what it expects.
+fn wait_status(base: &str, extra: &[&str], code: i32, line: &str, within: Duration) -> String {
     let deadline = Instant::now() + within;
     loop {
-        let last = match monitor_status(base, extra) {
-            (c, out) if c == code => return out,
-            other => other,
-        };
+        let (got, out) = monitor_status(base, extra);
+        if got == code && out.starts_with(line) {
+            return out;
+        }
         assert!(
             Instant::now() < deadline,
-            "monitor status never exited {code} within {within:?}; last exit {}:\n{}",
-            last.0,
-            last.1
+            "monitor status never exited {code} with {line:?} within {within:?}; last exit {got}:\n{out}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -416,8 +416,13 @@ fn healthz_the_status_api_and_monitor_status_through_a_broker_outage() {
             .is_some_and(|p| p == 100.0),
         "{entry}"
     );
-    let out = wait_status_code(&base, &[], 0, Duration::from_secs(10));
-    assert!(out.starts_with("HEARTBEAT OK - 2 up"), "{out}");
+    let out = wait_status(
+        &base,
+        &[],
+        0,
+        "HEARTBEAT OK - 2 up",
+        Duration::from_secs(10),
+    );
     assert!(out.contains(&a) && out.contains(&b), "{out}");
     let (code, json) = monitor_status(&base, &["--json", "--service", &a]);
     assert_eq!(code, 0);
@@ -431,8 +436,7 @@ fn healthz_the_status_api_and_monitor_status_through_a_broker_outage() {
     });
     assert!(reason.starts_with("broker link "), "{reason}");
     assert_ne!(status_document(&base)["link"]["state"], "connected");
-    let out = wait_status_code(&base, &[], 3, Duration::from_secs(10));
-    assert!(out.starts_with("HEARTBEAT UNKNOWN"), "{out}");
+    let out = wait_status(&base, &[], 3, "HEARTBEAT UNKNOWN", Duration::from_secs(10));
     assert!(out.contains("cannot judge"), "{out}");
 
     // Back: healthy again, and nobody was declared DOWN for the broker's outage.
@@ -440,8 +444,13 @@ fn healthz_the_status_api_and_monitor_status_through_a_broker_outage() {
     wait_for(Duration::from_secs(30), "/healthz turns 200", || {
         http_get(&format!("{base}/healthz")).filter(|(status, _)| *status == 200)
     });
-    let out = wait_status_code(&base, &[], 0, Duration::from_secs(30));
-    assert!(out.starts_with("HEARTBEAT OK - 2 up"), "{out}");
+    wait_status(
+        &base,
+        &[],
+        0,
+        "HEARTBEAT OK - 2 up",
+        Duration::from_secs(30),
+    );
     monitor.expect_no_json(Duration::from_millis(100), "a DOWN", |v| v["to"] == "down");
 
     // A crash: critical.
@@ -451,10 +460,12 @@ fn healthz_the_status_api_and_monitor_status_through_a_broker_outage() {
         "timed out",
         transition(&b, "down", "timed_out"),
     );
-    let out = wait_status_code(&base, &[], 2, Duration::from_secs(5));
-    assert!(
-        out.starts_with("HEARTBEAT CRITICAL - 1 down, 1 up"),
-        "{out}"
+    let out = wait_status(
+        &base,
+        &[],
+        2,
+        "HEARTBEAT CRITICAL - 1 down, 1 up",
+        Duration::from_secs(5),
     );
     let table: Vec<&str> = out.lines().collect();
     assert!(table[1].starts_with("SERVICE"), "{out}");
