@@ -118,8 +118,8 @@ pub async fn run(
     let fan_out = tokio::spawn(fan_out(
         engine_rx,
         display_tx,
-        notifier.as_ref().map(|n| n.updates.clone()),
-        history.as_ref().map(|h| h.updates.clone()),
+        notifier.as_ref().map(notify::Notifier::intake),
+        history.as_ref().map(history::History::intake),
         status,
     ));
 
@@ -236,15 +236,15 @@ fn spawn_past_loader(
 }
 
 /// Hand each engine update to the display and to the sinks that want it.
-/// Every send is a `try_send`: a sink that falls behind loses updates (and
-/// counts them), it never slows the engine. The status board's lost updates
-/// are counted in `heartbeat_updates_dropped_total`, and it never loses a
-/// transition.
+/// Every hand-off is a `try_send`: a sink that falls behind loses updates
+/// (and counts them), it never slows the engine. The status board's lost
+/// updates are counted in `heartbeat_updates_dropped_total`, and it never
+/// loses a transition.
 async fn fan_out(
     mut engine: mpsc::Receiver<Update>,
     display: mpsc::Sender<Update>,
-    notify: Option<mpsc::Sender<Update>>,
-    history: Option<mpsc::Sender<Update>>,
+    notify: Option<notify::Intake>,
+    history: Option<history::Intake>,
     status: Option<(mpsc::Sender<Update>, Arc<Metrics>)>,
 ) {
     while let Some(update) = engine.recv().await {
@@ -262,16 +262,11 @@ async fn fan_out(
                 Err(mpsc::error::TrySendError::Full(_)) => metrics.sink_dropped("status"),
             }
         }
-        let transition = matches!(update, Update::Transition(_));
-        if let Some(notify) = notify.as_ref().filter(|_| transition) {
-            let _ = notify.try_send(update.clone());
+        if let Some(notify) = &notify {
+            notify.offer(&update);
         }
-        if let Some(history) = &history
-            && !matches!(update, Update::Link(_))
-            && history.try_send(update.clone()).is_err()
-        {
-            // Counted by the store's health; the engine goes on.
-            tracing::debug!("history: queue full, an update was dropped");
+        if let Some(history) = &history {
+            history.offer(&update);
         }
         let _ = display.try_send(update);
     }

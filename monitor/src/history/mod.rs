@@ -297,7 +297,34 @@ pub struct History {
     task: JoinHandle<()>,
 }
 
+/// Where the fan-out hands updates to the history: never waits, counts
+/// what a full queue turns away.
+#[derive(Clone)]
+pub struct Intake {
+    updates: mpsc::Sender<Update>,
+    health: Arc<Health>,
+}
+
+impl Intake {
+    /// Echoes, pings and transitions; link changes are not history.
+    pub fn offer(&self, update: &Update) {
+        if matches!(update, Update::Link(_)) {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.updates.try_send(update.clone()) {
+            self.health.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl History {
+    pub fn intake(&self) -> Intake {
+        Intake {
+            updates: self.updates.clone(),
+            health: self.health.clone(),
+        }
+    }
+
     /// Stop taking updates and wait for the last write (bounded).
     pub async fn finish(self) {
         drop(self.updates);

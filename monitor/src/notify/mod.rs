@@ -72,10 +72,39 @@ impl TargetStats {
 pub struct Notifier {
     pub updates: mpsc::Sender<Update>,
     pub stats: Vec<Arc<TargetStats>>,
+    /// Transitions turned away before any policy saw them (its queue was full).
+    pub dropped: Arc<AtomicU64>,
     tasks: JoinSet<()>,
 }
 
+/// Where the fan-out hands transitions to the notifier: never waits,
+/// counts what a full queue turns away.
+#[derive(Clone)]
+pub struct Intake {
+    updates: mpsc::Sender<Update>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Intake {
+    /// Only transitions matter to alerts.
+    pub fn offer(&self, update: &Update) {
+        if !matches!(update, Update::Transition(_)) {
+            return;
+        }
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.updates.try_send(update.clone()) {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
 impl Notifier {
+    pub fn intake(&self) -> Intake {
+        Intake {
+            updates: self.updates.clone(),
+            dropped: self.dropped.clone(),
+        }
+    }
+
     /// Wait for the queues to drain (bounded by [`DRAIN`]) after the updates end.
     pub async fn finish(mut self) {
         drop(self.updates);
@@ -151,6 +180,7 @@ pub fn spawn(
     Notifier {
         updates,
         stats,
+        dropped: Arc::new(AtomicU64::new(0)),
         tasks,
     }
 }
