@@ -112,8 +112,26 @@ pub async fn run(
     // The demo's made-up services are kept out of the history.
     let history = (settings.history.enabled() && fleet.is_none())
         .then(|| history::spawn(&settings.history, shutdown.clone()));
-    let status = listener
-        .map(|listener| serve_http(listener, stats.clone(), &settings, &monitor_id, &shutdown));
+    let status = listener.map(|listener| {
+        let kept = history.as_ref().map(|_| settings.history.clone());
+        let (board, metrics) = serve_http(
+            listener,
+            stats.clone(),
+            &settings,
+            &monitor_id,
+            kept,
+            &shutdown,
+        );
+        metrics.watch_sinks(metrics::SinkStats {
+            notify: notifier
+                .as_ref()
+                .map(|n| n.stats.clone())
+                .unwrap_or_default(),
+            notify_intake_dropped: notifier.as_ref().map(|n| n.dropped.clone()),
+            history: history.as_ref().map(|h| h.health.clone()),
+        });
+        (board, metrics)
+    });
     let (display_tx, updates_rx) = mpsc::channel(4096);
     let fan_out = tokio::spawn(fan_out(
         engine_rx,
@@ -171,6 +189,7 @@ fn serve_http(
     stats: Arc<orchestrator_lib::LinkStats>,
     settings: &Settings,
     monitor_id: &str,
+    history: Option<HistorySettings>,
     shutdown: &CancellationToken,
 ) -> (mpsc::Sender<Update>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new(stats));
@@ -189,7 +208,13 @@ fn serve_http(
     if let Ok(address) = listener.local_addr() {
         info!("serving metrics, status API and page on http://{address}/");
     }
-    let serving = http::serve(listener, snapshots, metrics.clone(), shutdown.clone());
+    let serving = http::serve(
+        listener,
+        snapshots,
+        metrics.clone(),
+        history,
+        shutdown.clone(),
+    );
     tokio::spawn(async move {
         if let Err(error) = serving.await {
             warn!(%error, "the HTTP endpoint stopped");

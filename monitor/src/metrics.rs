@@ -6,7 +6,7 @@
 //! (a state code, a reject reason, a sink's name), so a fleet of N instances
 //! costs O(N) series.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +21,8 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::detector::UNSEEN_INSTANCE;
 use crate::engine::Update;
+use crate::history::Health;
+use crate::notify::TargetStats;
 use crate::status::{link_code, state_code};
 
 /// The `Content-Type` of what [`Metrics::encode`] writes.
@@ -69,7 +71,26 @@ pub struct Metrics {
     published: Counter,
     publish_dropped: Counter,
     rejected: Family<Labels, Counter>,
+    /// The alert targets' and the history store's own counters, caught up on each scrape.
+    sinks: Mutex<SinkStats>,
+    notify_sent: Family<Labels, Counter>,
+    notify_failed: Family<Labels, Counter>,
+    notify_dropped: Family<Labels, Counter>,
+    history_written: Counter,
+    history_failures: Counter,
+    history_dropped: Counter,
+    history_up: Gauge,
     scrape: Mutex<()>,
+}
+
+/// Where the sinks keep their own counters: `[[notify]]` targets and the
+/// history store.
+#[derive(Default, Clone)]
+pub struct SinkStats {
+    pub notify: Vec<Arc<TargetStats>>,
+    /// Transitions the notifier's queue turned away before any target saw them.
+    pub notify_intake_dropped: Option<Arc<AtomicU64>>,
+    pub history: Option<Arc<Health>>,
 }
 
 impl Metrics {
@@ -93,6 +114,14 @@ impl Metrics {
             published: Counter::default(),
             publish_dropped: Counter::default(),
             rejected: Family::default(),
+            sinks: Mutex::default(),
+            notify_sent: Family::default(),
+            notify_failed: Family::default(),
+            notify_dropped: Family::default(),
+            history_written: Counter::default(),
+            history_failures: Counter::default(),
+            history_dropped: Counter::default(),
+            history_up: Gauge::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -167,6 +196,41 @@ impl Metrics {
             "heartbeat_messages_rejected",
             "Message bodies rejected without requeue, by reason",
             metrics.rejected.clone(),
+        );
+        registry.register(
+            "heartbeat_notify_sent",
+            "Alerts delivered, by [[notify]] target (index and kind)",
+            metrics.notify_sent.clone(),
+        );
+        registry.register(
+            "heartbeat_notify_failed",
+            "Alerts given up after every retry, by [[notify]] target",
+            metrics.notify_failed.clone(),
+        );
+        registry.register(
+            "heartbeat_notify_dropped",
+            "Alerts dropped because a target's queue was full, by [[notify]] target",
+            metrics.notify_dropped.clone(),
+        );
+        registry.register(
+            "heartbeat_history_records_written",
+            "Transitions and instance-minutes written to the history store",
+            metrics.history_written.clone(),
+        );
+        registry.register(
+            "heartbeat_history_write_failures",
+            "Writes to the history store that failed (each is tried again)",
+            metrics.history_failures.clone(),
+        );
+        registry.register(
+            "heartbeat_history_records_dropped",
+            "History records dropped: a full queue, or a backlog over its bound",
+            metrics.history_dropped.clone(),
+        );
+        registry.register(
+            "heartbeat_history_store_up",
+            "1 while the history store takes writes; 0 from a failed write until one succeeds",
+            metrics.history_up.clone(),
         );
         let metrics = Self {
             registry,
@@ -256,6 +320,11 @@ impl Metrics {
         self.state.get_or_create(&labels).set(1);
     }
 
+    /// Report the alert targets' and the history store's counters too.
+    pub fn watch_sinks(&self, sinks: SinkStats) {
+        *self.sinks.lock().unwrap_or_else(|e| e.into_inner()) = sinks;
+    }
+
     /// An update a sink's full queue lost.
     pub fn sink_dropped(&self, sink: &'static str) {
         self.sink_dropped
@@ -283,6 +352,47 @@ impl Metrics {
                     .get_or_create(&vec![("reason", reason.code().to_owned())]),
                 self.link_stats.rejected_for(reason),
             );
+        }
+        let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for target in &sinks.notify {
+            let labels = vec![
+                ("target", target.index.to_string()),
+                ("kind", target.kind.clone()),
+            ];
+            catch_up(
+                &self.notify_sent.get_or_create(&labels),
+                target.sent.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.notify_failed.get_or_create(&labels),
+                target.failed.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.notify_dropped.get_or_create(&labels),
+                target.dropped.load(Ordering::Relaxed),
+            );
+        }
+        if let Some(dropped) = &sinks.notify_intake_dropped {
+            let counter = self
+                .sink_dropped
+                .get_or_create(&vec![("sink", "notify".to_owned())]);
+            catch_up(&counter, dropped.load(Ordering::Relaxed));
+        }
+        if let Some(health) = &sinks.history {
+            catch_up(
+                &self.history_written,
+                health.written.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.history_failures,
+                health.failures.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.history_dropped,
+                health.dropped.load(Ordering::Relaxed),
+            );
+            self.history_up
+                .set(i64::from(health.reachable.load(Ordering::Relaxed)));
         }
         let mut out = String::new();
         // Writing into a String cannot fail.

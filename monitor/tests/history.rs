@@ -260,3 +260,107 @@ fn an_unreachable_store_is_reported_and_does_not_slow_detection() {
     assert!(!monitor.stderr().contains("secret"), "{}", monitor.stderr());
     monitor.stop_cleanly("TERM", Duration::from_secs(8));
 }
+
+#[test]
+fn the_history_api_returns_a_services_stored_transitions_and_metrics_count_the_writes() {
+    let dir = TempDir::new();
+    let path = dir.0.join("heartbeat.db");
+    let (mut monitor, base) = http_monitor(
+        BROKER,
+        &[("MONITOR__HISTORY__PATH", &path.to_string_lossy())],
+    );
+    let name = unique("api");
+    let mut service = mock(BROKER, &name, "a-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    service.kill();
+    monitor.wait_json(
+        Duration::from_secs(4),
+        "timed out",
+        transition(&name, "down", "timed_out"),
+    );
+
+    // Written in batches once a second: poll until both are there.
+    let url = format!("{base}/api/v1/history?service={name}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let document = loop {
+        let (status, body) = http_get(&url).expect("the history API answers");
+        assert_eq!(status, 200, "{body}");
+        let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+        if document["transitions"]
+            .as_array()
+            .is_some_and(|t| t.len() == 2)
+        {
+            break document;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not both stored within 5s: {body}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(document["service"], name.as_str());
+    let newest = &document["transitions"][0];
+    assert_eq!(
+        (
+            newest["instance"].as_str(),
+            newest["from"].as_str(),
+            newest["to"].as_str(),
+            newest["reason"].as_str()
+        ),
+        (Some("a-1"), Some("up"), Some("down"), Some("timed_out")),
+        "{document}"
+    );
+    assert!(
+        newest["silent_ms"]
+            .as_i64()
+            .is_some_and(|ms| ms > TIMEOUT_MS as i64)
+    );
+    assert!(chrono::DateTime::parse_from_rfc3339(newest["at"].as_str().unwrap()).is_ok());
+    assert_eq!(document["transitions"][1]["reason"], "first_seen");
+
+    let (_, one) = http_get(&format!("{url}&instance=a-1&limit=1")).unwrap();
+    let one: serde_json::Value = serde_json::from_str(&one).unwrap();
+    assert_eq!(one["transitions"].as_array().unwrap().len(), 1);
+    assert_eq!(one["transitions"][0]["reason"], "timed_out");
+    let (_, none) = http_get(&format!("{url}&instance=nobody")).unwrap();
+    assert!(none.contains("\"transitions\":[]"), "{none}");
+    for bad in [
+        "/api/v1/history",
+        "/api/v1/history?service=",
+        "/api/v1/history?service=x&colour=red",
+    ] {
+        let (status, body) = http_get(&format!("{base}{bad}")).unwrap();
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert_eq!(body.trim_end().lines().count(), 1, "{bad}: {body}");
+    }
+
+    let (_, metrics) = http_get(&format!("{base}/metrics")).unwrap();
+    assert!(
+        metrics.contains("heartbeat_history_store_up 1"),
+        "{metrics}"
+    );
+    let written = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("heartbeat_history_records_written_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("records written in the metrics");
+    assert!(written >= 2.0, "{written}");
+    assert!(
+        metrics.contains("heartbeat_history_write_failures_total 0"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn without_history_the_api_says_so() {
+    let (_monitor, base) = http_monitor(BROKER, &[]);
+    let (status, body) = http_get(&format!("{base}/api/v1/history?service=x")).unwrap();
+    assert_eq!(
+        (status, body.trim_end()),
+        (404, "no history is kept: set [history] path or url")
+    );
+}

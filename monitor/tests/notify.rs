@@ -336,7 +336,17 @@ fn receivers_that_are_down_or_hang_do_not_slow_detection() {
         ),
     )
     .unwrap();
-    let mut monitor = monitor_with(&config);
+    let mut monitor = monitor(
+        BROKER,
+        &["--config", &config.path(), "--listen", "127.0.0.1:0"],
+    );
+    let marker = "status API and page on http://";
+    monitor.wait_stderr(Duration::from_secs(10), marker);
+    let base = {
+        let stderr = monitor.stderr();
+        let rest = &stderr[stderr.find(marker).unwrap() + marker.len()..];
+        format!("http://{}", rest.split('/').next().unwrap())
+    };
     let names: Vec<String> = (0..3).map(|i| unique(&format!("unheard{i}"))).collect();
     let mut services: Vec<Proc> = names.iter().map(|n| mock(BROKER, n, "u-1", &[])).collect();
     for name in &names {
@@ -352,6 +362,30 @@ fn receivers_that_are_down_or_hang_do_not_slow_detection() {
     }
     monitor.wait_stderr(Duration::from_secs(10), "notify[0] webhook");
     monitor.wait_stderr(Duration::from_secs(10), "notify[1]: queue full");
+    // Counted per target in the metrics.
+    let counter = |metrics: &str, name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (status, metrics) = http_get(&format!("{base}/metrics")).expect("metrics answer");
+    assert_eq!(status, 200);
+    assert!(
+        counter(
+            &metrics,
+            r#"heartbeat_notify_failed_total{target="0",kind="webhook"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        counter(
+            &metrics,
+            r#"heartbeat_notify_dropped_total{target="1",kind="webhook"}"#
+        ) >= 1.0,
+        "{metrics}"
+    );
     // And it still stops promptly, with alerts left undelivered.
     let stopping = Instant::now();
     monitor.stop_cleanly("TERM", Duration::from_secs(8));

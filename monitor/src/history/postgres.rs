@@ -12,8 +12,16 @@ pub struct Postgres {
     client: Client,
 }
 
+/// The client's own Display says only "db error"; the cause is in its source.
 fn err(e: postgres::Error) -> HistoryError {
-    HistoryError::Store(format!("PostgreSQL: {e}"))
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    HistoryError::Store(format!("PostgreSQL: {}", text.replace('\n', " ")))
 }
 
 impl Postgres {

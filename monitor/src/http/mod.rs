@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, Metrics};
 use crate::status::Snapshots;
+use heartbeat_config::HistorySettings;
 
 /// The status page: one self-contained file, built into the binary.
 const PAGE: &str = include_str!("page.html");
@@ -25,6 +26,8 @@ const PAGE: &str = include_str!("page.html");
 struct Shared {
     snapshots: Snapshots,
     metrics: Arc<Metrics>,
+    /// The store `/api/v1/history` reads, when history is kept.
+    history: Option<HistorySettings>,
 }
 
 /// Serve until `shutdown`. The listener is bound by the caller, so a bad
@@ -33,9 +36,15 @@ pub async fn serve(
     listener: TcpListener,
     snapshots: Snapshots,
     metrics: Arc<Metrics>,
+    history: Option<HistorySettings>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(Shared { snapshots, metrics }))
+    let shared = Shared {
+        snapshots,
+        metrics,
+        history,
+    };
+    axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await
 }
@@ -45,6 +54,7 @@ fn router(shared: Shared) -> Router {
         .route("/", get(page))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
+        .route("/api/v1/history", get(history))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -90,6 +100,63 @@ async fn status(
     ([(header::CACHE_CONTROL, "no-store")], axum::Json(document)).into_response()
 }
 
+/// `?service=NAME`, optionally `&instance=ID` and `&limit=N`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    service: Option<String>,
+    instance: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Transitions when no `limit` is given.
+const HISTORY_LIMIT: usize = 100;
+
+/// A service's (or one instance's) stored transitions, newest first. Read
+/// on a blocking thread with a connection of its own, so a slow store slows
+/// this request only.
+async fn history(
+    State(shared): State<Shared>,
+    query: Result<Query<HistoryQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => {
+            return bad_request(format!(
+                "bad query string: {}; the parameters are service=NAME, instance=ID and limit=N",
+                rejection.body_text()
+            ));
+        }
+    };
+    let Some(service) = query.service.filter(|s| !s.is_empty()) else {
+        return bad_request(
+            "the service parameter is required: /api/v1/history?service=NAME".into(),
+        );
+    };
+    let Some(settings) = &shared.history else {
+        return (
+            StatusCode::NOT_FOUND,
+            "no history is kept: set [history] path or url\n",
+        )
+            .into_response();
+    };
+    let limit = query.limit.unwrap_or(HISTORY_LIMIT);
+    match crate::history::service_history(settings, service.clone(), query.instance.clone(), limit)
+        .await
+    {
+        Ok(transitions) => (
+            [(header::CACHE_CONTROL, "no-store")],
+            axum::Json(serde_json::json!({
+                "service": service,
+                "instance": query.instance,
+                "transitions": transitions,
+            })),
+        )
+            .into_response(),
+        Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
+    }
+}
+
 async fn healthz(State(shared): State<Shared>) -> Response {
     let snapshot = shared.snapshots.fresh().await;
     match snapshot.health(tokio::time::Instant::now()) {
@@ -106,7 +173,7 @@ async fn not_found(uri: Uri) -> Response {
     (
         StatusCode::NOT_FOUND,
         format!(
-            "no such page: {}; try /, /metrics, /api/v1/status or /healthz\n",
+            "no such page: {}; try /, /metrics, /api/v1/status, /api/v1/history or /healthz\n",
             uri.path()
         ),
     )

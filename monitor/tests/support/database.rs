@@ -14,7 +14,7 @@ impl Database {
     pub fn create() -> Self {
         let name = unique("hb").replace('-', "_");
         admin().batch_execute(&format!("CREATE DATABASE {name}")).unwrap_or_else(|e| {
-            panic!("cannot create a database on {POSTGRES} (is PostgreSQL running? scripts/test.sh starts it): {e}")
+            panic!("cannot create a database on {POSTGRES} (is PostgreSQL running? scripts/test.sh starts it): {e:?}")
         });
         Self { name }
     }
@@ -26,7 +26,7 @@ impl Database {
 
 fn admin() -> postgres::Client {
     postgres::Client::connect(&format!("{POSTGRES}/test"), postgres::NoTls)
-        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {POSTGRES}/test: {e}"))
+        .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {POSTGRES}/test: {e:?}"))
 }
 
 impl Drop for Database {
