@@ -142,7 +142,14 @@ pub async fn run(
     ));
 
     match output {
-        Output::Headless => headless::write_transitions(updates_rx, std::io::stdout()).await,
+        Output::Headless => {
+            let out = std::io::stdout();
+            if headless::write_transitions(updates_rx, out, headless::stdout_reader_gone()).await {
+                // Like any Unix filter: nobody reads any more, so stop (exit 0).
+                info!("stdout closed; stopping");
+                shutdown.cancel();
+            }
+        }
         Output::Dashboard { log_path } => {
             let mut app = dashboard::App::new(
                 broker_label,

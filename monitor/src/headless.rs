@@ -52,16 +52,74 @@ pub fn state_code(state: State) -> String {
     }
 }
 
-/// Write transitions until the engine stops. A closed stdout (the reader of
-/// a pipe went away) ends the writer quietly.
-pub async fn write_transitions(mut updates: mpsc::Receiver<Update>, mut out: impl Write) {
-    while let Some(update) = updates.recv().await {
+/// Write transitions until the engine stops or stdout closes. A closed
+/// stdout (the reader of a pipe went away, as with `| head -1`) is noticed at
+/// the next write, or by `reader_gone` while there is nothing to write.
+/// Returns whether stdout closed, so the caller can end the monitor.
+pub async fn write_transitions(
+    mut updates: mpsc::Receiver<Update>,
+    mut out: impl Write,
+    reader_gone: impl Future<Output = ()>,
+) -> bool {
+    tokio::pin!(reader_gone);
+    loop {
+        let update = tokio::select! {
+            update = updates.recv() => update,
+            () = &mut reader_gone => return true,
+        };
+        let Some(update) = update else { return false };
         if let Update::Transition(report) = update
             && writeln!(out, "{}", json_line(&report))
                 .and_then(|()| out.flush())
                 .is_err()
         {
-            return;
+            return true;
+        }
+    }
+}
+
+/// Resolves when stdout is a pipe whose reader has gone. A quiet fleet writes
+/// nothing, so a monitor under `| head -1` would otherwise ping forever.
+/// Never resolves for a terminal or a file, which report no such event.
+pub async fn stdout_reader_gone() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    // A detached thread, not spawn_blocking: the runtime's shutdown would
+    // wait for a poll that may never return.
+    let watcher = std::thread::Builder::new()
+        .name("stdout-watch".into())
+        .spawn(move || {
+            if wait_for_pipe_error(libc::STDOUT_FILENO) {
+                let _ = tx.send(());
+            }
+        });
+    if watcher.is_err() || rx.await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Block until `fd` reports an error or hang-up (Linux reports POLLERR on a
+/// pipe's write end once the read end is closed). False if poll fails.
+fn wait_for_pipe_error(fd: libc::c_int) -> bool {
+    loop {
+        // No events asked for: POLLERR and POLLHUP are always reported.
+        let mut pollfd = libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, its count and an infinite timeout.
+        let ready = unsafe { libc::poll(&mut pollfd, 1, -1) };
+        if ready < 0 {
+            if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return false;
+        }
+        if pollfd.revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+            return true;
+        }
+        if pollfd.revents & libc::POLLNVAL != 0 {
+            return false;
         }
     }
 }

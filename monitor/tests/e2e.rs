@@ -236,3 +236,57 @@ fn queue_owners(prefix: &str) -> Vec<(String, String)> {
         .map(|(name, owner)| (name.to_owned(), owner.trim().to_owned()))
         .collect()
 }
+
+/// `monitor --headless | head -1`: once the reader of stdout has gone, the
+/// monitor stops with exit 0, as every Unix filter does, whether or not it
+/// has another line to write.
+#[test]
+fn a_closed_stdout_ends_a_headless_monitor_with_exit_0() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    /// Kills the monitor if an assertion fails before it exits.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    let service = unique("head");
+    let _mock = mock(BROKER, &service, "h-1", &[]);
+    let mut monitor = Reaped(
+        Command::new(monitor_bin())
+            .args(["--headless", "--url", BROKER, "--id", &unique("mon")])
+            .args(["--interval", &format!("{INTERVAL_MS}ms")])
+            .args(["--timeout", &format!("{TIMEOUT_MS}ms")])
+            .env("MONITOR__HISTORY__PATH", "")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("monitor starts"),
+    );
+    // Read one line on a thread, so a silent monitor fails the test at a deadline.
+    let stdout = monitor.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut first = String::new();
+        let mut reader = std::io::BufReader::new(stdout);
+        let _ = reader.read_line(&mut first);
+        let _ = tx.send(first);
+        // The reader, and with it the pipe's read end, is dropped here.
+    });
+    let first = rx.recv_timeout(UP_WITHIN).expect("a first JSON line");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&first).is_ok(),
+        "{first}"
+    );
+
+    let status = wait_for(Duration::from_secs(5), "the monitor to exit", || {
+        monitor.0.try_wait().unwrap()
+    });
+    assert!(status.success(), "{status}");
+}
