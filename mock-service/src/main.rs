@@ -90,13 +90,18 @@ async fn main() -> ExitCode {
         .and_then(|()| check_name("--instance", &instance))
         .and_then(|()| Settings::load(cli.config.as_deref()).map_err(|e| e.to_string()))
         .and_then(|settings| {
+            // From the environment only: the key never sits in a file or a flag.
+            let keys = orchestrator_lib::Keys::from_env().map_err(|e| e.to_string())?;
+            Ok((settings, keys))
+        })
+        .and_then(|(settings, keys)| {
             heartbeat_config::resolve_broker_url(cli.url.as_deref(), &settings, |name| {
                 std::env::var(name).ok()
             })
-            .map(|(url, from)| (settings, url, from))
+            .map(|(url, from)| (settings, keys, url, from))
             .map_err(|e| e.to_string())
         });
-    let (settings, url, from) = match setup {
+    let (settings, keys, url, from) = match setup {
         Ok(ok) => ok,
         Err(error) => {
             eprintln!("mock-service: {error}");
@@ -117,6 +122,7 @@ async fn main() -> ExitCode {
         reconnect_min: settings.broker.reconnect_min,
         reconnect_max: settings.broker.reconnect_max,
         ca_file: settings.broker.ca_file(),
+        keys: keys.clone(),
         connection_name: match cli.count {
             None => format!("mock-service {}/{instance}", cli.name),
             Some(count) => format!(
@@ -130,7 +136,7 @@ async fn main() -> ExitCode {
         outgoing_capacity: defaults.outgoing_capacity.max(4 * members.len()),
         ..defaults
     };
-    info!(service = %cli.name, count = members.len(), instance = %instance, broker = %url, from = %from, "answering pings");
+    info!(service = %cli.name, count = members.len(), instance = %instance, broker = %url, from = %from, signed = keys.is_some(), "answering pings");
     let endpoints = members.iter().map(Endpoint::service).collect();
     let link = orchestrator_lib::connect_many(&url, endpoints, options);
     let shutdown = CancellationToken::new();

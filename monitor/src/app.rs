@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use heartbeat_config::{HistorySettings, Settings, UrlSource};
-use orchestrator_lib::{BrokerUrl, Endpoint, LinkOptions, MemoryBroker};
+use orchestrator_lib::{BrokerUrl, Endpoint, Keys, LinkOptions, MemoryBroker};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -37,12 +37,21 @@ pub enum Output {
 
 /// Run the monitor until `shutdown`, the user quits the dashboard, or a
 /// failure no retry can fix.
+///
+/// With `keys` (from `HEARTBEAT_KEY`), pings are signed and only signed
+/// echoes and goodbyes are heard; the demo's in-process fleet stays unsigned.
 pub async fn run(
     settings: Settings,
     source: Source,
     output: Output,
+    keys: Option<Keys>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let keys = match source {
+        Source::Broker { .. } => keys,
+        Source::Demo => None,
+    };
+    let signed = keys.is_some();
     let monitor_id = if settings.id.is_empty() {
         format!(
             "{}-{}",
@@ -58,6 +67,7 @@ pub async fn run(
         reconnect_max: settings.broker.reconnect_max,
         connection_name: format!("monitor {monitor_id}"),
         ca_file: settings.broker.ca_file(),
+        keys,
         ..LinkOptions::default()
     };
     let config = EngineConfig {
@@ -66,6 +76,7 @@ pub async fn run(
         interval: settings.interval,
         ping_ttl: settings.timeout,
         expect: settings.expect.clone(),
+        signed,
     };
     // Bound before anything starts, so a taken port stops the monitor at once.
     let listener = if settings.http.listen.is_empty() {
@@ -79,7 +90,12 @@ pub async fn run(
     // The label is what the dashboard shows; a URL's Display is redacted.
     let (link, fleet, broker_label) = match &source {
         Source::Broker { url, from } => {
-            info!(broker = %url, from = %from, id = %monitor_id, interval = ?settings.interval, timeout = ?settings.timeout, "monitor starting");
+            info!(broker = %url, from = %from, id = %monitor_id, interval = ?settings.interval, timeout = ?settings.timeout, signed, "monitor starting");
+            if !signed {
+                warn!(
+                    "heartbeats are unsigned: anyone who can publish to the broker can fake a service's echoes; set HEARTBEAT_KEY"
+                );
+            }
             let link = orchestrator_lib::connect(url, endpoint, options);
             (link, None, url.to_string())
         }
@@ -158,6 +174,7 @@ pub async fn run(
                 tokio::time::Instant::now(),
             );
             app.demo = fleet.is_some();
+            app.signed = signed;
             app.log_path = log_path;
             app.history = history.as_ref().map(|h| h.health.clone());
             let past = history

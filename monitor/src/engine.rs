@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use orchestrator_lib::wire::{Message, Ping};
+use orchestrator_lib::wire::{Message, Ping, RejectReason};
 use orchestrator_lib::{Error, Incoming, Link, LinkStatus};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::detector::{Detector, InstanceKey, Transition};
+use crate::replay::ReplayGuard;
 
 /// The finest grain at which timeouts are judged.
 const MAX_CHECK_PERIOD: Duration = Duration::from_millis(100);
@@ -26,6 +27,8 @@ pub struct EngineConfig {
     /// A ping unread after this long is discarded by the broker.
     pub ping_ttl: Duration,
     pub expect: Vec<String>,
+    /// Heartbeats are signed (the link has a key): refuse replayed echoes.
+    pub signed: bool,
 }
 
 /// A transition stamped with wall-clock time for people and logs.
@@ -66,8 +69,10 @@ pub async fn run(
         mut inbox,
         mut status,
         closer,
+        stats,
         ..
     } = link;
+    let mut replays = ReplayGuard::default();
     let start = Instant::now();
     for service in &config.expect {
         detector.expect(service, start.into_std());
@@ -137,8 +142,17 @@ pub async fn run(
                 let now = Instant::now();
                 match message {
                     Message::Echo(echo) => {
-                        let outcome = detector.echo(&echo.service, &echo.instance, echo.seq, now.into_std());
-                        emit(Update::Echo { key: InstanceKey::new(echo.service, echo.instance), seq: echo.seq, rtt: outcome.rtt, at: now });
+                        let key = InstanceKey::new(echo.service, echo.instance);
+                        // The link has checked the MAC, which covers the seq;
+                        // what is left to refuse is the same signed echo twice.
+                        if config.signed && !replays.first_time(&key, echo.seq) {
+                            stats.count_rejected(RejectReason::Replayed);
+                            debug!(service = %key.service, instance = %key.instance, seq = echo.seq, "refused a replayed echo");
+                            continue;
+                        }
+                        let InstanceKey { service, instance } = &key;
+                        let outcome = detector.echo(service, instance, echo.seq, now.into_std());
+                        emit(Update::Echo { key, seq: echo.seq, rtt: outcome.rtt, at: now });
                         emit_all(outcome.transition.into_iter().collect());
                     }
                     Message::Goodbye(bye) => {

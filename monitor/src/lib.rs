@@ -5,6 +5,7 @@
 //! - `app`: [`run`], which wires a link, the engine and an output together.
 //! - `engine`: the ping timer and the inbox loop around the detector; emits [`Update`]s.
 //! - `detector`: the pure failure detector: observations and instants in, transitions out.
+//! - `replay`: each seq accepted once per instance, when heartbeats are signed.
 //! - `headless`: JSON lines on stdout, one per transition.
 //! - `dashboard`: the full-screen terminal dashboard (event, state, view).
 //! - `notify`: alerts to webhooks, Alertmanager and commands; a sink of the engine's updates.
@@ -29,6 +30,7 @@ mod http;
 pub mod logfile;
 mod metrics;
 pub mod notify;
+mod replay;
 pub mod status;
 
 pub use app::{Output, Source, run};

@@ -37,6 +37,11 @@ async fn watch(cli: Cli) -> ExitCode {
             Err(error) => return usage_error(error),
         }
     };
+    // The key comes from the environment only, never a file or a flag.
+    let keys = match orchestrator_lib::Keys::from_env() {
+        Ok(keys) => keys,
+        Err(error) => return usage_error(error),
+    };
     let output = if cli.headless || !std::io::stdout().is_terminal() {
         let colour = orchestrator_lib::use_colour(std::io::stderr().is_terminal());
         orchestrator_lib::init_logging(std::io::stderr, colour);
@@ -63,7 +68,7 @@ async fn watch(cli: Cli) -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
-    match monitor::run(settings, source, output, shutdown).await {
+    match monitor::run(settings, source, output, keys, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("monitor: {error:#}");

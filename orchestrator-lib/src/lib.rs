@@ -7,6 +7,7 @@
 //! - `backoff`: capped exponential reconnect delays with jitter.
 //! - `transport`: the [`Link`] handle (publish, inbox, status) and its two back ends:
 //!   AMQP through lapin, and an in-process [`MemoryBroker`].
+//! - `signing`: HMAC-SHA256 [`Keys`] from `HEARTBEAT_KEY`: sign and verify bodies.
 //! - `responder`: the ready-made heartbeat responder a service embeds in a few lines.
 //! - `signals`: one shutdown token cancelled by Ctrl+C or SIGTERM.
 //! - `logging`: one way to set up logs: `RUST_LOG`, `NO_COLOR`, the AMQP client capped.
@@ -31,6 +32,7 @@ mod error;
 mod logging;
 mod responder;
 mod signals;
+pub mod signing;
 mod topology;
 mod transport;
 pub mod wire;
@@ -41,6 +43,7 @@ pub use error::Error;
 pub use logging::{init_logging, use_colour};
 pub use responder::{Faults, Identity, respond, respond_fleet};
 pub use signals::cancel_on_shutdown_signal;
+pub use signing::Keys;
 pub use topology::{Endpoint, PING_EXCHANGE, Role};
 pub use transport::{
     Closer, Inbox, Incoming, Link, LinkOptions, LinkStats, LinkStatus, MemoryBroker, Publisher,

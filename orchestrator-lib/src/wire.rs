@@ -110,15 +110,25 @@ pub enum RejectReason {
     UnsupportedVersion,
     /// A name outside the allowed characters or lengths.
     BadName,
+    /// No MAC, on a link that has a key (see `signing`).
+    Unsigned,
+    /// A MAC that no accepted key produced for this body.
+    BadSignature,
+    /// A validly signed echo whose seq this instance already answered:
+    /// a recording played back. Counted by the monitor's engine.
+    Replayed,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 5] = [
+    pub const ALL: [RejectReason; 8] = [
         RejectReason::TooLarge,
         RejectReason::NotJson,
         RejectReason::BadShape,
         RejectReason::UnsupportedVersion,
         RejectReason::BadName,
+        RejectReason::Unsigned,
+        RejectReason::BadSignature,
+        RejectReason::Replayed,
     ];
 
     pub fn code(self) -> &'static str {
@@ -128,6 +138,9 @@ impl RejectReason {
             RejectReason::BadShape => "bad_shape",
             RejectReason::UnsupportedVersion => "unsupported_version",
             RejectReason::BadName => "bad_name",
+            RejectReason::Unsigned => "unsigned",
+            RejectReason::BadSignature => "bad_signature",
+            RejectReason::Replayed => "replayed",
         }
     }
 

@@ -421,6 +421,8 @@ pub struct App {
     pub past: Past,
     /// The history store's health, when there is a store.
     pub history: Option<Arc<Health>>,
+    /// Heartbeats carry an HMAC (`HEARTBEAT_KEY` is set); the header says when not.
+    pub signed: bool,
 }
 
 impl App {
@@ -450,6 +452,7 @@ impl App {
             commands: Vec::new(),
             past: Past::default(),
             history: None,
+            signed: false,
         };
         app.refresh();
         app

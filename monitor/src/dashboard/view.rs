@@ -82,6 +82,12 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
             Style::new().fg(Color::Yellow).bold(),
         ));
     }
+    if !app.signed && !app.demo {
+        first.push(Span::styled(
+            "  heartbeats unsigned",
+            Style::new().fg(Color::Yellow),
+        ));
+    }
     first.push(Span::raw(format!("  {}", app.broker)));
 
     let totals = fleet.totals;

@@ -18,13 +18,14 @@ use lapin::options::{
 };
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::tcp::OwnedTLSConfig;
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ErrorKind, Event, ExchangeKind,
 };
 use tracing::{debug, info, warn};
 
 use super::{LinkOptions, LinkStats, LinkStatus, Outgoing, Plumbing, Route};
+use crate::signing::MAC_HEADER;
 use crate::{Backoff, BrokerUrl, Endpoint, Error, PING_EXCHANGE, Role};
 
 /// A TCP connect to an address that never answers must not hang the link.
@@ -235,7 +236,8 @@ impl Session {
                 delivery = self.deliveries.next() => match delivery {
                     Some((to, Some(Ok(delivery)))) => {
                         let reply_to = delivery.properties.reply_to().as_ref().map(ToString::to_string);
-                        if p.accept(&delivery.data, reply_to, to, &self.queues[to]).await {
+                        let mac = mac_header(&delivery.properties);
+                        if p.accept(&delivery.data, mac, reply_to, to, &self.queues[to]).await {
                             delivery.acker.ack(BasicAckOptions::default()).await?;
                         } else {
                             // Not requeued: a body that failed to decode will fail again.
@@ -263,6 +265,11 @@ impl Session {
         }
         if let Some(ttl) = outgoing.expires_after {
             properties = properties.with_expiration(ttl.as_millis().max(1).to_string().into());
+        }
+        if let Some(mac) = outgoing.mac {
+            let mut headers = FieldTable::default();
+            headers.insert(MAC_HEADER.into(), AMQPValue::LongString(mac.into()));
+            properties = properties.with_headers(headers);
         }
         // No publisher confirms: a lost heartbeat is handled by the timeout,
         // and waiting for a confirm per ping would add a round trip per ping.
@@ -294,6 +301,16 @@ impl Session {
         if tokio::time::timeout(CLOSE_TIMEOUT, close).await.is_err() {
             debug!("the broker did not acknowledge the close in time");
         }
+    }
+}
+
+/// The `x-heartbeat-mac` header's bytes: a long string as most clients
+/// write a `str` header, or a byte array.
+fn mac_header(properties: &BasicProperties) -> Option<&[u8]> {
+    match properties.headers().as_ref()?.inner().get(MAC_HEADER)? {
+        AMQPValue::LongString(text) => Some(text.as_bytes()),
+        AMQPValue::ByteArray(bytes) => Some(bytes.as_slice()),
+        _ => None,
     }
 }
 

@@ -19,6 +19,8 @@ const QUEUE_CAPACITY: usize = 1024;
 struct RawDelivery {
     body: Vec<u8>,
     reply_to: Option<String>,
+    /// The `x-heartbeat-mac` header, as AMQP would carry it.
+    mac: Option<String>,
     /// The queue's index among its link's endpoints.
     to: usize,
 }
@@ -83,6 +85,7 @@ impl MemoryBroker {
             let raw = RawDelivery {
                 body,
                 reply_to,
+                mac: None,
                 to: q.index,
             };
             q.tx.try_send(raw).is_ok()
@@ -113,7 +116,8 @@ impl MemoryBroker {
                 _ = p.token.cancelled() => break,
                 Some(outgoing) = p.out_rx.recv() => self.route(outgoing, &p.stats),
                 Some(raw) = rx.recv() => {
-                    p.accept(&raw.body, raw.reply_to, raw.to, &queues[raw.to]).await;
+                    let mac = raw.mac.as_deref().map(str::as_bytes);
+                    p.accept(&raw.body, mac, raw.reply_to, raw.to, &queues[raw.to]).await;
                 }
             }
         }
@@ -136,6 +140,7 @@ impl MemoryBroker {
             let raw = RawDelivery {
                 body: outgoing.body.clone(),
                 reply_to: outgoing.reply_to.clone(),
+                mac: outgoing.mac.clone(),
                 to: q.index,
             };
             // A full queue drops, as a broker queue with a length limit would.

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::wire::{self, Message, RejectReason};
-use crate::{BrokerUrl, Endpoint, Error};
+use crate::{BrokerUrl, Endpoint, Error, Keys};
 
 pub use memory::MemoryBroker;
 
@@ -38,6 +38,10 @@ pub struct LinkOptions {
     pub max_body: usize,
     /// For `amqps://`: certificate authorities (PEM) to trust besides the system's.
     pub ca_file: Option<std::path::PathBuf>,
+    /// Sign everything published, and accept only bodies signed with one of
+    /// these keys (unsigned and badly signed ones are rejected and counted).
+    /// `None`: heartbeats are unsigned, and signatures are not looked at.
+    pub keys: Option<Keys>,
 }
 
 impl Default for LinkOptions {
@@ -50,6 +54,7 @@ impl Default for LinkOptions {
             connection_name: "heartbeat".into(),
             max_body: wire::DEFAULT_MAX_BODY,
             ca_file: None,
+            keys: None,
         }
     }
 }
@@ -103,6 +108,11 @@ impl LinkStats {
     pub fn rejected_for(&self, reason: RejectReason) -> u64 {
         self.rejected_by[reason.index()].load(Ordering::Relaxed)
     }
+    /// Count a message rejected after the link handed it on: the monitor's
+    /// engine counts replayed echoes here, so every rejection is in one place.
+    pub fn count_rejected(&self, reason: RejectReason) {
+        self.reject(reason);
+    }
     fn reject(&self, reason: RejectReason) {
         Self::count(&self.rejected);
         Self::count(&self.rejected_by[reason.index()]);
@@ -130,6 +140,8 @@ pub(crate) struct Outgoing {
     reply_to: Option<String>,
     /// After this the broker discards the message unread.
     expires_after: Option<Duration>,
+    /// The body's MAC (`signing::MAC_HEADER`), when the link has a key.
+    mac: Option<String>,
 }
 
 /// The sending half of a link. Cheap to clone; never blocks: when the link
@@ -140,6 +152,7 @@ pub struct Publisher {
     tx: mpsc::Sender<Outgoing>,
     stats: Arc<LinkStats>,
     capacity: usize,
+    keys: Option<Arc<Keys>>,
 }
 
 impl Publisher {
@@ -151,22 +164,36 @@ impl Publisher {
         reply_to: &str,
         expires_after: Duration,
     ) -> Result<(), Error> {
-        self.enqueue(Outgoing {
-            route: Route::Broadcast,
-            body: wire::encode(message),
-            reply_to: Some(reply_to.to_owned()),
-            expires_after: Some(expires_after),
-        })
+        self.enqueue(self.outgoing(
+            Route::Broadcast,
+            message,
+            Some(reply_to.to_owned()),
+            Some(expires_after),
+        ))
     }
 
     /// Publish to one queue, typically a ping's `reply_to`.
     pub fn send_to(&self, queue: &str, message: &Message) -> Result<(), Error> {
-        self.enqueue(Outgoing {
-            route: Route::Direct(queue.to_owned()),
-            body: wire::encode(message),
-            reply_to: None,
-            expires_after: None,
-        })
+        self.enqueue(self.outgoing(Route::Direct(queue.to_owned()), message, None, None))
+    }
+
+    /// Encoded, and signed over the exact bytes sent when there is a key.
+    fn outgoing(
+        &self,
+        route: Route,
+        message: &Message,
+        reply_to: Option<String>,
+        expires_after: Option<Duration>,
+    ) -> Outgoing {
+        let body = wire::encode(message);
+        let mac = self.keys.as_ref().map(|keys| keys.sign(&body));
+        Outgoing {
+            route,
+            body,
+            reply_to,
+            expires_after,
+            mac,
+        }
     }
 
     fn enqueue(&self, outgoing: Outgoing) -> Result<(), Error> {
@@ -246,6 +273,7 @@ pub(crate) struct Plumbing {
     stats: Arc<LinkStats>,
     token: CancellationToken,
     max_body: usize,
+    keys: Option<Arc<Keys>>,
     bad_message_log: LogLimiter,
 }
 
@@ -257,10 +285,30 @@ impl Plumbing {
         self.status_tx.send_replace(status);
     }
 
-    /// Decode a body off the wire and hand it to the inbox. Returns false when
-    /// the body was rejected, so the back end can tell the broker.
-    async fn accept(&self, body: &[u8], reply_to: Option<String>, to: usize, queue: &str) -> bool {
+    /// Check a body's signature (when the link has keys), decode it and hand
+    /// it to the inbox. Returns false when the body was rejected, so the back
+    /// end can tell the broker. `mac` is the `signing::MAC_HEADER` value.
+    async fn accept(
+        &self,
+        body: &[u8],
+        mac: Option<&[u8]>,
+        reply_to: Option<String>,
+        to: usize,
+        queue: &str,
+    ) -> bool {
         LinkStats::count(&self.stats.received);
+        // The size limit first, so an oversized body costs no hashing.
+        let verified = match &self.keys {
+            Some(keys) if body.len() <= self.max_body => keys.verify(body, mac),
+            _ => Ok(()),
+        };
+        if let Err(reason) = verified {
+            self.stats.reject(reason);
+            if let Some(suppressed) = self.bad_message_log.permit(std::time::Instant::now()) {
+                tracing::warn!(%queue, reason = reason.code(), bytes = body.len(), suppressed, "dropped a message not signed with our key");
+            }
+            return false;
+        }
         match wire::decode_within(body, self.max_body) {
             Ok(message) => {
                 let incoming = Incoming {
@@ -322,11 +370,13 @@ fn plumbing(options: &LinkOptions) -> (Link, Plumbing) {
     let (status_tx, status_rx) = watch::channel(LinkStatus::Connecting);
     let stats = Arc::new(LinkStats::default());
     let token = CancellationToken::new();
+    let keys = options.keys.clone().map(Arc::new);
     let link = Link {
         publisher: Publisher {
             tx: out_tx,
             stats: stats.clone(),
             capacity: options.outgoing_capacity,
+            keys: keys.clone(),
         },
         inbox: Inbox { rx: inbox_rx },
         status: status_rx,
@@ -343,6 +393,7 @@ fn plumbing(options: &LinkOptions) -> (Link, Plumbing) {
         stats,
         token,
         max_body: options.max_body,
+        keys,
         bad_message_log: LogLimiter::new(BAD_MESSAGE_LOG_PERIOD),
     };
     (link, plumbing)
