@@ -13,10 +13,9 @@ use crate::wire::RejectReason;
 
 /// The AMQP header (a long string) that carries the lowercase hex MAC.
 pub const MAC_HEADER: &str = "x-heartbeat-mac";
-/// The key every participant signs with, and accepts.
+/// The environment variable with the key: `key`, or `key,other` during a
+/// rotation (the first signs, both are accepted).
 pub const KEY_ENV: &str = "HEARTBEAT_KEY";
-/// During a rotation, the key being retired: still accepted, never used to sign.
-pub const PREVIOUS_KEY_ENV: &str = "HEARTBEAT_KEY_PREVIOUS";
 /// Shortest key accepted, in bytes: a short shared secret is guessable offline
 /// from one recorded message.
 pub const MIN_KEY_LEN: usize = 16;
@@ -25,6 +24,7 @@ pub const MIN_KEY_LEN: usize = 16;
 #[derive(Clone)]
 pub struct Keys {
     current: Vec<u8>,
+    /// Also accepted, during a rotation.
     previous: Option<Vec<u8>>,
 }
 
@@ -38,33 +38,44 @@ impl std::fmt::Debug for Keys {
 }
 
 impl Keys {
-    /// Sign with `current`; accept `current` or `previous`.
-    pub fn new(current: impl Into<Vec<u8>>, previous: Option<Vec<u8>>) -> Result<Self, Error> {
+    /// Sign with `current`; accept `current` or `other`.
+    pub fn new(current: impl Into<Vec<u8>>, other: Option<Vec<u8>>) -> Result<Self, Error> {
         let current = current.into();
-        check_key(KEY_ENV, &current)?;
-        if let Some(previous) = &previous {
-            check_key(PREVIOUS_KEY_ENV, previous)?;
+        check_key(&current)?;
+        if let Some(other) = &other {
+            check_key(other)?;
         }
-        Ok(Self { current, previous })
+        Ok(Self {
+            current,
+            previous: other,
+        })
     }
 
-    /// The keys from [`KEY_ENV`] and [`PREVIOUS_KEY_ENV`]; `None` when
-    /// neither is set (heartbeats unsigned, as before keys existed).
+    /// The keys in [`KEY_ENV`]; `None` when it is not set (heartbeats
+    /// unsigned, as before keys existed).
     pub fn from_env() -> Result<Option<Self>, Error> {
-        let read = |name: &'static str| match std::env::var_os(name) {
+        match std::env::var_os(KEY_ENV) {
             None => Ok(None),
-            Some(value) => value
-                .into_string()
-                .map(|s| Some(s.into_bytes()))
-                .map_err(|_| Error::InvalidOption(format!("{name} must be UTF-8 text"))),
-        };
-        match (read(KEY_ENV)?, read(PREVIOUS_KEY_ENV)?) {
-            (None, None) => Ok(None),
-            (None, Some(_)) => Err(Error::InvalidOption(format!(
-                "{PREVIOUS_KEY_ENV} is set without {KEY_ENV}; set the new key in {KEY_ENV}"
-            ))),
-            (Some(current), previous) => Self::new(current, previous).map(Some),
+            Some(value) => {
+                let value = value
+                    .into_string()
+                    .map_err(|_| Error::InvalidOption(format!("{KEY_ENV} must be UTF-8 text")))?;
+                Self::parse(&value).map(Some)
+            }
         }
+    }
+
+    /// `key` or `key,other`: the first signs, both are accepted.
+    pub fn parse(value: &str) -> Result<Self, Error> {
+        let mut keys = value.split(',');
+        let current = keys.next().unwrap_or_default();
+        let other = keys.next();
+        if keys.next().is_some() {
+            return Err(Error::InvalidOption(format!(
+                "{KEY_ENV} holds at most two keys, separated by a comma"
+            )));
+        }
+        Self::new(current, other.map(|k| k.as_bytes().to_vec()))
     }
 
     /// The lowercase hex HMAC-SHA256 of `body` under the current key.
@@ -95,10 +106,10 @@ impl Keys {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-fn check_key(name: &str, key: &[u8]) -> Result<(), Error> {
+fn check_key(key: &[u8]) -> Result<(), Error> {
     if key.len() < MIN_KEY_LEN {
         return Err(Error::InvalidOption(format!(
-            "{name} must be at least {MIN_KEY_LEN} bytes (for example `openssl rand -hex 32`)"
+            "each key in {KEY_ENV} must be at least {MIN_KEY_LEN} bytes (for example `openssl rand -hex 32`)"
         )));
     }
     Ok(())
@@ -136,19 +147,11 @@ mod tests {
 
     #[test]
     fn signs_with_hmac_sha256_over_the_body_in_lowercase_hex() {
-        // `printf %s '{"v":1}' | openssl dgst -sha256 -hmac 0123456789abcdef-current`
-        let mac = keys(KEY, None).sign(br#"{"v":1}"#);
-        assert_eq!(mac.len(), 64);
-        assert!(
-            mac.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        // printf %s '{"v":1}' | openssl dgst -sha256 -hmac 0123456789abcdef-current
+        assert_eq!(
+            keys(KEY, None).sign(br#"{"v":1}"#),
+            "fcd1f219da99b0aee2c17a9ae5dd2666d79bed74356250753b297236e0ccd15a"
         );
-        let expected = {
-            let mut m = Hmac::<Sha256>::new_from_slice(KEY).unwrap();
-            m.update(br#"{"v":1}"#);
-            m.finalize().into_bytes()
-        };
-        assert_eq!(decode_hex(mac.as_bytes()).unwrap(), expected.as_slice());
     }
 
     #[test]
@@ -200,11 +203,36 @@ mod tests {
     }
 
     #[test]
+    fn the_variable_holds_one_key_or_two_separated_by_a_comma() {
+        let body = b"{}";
+        let one = Keys::parse("0123456789abcdef-current").unwrap();
+        assert_eq!(one.sign(body), keys(KEY, None).sign(body));
+        let two = Keys::parse("0123456789abcdef-current,0123456789abcdef-previous").unwrap();
+        assert_eq!(two.sign(body), keys(KEY, None).sign(body));
+        let old = keys(OLD, None).sign(body);
+        assert_eq!(two.verify(body, Some(old.as_bytes())), Ok(()));
+        for bad in [
+            "",
+            "short",
+            "0123456789abcdef,",
+            "a,b,c",
+            "0123456789abcdef,x",
+        ] {
+            let error = Keys::parse(bad).unwrap_err();
+            assert!(error.is_configuration(), "{bad}");
+            assert!(error.to_string().contains(KEY_ENV), "{error}");
+        }
+        let three = "0123456789abcdef,0123456789abcdef,0123456789abcdef";
+        let error = Keys::parse(three).unwrap_err();
+        assert!(error.to_string().contains("at most two"), "{error}");
+    }
+
+    #[test]
     fn short_keys_are_refused_and_keys_never_show() {
-        let error = Keys::new(b"short".to_vec(), None).unwrap_err();
+        let error = Keys::new(b"short-secret".to_vec(), None).unwrap_err();
         assert!(error.is_configuration());
         assert!(error.to_string().contains(KEY_ENV), "{error}");
-        assert!(!error.to_string().contains("short"), "{error}");
+        assert!(!error.to_string().contains("short-secret"), "{error}");
         assert!(Keys::new(KEY, Some(b"tiny".to_vec())).is_err());
         let shown = format!("{:?}", keys(KEY, Some(OLD)));
         assert!(!shown.contains("0123456789"), "{shown}");
