@@ -309,9 +309,17 @@ impl Drop for Proc {
 
 /// A headless monitor with test timings and a unique id.
 pub fn monitor(url: &str, extra: &[&str]) -> Proc {
+    monitor_with_env(url, extra, &[])
+}
+
+/// [`monitor`], with environment variables (`HEARTBEAT_KEY`, `RUST_LOG`).
+pub fn monitor_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Proc {
     let id = unique("mon");
     let mut command = Command::new(monitor_bin());
+    // Signed only when the test says so, whatever the runner's environment holds.
     command
+        .env_remove("HEARTBEAT_KEY")
+        .envs(env.iter().copied())
         .args(["--headless", "--url", url, "--id", &id])
         .args([
             "--interval",
@@ -324,8 +332,22 @@ pub fn monitor(url: &str, extra: &[&str]) -> Proc {
 }
 
 pub fn mock(url: &str, name: &str, instance: &str, extra: &[&str]) -> Proc {
+    mock_with_env(url, name, instance, extra, &[])
+}
+
+/// [`mock`], with environment variables.
+pub fn mock_with_env(
+    url: &str,
+    name: &str,
+    instance: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> Proc {
     let mut command = Command::new(mock_bin());
+    // Signed only when the test says so, whatever the runner's environment holds.
     command
+        .env_remove("HEARTBEAT_KEY")
+        .envs(env.iter().copied())
         .args(["--url", url, "--name", name, "--instance", instance])
         .args(extra);
     Proc::spawn(&format!("mock {name}/{instance}"), command)

@@ -1,0 +1,253 @@
+//! Signed heartbeats end to end: real binaries with `HEARTBEAT_KEY` against
+//! the shared RabbitMQ, and a test that plays the forger on the same broker,
+//! publishing unsigned, badly signed and replayed echoes in a service's name.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use lapin::options::{BasicGetOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use orchestrator_lib::Keys;
+use orchestrator_lib::signing::MAC_HEADER;
+use support::*;
+
+const KEY: &str = "e2e-signed-heartbeats-key-0001";
+const OLD_KEY: &str = "e2e-signed-heartbeats-key-0000";
+const UP_WITHIN: Duration = Duration::from_secs(10);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+async fn channel() -> (Connection, Channel) {
+    let connection = Connection::connect(BROKER, ConnectionProperties::default())
+        .await
+        .unwrap();
+    let channel = connection.create_channel().await.unwrap();
+    (connection, channel)
+}
+
+/// Publish `body` to a queue through the default exchange, with `mac` in
+/// the heartbeat header when given.
+async fn publish(channel: &Channel, queue: &str, body: &[u8], mac: Option<&str>) {
+    let mut properties = BasicProperties::default();
+    if let Some(mac) = mac {
+        let mut headers = FieldTable::default();
+        headers.insert(MAC_HEADER.into(), AMQPValue::LongString(mac.into()));
+        properties = properties.with_headers(headers);
+    }
+    channel
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions::default(),
+            body,
+            properties,
+        )
+        .await
+        .unwrap();
+}
+
+fn echo(service: &str, instance: &str, seq: u64) -> Vec<u8> {
+    format!(r#"{{"v":1,"type":"echo","service":"{service}","instance":"{instance}","seq":{seq}}}"#)
+        .into_bytes()
+}
+
+fn monitor_queue(monitor: &Proc) -> String {
+    let id = monitor.name.strip_prefix("monitor ").unwrap();
+    format!("heartbeat.monitor.{id}")
+}
+
+#[test]
+fn signed_monitor_and_services_are_up_through_a_key_rotation_and_strangers_are_not() {
+    let mut monitor = monitor_with_env(
+        BROKER,
+        &[],
+        &[("HEARTBEAT_KEY", &format!("{KEY},{OLD_KEY}"))],
+    );
+    // Mid-rotation: one service still signs with the old key, one already
+    // with the new; each accepts both.
+    let (rotating, rotated) = (unique("signed-old-first"), unique("signed-new"));
+    let _a = mock_with_env(
+        BROKER,
+        &rotating,
+        "r-1",
+        &[],
+        &[("HEARTBEAT_KEY", &format!("{OLD_KEY},{KEY}"))],
+    );
+    let _b = mock_with_env(BROKER, &rotated, "r-2", &[], &[("HEARTBEAT_KEY", KEY)]);
+    // Not in on it: one without a key (answers, unsigned), one with another key.
+    let (unsigned, stranger) = (unique("unsigned"), unique("other-key"));
+    let _c = mock(BROKER, &unsigned, "u-1", &[]);
+    let d = mock_with_env(
+        BROKER,
+        &stranger,
+        "o-1",
+        &[],
+        &[("HEARTBEAT_KEY", "someone-else's-key-entirely")],
+    );
+
+    for service in [&rotating, &rotated] {
+        monitor.wait_json(
+            UP_WITHIN,
+            "signed and up",
+            transition(service, "up", "first_seen"),
+        );
+    }
+    // The keyless service's echoes reach the monitor and are refused; the
+    // service with another key refuses the monitor's pings.
+    monitor.wait_stderr(Duration::from_secs(5), "unsigned");
+    d.wait_stderr(Duration::from_secs(5), "bad_signature");
+    monitor.expect_no_json(
+        Duration::from_secs(2),
+        "an unsigned or foreign service UP",
+        |v| v["service"] == unsigned.as_str() || v["service"] == stranger.as_str(),
+    );
+    assert!(!monitor.stderr().contains(KEY) && !monitor.stderr().contains(OLD_KEY));
+    monitor.stop_cleanly("INT", Duration::from_secs(3));
+}
+
+#[test]
+fn forged_echoes_do_not_keep_a_killed_service_up() {
+    let key = [("HEARTBEAT_KEY", KEY)];
+    let mut monitor = monitor_with_env(BROKER, &[], &key);
+    let service = unique("forged");
+    let mut victim = mock_with_env(BROKER, &service, "f-1", &[], &key);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&service, "up", "first_seen"),
+    );
+
+    // From now on a forger answers in the victim's name, every 50 ms, with
+    // every seq: unsigned, and signed with a key that is not ours.
+    let queue = monitor_queue(&monitor);
+    let stop = Arc::new(AtomicBool::new(false));
+    let forger = {
+        let (stop, service, queue) = (stop.clone(), service.clone(), queue.clone());
+        std::thread::spawn(move || {
+            runtime().block_on(async {
+                let (connection, channel) = channel().await;
+                let wrong = Keys::parse("not-the-monitor's-key-at-all").unwrap();
+                let mut seq = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..20 {
+                        seq += 1;
+                        let body = echo(&service, "f-1", seq);
+                        publish(&channel, &queue, &body, None).await;
+                        publish(&channel, &queue, &body, Some(&wrong.sign(&body))).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                connection.close(200, "done".into()).await.unwrap();
+            })
+        })
+    };
+    victim.kill();
+    let within = Duration::from_millis(TIMEOUT_MS + INTERVAL_MS) + Duration::from_millis(800);
+    monitor.wait_json(
+        within,
+        "timed out despite forgeries",
+        transition(&service, "down", "timed_out"),
+    );
+    monitor.wait_stderr(Duration::from_secs(3), "unsigned");
+    monitor.wait_stderr(Duration::from_secs(3), "bad_signature");
+    monitor.expect_no_json(Duration::from_secs(1), "the forged service back UP", |v| {
+        v["service"] == service.as_str() && v["to"] == "up"
+    });
+    stop.store(true, Ordering::Relaxed);
+    forger.join().unwrap();
+    monitor.stop_cleanly("INT", Duration::from_secs(3));
+}
+
+#[test]
+fn a_replayed_signed_echo_is_refused() {
+    let mut monitor = monitor_with_env(
+        BROKER,
+        &[],
+        &[("HEARTBEAT_KEY", KEY), ("RUST_LOG", "info,monitor=debug")],
+    );
+    monitor.wait_stderr(Duration::from_secs(10), "connected");
+    let monitor_id = monitor.name.strip_prefix("monitor ").unwrap().to_owned();
+    let queue = monitor_queue(&monitor);
+    let (service, instance) = (unique("replayed"), "p-1");
+    let keys = Keys::parse(KEY).unwrap();
+
+    runtime().block_on(async {
+        let (connection, channel) = channel().await;
+        // Play the service once, honestly: hear one of our monitor's pings
+        // and answer it, signed. That one echo is what a recorder captures.
+        let own = format!("heartbeat.service.{service}/{instance}");
+        let exclusive = QueueDeclareOptions {
+            exclusive: true,
+            auto_delete: true,
+            ..Default::default()
+        };
+        channel
+            .queue_declare(own.as_str().into(), exclusive, FieldTable::default())
+            .await
+            .unwrap();
+        channel
+            .queue_bind(
+                own.as_str().into(),
+                "heartbeat.ping".into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let seq = loop {
+            assert!(Instant::now() < deadline, "no ping from {monitor_id}");
+            let got = channel
+                .basic_get(own.as_str().into(), BasicGetOptions { no_ack: true })
+                .await
+                .unwrap();
+            let Some(got) = got else {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            };
+            let ping: serde_json::Value = serde_json::from_slice(&got.delivery.data).unwrap();
+            if ping["monitor"] == monitor_id.as_str() {
+                break ping["seq"].as_u64().unwrap();
+            }
+        };
+        channel
+            .queue_delete(own.as_str().into(), Default::default())
+            .await
+            .unwrap();
+        let recorded = echo(&service, instance, seq);
+        let mac = keys.sign(&recorded);
+        publish(&channel, &queue, &recorded, Some(&mac)).await;
+        monitor.wait_json(
+            UP_WITHIN,
+            "up on the honest echo",
+            transition(&service, "up", "first_seen"),
+        );
+
+        // The recording, played back every 50 ms: it must not keep the
+        // silent service UP.
+        let within = Duration::from_millis(TIMEOUT_MS + INTERVAL_MS) + Duration::from_millis(800);
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            publish(&channel, &queue, &recorded, Some(&mac)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        connection.close(200, "done".into()).await.unwrap();
+    });
+    monitor.wait_json(
+        Duration::from_secs(1),
+        "timed out despite the replays",
+        transition(&service, "down", "timed_out"),
+    );
+    monitor.wait_stderr(Duration::from_secs(1), "refused a replayed echo");
+    monitor.stop_cleanly("INT", Duration::from_secs(3));
+}
