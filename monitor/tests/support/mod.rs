@@ -112,9 +112,13 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .env("NO_COLOR", "1")
-            .env_remove("CLOUDAMQP_URL")
-            .env_remove("AMQP_URL");
+            .env("NO_COLOR", "1");
+        // The runner's broker variables never leak in; a test's own do.
+        for name in ["CLOUDAMQP_URL", "AMQP_URL"] {
+            if !command.get_envs().any(|(set, _)| set == name) {
+                command.env_remove(name);
+            }
+        }
         // History is on by default (heartbeat.db in the working directory);
         // a test that wants it names its own store.
         let names_a_store = command.get_envs().any(|(name, _)| {
@@ -238,6 +242,26 @@ impl Proc {
                 Err(_) => return,
             }
         }
+    }
+
+    /// Every stdout line for `within` (also kept for later waits), for a
+    /// claim about the whole window, such as which transition came last.
+    pub fn collect_json(&mut self, within: Duration) -> Vec<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.pending.push(line),
+                Err(_) => break,
+            }
+        }
+        self.pending
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))
+            })
+            .collect()
     }
 
     /// Wait for stderr to contain `text`.
