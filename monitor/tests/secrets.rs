@@ -1,7 +1,8 @@
-//! The broker password never appears in anything the binaries write, at any
-//! log level a user can set: every byte of stdout and stderr is checked,
-//! through a normal run, a refused login, a config file with a syntax error
-//! on the URL's line, and a URL typed without `--url`. A private node holds
+//! The broker password and the heartbeat key never appear in anything the
+//! binaries write, at any log level a user can set: every byte of stdout and
+//! stderr is checked, through a normal (signed) run, a refused login, a config
+//! file with a syntax error on the URL's line, a URL typed without `--url`,
+//! and keys that are refused. A private node holds
 //! a user with a known password, so the shared broker is not reconfigured.
 
 mod support;
@@ -14,6 +15,9 @@ use support::*;
 
 const PASSWORD: &str = "Pw-5ecr3t-Zq9x";
 const WRONG_PASSWORD: &str = "Pw-wr0ng-Kd7y";
+/// Every run gets it in `HEARTBEAT_KEY`, so every run is signed.
+const KEY: &str = "Hk-s1gn1ng-k3y-Wq4v";
+const SHORT_KEY: &str = "Hk-sh0rt-Q2";
 
 /// How lapin's TRACE log once printed it: the login frame as a byte list.
 fn as_byte_list(secret: &str) -> String {
@@ -25,11 +29,11 @@ fn as_byte_list(secret: &str) -> String {
 }
 
 fn assert_no_secret(what: &str, text: &str) {
-    for secret in [PASSWORD, WRONG_PASSWORD] {
-        assert!(!text.contains(secret), "{what} shows the password:\n{text}");
+    for secret in [PASSWORD, WRONG_PASSWORD, KEY, SHORT_KEY] {
+        assert!(!text.contains(secret), "{what} shows a secret:\n{text}");
         assert!(
             !text.contains(&as_byte_list(secret)),
-            "{what} shows the password's bytes:\n{text}"
+            "{what} shows a secret's bytes:\n{text}"
         );
     }
 }
@@ -52,6 +56,9 @@ impl Logged {
     fn start(dir: &Path, name: &str, mut command: Command) -> Self {
         let out = dir.join(format!("{name}.out"));
         let err = dir.join(format!("{name}.err"));
+        if !command.get_envs().any(|(name, _)| name == "HEARTBEAT_KEY") {
+            command.env("HEARTBEAT_KEY", KEY);
+        }
         command
             .env("RUST_LOG", "trace")
             .env("NO_COLOR", "1")
@@ -157,6 +164,7 @@ fn no_output_at_any_log_level_shows_the_password() {
         text.contains("TRACE") || text.contains("DEBUG"),
         "not at trace:\n{text}"
     );
+    assert!(text.contains("signed=true"), "not signed:\n{text}");
     assert_no_secret("monitor at trace", &text);
 
     // A refused login, on both binaries.
@@ -204,6 +212,25 @@ fn no_output_at_any_log_level_shows_the_password() {
         assert_eq!(code, Some(2), "{text}");
         assert!(text.contains("hb:****@"), "{text}");
         assert_no_secret("a stray URL argument", &text);
+    }
+
+    // Keys that are refused: too short, and one too many.
+    for bin in [monitor_bin(), mock_bin()] {
+        for bad in [SHORT_KEY.to_string(), format!("{KEY},{KEY},{KEY}")] {
+            let mut command = bare(bin.clone());
+            command
+                .args(["--url", &url(PASSWORD)])
+                .env("HEARTBEAT_KEY", &bad);
+            if bin == monitor_bin() {
+                command.arg("--headless");
+            } else {
+                command.args(["--name", &name]);
+            }
+            let (code, text) = Logged::start(&dir, "bad-key", command).finish(None);
+            assert_eq!(code, Some(2), "{text}");
+            assert!(text.contains("HEARTBEAT_KEY"), "{text}");
+            assert_no_secret("a refused key", &text);
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -266,7 +266,10 @@ fn empty_dashboard_says_it_is_waiting_and_shows_the_redacted_broker() {
         screen[1],
         " 0 up · 0 down · ping every 1s · seq 0 · monitor up 2s"
     );
-    assert_eq!(screen[2], " msg/s measuring…");
+    assert_eq!(
+        screen[2],
+        " msg/s measuring… · heartbeats unsigned (set HEARTBEAT_KEY)"
+    );
     assert!(screen[3].starts_with("SERVICE          INSTANCE       STATE      FOR"));
     assert_eq!(
         screen[4],
@@ -293,7 +296,7 @@ fn a_mix_of_states_groups_instances_puts_down_first_and_colours_states() {
     );
     assert_eq!(
         screen[2],
-        " msg/s in 4.0 out 1.0 · ~13.0M/month (over a 1M/month plan cap)"
+        " msg/s in 4.0 out 1.0 · ~13.0M/month (over a 1M/month plan cap) · heartbeats unsigned (set HEARTBEAT_KEY)"
     );
     // DOWN services first (orders, with one instance down, then payments),
     // then never seen, then UP; instances of a service stay together.
@@ -483,6 +486,21 @@ fn reconnecting_and_blocked_links_are_spelled_out_in_the_header() {
     let screen = self::screen(&mut app, clock.at(secs(12)), 100, 24);
     assert!(screen[0].starts_with(" heartbeat  ● connected  amqp://"));
     assert!(screen[4].contains("waiting for the first echo"));
+}
+
+#[test]
+fn the_header_says_when_heartbeats_are_unsigned() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    let shown = screen(&mut app, clock.at(secs(1)), 120, 24);
+    line_with(&shown, "heartbeats unsigned (set HEARTBEAT_KEY)");
+    app.signed = true;
+    let shown = screen(&mut app, clock.at(secs(2)), 120, 24);
+    assert!(
+        !shown.iter().any(|line| line.contains("unsigned")),
+        "{}",
+        shown.join("\n")
+    );
 }
 
 #[test]

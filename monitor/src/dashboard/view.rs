@@ -82,12 +82,6 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
             Style::new().fg(Color::Yellow).bold(),
         ));
     }
-    if !app.signed && !app.demo {
-        first.push(Span::styled(
-            "  heartbeats unsigned",
-            Style::new().fg(Color::Yellow),
-        ));
-    }
     first.push(Span::raw(format!("  {}", app.broker)));
 
     let totals = fleet.totals;
@@ -141,6 +135,14 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
         third.push(Span::styled(
             " · history store unreachable",
             Style::new().fg(Color::Red).bold(),
+        ));
+    }
+    // Without a key anyone who can publish to the broker can fake an echo:
+    // the operator should know that what is shown is taken on trust.
+    if !app.signed && !app.demo {
+        third.push(Span::styled(
+            " · heartbeats unsigned (set HEARTBEAT_KEY)",
+            Style::new().fg(Color::Yellow),
         ));
     }
     frame.render_widget(
