@@ -68,6 +68,7 @@ def valid_ping(body, properties):
         return None
     reply_to = properties.reply_to
     if (isinstance(ping, dict) and ping.get("v") == 1 and ping.get("type") == "ping"
+            and isinstance(ping.get("monitor"), str) and NAME.match(ping["monitor"])
             and type(ping.get("seq")) is int and ping["seq"] >= 0
             and isinstance(reply_to, str) and reply_to.startswith("heartbeat.monitor.")
             and NAME.match(reply_to[len("heartbeat.monitor."):])):
@@ -89,8 +90,8 @@ def on_ping(ch, method, properties, body):
     monitors[properties.reply_to] = time.monotonic()
     if len(monitors) > 100:  # remember the most recent monitors only
         del monitors[min(monitors, key=monitors.get)]
-    send(ch, properties.reply_to, {"type": "echo", "service": SERVICE,
-                                   "instance": INSTANCE, "seq": ping["seq"], "at": now()})
+    send(ch, properties.reply_to, {"type": "echo", "service": SERVICE, "instance": INSTANCE,
+                                   "monitor": ping["monitor"], "seq": ping["seq"], "at": now()})
     ch.basic_ack(method.delivery_tag)
 
 

@@ -85,6 +85,7 @@ fn wire_codec() {
     let echo = Message::Echo(Echo {
         service: "payments".into(),
         instance: "payments-7f9c".into(),
+        monitor: Some("ops-laptop-4121".into()),
         seq: 123_456,
         at: Some(Utc::now()),
     });

@@ -145,9 +145,12 @@ pub async fn run(
                         let key = InstanceKey::new(echo.service, echo.instance);
                         // The link has checked the MAC, which covers the seq;
                         // what is left to refuse is the same signed echo twice.
-                        if config.signed && !replays.first_time(&key, echo.seq) {
+                        // And an echo signed for another monitor's ping, whose
+                        // seqs may overlap ours.
+                        let ours = echo.monitor.as_deref() == Some(config.monitor_id.as_str());
+                        if config.signed && (!ours || !replays.first_time(&key, echo.seq)) {
                             stats.count_rejected(RejectReason::Replayed);
-                            debug!(service = %key.service, instance = %key.instance, seq = echo.seq, "refused a replayed echo");
+                            debug!(service = %key.service, instance = %key.instance, seq = echo.seq, "refused a replayed echo, or one for another monitor");
                             continue;
                         }
                         let InstanceKey { service, instance } = &key;

@@ -55,9 +55,11 @@ async fn publish(channel: &Channel, queue: &str, body: &[u8], mac: Option<&str>)
         .unwrap();
 }
 
-fn echo(service: &str, instance: &str, seq: u64) -> Vec<u8> {
-    format!(r#"{{"v":1,"type":"echo","service":"{service}","instance":"{instance}","seq":{seq}}}"#)
-        .into_bytes()
+fn echo(service: &str, instance: &str, monitor: &str, seq: u64) -> Vec<u8> {
+    format!(
+        r#"{{"v":1,"type":"echo","service":"{service}","instance":"{instance}","monitor":"{monitor}","seq":{seq}}}"#
+    )
+    .into_bytes()
 }
 
 fn monitor_queue(monitor: &Proc) -> String {
@@ -132,6 +134,7 @@ fn forged_echoes_do_not_keep_a_killed_service_up() {
     let stop = Arc::new(AtomicBool::new(false));
     let forger = {
         let (stop, service, queue) = (stop.clone(), service.clone(), queue.clone());
+        let monitor_id = queue.trim_start_matches("heartbeat.monitor.").to_owned();
         std::thread::spawn(move || {
             runtime().block_on(async {
                 let (connection, channel) = channel().await;
@@ -140,7 +143,7 @@ fn forged_echoes_do_not_keep_a_killed_service_up() {
                 while !stop.load(Ordering::Relaxed) {
                     for _ in 0..20 {
                         seq += 1;
-                        let body = echo(&service, "f-1", seq);
+                        let body = echo(&service, "f-1", &monitor_id, seq);
                         publish(&channel, &queue, &body, None).await;
                         publish(&channel, &queue, &body, Some(&wrong.sign(&body))).await;
                     }
@@ -224,7 +227,17 @@ fn a_replayed_signed_echo_is_refused() {
             .queue_delete(own.as_str().into(), Default::default())
             .await
             .unwrap();
-        let recorded = echo(&service, instance, seq);
+        // Signed, but for another monitor's ping of the same seq: refused.
+        let elsewhere = unique("elsewhere");
+        let for_another = echo(&elsewhere, instance, "another-monitor", seq);
+        publish(
+            &channel,
+            &queue,
+            &for_another,
+            Some(&keys.sign(&for_another)),
+        )
+        .await;
+        let recorded = echo(&service, instance, &monitor_id, seq);
         let mac = keys.sign(&recorded);
         publish(&channel, &queue, &recorded, Some(&mac)).await;
         monitor.wait_json(
@@ -249,5 +262,14 @@ fn a_replayed_signed_echo_is_refused() {
         transition(&service, "down", "timed_out"),
     );
     monitor.wait_stderr(Duration::from_secs(1), "refused a replayed echo");
+    monitor.expect_no_json(
+        Duration::from_millis(100),
+        "the other monitor's echo taken",
+        |v| {
+            v["service"]
+                .as_str()
+                .is_some_and(|s| s.starts_with("elsewhere"))
+        },
+    );
     monitor.stop_cleanly("INT", Duration::from_secs(3));
 }

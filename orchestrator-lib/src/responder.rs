@@ -185,6 +185,7 @@ fn answer(publisher: &crate::Publisher, me: &Identity, ping: &Ping, reply_to: &s
     let echo = Message::Echo(Echo {
         service: me.service.clone(),
         instance: me.instance.clone(),
+        monitor: Some(ping.monitor.clone()),
         seq: ping.seq,
         at: Some(Utc::now()),
     });

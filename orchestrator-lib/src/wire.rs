@@ -49,6 +49,11 @@ pub struct Ping {
 pub struct Echo {
     pub service: String,
     pub instance: String,
+    /// The id of the monitor whose ping this answers, copied from the ping.
+    /// Inside the signed body, it keeps a recorded echo from being played to
+    /// another monitor whose seqs overlap. Optional for unsigned services.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<String>,
     /// The `seq` of the ping this answers.
     pub seq: u64,
     /// The service's own clock; informative only, never used to measure time,
@@ -272,6 +277,10 @@ pub fn decode_within(body: &[u8], max_body: usize) -> Result<Message, DecodeErro
         "echo" => Message::Echo(Echo {
             service: need(raw.service, "service")?,
             instance: need(raw.instance, "instance")?,
+            monitor: match raw.monitor {
+                Some(monitor) => Some(need(Some(monitor), "monitor")?),
+                None => None,
+            },
             seq: seq(raw.seq)?,
             at: raw.at,
         }),
@@ -363,6 +372,14 @@ mod tests {
             Message::Echo(Echo {
                 service: "orders".into(),
                 instance: "orders-1".into(),
+                monitor: Some("mon-1".into()),
+                seq: 42,
+                at: Some(at()),
+            }),
+            Message::Echo(Echo {
+                service: "orders".into(),
+                instance: "orders-1".into(),
+                monitor: None,
                 seq: 42,
                 at: Some(at()),
             }),
@@ -382,6 +399,7 @@ mod tests {
         let body = encode(&Message::Echo(Echo {
             service: "orders".into(),
             instance: "orders-1".into(),
+            monitor: None,
             seq: 42,
             at: Some(at()),
         }));

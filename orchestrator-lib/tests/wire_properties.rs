@@ -32,6 +32,7 @@ fn message() -> impl Strategy<Value = Message> {
             Message::Echo(Echo {
                 service,
                 instance,
+                monitor: Some("mon-1".into()),
                 seq,
                 at,
             })
