@@ -167,7 +167,16 @@ pub async fn run(
             _ = checks.tick() => emit_all(detector.check(Instant::now().into_std())),
         }
     };
-    info!(pings = seq, "monitor stopping");
+    // Every rejection, by reason, once at the end: a flood is logged at a
+    // limited rate while it lasts, so this is where its full size shows.
+    let rejected: Vec<String> = RejectReason::ALL
+        .iter()
+        .filter_map(|&reason| {
+            let count = stats.rejected_for(reason);
+            (count > 0).then(|| format!("{}={count}", reason.code()))
+        })
+        .collect();
+    info!(pings = seq, rejected = %rejected.join(" "), "monitor stopping");
     closer.close().await;
     outcome
 }

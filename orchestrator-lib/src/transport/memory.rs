@@ -80,12 +80,23 @@ impl MemoryBroker {
 
     /// Put a raw body on a queue, as a misbehaving peer would. False if no such queue.
     pub fn inject(&self, queue: &str, body: Vec<u8>, reply_to: Option<String>) -> bool {
+        self.inject_signed(queue, body, reply_to, None)
+    }
+
+    /// [`MemoryBroker::inject`], with an `x-heartbeat-mac` header value.
+    pub fn inject_signed(
+        &self,
+        queue: &str,
+        body: Vec<u8>,
+        reply_to: Option<String>,
+        mac: Option<String>,
+    ) -> bool {
         let hub = self.hub();
         hub.queues.get(queue).is_some_and(|q| {
             let raw = RawDelivery {
                 body,
                 reply_to,
-                mac: None,
+                mac,
                 to: q.index,
             };
             q.tx.try_send(raw).is_ok()
@@ -221,6 +232,38 @@ mod tests {
         assert_eq!(link.stats.received(), 2);
         assert_eq!(link.stats.rejected(), 1);
         assert_eq!(link.stats.rejected_for(RejectReason::NotJson), 1);
+    }
+
+    #[tokio::test]
+    async fn a_keyed_link_hears_only_bodies_signed_with_its_keys_and_signs_what_it_sends() {
+        let broker = MemoryBroker::new();
+        let keys = crate::Keys::parse("memory-test-key-0123456789").unwrap();
+        let keyed = || LinkOptions {
+            keys: Some(keys.clone()),
+            ..LinkOptions::default()
+        };
+        let mut service = broker.connect(Endpoint::service(&Identity::new("s", "i")), keyed());
+        let queue = "heartbeat.service.s/i";
+        let body = crate::wire::encode(&ping(1));
+        let stranger = crate::Keys::parse("a-stranger's-key-0123456789").unwrap();
+        assert!(broker.inject_signed(queue, body.clone(), None, None));
+        assert!(broker.inject_signed(queue, body.clone(), None, Some(stranger.sign(&body))));
+        assert!(broker.inject_signed(queue, body.clone(), None, Some(keys.sign(&body))));
+        let got = service.inbox.recv().await.unwrap();
+        assert!(matches!(got.message, Message::Ping(Ping { seq: 1, .. })));
+        assert_eq!(service.stats.rejected_for(RejectReason::Unsigned), 1);
+        assert_eq!(service.stats.rejected_for(RejectReason::BadSignature), 1);
+        assert_eq!(service.stats.rejected(), 2);
+
+        // A keyed monitor's ping reaches the keyed service, signed.
+        let monitor = broker.connect(Endpoint::monitor("m"), keyed());
+        monitor
+            .publisher
+            .broadcast(&ping(2), "heartbeat.monitor.m", Duration::from_secs(1))
+            .unwrap();
+        let got = service.inbox.recv().await.unwrap();
+        assert!(matches!(got.message, Message::Ping(Ping { seq: 2, .. })));
+        assert_eq!(service.stats.rejected(), 2);
     }
 
     #[tokio::test]
