@@ -34,6 +34,10 @@ pub struct Settings {
     pub expect: Vec<String>,
     #[serde(default, deserialize_with = "durations_by_name")]
     pub timeouts: BTreeMap<String, Duration>,
+    pub detection: Detection,
+    /// Per-service overrides of `detection` (and `timeout`), by lower-cased name.
+    #[serde(default, deserialize_with = "services_by_name")]
+    pub services: BTreeMap<String, ServiceSettings>,
     pub broker: BrokerSettings,
     /// Where alerts go: `[[notify]]` entries, none by default.
     #[serde(default)]
@@ -47,6 +51,58 @@ pub struct Settings {
 pub struct HttpSettings {
     /// `host:port` for metrics, the status API and page; empty: no HTTP endpoint.
     pub listen: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectionMode {
+    /// DOWN after a fixed silence (`timeout`).
+    Fixed,
+    /// Phi accrual: the deadline adapts to each instance's rhythm.
+    Phi,
+}
+
+/// How services are judged; every field can be overridden per service.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Detection {
+    pub mode: DetectionMode,
+    pub phi_threshold: f64,
+    #[serde(with = "humantime_serde")]
+    pub phi_min_std_dev: Duration,
+    #[serde(with = "humantime_serde")]
+    pub phi_acceptable_pause: Duration,
+    pub failures_before_down: u32,
+    pub successes_before_up: u32,
+    pub flapping_changes: u32,
+    #[serde(with = "humantime_serde")]
+    pub flapping_window: Duration,
+    #[serde(default, with = "humantime_serde::option")]
+    pub slow_limit: Option<Duration>,
+    #[serde(default)]
+    pub instances: Option<u32>,
+}
+
+/// One service's overrides; anything unset falls back to `detection`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSettings {
+    #[serde(default, with = "humantime_serde::option")]
+    pub timeout: Option<Duration>,
+    pub mode: Option<DetectionMode>,
+    pub phi_threshold: Option<f64>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub phi_min_std_dev: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub phi_acceptable_pause: Option<Duration>,
+    pub failures_before_down: Option<u32>,
+    pub successes_before_up: Option<u32>,
+    pub flapping_changes: Option<u32>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub flapping_window: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    pub slow_limit: Option<Duration>,
+    pub instances: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -286,6 +342,10 @@ impl Settings {
                 );
             }
         }
+        check_detection("detection", &self.detection)?;
+        for service in self.services.keys() {
+            check_detection(&format!("services.{service}"), &self.detection_for(service))?;
+        }
         // Names are checked by the same rule as on the wire: a name no service
         // can have would wait forever for an echo that cannot come.
         if let Some(name) = self.expect.iter().find(|n| !is_valid_name(n)) {
@@ -357,13 +417,97 @@ impl Settings {
         Ok(())
     }
 
-    /// The timeout for one service: its override, else the default.
+    /// The timeout for one service: `services.<name>.timeout`, then
+    /// `timeouts.<name>`, then `timeout`.
     pub fn timeout_for(&self, service: &str) -> Duration {
-        self.timeouts
-            .get(&service.to_lowercase())
-            .copied()
+        let name = service.to_lowercase();
+        self.services
+            .get(&name)
+            .and_then(|s| s.timeout)
+            .or_else(|| self.timeouts.get(&name).copied())
             .unwrap_or(self.timeout)
     }
+
+    /// How one service is judged: its overrides over `detection`.
+    pub fn detection_for(&self, service: &str) -> Detection {
+        let d = &self.detection;
+        let Some(s) = self.services.get(&service.to_lowercase()) else {
+            return d.clone();
+        };
+        Detection {
+            mode: s.mode.unwrap_or(d.mode),
+            phi_threshold: s.phi_threshold.unwrap_or(d.phi_threshold),
+            phi_min_std_dev: s.phi_min_std_dev.unwrap_or(d.phi_min_std_dev),
+            phi_acceptable_pause: s.phi_acceptable_pause.unwrap_or(d.phi_acceptable_pause),
+            failures_before_down: s.failures_before_down.unwrap_or(d.failures_before_down),
+            successes_before_up: s.successes_before_up.unwrap_or(d.successes_before_up),
+            flapping_changes: s.flapping_changes.unwrap_or(d.flapping_changes),
+            flapping_window: s.flapping_window.unwrap_or(d.flapping_window),
+            slow_limit: s.slow_limit.or(d.slow_limit),
+            instances: s.instances.or(d.instances),
+        }
+    }
+
+    /// Every service named in the settings (`timeouts`, `services`), lower-cased.
+    pub fn named_services(&self) -> impl Iterator<Item = &String> {
+        let mut names: Vec<&String> = self.timeouts.keys().chain(self.services.keys()).collect();
+        names.sort();
+        names.dedup();
+        names.into_iter()
+    }
+}
+
+fn check_detection(prefix: &str, d: &Detection) -> Result<(), SettingsError> {
+    let bad = |key: &str, why: &str| {
+        Err(SettingsError(format!(
+            "invalid setting `{prefix}.{key}`: {why}"
+        )))
+    };
+    // Below log10(2) phi is reached before the mean interval: every beat would be late.
+    if !(d.phi_threshold.is_finite() && d.phi_threshold >= 0.5) {
+        return bad(
+            "phi_threshold",
+            "must be a number of at least 0.5 (8 is usual)",
+        );
+    }
+    if d.phi_min_std_dev.is_zero() {
+        return bad("phi_min_std_dev", "must be greater than zero");
+    }
+    if d.failures_before_down == 0 {
+        return bad("failures_before_down", "must be at least 1");
+    }
+    if d.successes_before_up == 0 {
+        return bad("successes_before_up", "must be at least 1");
+    }
+    if d.flapping_changes > 0 && d.flapping_window.is_zero() {
+        return bad(
+            "flapping_window",
+            "must be greater than zero while flapping_changes is set",
+        );
+    }
+    if d.slow_limit.is_some_and(|l| l.is_zero()) {
+        return bad(
+            "slow_limit",
+            "must be greater than zero (leave it out to turn it off)",
+        );
+    }
+    if d.instances == Some(0) {
+        return bad(
+            "instances",
+            "must be at least 1 (leave it out to expect any number)",
+        );
+    }
+    Ok(())
+}
+
+fn services_by_name<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, ServiceSettings>, D::Error> {
+    let raw = BTreeMap::<String, ServiceSettings>::deserialize(deserializer)?;
+    Ok(raw
+        .into_iter()
+        .map(|(k, v)| (k.to_lowercase(), v))
+        .collect())
 }
 
 impl NotifySettings {

@@ -6,7 +6,6 @@
 //! global allocator: bytes still allocated after building the structure.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::collections::HashMap;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use chrono::Utc;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use monitor::Update;
 use monitor::dashboard::{App, Event, Sort, Traffic, draw};
-use monitor::detector::{Detector, InstanceKey};
+use monitor::detector::{Detector, InstanceKey, Policy};
 use orchestrator_lib::wire::{self, Echo, Message};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -123,7 +122,10 @@ fn detector() {
     let fleet = names(FLEET);
     let before = LIVE_BYTES.load(Ordering::Relaxed);
     let start = Instant::now();
-    let mut detector = Detector::new(Duration::from_secs(3), HashMap::new());
+    let mut detector = Detector::new(
+        Duration::from_secs(1),
+        Policy::fixed(Duration::from_secs(3)),
+    );
     detector.ping_sent(1, start);
     for (service, instance) in &fleet {
         detector.echo(service, instance, 1, start + Duration::from_millis(1));
@@ -170,6 +172,7 @@ fn dashboard() {
                     key: InstanceKey::new(service.as_str(), instance.as_str()),
                     seq,
                     rtt: Some(Duration::from_micros(800 + seq % 400)),
+                    phi: None,
                     at,
                 }),
                 at,

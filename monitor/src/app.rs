@@ -9,12 +9,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::detector::{Detector, State, UNSEEN_INSTANCE};
+use crate::detector::{Detector, Mode, PhiParams, Policy, State, UNSEEN_INSTANCE};
 use crate::engine::Update;
 use crate::engine::{self, EngineConfig};
 use crate::metrics::{self, Metrics};
 use crate::status::{self, Board, state_code};
 use crate::{dashboard, demo, headless, history, http, notify};
+use heartbeat_config::DetectionMode;
 
 /// Updates waiting for the status board before new ones are dropped.
 const STATUS_QUEUE: usize = 4096;
@@ -107,11 +108,11 @@ pub async fn run(
             (link, Some(fleet), "in-process demo (no broker)".to_string())
         }
     };
-    let detector = Detector::new(
-        settings.timeout,
-        settings.timeouts.clone().into_iter().collect(),
-    )
-    .with_reconnect_grace(settings.broker.reconnect_max);
+    let mut detector = Detector::new(settings.interval, policy(&settings, None))
+        .with_reconnect_grace(settings.broker.reconnect_max);
+    for service in settings.named_services() {
+        detector = detector.with_service(service, policy(&settings, Some(service)));
+    }
     let (updates_tx, engine_rx) = mpsc::channel(4096);
     let stats = link.stats.clone();
     let engine = tokio::spawn(engine::run(
@@ -318,5 +319,31 @@ async fn fan_out(
             history.offer(&update);
         }
         let _ = display.try_send(update);
+    }
+}
+
+/// How `service` (or, without one, any service not named) is judged.
+fn policy(settings: &Settings, service: Option<&str>) -> Policy {
+    let d = match service {
+        Some(service) => settings.detection_for(service),
+        None => settings.detection.clone(),
+    };
+    Policy {
+        mode: match d.mode {
+            DetectionMode::Fixed => Mode::Fixed,
+            DetectionMode::Phi => Mode::Phi,
+        },
+        timeout: service.map_or(settings.timeout, |s| settings.timeout_for(s)),
+        phi_threshold: d.phi_threshold,
+        phi: PhiParams {
+            min_std_dev: d.phi_min_std_dev,
+            acceptable_pause: d.phi_acceptable_pause,
+        },
+        failures_before_down: d.failures_before_down,
+        successes_before_up: d.successes_before_up,
+        flapping_changes: d.flapping_changes,
+        flapping_window: d.flapping_window,
+        slow_limit: d.slow_limit,
+        expected_instances: d.instances,
     }
 }

@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use heartbeat_config::{Settings, SettingsError};
+use heartbeat_config::{DetectionMode, Settings, SettingsError};
 
 /// Heartbeat failure detector for services on RabbitMQ: pings every service
 /// through a fanout exchange and reports who is UP and who is DOWN.
@@ -36,6 +36,10 @@ pub struct Cli {
     /// Silence after which a service is DOWN, e.g. 3s.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub timeout: Option<Duration>,
+
+    /// How silence is judged: `phi` (adaptive, phi accrual) or `fixed` (the timeout).
+    #[arg(long, value_name = "MODE", value_parser = parse_mode)]
+    pub mode: Option<DetectionMode>,
 
     /// This monitor's id (default: <hostname>-<pid>).
     #[arg(long)]
@@ -91,6 +95,9 @@ impl Cli {
         if let Some(timeout) = self.timeout {
             settings.timeout = timeout;
         }
+        if let Some(mode) = self.mode {
+            settings.detection.mode = mode;
+        }
         if let Some(id) = &self.id {
             settings.id.clone_from(id);
         }
@@ -100,5 +107,13 @@ impl Cli {
         }
         settings.validate()?;
         Ok(settings)
+    }
+}
+
+fn parse_mode(value: &str) -> Result<DetectionMode, String> {
+    match value {
+        "phi" => Ok(DetectionMode::Phi),
+        "fixed" => Ok(DetectionMode::Fixed),
+        other => Err(format!("{other:?} is not a mode; use phi or fixed")),
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::detector::{Detector, InstanceKey, Transition};
+use crate::detector::{Blindness, Detector, InstanceKey, PhiModel, Transition};
 use crate::replay::ReplayGuard;
 
 /// The finest grain at which timeouts are judged.
@@ -47,6 +47,14 @@ pub enum Update {
         /// The ping it answers, so a display can count the ones that went unanswered.
         seq: u64,
         rtt: Option<Duration>,
+        /// Phi's view of the instance after this echo, when phi judges it.
+        phi: Option<PhiModel>,
+        at: Instant,
+    },
+    /// Our own loop ran this late: past the detector's stall threshold, so
+    /// verdicts were suspended.
+    Stall {
+        lag: Duration,
         at: Instant,
     },
     PingSent {
@@ -86,9 +94,11 @@ pub async fn run(
     );
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seq = 0u64;
+    // Pings go out only while the link is up and not blocked: a ping queued
+    // behind a block would be answered late and poison the round trips.
     let mut connected = *status.borrow() == LinkStatus::Connected;
     if !connected {
-        detector.link_down(start.into_std());
+        detector.link_down(Blindness::LinkDown, start.into_std());
     }
     let emit = |update: Update| {
         // A display that has gone away must not stop the monitoring.
@@ -110,20 +120,22 @@ pub async fn run(
                 }
                 let now_status = status.borrow_and_update().clone();
                 let now = Instant::now().into_std();
+                emit(Update::Link(now_status.clone()));
                 match &now_status {
-                    LinkStatus::Connected | LinkStatus::Blocked { .. } => {
-                        if !connected {
-                            detector.link_up(now);
-                            connected = true;
-                        }
+                    LinkStatus::Connected => {
+                        connected = true;
+                        emit_all(detector.link_up(now));
+                    }
+                    LinkStatus::Blocked { .. } => {
+                        connected = false;
+                        emit_all(detector.link_down(Blindness::Blocked, now));
                     }
                     LinkStatus::Failed(error) => break Err(error.clone()),
                     _ => {
-                        detector.link_down(now);
                         connected = false;
+                        emit_all(detector.link_down(Blindness::LinkDown, now));
                     }
                 }
-                emit(Update::Link(now_status));
             }
             _ = pings.tick(), if connected => {
                 seq += 1;
@@ -155,8 +167,9 @@ pub async fn run(
                         }
                         let InstanceKey { service, instance } = &key;
                         let outcome = detector.echo(service, instance, echo.seq, now.into_std());
-                        emit(Update::Echo { key, seq: echo.seq, rtt: outcome.rtt, at: now });
-                        emit_all(outcome.transition.into_iter().collect());
+                        let phi = detector.phi_model(service, instance);
+                        emit(Update::Echo { key, seq: echo.seq, rtt: outcome.rtt, phi, at: now });
+                        emit_all(outcome.transitions);
                     }
                     Message::Goodbye(bye) => {
                         emit_all(detector.goodbye(&bye.service, &bye.instance, now.into_std()).into_iter().collect());
@@ -164,7 +177,17 @@ pub async fn run(
                     Message::Ping(ping) => debug!(monitor = %ping.monitor, "ignored a ping sent to a monitor"),
                 }
             }
-            _ = checks.tick() => emit_all(detector.check(Instant::now().into_std())),
+            scheduled = checks.tick() => {
+                let now = Instant::now();
+                // The stall guard: a check that runs late means this process
+                // was paused or starved, and what it knows is out of date.
+                let lag = now.saturating_duration_since(scheduled);
+                if lag > detector.stall_threshold() {
+                    emit(Update::Stall { lag, at: now });
+                    emit_all(detector.stalled(lag, now.into_std()));
+                }
+                emit_all(detector.check(now.into_std()));
+            }
         }
     };
     // Every rejection, by reason, once at the end: a flood is logged at a

@@ -1,44 +1,102 @@
-//! Headless output: one JSON object per line on stdout for every transition.
-//! Logs go to stderr, so stdout stays machine-readable.
+//! Headless output: one JSON object per line on stdout. Each has a `kind`:
+//! `transition` (an instance changed state), `link` (our own broker link
+//! changed, and with it whether the monitor can judge), `stall` (our own loop
+//! ran late, so verdicts were suspended). Logs go to stderr, so stdout stays
+//! machine-readable.
 
 use std::io::Write;
 
-use chrono::SecondsFormat;
+use chrono::{DateTime, SecondsFormat, Utc};
+use orchestrator_lib::LinkStatus;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use crate::detector::{Reason, State};
+use crate::detector::{Blindness, Reason, State};
 use crate::engine::{Report, Update};
 
 #[derive(Serialize)]
-struct Line<'a> {
+struct TransitionLine<'a> {
     at: String,
+    kind: &'static str,
     service: &'a str,
     instance: &'a str,
-    from: State,
-    to: State,
+    from: &'static str,
+    to: &'static str,
     reason: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     rtt_ms: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     silent_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phi: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    changes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag_ms: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct LinkLine<'a> {
+    at: String,
+    kind: &'static str,
+    status: &'static str,
+    /// False while the monitor cannot judge: nobody is declared DOWN.
+    judging: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retry_in_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct StallLine {
+    at: String,
+    kind: &'static str,
+    lag_ms: u64,
+}
+
+fn stamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
 pub fn json_line(report: &Report) -> String {
     let t = &report.transition;
-    let silent_ms = match t.reason {
-        Reason::TimedOut { silent_for } => Some(silent_for.as_millis() as u64),
-        _ => None,
+    let (silent_ms, phi) = match t.reason {
+        Reason::TimedOut { silent_for, phi } => (
+            Some(silent_for.as_millis() as u64),
+            phi.map(|p| (p.min(1e6) * 100.0).round() / 100.0),
+        ),
+        _ => (None, None),
     };
-    let line = Line {
-        at: report.at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    let rtt = match t.reason {
+        Reason::Slow { rtt } => Some(rtt),
+        _ => t.rtt,
+    };
+    let line = TransitionLine {
+        at: stamp(report.at),
+        kind: "transition",
         service: &t.key.service,
         instance: &t.key.instance,
-        from: t.from,
-        to: t.to,
+        from: t.from.code(),
+        to: t.to.code(),
         reason: t.reason.code(),
-        rtt_ms: t.rtt.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+        rtt_ms: rtt.map(millis),
         silent_ms,
+        phi,
+        changes: match t.reason {
+            Reason::Flapping { changes } => Some(changes),
+            _ => None,
+        },
+        lag_ms: match t.reason {
+            Reason::Stale(Blindness::Stalled { lag }) => Some(lag.as_millis() as u64),
+            _ => None,
+        },
     };
     serde_json::to_string(&line).expect("plain fields always serialise")
 }
@@ -46,10 +104,46 @@ pub fn json_line(report: &Report) -> String {
 /// A state's code, as in the JSON lines (`up`, `down`, ...): what alerts and
 /// history are written against, so new states flow through them unchanged.
 pub fn state_code(state: State) -> String {
-    match serde_json::to_value(state) {
-        Ok(serde_json::Value::String(code)) => code,
-        _ => format!("{state:?}").to_lowercase(),
-    }
+    state.code().to_string()
+}
+
+pub fn link_line(status: &LinkStatus, at: DateTime<Utc>) -> String {
+    let (name, attempt, retry_in, detail) = match status {
+        LinkStatus::Connecting => ("connecting", None, None, None),
+        LinkStatus::Connected => ("connected", None, None, None),
+        LinkStatus::Reconnecting {
+            attempt,
+            retry_in,
+            error,
+        } => (
+            "reconnecting",
+            Some(*attempt),
+            Some(retry_in.as_millis() as u64),
+            Some(error.clone()),
+        ),
+        LinkStatus::Blocked { reason } => ("blocked", None, None, Some(reason.clone())),
+        LinkStatus::Failed(error) => ("failed", None, None, Some(error.to_string())),
+        LinkStatus::Closed => ("closed", None, None, None),
+    };
+    let line = LinkLine {
+        at: stamp(at),
+        kind: "link",
+        status: name,
+        judging: *status == LinkStatus::Connected,
+        attempt,
+        retry_in_ms: retry_in,
+        detail: detail.as_deref(),
+    };
+    serde_json::to_string(&line).expect("plain fields always serialise")
+}
+
+pub fn stall_line(lag: std::time::Duration, at: DateTime<Utc>) -> String {
+    let line = StallLine {
+        at: stamp(at),
+        kind: "stall",
+        lag_ms: lag.as_millis() as u64,
+    };
+    serde_json::to_string(&line).expect("plain fields always serialise")
 }
 
 /// Write transitions until the engine stops or stdout closes. A closed
@@ -68,11 +162,13 @@ pub async fn write_transitions(
             () = &mut reader_gone => return true,
         };
         let Some(update) = update else { return false };
-        if let Update::Transition(report) = update
-            && writeln!(out, "{}", json_line(&report))
-                .and_then(|()| out.flush())
-                .is_err()
-        {
+        let line = match update {
+            Update::Transition(report) => json_line(&report),
+            Update::Link(status) => link_line(&status, Utc::now()),
+            Update::Stall { lag, .. } => stall_line(lag, Utc::now()),
+            Update::Echo { .. } | Update::PingSent { .. } => continue,
+        };
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
             return true;
         }
     }
@@ -127,42 +223,122 @@ fn wait_for_pipe_error(fd: libc::c_int) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detector::{InstanceKey, Transition};
+    use crate::detector::{InstanceKey, State, Transition};
     use std::time::Duration;
 
-    #[test]
-    fn lines_carry_the_documented_fields() {
-        let report = Report {
+    fn report(from: State, to: State, reason: Reason, rtt: Option<Duration>) -> Report {
+        Report {
             at: "2026-11-23T10:00:01.5Z".parse().unwrap(),
             transition: Transition {
                 key: InstanceKey::new("orders", "o-1"),
-                from: State::Up,
-                to: State::Down,
-                reason: Reason::TimedOut {
-                    silent_for: Duration::from_millis(3120),
-                },
-                rtt: None,
+                from,
+                to,
+                reason,
+                rtt,
             },
+        }
+    }
+
+    fn parse(line: &str) -> serde_json::Value {
+        serde_json::from_str(line).unwrap()
+    }
+
+    #[test]
+    fn lines_carry_the_documented_fields() {
+        let timed_out = Reason::TimedOut {
+            silent_for: Duration::from_millis(3120),
+            phi: None,
         };
-        let value: serde_json::Value = serde_json::from_str(&json_line(&report)).unwrap();
+        let value = parse(&json_line(&report(State::Up, State::Down, timed_out, None)));
         assert_eq!(
             value,
-            serde_json::json!({"at": "2026-11-23T10:00:01.500Z", "service": "orders", "instance": "o-1",
+            serde_json::json!({"at": "2026-11-23T10:00:01.500Z", "kind": "transition",
+                "service": "orders", "instance": "o-1",
                 "from": "up", "to": "down", "reason": "timed_out", "silent_ms": 3120})
         );
-        let report = Report {
-            transition: Transition {
-                from: State::NeverSeen,
-                to: State::Up,
-                reason: Reason::FirstSeen,
-                rtt: Some(Duration::from_micros(1234)),
-                ..report.transition
-            },
-            ..report
-        };
-        let value: serde_json::Value = serde_json::from_str(&json_line(&report)).unwrap();
+        let first = report(
+            State::NeverSeen,
+            State::Up,
+            Reason::FirstSeen,
+            Some(Duration::from_micros(1234)),
+        );
+        let value = parse(&json_line(&first));
         assert_eq!(value["from"], "never_seen");
         assert_eq!(value["rtt_ms"], 1.234);
-        assert!(value.get("silent_ms").is_none());
+        assert!(value.get("silent_ms").is_none() && value.get("phi").is_none());
+    }
+
+    #[test]
+    fn every_new_state_and_reason_reaches_the_line() {
+        let phi = Reason::TimedOut {
+            silent_for: Duration::from_millis(1700),
+            phi: Some(8.0123),
+        };
+        let value = parse(&json_line(&report(State::Up, State::Suspect, phi, None)));
+        assert_eq!(
+            (value["to"].as_str(), value["phi"].as_f64()),
+            (Some("suspect"), Some(8.01))
+        );
+        let flap = Reason::Flapping { changes: 6 };
+        let value = parse(&json_line(&report(State::Up, State::Flapping, flap, None)));
+        assert_eq!(
+            (value["reason"].as_str(), value["changes"].as_u64()),
+            (Some("flapping"), Some(6))
+        );
+        let stall = Reason::Stale(Blindness::Stalled {
+            lag: Duration::from_millis(10_020),
+        });
+        let value = parse(&json_line(&report(State::Up, State::Stale, stall, None)));
+        assert_eq!(
+            (value["reason"].as_str(), value["lag_ms"].as_u64()),
+            (Some("stalled"), Some(10_020))
+        );
+        let slow = Reason::Slow {
+            rtt: Duration::from_millis(812),
+        };
+        let value = parse(&json_line(&report(State::Up, State::Slow, slow, None)));
+        assert_eq!(
+            (value["to"].as_str(), value["rtt_ms"].as_f64()),
+            (Some("slow"), Some(812.0))
+        );
+        let value = parse(&json_line(&report(
+            State::Up,
+            State::Left,
+            Reason::Left,
+            None,
+        )));
+        assert_eq!(value["to"], "left");
+    }
+
+    #[test]
+    fn link_and_stall_lines_say_whether_the_monitor_can_judge() {
+        let at: DateTime<Utc> = "2026-11-23T10:00:01Z".parse().unwrap();
+        let down = LinkStatus::Reconnecting {
+            attempt: 2,
+            retry_in: Duration::from_millis(500),
+            error: "connection reset".into(),
+        };
+        assert_eq!(
+            parse(&link_line(&down, at)),
+            serde_json::json!({"at": "2026-11-23T10:00:01.000Z", "kind": "link",
+                "status": "reconnecting", "judging": false, "attempt": 2,
+                "retry_in_ms": 500, "detail": "connection reset"})
+        );
+        let blocked = LinkStatus::Blocked {
+            reason: "low on memory".into(),
+        };
+        let value = parse(&link_line(&blocked, at));
+        assert_eq!(
+            (value["status"].as_str(), value["judging"].as_bool()),
+            (Some("blocked"), Some(false))
+        );
+        assert_eq!(
+            parse(&link_line(&LinkStatus::Connected, at))["judging"],
+            true
+        );
+        assert_eq!(
+            parse(&stall_line(Duration::from_millis(1500), at)),
+            serde_json::json!({"at": "2026-11-23T10:00:01.000Z", "kind": "stall", "lag_ms": 1500})
+        );
     }
 }

@@ -285,6 +285,8 @@ impl Metrics {
                     .get_or_create(&vec![("state", code.to_owned())])
                     .set(1);
             }
+            // The stall shows in the transitions to `stale` it causes.
+            Update::Stall { .. } => {}
         }
     }
 

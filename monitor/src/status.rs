@@ -308,7 +308,8 @@ impl Board {
                     row.last_rtt = *rtt;
                 }
             }
-            Update::PingSent { at, .. } => self.engine_seen = *at,
+            // After a stall the engine runs again: it was seen then.
+            Update::PingSent { at, .. } | Update::Stall { at, .. } => self.engine_seen = *at,
             Update::Link(status) => {
                 if *status == LinkStatus::Connected && self.link != LinkStatus::Connected {
                     // The engine pings again from now on; judge its silence from here.

@@ -16,13 +16,15 @@ use tokio::time::Instant;
 use super::event::{Event, Traffic};
 use super::view;
 use crate::demo::FleetCommand;
-use crate::detector::{InstanceKey, State, UNSEEN_INSTANCE};
+use crate::detector::{InstanceKey, PhiModel, State, UNSEEN_INSTANCE};
 use crate::engine::{Report, Update};
 use crate::history::{Health, Past};
 
 /// Round trips kept per instance for the percentiles and the sparkline.
 pub const RTT_SAMPLES: usize = 120;
 const HISTORY_PER_INSTANCE: usize = 100;
+/// Phi values kept per instance for the detail view.
+pub const PHI_SAMPLES: usize = 120;
 const LOG_CAPACITY: usize = 500;
 /// Rates are averaged over this much of the recent past, so one burst does
 /// not make the monthly projection jump.
@@ -47,6 +49,11 @@ pub struct Row {
     pub rtts: VecDeque<Duration>,
     /// Newest first.
     pub history: VecDeque<Report>,
+    /// Phi's view after the last echo, when phi judges this instance.
+    pub phi: Option<PhiModel>,
+    /// Phi reached just before each echo arrived: how suspicious the gap
+    /// looked. Oldest first.
+    pub phi_history: VecDeque<f64>,
 }
 
 impl Row {
@@ -62,7 +69,21 @@ impl Row {
             missed: 0,
             rtts: VecDeque::with_capacity(RTT_SAMPLES),
             history: VecDeque::new(),
+            phi: None,
+            phi_history: VecDeque::new(),
         }
+    }
+
+    /// Phi now: how unlikely it is that a live instance stays silent this long.
+    pub fn phi_at(&self, now: Instant) -> Option<f64> {
+        let model = self.phi?;
+        let last = self.last_echo?;
+        Some(model.phi(now.saturating_duration_since(last)))
+    }
+
+    /// Answers, whatever it is shown as.
+    pub fn counts_as_up(&self) -> bool {
+        matches!(self.state, State::Up | State::Slow)
     }
 
     /// The share of the watched time spent UP, from 0 to 1.
@@ -71,7 +92,7 @@ impl Row {
         if watched.is_zero() {
             return None;
         }
-        let current = if self.state == State::Up {
+        let current = if self.counts_as_up() {
             now.saturating_duration_since(self.since)
         } else {
             Duration::ZERO
@@ -153,14 +174,24 @@ impl Rank {
     fn of(sort: Sort, row: &Row) -> Self {
         match sort {
             Sort::Name => Rank::Name,
-            Sort::State => Rank::State(match row.state {
-                State::Down => 0,
-                State::NeverSeen => 1,
-                State::Up => 2,
-            }),
+            Sort::State => Rank::State(state_rank(row.state)),
             Sort::Rtt => Rank::SlowestFirst(Reverse(row.last_rtt())),
             Sort::LastSeen => Rank::SilentFirst(row.last_echo),
         }
+    }
+}
+
+/// Most urgent first: DOWN, then what needs a look, then the quiet ones.
+fn state_rank(state: State) -> u8 {
+    match state {
+        State::Down => 0,
+        State::Suspect => 1,
+        State::Flapping => 2,
+        State::Stale => 3,
+        State::Slow => 4,
+        State::NeverSeen => 5,
+        State::Left => 6,
+        State::Up => 7,
     }
 }
 
@@ -175,6 +206,11 @@ pub struct Totals {
     pub up: usize,
     pub down: usize,
     pub never_seen: usize,
+    pub suspect: usize,
+    pub flapping: usize,
+    pub stale: usize,
+    pub slow: usize,
+    pub left: usize,
 }
 
 /// What is known of the fleet: the part `p` freezes.
@@ -258,7 +294,7 @@ impl Fleet {
                     // not from the moment its echo beat its transition here.
                     row.watched_since = now;
                 }
-                if row.state == State::Up && t.to != State::Up {
+                if row.counts_as_up() && !matches!(t.to, State::Up | State::Slow) {
                     row.up_before += now.saturating_duration_since(row.since);
                 }
                 row.state = t.to;
@@ -269,8 +305,24 @@ impl Fleet {
                 self.log.truncate(LOG_CAPACITY);
                 self.stale = true;
             }
-            Update::Echo { key, seq, rtt, at } => {
+            Update::Echo {
+                key,
+                seq,
+                rtt,
+                phi,
+                at,
+            } => {
                 let row = self.row_mut(&key, at);
+                // Only an echo of a recent ping is a heartbeat for phi.
+                if rtt.is_some() {
+                    if let Some(before) = row.phi_at(at) {
+                        if row.phi_history.len() == PHI_SAMPLES {
+                            row.phi_history.pop_front();
+                        }
+                        row.phi_history.push_back(before);
+                    }
+                    row.phi = phi;
+                }
                 row.last_echo = Some(at);
                 if row.last_seq.is_none_or(|last| last < seq) {
                     row.last_seq = Some(seq);
@@ -295,6 +347,7 @@ impl Fleet {
                 self.link = status;
                 self.link_since = now;
             }
+            Update::Stall { .. } => {}
         }
     }
 
@@ -325,7 +378,7 @@ impl Fleet {
         ))
     }
 
-    fn rebuild(&mut self, sort: Sort, filter: &str) {
+    fn rebuild(&mut self, sort: Sort, filter: &str, state_filter: Option<State>) {
         self.groups.values_mut().for_each(|group| *group = (0, 0));
         self.totals = Totals::default();
         for row in &self.rows {
@@ -334,23 +387,30 @@ impl Fleet {
                 None => self.groups.entry(row.key.service.clone()).or_default(),
             };
             group.1 += 1;
-            match row.state {
-                State::Up => {
-                    group.0 += 1;
-                    self.totals.up += 1;
-                }
-                State::Down => self.totals.down += 1,
-                State::NeverSeen => self.totals.never_seen += 1,
+            if row.counts_as_up() {
+                group.0 += 1;
             }
+            let total = match row.state {
+                State::Up => &mut self.totals.up,
+                State::Down => &mut self.totals.down,
+                State::NeverSeen => &mut self.totals.never_seen,
+                State::Suspect => &mut self.totals.suspect,
+                State::Flapping => &mut self.totals.flapping,
+                State::Stale => &mut self.totals.stale,
+                State::Slow => &mut self.totals.slow,
+                State::Left => &mut self.totals.left,
+            };
+            *total += 1;
         }
         self.groups.retain(|_, group| group.1 > 0);
 
         let needle = filter.to_lowercase();
         let rows = &self.rows;
         let shown = (0..rows.len()).filter(|&i| {
-            needle.is_empty()
-                || rows[i].key.service.to_lowercase().contains(&needle)
-                || rows[i].key.instance.to_lowercase().contains(&needle)
+            state_filter.is_none_or(|s| rows[i].state == s)
+                && (needle.is_empty()
+                    || rows[i].key.service.to_lowercase().contains(&needle)
+                    || rows[i].key.instance.to_lowercase().contains(&needle))
         });
         // Instances of one service stay together: services are ordered by
         // their most telling instance, then instances within each service.
@@ -403,6 +463,10 @@ pub struct App {
     frozen: Option<(Fleet, Instant)>,
     pub sort: Sort,
     pub filter: String,
+    /// Only rows in this state, cycled with `f`.
+    pub state_filter: Option<State>,
+    /// Instances each service should have, from the settings; fewer UP is degraded.
+    pub expected: HashMap<String, u32>,
     pub editing_filter: bool,
     pub screen: Screen,
     pub help: bool,
@@ -441,6 +505,8 @@ impl App {
             frozen: None,
             sort: Sort::State,
             filter: String::new(),
+            state_filter: None,
+            expected: HashMap::new(),
             editing_filter: false,
             screen: Screen::List,
             help: false,
@@ -545,8 +611,9 @@ impl App {
             KeyCode::Char('q') => self.quit = true,
             KeyCode::Esc => match self.screen {
                 Screen::Detail => self.screen = Screen::List,
-                Screen::List if !self.filter.is_empty() => {
+                Screen::List if !self.filter.is_empty() || self.state_filter.is_some() => {
                     self.filter.clear();
+                    self.state_filter = None;
                     self.restale();
                 }
                 Screen::List => self.quit = true,
@@ -564,6 +631,18 @@ impl App {
             }
             KeyCode::Char('s') => {
                 self.sort = self.sort.next();
+                self.restale();
+            }
+            KeyCode::Char('f') => {
+                // All, then each state in turn, then all again.
+                self.state_filter = match self.state_filter {
+                    None => Some(State::ALL[0]),
+                    Some(state) => {
+                        let i = State::ALL.iter().position(|&s| s == state).unwrap_or(0);
+                        State::ALL.get(i + 1).copied()
+                    }
+                };
+                self.screen = Screen::List;
                 self.restale();
             }
             KeyCode::Char('p') => match self.frozen.take() {
@@ -605,7 +684,7 @@ impl App {
     /// Rebuild the order if stale, keep the selection on its instance, and
     /// scroll so it stays visible. Call before drawing.
     pub fn refresh(&mut self) {
-        let (sort, filter) = (self.sort, self.filter.clone());
+        let (sort, filter, state_filter) = (self.sort, self.filter.clone(), self.state_filter);
         let fleet = match &mut self.frozen {
             Some((fleet, _)) => fleet,
             None => &mut self.live,
@@ -613,7 +692,7 @@ impl App {
         if !fleet.stale {
             return;
         }
-        fleet.rebuild(sort, &filter);
+        fleet.rebuild(sort, &filter, state_filter);
         if let Some(key) = &self.selected_key
             && let Some(&i) = fleet.index.get(key)
             && let Some(position) = fleet.order.iter().position(|&j| j == i)

@@ -80,6 +80,7 @@ fn echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: u64,
             key: InstanceKey::new(key.0, key.1),
             seq,
             rtt: Some(rtt),
+            phi: None,
             at: clock.at(at),
         }),
         clock.at(at),
@@ -244,6 +245,7 @@ fn fleet_mix(clock: &Clock) -> App {
         State::Down,
         Reason::TimedOut {
             silent_for: ms(3100),
+            phi: None,
         },
     );
     // Start from the top, as a user who just looked would.

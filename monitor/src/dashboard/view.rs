@@ -14,6 +14,8 @@ use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TableRow, 
 use tokio::time::Instant;
 
 use super::state::{App, Fleet, Row, Screen};
+use std::collections::HashMap;
+
 use crate::detector::{State, UNSEEN_INSTANCE};
 use crate::engine::Report;
 use crate::history::{Past, StoredTransition, UPTIME_WINDOWS_DAYS};
@@ -98,11 +100,21 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
             },
         ),
     ];
-    if totals.never_seen > 0 {
-        second.push(Span::styled(
-            format!(" · {} never seen", totals.never_seen),
-            Style::new().fg(Color::DarkGray),
-        ));
+    for (n, state) in [
+        (totals.suspect, State::Suspect),
+        (totals.flapping, State::Flapping),
+        (totals.stale, State::Stale),
+        (totals.slow, State::Slow),
+        (totals.left, State::Left),
+        (totals.never_seen, State::NeverSeen),
+    ] {
+        if n > 0 {
+            second.push(Span::raw(" · "));
+            second.push(Span::styled(
+                format!("{n} {}", state.label().to_lowercase()),
+                state_style(state),
+            ));
+        }
     }
     second.push(Span::raw(format!(
         " · ping every {} · seq {} · monitor up {}",
@@ -195,6 +207,7 @@ enum Col {
     For,
     LastEcho,
     Rtt,
+    Phi,
     P50,
     P99,
     Trend,
@@ -220,13 +233,14 @@ const fn column(col: Col, title: &'static str, width: u16, priority: u8) -> Colu
     }
 }
 
-const COLUMNS: [Column; 11] = [
+const COLUMNS: [Column; 12] = [
     column(Col::Service, "SERVICE", 16, 0),
     column(Col::Instance, "INSTANCE", 14, 1),
     column(Col::State, "STATE", 10, 0),
     column(Col::For, "FOR", 7, 2),
     column(Col::LastEcho, "LAST ECHO", 9, 3),
     column(Col::Rtt, "RTT", 8, 4),
+    column(Col::Phi, "PHI", 5, 6),
     column(Col::P50, "P50", 8, 7),
     column(Col::P99, "P99", 8, 6),
     column(Col::Trend, "TREND", 10, 9),
@@ -310,7 +324,16 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
         let percentiles = shows_percentiles.then(|| row.percentiles()).flatten();
         let cells = columns
             .iter()
-            .map(|c| cell(c, row, percentiles, fleet, first_of_group, at))
+            .map(|c| {
+                cell(
+                    c,
+                    row,
+                    percentiles,
+                    (fleet, &app.expected),
+                    first_of_group,
+                    at,
+                )
+            })
             .collect::<Vec<_>>();
         let mut table_row = TableRow::new(cells);
         if position == app.selected {
@@ -321,11 +344,26 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
     frame.render_widget(Table::new(rows, widths).header(header), area);
 }
 
-fn state_style(state: State) -> Style {
+/// Red is for outages only: LEFT (a planned shutdown) is grey, and what
+/// needs a look but is not an outage is yellow or magenta.
+pub fn state_style(state: State) -> Style {
     match state {
         State::Up => Style::new().fg(Color::Green).bold(),
+        State::Slow => Style::new().fg(Color::Yellow),
+        State::Suspect => Style::new().fg(Color::Yellow).bold(),
         State::Down => Style::new().fg(Color::Red).bold(),
-        State::NeverSeen => Style::new().fg(Color::DarkGray),
+        State::Flapping => Style::new().fg(Color::Magenta).bold(),
+        State::Stale => Style::new().fg(Color::Blue).bold(),
+        State::Left | State::NeverSeen => Style::new().fg(Color::DarkGray),
+    }
+}
+
+/// Phi as a short number; `-` in fixed mode, `>99` past any sane threshold.
+fn phi_text(phi: Option<f64>) -> String {
+    match phi {
+        None => "-".to_string(),
+        Some(p) if p > 99.0 => ">99".to_string(),
+        Some(p) => format!("{p:.1}"),
     }
 }
 
@@ -333,7 +371,7 @@ fn cell<'a>(
     column: &Column,
     row: &'a Row,
     percentiles: Option<(Duration, Duration)>,
-    fleet: &Fleet,
+    (fleet, expected): (&Fleet, &HashMap<String, u32>),
     first: bool,
     at: Instant,
 ) -> Cell<'a> {
@@ -344,15 +382,20 @@ fn cell<'a>(
                 .get(&row.key.service)
                 .copied()
                 .unwrap_or((0, 1));
-            if all > 1 {
-                let style = if up < all {
-                    Style::new().fg(Color::Yellow)
+            let expected = expected.get(&row.key.service).copied();
+            let of = expected.map_or(all, |e| e as usize);
+            if of > 1 || expected.is_some() {
+                // Degraded: fewer UP than it should have; none UP is DOWN as a whole.
+                let style = if up == 0 {
+                    Style::new().fg(Color::Red).bold().reversed()
+                } else if up < of {
+                    Style::new().fg(Color::Yellow).bold().reversed()
                 } else {
                     Style::new()
                 };
                 Cell::from(Line::from(vec![
                     Span::raw(format!("{} ", row.key.service)),
-                    Span::styled(format!("{up}/{all}"), style),
+                    Span::styled(format!("{up}/{of}"), style),
                 ]))
             } else {
                 Cell::from(row.key.service.as_str())
@@ -365,6 +408,14 @@ fn cell<'a>(
         Col::For => Cell::from(short(at.saturating_duration_since(row.since))),
         Col::LastEcho => Cell::from(last_echo(row, at)),
         Col::Rtt => Cell::from(maybe_millis(row.last_rtt())),
+        Col::Phi => {
+            let phi = row
+                .phi_at(at)
+                .filter(|_| row.counts_as_up() || row.state == State::Suspect);
+            let over = phi.zip(row.phi).is_some_and(|(p, m)| p >= m.threshold);
+            let text = Cell::from(phi_text(phi));
+            if over { text.yellow() } else { text }
+        }
         Col::P50 => Cell::from(maybe_millis(percentiles.map(|p| p.0))),
         Col::P99 => Cell::from(maybe_millis(percentiles.map(|p| p.1))),
         Col::Trend => Cell::from(spark_text(row, column.width as usize)).cyan(),
@@ -478,9 +529,11 @@ fn draw_log(
 }
 
 fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instant) {
-    let [summary, chart, history] = Layout::vertical([
-        Constraint::Length(3),
-        Constraint::Length(if area.height >= 14 { 7 } else { 4 }),
+    let tall = area.height >= 18;
+    let [summary, chart, phi_chart, history] = Layout::vertical([
+        Constraint::Length(4),
+        Constraint::Length(if area.height >= 14 { 6 } else { 4 }),
+        Constraint::Length(if tall && row.phi.is_some() { 5 } else { 0 }),
         Constraint::Min(0),
     ])
     .areas(area);
@@ -502,13 +555,19 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
             maybe_millis(percentiles.map(|p| p.1)),
         )),
         Line::from(format!(
-            " uptime {}{} · missed pings {} · watched for {}",
+            " uptime {}{} · missed pings {} · watched for {} · phi {}{}",
             row.uptime(at)
                 .map_or("-".to_string(), |u| format!("{:.2}%", u * 100.0)),
             stored_uptimes(past, &row.key),
             row.missed,
             short(at.saturating_duration_since(row.watched_since)),
+            phi_text(row.phi_at(at)),
+            row.phi.map_or(String::new(), |m| format!(
+                " (threshold {:.1})",
+                m.threshold
+            )),
         )),
+        answering_now(row, at),
     ];
     frame.render_widget(Paragraph::new(lines), summary);
 
@@ -530,6 +589,29 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
         chart,
     );
 
+    if phi_chart.height > 0 {
+        // Hundredths, so the sparkline's integer bars keep the shape.
+        let data: Vec<u64> = row
+            .phi_history
+            .iter()
+            .map(|p| (p.clamp(0.0, 99.0) * 100.0) as u64)
+            .collect();
+        let top = row.phi_history.iter().copied().fold(0.0f64, f64::max);
+        let block = Block::new().borders(Borders::TOP).title(format!(
+            " phi before each echo, last {} (top {}) ",
+            row.phi_history.len(),
+            phi_text(Some(top))
+        ));
+        let skip = data.len().saturating_sub(phi_chart.width as usize);
+        frame.render_widget(
+            Sparkline::default()
+                .block(block)
+                .data(&data[skip..])
+                .style(Style::new().fg(Color::Magenta)),
+            phi_chart,
+        );
+    }
+
     let mut earlier = past.of(&row.key).peekable();
     let lines: Vec<Line> = if row.history.is_empty() && earlier.peek().is_none() {
         vec![Line::from("  no transitions yet").dark_gray()]
@@ -546,6 +628,26 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
         .title(" transitions, newest first ");
     frame.render_widget(Paragraph::new(lines).block(block), history);
 }
+
+/// Under FLAPPING or STALE the shown state hides the present: say whether
+/// it answers right now, judged by the last echo against the ping interval.
+fn answering_now(row: &Row, at: Instant) -> Line<'static> {
+    match row.last_echo {
+        None => Line::from(" answering now: never heard from").dark_gray(),
+        Some(last) => {
+            let ago = at.saturating_duration_since(last);
+            let recent = row.rtts.back().is_some() && ago <= ANSWERING_WITHIN;
+            if recent {
+                Line::from(format!(" answering now: yes, last echo {} ago", short(ago))).green()
+            } else {
+                Line::from(format!(" answering now: no, silent for {}", short(ago))).yellow()
+            }
+        }
+    }
+}
+
+/// An echo this recent means the instance is answering.
+const ANSWERING_WITHIN: Duration = Duration::from_secs(3);
 
 fn draw_help_line(frame: &mut Frame, area: Rect, app: &App) {
     let line = if app.editing_filter {
@@ -569,6 +671,10 @@ fn help_text(app: &App, width: u16) -> String {
         format!("/ filter [{}]", app.filter)
     };
     let sort = format!("s sort:{}", app.sort.label());
+    let state_filter = match app.state_filter {
+        None => "f state".to_string(),
+        Some(state) => format!("f state:{}", state.label()),
+    };
     let demo = if app.demo {
         "x stop c crash r revive"
     } else {
@@ -581,6 +687,7 @@ fn help_text(app: &App, width: u16) -> String {
         ("⏎ detail", 3),
         (filter.as_str(), 4),
         (sort.as_str(), 5),
+        (state_filter.as_str(), 6),
         ("p pause", 7),
         (demo, 2),
         ("? help", 1),
@@ -598,7 +705,7 @@ fn help_text(app: &App, width: u16) -> String {
     format!(" {}", text.join("  "))
 }
 
-pub const KEYS: [(&str, &str); 12] = [
+pub const KEYS: [(&str, &str); 13] = [
     ("q  Ctrl+C", "quit and restore the terminal"),
     (
         "Esc",
@@ -611,6 +718,7 @@ pub const KEYS: [(&str, &str); 12] = [
     ("Enter", "details of the selected instance"),
     ("/", "filter by service or instance name"),
     ("s", "sort: state (DOWN first), name, rtt, last seen"),
+    ("f", "show one state only: each in turn, then all"),
     ("p", "pause the display (monitoring goes on)"),
     (
         "x c r",
@@ -630,6 +738,13 @@ fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
     lines.push(Line::from(""));
+    for (state, what) in STATE_HELP {
+        lines.push(Line::from(vec![
+            Span::styled(format!(" {:<14}", state.label()), state_style(state)),
+            Span::raw(what),
+        ]));
+    }
+    lines.push(Line::from(""));
     match &app.log_path {
         Some(path) => lines.push(Line::from(format!(" logs: {}", path.display()))),
         None => lines.push(Line::from(" logs: off (the log file could not be created)")),
@@ -648,6 +763,24 @@ fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
         popup,
     );
 }
+
+/// What each state means, for the help overlay.
+pub const STATE_HELP: [(State, &str); 8] = [
+    (State::Up, "answers on time"),
+    (State::Slow, "answers, but round trips exceed its limit"),
+    (State::Suspect, "missed its deadline; not yet DOWN"),
+    (
+        State::Down,
+        "missed deadlines in a row (phi shown when phi judged)",
+    ),
+    (State::Left, "said goodbye: a planned shutdown"),
+    (State::Flapping, "changed state too often lately"),
+    (
+        State::Stale,
+        "the monitor cannot judge (link down, blocked, stalled)",
+    ),
+    (State::NeverSeen, "expected, never answered"),
+];
 
 /// A duration as people read it at a glance: `850ms`, `12s`, `4m05s`, `3h12m`, `2d04h`.
 pub fn short(d: Duration) -> String {

@@ -357,7 +357,7 @@ fn stored(report: &Report) -> StoredTransition {
         reason: t.reason.code().to_owned(),
         rtt_ms: t.rtt.map(|d| d.as_secs_f64() * 1e3),
         silent_ms: match t.reason {
-            Reason::TimedOut { silent_for } => i64::try_from(silent_for.as_millis()).ok(),
+            Reason::TimedOut { silent_for, .. } => i64::try_from(silent_for.as_millis()).ok(),
             _ => None,
         },
     }
@@ -527,7 +527,7 @@ async fn run(
                     }
                     Update::Echo { key, rtt, .. } => aggregator.echo(&key, rtt, now, &mut minutes),
                     Update::PingSent { .. } => aggregator.ping(now, &mut minutes),
-                    Update::Link(_) => {}
+                    Update::Link(_) | Update::Stall { .. } => {}
                 }
             }
             written = async { writer.busy.as_mut().expect("guarded").await }, if writer.busy.is_some() => {

@@ -1,0 +1,662 @@
+//! The state machine: observations (pings sent, echoes, goodbyes, our own
+//! link and stalls) and the current instant go in; transitions come out.
+//!
+//! Each instance has one deadline at a time, kept in an index ordered by
+//! instant, so a check touches only the instances whose deadline passed,
+//! never the whole fleet.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use super::flapping::FlapWindow;
+use super::phi::{self, PhiModel, PhiWindow};
+use super::policy::{Mode, Policy};
+use super::types::{Blindness, InstanceKey, Reason, State, Transition, UNSEEN_INSTANCE};
+
+/// Ping send times kept for round-trip measurement. An echo for an older
+/// ping is stale: no RTT, no proof of life.
+const RTT_WINDOW: usize = 1024;
+/// A stall of the monitor's own loop longer than this share of the shortest
+/// timeout means its view of the services is out of date.
+const STALL_FRACTION: u32 = 3;
+const TICK: Duration = Duration::from_nanos(1);
+
+/// What the detector knows of one instance.
+#[derive(Debug, Clone)]
+pub struct Tracked {
+    pub key: InstanceKey,
+    /// What it is shown as.
+    pub state: State,
+    /// When the current state began.
+    pub since: Instant,
+    /// The verdict under FLAPPING, STALE and SLOW: never seen, up, suspect,
+    /// down or left. The detail view shows it: whether it answers right now.
+    pub health: State,
+    /// The last fresh echo.
+    pub last_echo: Option<Instant>,
+    /// Silence is counted from here: the last fresh echo, or later when our
+    /// own blindness gave the instance no way to reach us.
+    silence_from: Instant,
+    /// The previous heartbeat for phi; cleared after a blind spell so its
+    /// gap is not learnt as the instance's rhythm.
+    last_arrival: Option<Instant>,
+    window: PhiWindow,
+    pub last_rtt: Option<Duration>,
+    /// Highest ping seq this instance answered.
+    pub last_seq: Option<u64>,
+    /// Pings sent while it was known that went unanswered.
+    pub missed: u64,
+    /// Echoes for pings up to this seq were sent before a goodbye; ignore them.
+    ignore_through_seq: Option<u64>,
+    /// Fresh echoes since it went DOWN.
+    successes: u32,
+    slow: bool,
+    slow_streak: u32,
+    fast_streak: u32,
+    flaps: FlapWindow,
+    flapping: bool,
+    /// Set while it is shown STALE.
+    stale: Option<Blindness>,
+    policy: usize,
+    scheduled: Option<Instant>,
+}
+
+impl Tracked {
+    fn new(key: InstanceKey, health: State, policy: usize, now: Instant) -> Self {
+        Self {
+            key,
+            state: health,
+            since: now,
+            health,
+            last_echo: None,
+            silence_from: now,
+            last_arrival: None,
+            window: PhiWindow::default(),
+            last_rtt: None,
+            last_seq: None,
+            missed: 0,
+            ignore_through_seq: None,
+            successes: 0,
+            slow: false,
+            slow_streak: 0,
+            fast_streak: 0,
+            flaps: FlapWindow::default(),
+            flapping: false,
+            stale: None,
+            policy,
+            scheduled: None,
+        }
+    }
+
+    fn shown(&self) -> State {
+        if self.stale.is_some() {
+            State::Stale
+        } else if self.flapping {
+            State::Flapping
+        } else if self.health == State::Up && self.slow {
+            State::Slow
+        } else {
+            self.health
+        }
+    }
+
+    /// Make the shown state agree with the verdict; a transition if it changed.
+    fn settle(
+        &mut self,
+        reason: Reason,
+        rtt: Option<Duration>,
+        now: Instant,
+    ) -> Option<Transition> {
+        let to = self.shown();
+        if to == self.state {
+            return None;
+        }
+        let from = std::mem::replace(&mut self.state, to);
+        self.since = now;
+        Some(Transition {
+            key: self.key.clone(),
+            from,
+            to,
+            reason,
+            rtt,
+        })
+    }
+
+    /// Change the verdict. Returns the flapping reason when this change
+    /// started a flap, which then speaks for the transition.
+    fn set_health(&mut self, health: State, policy: &Policy, now: Instant) -> Option<Reason> {
+        if health == self.health {
+            return None;
+        }
+        let judged = |s: State| matches!(s, State::Up | State::Suspect | State::Down);
+        let counts = judged(health) && judged(self.health);
+        self.health = health;
+        if !counts || policy.flapping_changes == 0 {
+            return None;
+        }
+        let changes = self.flaps.record(now, policy.flapping_window);
+        if !self.flapping && changes >= policy.flapping_changes {
+            self.flapping = true;
+            return Some(Reason::Flapping { changes });
+        }
+        None
+    }
+
+    /// How long after `silence_from` the first deadline falls, and phi's
+    /// mean and deviation when phi judges.
+    fn allowance(&self, policy: &Policy) -> (Duration, Option<(f64, f64)>) {
+        match policy.mode {
+            Mode::Fixed => (policy.timeout, None),
+            Mode::Phi => {
+                let (mean, std_dev) = self.window.stats();
+                let after = phi::time_to_reach(policy.phi_threshold, mean, std_dev, policy.phi);
+                (after, Some((mean, std_dev)))
+            }
+        }
+    }
+}
+
+/// The result of an echo: the transitions it caused, if any, and the RTT
+/// when it answered a recent ping.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EchoOutcome {
+    pub transitions: Vec<Transition>,
+    pub rtt: Option<Duration>,
+}
+
+pub struct Detector {
+    interval: Duration,
+    policies: Vec<Policy>,
+    /// Lower-cased service name to its policy; absent means `policies[0]`.
+    policy_by_service: HashMap<String, usize>,
+    slots: Vec<Tracked>,
+    by_name: HashMap<String, HashMap<String, usize>>,
+    /// (deadline, slot), earliest first: what `check` has to look at.
+    deadlines: BTreeSet<(Instant, usize)>,
+    /// Send instants of recent pings, oldest first; `sent[0]` has seq `first_seq`.
+    sent: VecDeque<Instant>,
+    first_seq: u64,
+    last_sent_seq: Option<u64>,
+    /// Set while our own link is down or blocked: silence then is ours.
+    blind: Option<Blindness>,
+    /// Extra time after our reconnect before silence counts: services
+    /// reconnect on their own backoff, up to this much later than we do.
+    reconnect_grace: Duration,
+}
+
+impl Detector {
+    /// `interval` is the ping interval: missed deadlines after the first
+    /// come one interval apart, and phi starts from it.
+    pub fn new(interval: Duration, default: Policy) -> Self {
+        Self {
+            interval: interval.max(TICK),
+            policies: vec![default],
+            policy_by_service: HashMap::new(),
+            slots: Vec::new(),
+            by_name: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            sent: VecDeque::with_capacity(RTT_WINDOW),
+            first_seq: 0,
+            last_sent_seq: None,
+            blind: None,
+            reconnect_grace: Duration::ZERO,
+        }
+    }
+
+    /// A service judged by its own policy (matched case-insensitively).
+    /// Call before its first echo.
+    pub fn with_service(mut self, service: &str, policy: Policy) -> Self {
+        self.policies.push(policy);
+        self.policy_by_service
+            .insert(service.to_lowercase(), self.policies.len() - 1);
+        self
+    }
+
+    /// How much later than us a service may reconnect after a broker outage
+    /// (the services' longest reconnect delay) without being judged.
+    pub fn with_reconnect_grace(mut self, grace: Duration) -> Self {
+        self.reconnect_grace = grace;
+        self
+    }
+
+    pub fn policy_for(&self, service: &str) -> &Policy {
+        let index = self
+            .policy_by_service
+            .get(&service.to_lowercase())
+            .copied()
+            .unwrap_or(0);
+        &self.policies[index]
+    }
+
+    /// A stall of our own loop longer than this makes every verdict stale.
+    pub fn stall_threshold(&self) -> Duration {
+        let shortest = self.policies.iter().map(|p| p.timeout).min();
+        shortest.unwrap_or(Duration::from_secs(3)) / STALL_FRACTION
+    }
+
+    /// Why we cannot judge right now, if we cannot.
+    pub fn blind(&self) -> Option<Blindness> {
+        self.blind
+    }
+
+    pub fn instances(&self) -> impl Iterator<Item = &Tracked> {
+        self.slots.iter()
+    }
+
+    pub fn get(&self, service: &str, instance: &str) -> Option<&Tracked> {
+        let slot = *self.by_name.get(service)?.get(instance)?;
+        Some(&self.slots[slot])
+    }
+
+    /// Phi of an instance at `now`, when its service is judged by phi.
+    pub fn phi(&self, tracked: &Tracked, now: Instant) -> Option<f64> {
+        let policy = &self.policies[tracked.policy];
+        (policy.mode == Mode::Phi && !tracked.window.is_empty()).then(|| {
+            let (mean, std_dev) = tracked.window.stats();
+            phi::phi(
+                now.saturating_duration_since(tracked.silence_from),
+                mean,
+                std_dev,
+                policy.phi,
+            )
+        })
+    }
+
+    /// Phi's statistics for an instance, for a display to compute phi itself.
+    pub fn phi_model(&self, service: &str, instance: &str) -> Option<PhiModel> {
+        let tracked = self.get(service, instance)?;
+        let policy = &self.policies[tracked.policy];
+        (policy.mode == Mode::Phi && !tracked.window.is_empty()).then(|| {
+            let (mean, std_dev) = tracked.window.stats();
+            PhiModel {
+                mean,
+                std_dev,
+                threshold: policy.phi_threshold,
+                params: policy.phi,
+            }
+        })
+    }
+
+    /// How many instances of `service` are UP (or SLOW), and how many it should have.
+    pub fn service_count(&self, service: &str) -> (u32, Option<u32>) {
+        let up = self.by_name.get(service).map_or(0, |instances| {
+            instances
+                .values()
+                .filter(|&&slot| matches!(self.slots[slot].state, State::Up | State::Slow))
+                .count() as u32
+        });
+        (up, self.policy_for(service).expected_instances)
+    }
+
+    /// List a service the configuration expects; shown as never seen until it answers.
+    pub fn expect(&mut self, service: &str, now: Instant) {
+        if self.by_name.get(service).is_some_and(|m| !m.is_empty()) {
+            return;
+        }
+        let policy = self.policy_index(service);
+        let slot = self.slots.len();
+        self.slots.push(Tracked::new(
+            InstanceKey::new(service, UNSEEN_INSTANCE),
+            State::NeverSeen,
+            policy,
+            now,
+        ));
+        self.by_name
+            .entry(service.to_owned())
+            .or_default()
+            .insert(UNSEEN_INSTANCE.to_owned(), slot);
+    }
+
+    fn policy_index(&self, service: &str) -> usize {
+        self.policy_by_service
+            .get(&service.to_lowercase())
+            .copied()
+            .unwrap_or(0)
+    }
+
+    pub fn ping_sent(&mut self, seq: u64, now: Instant) {
+        if let Some(previous) = self.last_sent_seq {
+            // The previous ping had a full interval to be answered.
+            for tracked in &mut self.slots {
+                let known_then = tracked.last_echo.is_some() && tracked.since <= now;
+                if known_then
+                    && tracked.health != State::Left
+                    && tracked.last_seq.is_none_or(|s| s < previous)
+                {
+                    tracked.missed += 1;
+                }
+            }
+        }
+        if self.sent.is_empty() || seq != self.first_seq + self.sent.len() as u64 {
+            self.sent.clear();
+            self.first_seq = seq;
+        }
+        if self.sent.len() == RTT_WINDOW {
+            self.sent.pop_front();
+            self.first_seq += 1;
+        }
+        self.sent.push_back(now);
+        self.last_sent_seq = Some(seq);
+    }
+
+    fn sent_at(&self, seq: u64) -> Option<Instant> {
+        let index = seq.checked_sub(self.first_seq)?;
+        self.sent.get(usize::try_from(index).ok()?).copied()
+    }
+
+    /// The slot of an instance, created (UP, first seen) on its first echo;
+    /// an expected service's placeholder gives way to its first real instance.
+    fn slot_for(&mut self, service: &str, instance: &str, now: Instant) -> (usize, bool) {
+        if let Some(&slot) = self.by_name.get(service).and_then(|m| m.get(instance)) {
+            return (slot, false);
+        }
+        let policy = self.policy_index(service);
+        let fresh = Tracked::new(InstanceKey::new(service, instance), State::Up, policy, now);
+        let instances = self.by_name.entry(service.to_owned()).or_default();
+        let slot = match instances.remove(UNSEEN_INSTANCE) {
+            Some(placeholder) => {
+                if let Some(at) = self.slots[placeholder].scheduled.take() {
+                    self.deadlines.remove(&(at, placeholder));
+                }
+                self.slots[placeholder] = fresh;
+                placeholder
+            }
+            None => {
+                self.slots.push(fresh);
+                self.slots.len() - 1
+            }
+        };
+        instances.insert(instance.to_owned(), slot);
+        (slot, true)
+    }
+
+    pub fn echo(&mut self, service: &str, instance: &str, seq: u64, now: Instant) -> EchoOutcome {
+        let sent = self.sent_at(seq);
+        let (slot, created) = self.slot_for(service, instance, now);
+        let blind = self.blind;
+        let policy = &self.policies[self.slots[slot].policy];
+        let tracked = &mut self.slots[slot];
+        // Only an echo of a recent ping is a round trip, or news of life.
+        let rtt = sent
+            .map(|at| now.saturating_duration_since(at))
+            .filter(|age| *age <= policy.timeout);
+        let mut out = Vec::new();
+        if created {
+            tracked.last_seq = Some(seq);
+            tracked.last_rtt = rtt;
+            if rtt.is_some() {
+                tracked.last_echo = Some(now);
+                tracked.last_arrival = Some(now);
+                tracked.window = PhiWindow::seeded(self.interval);
+            }
+            out.push(Transition {
+                key: tracked.key.clone(),
+                from: State::NeverSeen,
+                to: State::Up,
+                reason: Reason::FirstSeen,
+                rtt,
+            });
+            self.evaluate(slot, now, &mut out);
+            return EchoOutcome {
+                transitions: out,
+                rtt,
+            };
+        }
+        if tracked
+            .ignore_through_seq
+            .is_some_and(|through| seq <= through)
+        {
+            return EchoOutcome::default();
+        }
+        tracked.last_seq = tracked.last_seq.max(Some(seq));
+        let Some(rtt) = rtt else {
+            return EchoOutcome::default();
+        };
+        match tracked.last_arrival {
+            Some(previous) if blind.is_none() => {
+                tracked.window.push(now.saturating_duration_since(previous))
+            }
+            _ if tracked.window.is_empty() => tracked.window = PhiWindow::seeded(self.interval),
+            _ => {}
+        }
+        tracked.last_arrival = blind.is_none().then_some(now);
+        tracked.last_echo = Some(now);
+        tracked.silence_from = tracked.silence_from.max(now);
+        tracked.last_rtt = Some(rtt);
+        if blind.is_some() {
+            // Proof of life is kept, but nothing is judged while we are blind.
+            return EchoOutcome {
+                transitions: out,
+                rtt: Some(rtt),
+            };
+        }
+
+        let mut reason = None;
+        if let Some(limit) = policy.slow_limit {
+            if rtt > limit {
+                tracked.slow_streak += 1;
+                tracked.fast_streak = 0;
+            } else {
+                tracked.fast_streak += 1;
+                tracked.slow_streak = 0;
+            }
+            if !tracked.slow && tracked.slow_streak >= policy.failures_before_down {
+                tracked.slow = true;
+                reason = Some(Reason::Slow { rtt });
+            } else if tracked.slow && tracked.fast_streak >= policy.successes_before_up {
+                tracked.slow = false;
+                reason = Some(Reason::Recovered);
+            }
+        }
+        let health = match tracked.health {
+            State::Suspect | State::NeverSeen => Some((State::Up, Reason::Recovered)),
+            State::Left => Some((State::Up, Reason::Rejoined)),
+            State::Down => {
+                tracked.successes += 1;
+                (tracked.successes >= policy.successes_before_up)
+                    .then_some((State::Up, Reason::Recovered))
+            }
+            _ => None,
+        };
+        if let Some((health, why)) = health {
+            tracked.successes = 0;
+            tracked.ignore_through_seq = None;
+            reason = tracked.set_health(health, policy, now).or(Some(why));
+        }
+        if tracked.stale.take().is_some() {
+            reason.get_or_insert(Reason::Recovered);
+        }
+        if let Some(reason) = reason {
+            out.extend(tracked.settle(reason, Some(rtt), now));
+        }
+        self.evaluate(slot, now, &mut out);
+        EchoOutcome {
+            transitions: out,
+            rtt: Some(rtt),
+        }
+    }
+
+    pub fn goodbye(&mut self, service: &str, instance: &str, now: Instant) -> Option<Transition> {
+        let slot = *self.by_name.get(service)?.get(instance)?;
+        let last_sent_seq = self.last_sent_seq;
+        self.unschedule(slot);
+        let tracked = &mut self.slots[slot];
+        tracked.ignore_through_seq = last_sent_seq;
+        if matches!(tracked.health, State::Left | State::NeverSeen) {
+            return None;
+        }
+        tracked.health = State::Left;
+        tracked.flapping = false;
+        tracked.flaps.clear();
+        tracked.stale = None;
+        tracked.slow = false;
+        tracked.successes = 0;
+        tracked.settle(Reason::Left, None, now)
+    }
+
+    /// Judge the instances whose deadline has passed. Nothing is judged
+    /// while we are blind.
+    pub fn check(&mut self, now: Instant) -> Vec<Transition> {
+        let mut out = Vec::new();
+        if self.blind.is_some() {
+            return out;
+        }
+        while let Some(&(at, slot)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.slots[slot].scheduled = None;
+            self.evaluate(slot, now, &mut out);
+        }
+        out
+    }
+
+    fn unschedule(&mut self, slot: usize) {
+        if let Some(at) = self.slots[slot].scheduled.take() {
+            self.deadlines.remove(&(at, slot));
+        }
+    }
+
+    /// Bring one instance up to date at `now` and schedule its next look.
+    fn evaluate(&mut self, slot: usize, now: Instant, out: &mut Vec<Transition>) {
+        self.unschedule(slot);
+        if self.blind.is_some() {
+            return;
+        }
+        let interval = self.interval;
+        let policy = &self.policies[self.slots[slot].policy];
+        let tracked = &mut self.slots[slot];
+        let mut next: Option<Instant> = None;
+
+        if tracked.flapping {
+            let calm_from = tracked.flaps.last().map(|at| at + policy.flapping_window);
+            match calm_from {
+                Some(at) if at > now => next = Some(at),
+                _ => {
+                    tracked.flapping = false;
+                    tracked.flaps.clear();
+                    out.extend(tracked.settle(Reason::Stable, None, now));
+                }
+            }
+        }
+
+        let watched = match tracked.health {
+            State::Up | State::Suspect => true,
+            State::Down => tracked.successes > 0,
+            _ => false,
+        };
+        if watched {
+            let (after, phi_stats) = tracked.allowance(policy);
+            let deadline = tracked.silence_from + after;
+            if now > deadline {
+                let late = now - deadline - TICK;
+                let failures = 1 + (late.as_nanos() / interval.as_nanos()) as u32;
+                let silent_for = now
+                    .saturating_duration_since(tracked.last_echo.unwrap_or(tracked.silence_from));
+                let phi = phi_stats.map(|(mean, std_dev)| {
+                    phi::phi(
+                        now.saturating_duration_since(tracked.silence_from),
+                        mean,
+                        std_dev,
+                        policy.phi,
+                    )
+                });
+                let timed_out = Reason::TimedOut { silent_for, phi };
+                let verdict = if tracked.health == State::Down {
+                    // A recovery must be echoes in a row.
+                    tracked.successes = 0;
+                    None
+                } else if failures >= policy.failures_before_down.max(1) {
+                    Some(State::Down)
+                } else {
+                    Some(State::Suspect)
+                };
+                if let Some(verdict) = verdict {
+                    let reason = tracked
+                        .set_health(verdict, policy, now)
+                        .unwrap_or(timed_out);
+                    let was_stale = tracked.stale.take().is_some();
+                    if verdict == State::Down {
+                        tracked.slow = false;
+                    }
+                    let reason = if was_stale { timed_out } else { reason };
+                    out.extend(tracked.settle(reason, None, now));
+                    if verdict == State::Suspect {
+                        let at = deadline + interval * failures + TICK;
+                        next = Some(next.map_or(at, |n| n.min(at)));
+                    }
+                }
+            } else {
+                let at = deadline + TICK;
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+
+        if let Some(at) = next {
+            tracked.scheduled = Some(at);
+            self.deadlines.insert((at, slot));
+        }
+    }
+
+    /// We cannot judge from now on (our link dropped or the broker blocked
+    /// it): everyone judged alive is shown STALE until we can again.
+    pub fn link_down(&mut self, cause: Blindness, now: Instant) -> Vec<Transition> {
+        if self.blind.is_some() {
+            // Already blind; a blocked link that then drops stays one spell.
+            if cause == Blindness::LinkDown {
+                self.blind = Some(cause);
+            }
+            return Vec::new();
+        }
+        self.blind = Some(cause);
+        self.deadlines.clear();
+        let mut out = Vec::new();
+        for tracked in &mut self.slots {
+            tracked.scheduled = None;
+            if matches!(
+                tracked.state,
+                State::Up | State::Slow | State::Suspect | State::Flapping
+            ) {
+                tracked.stale = Some(cause);
+                out.extend(tracked.settle(Reason::Stale(cause), None, now));
+            }
+        }
+        out
+    }
+
+    /// We can judge again. Every instance gets a fresh start: its silence
+    /// counts from now (plus the reconnect grace after a lost link, since
+    /// services reconnect on their own schedule), so it has a whole timeout
+    /// to be heard before anything is said against it. STALE ones turn UP
+    /// on their next echo.
+    pub fn link_up(&mut self, now: Instant) -> Vec<Transition> {
+        let Some(cause) = self.blind.take() else {
+            return Vec::new();
+        };
+        let judge_from = match cause {
+            Blindness::LinkDown => now + self.reconnect_grace,
+            Blindness::Blocked | Blindness::Stalled { .. } => now,
+        };
+        let mut out = Vec::new();
+        for slot in 0..self.slots.len() {
+            let tracked = &mut self.slots[slot];
+            tracked.silence_from = tracked.silence_from.max(judge_from);
+            tracked.last_arrival = None;
+            self.evaluate(slot, now, &mut out);
+        }
+        out
+    }
+
+    /// Our own loop was late by `lag` (a paused VM, a starved process). Past
+    /// the stall threshold, what we know is out of date: everyone judged
+    /// alive is STALE, and gets a whole timeout from now to be heard.
+    pub fn stalled(&mut self, lag: Duration, now: Instant) -> Vec<Transition> {
+        if lag <= self.stall_threshold() || self.blind.is_some() {
+            return Vec::new();
+        }
+        let mut out = self.link_down(Blindness::Stalled { lag }, now);
+        out.extend(self.link_up(now));
+        out
+    }
+}

@@ -1,0 +1,27 @@
+//! The failure detector: pure. Observations (pings sent, echoes and goodbyes
+//! received, our own link going down, blocked and up, our own loop stalling)
+//! and the current instant go in; transitions come out. No I/O, no clock
+//! reads, no broker types, so every rule is tested with explicit instants.
+//!
+//! Layout:
+//! - `types`: [`InstanceKey`], [`State`] (with its wire `code` and its `label`),
+//!   [`Reason`], [`Blindness`], [`Transition`].
+//! - `policy`: [`Policy`] and [`Mode`]: how one service is judged.
+//! - `machine`: [`Detector`] and [`Tracked`]: the state machine, hysteresis,
+//!   STALE and the deadline index.
+//! - `phi`: phi accrual: the formula, its inverse, the sample window.
+//! - `flapping`: the window of recent changes behind FLAPPING.
+
+mod flapping;
+mod machine;
+pub mod phi;
+mod policy;
+mod types;
+
+#[cfg(test)]
+mod tests;
+
+pub use machine::{Detector, EchoOutcome, Tracked};
+pub use phi::{PhiModel, PhiParams};
+pub use policy::{Mode, Policy};
+pub use types::{Blindness, InstanceKey, Reason, State, Transition, UNSEEN_INSTANCE};

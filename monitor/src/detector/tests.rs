@@ -1,0 +1,521 @@
+//! The detector over explicit time: every state, every reason, hysteresis,
+//! flapping, phi, STALE with its grace period, and the stall guard.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+const T: Duration = Duration::from_secs(3);
+const I: Duration = Duration::from_secs(1);
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn detector() -> (Detector, Instant) {
+    let slow = Policy {
+        timeout: Duration::from_secs(10),
+        ..Policy::fixed(T)
+    };
+    (
+        Detector::new(I, Policy::fixed(T)).with_service("slow", slow),
+        Instant::now(),
+    )
+}
+
+fn moves(ts: &[Transition]) -> Vec<(State, State, &'static str)> {
+    ts.iter().map(|t| (t.from, t.to, t.reason.code())).collect()
+}
+
+fn state(d: &Detector, service: &str) -> State {
+    d.instances()
+        .find(|t| t.key.service == service)
+        .map(|t| t.state)
+        .unwrap()
+}
+
+/// Ping every second from `from` to `to` (seconds), answered after 5 ms by `services`.
+fn beat(d: &mut Detector, t0: Instant, from: u64, to: u64, services: &[&str]) -> Vec<Transition> {
+    let mut out = Vec::new();
+    for s in from..=to {
+        d.ping_sent(s, t0 + ms(s * 1000));
+        out.extend(d.check(t0 + ms(s * 1000)));
+        for service in services {
+            out.extend(d.echo(service, "a", s, t0 + ms(s * 1000 + 5)).transitions);
+        }
+    }
+    out
+}
+
+#[test]
+fn first_echo_is_first_seen_with_rtt() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    let out = d.echo("orders", "a", 1, t0 + ms(12));
+    assert_eq!(
+        moves(&out.transitions),
+        [(State::NeverSeen, State::Up, "first_seen")]
+    );
+    assert_eq!(out.transitions[0].key, InstanceKey::new("orders", "a"));
+    assert_eq!(out.transitions[0].rtt, Some(ms(12)));
+    assert_eq!(out.rtt, Some(ms(12)));
+    d.ping_sent(2, t0 + ms(1000));
+    let out = d.echo("orders", "a", 2, t0 + ms(1005));
+    assert_eq!(
+        out,
+        EchoOutcome {
+            transitions: vec![],
+            rtt: Some(ms(5))
+        }
+    );
+}
+
+#[test]
+fn fixed_mode_is_suspect_at_the_timeout_and_down_one_interval_later() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    d.echo("orders", "a", 1, t0);
+    assert!(
+        d.check(t0 + T).is_empty(),
+        "exactly the timeout is still UP"
+    );
+    let ts = d.check(t0 + T + ms(100));
+    assert_eq!(moves(&ts), [(State::Up, State::Suspect, "timed_out")]);
+    assert_eq!(
+        ts[0].reason,
+        Reason::TimedOut {
+            silent_for: T + ms(100),
+            phi: None
+        }
+    );
+    assert!(
+        d.check(t0 + T + I).is_empty(),
+        "one missed deadline is not enough"
+    );
+    let ts = d.check(t0 + T + I + ms(50));
+    assert_eq!(moves(&ts), [(State::Suspect, State::Down, "timed_out")]);
+    assert_eq!(
+        ts[0].reason,
+        Reason::TimedOut {
+            silent_for: T + I + ms(50),
+            phi: None
+        }
+    );
+    assert!(d.check(t0 + T * 5).is_empty(), "DOWN is reported once");
+}
+
+#[test]
+fn one_failure_before_down_skips_suspect() {
+    let mut d = Detector::new(
+        I,
+        Policy {
+            failures_before_down: 1,
+            ..Policy::fixed(T)
+        },
+    );
+    let t0 = Instant::now();
+    d.ping_sent(1, t0);
+    d.echo("orders", "a", 1, t0);
+    assert_eq!(
+        moves(&d.check(t0 + T + ms(1))),
+        [(State::Up, State::Down, "timed_out")]
+    );
+}
+
+#[test]
+fn per_service_policy_overrides_the_default() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    d.echo("Slow", "a", 1, t0);
+    d.echo("orders", "a", 1, t0);
+    let ts = d.check(t0 + ms(5000));
+    assert_eq!(ts.len(), 2, "orders: suspect then down");
+    assert!(ts.iter().all(|t| t.key.service == "orders"));
+    assert_eq!(d.check(t0 + ms(10_001))[0].key.service, "Slow");
+}
+
+#[test]
+fn one_echo_clears_suspect_but_down_needs_successes_in_a_row() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    d.echo("orders", "a", 1, t0);
+    d.check(t0 + ms(3100));
+    d.ping_sent(4, t0 + ms(3500));
+    let out = d.echo("orders", "a", 4, t0 + ms(3510));
+    assert_eq!(
+        moves(&out.transitions),
+        [(State::Suspect, State::Up, "recovered")]
+    );
+
+    // Down, then one lucky echo: still DOWN.
+    d.check(t0 + ms(8000));
+    assert_eq!(state(&d, "orders"), State::Down);
+    d.ping_sent(9, t0 + ms(9000));
+    assert!(
+        d.echo("orders", "a", 9, t0 + ms(9005))
+            .transitions
+            .is_empty()
+    );
+    // Silent again past a deadline: the count starts over.
+    assert!(d.check(t0 + ms(12_100)).is_empty());
+    d.ping_sent(13, t0 + ms(13_000));
+    assert!(
+        d.echo("orders", "a", 13, t0 + ms(13_005))
+            .transitions
+            .is_empty()
+    );
+    d.ping_sent(14, t0 + ms(14_000));
+    let out = d.echo("orders", "a", 14, t0 + ms(14_005));
+    assert_eq!(
+        moves(&out.transitions),
+        [(State::Down, State::Up, "recovered")]
+    );
+    assert_eq!(d.get("orders", "a").unwrap().since, t0 + ms(14_005));
+}
+
+#[test]
+fn an_echo_of_an_old_ping_is_no_round_trip_and_no_proof_of_life() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    d.echo("orders", "a", 1, t0 + ms(2));
+    d.ping_sent(2, t0 + ms(1000));
+    d.check(t0 + ms(5000));
+    assert_eq!(state(&d, "orders"), State::Down);
+    // A service resumed after a pause answers ping 2, sent 10 s ago.
+    let out = d.echo("orders", "a", 2, t0 + ms(11_000));
+    assert_eq!(out, EchoOutcome::default());
+    assert_eq!(d.get("orders", "a").unwrap().last_rtt, Some(ms(2)));
+    assert_eq!(d.get("orders", "a").unwrap().last_seq, Some(2));
+}
+
+#[test]
+fn goodbye_is_left_late_echoes_do_not_revive_and_a_return_is_rejoined() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    d.echo("orders", "a", 1, t0 + ms(1));
+    d.ping_sent(2, t0 + ms(1000));
+    let t = d.goodbye("orders", "a", t0 + ms(1001)).unwrap();
+    assert_eq!(
+        (t.from, t.to, t.reason),
+        (State::Up, State::Left, Reason::Left)
+    );
+    assert_eq!(
+        d.echo("orders", "a", 2, t0 + ms(1002)),
+        EchoOutcome::default()
+    );
+    assert!(
+        d.check(t0 + ms(60_000)).is_empty(),
+        "LEFT is never timed out"
+    );
+    assert_eq!(state(&d, "orders"), State::Left);
+    d.ping_sent(61, t0 + ms(61_000));
+    let out = d.echo("orders", "a", 61, t0 + ms(61_003));
+    assert_eq!(
+        moves(&out.transitions),
+        [(State::Left, State::Up, "rejoined")]
+    );
+    assert_eq!(d.goodbye("ghost", "x", t0), None);
+    // A DOWN instance that says goodbye is LEFT: a planned end after all.
+    d.check(t0 + ms(70_000));
+    let t = d.goodbye("orders", "a", t0 + ms(70_001)).unwrap();
+    assert_eq!((t.from, t.to), (State::Down, State::Left));
+    assert_eq!(d.goodbye("orders", "a", t0 + ms(70_002)), None, "said once");
+}
+
+#[test]
+fn expected_services_are_never_seen_until_they_answer() {
+    let (mut d, t0) = detector();
+    d.expect("payments", t0);
+    assert_eq!(
+        d.get("payments", UNSEEN_INSTANCE).unwrap().state,
+        State::NeverSeen
+    );
+    assert!(
+        d.check(t0 + ms(60_000)).is_empty(),
+        "never seen is not timed out"
+    );
+    d.ping_sent(60, t0 + ms(60_000));
+    let out = d.echo("payments", "p-1", 60, t0 + ms(60_001));
+    assert_eq!(
+        moves(&out.transitions),
+        [(State::NeverSeen, State::Up, "first_seen")]
+    );
+    assert!(d.get("payments", UNSEEN_INSTANCE).is_none());
+    d.expect("payments", t0);
+    assert_eq!(d.instances().count(), 1);
+}
+
+#[test]
+fn a_lost_link_is_stale_not_down_and_a_whole_timeout_of_grace_follows() {
+    let (mut d, t0) = detector();
+    let d_ = std::mem::replace(&mut d, Detector::new(I, Policy::fixed(T)));
+    let mut d = d_.with_reconnect_grace(ms(2000));
+    beat(&mut d, t0, 1, 2, &["orders", "gone"]);
+    let ts = d.link_down(Blindness::LinkDown, t0 + ms(2500));
+    assert_eq!(
+        moves(&ts),
+        [
+            (State::Up, State::Stale, "link_down"),
+            (State::Up, State::Stale, "link_down")
+        ]
+    );
+    assert_eq!(d.blind(), Some(Blindness::LinkDown));
+    assert!(
+        d.check(t0 + ms(30_000)).is_empty(),
+        "no verdicts while cut off"
+    );
+    assert!(
+        d.link_up(t0 + ms(30_000)).is_empty(),
+        "still STALE until heard"
+    );
+    // orders answers soon after; gone never does.
+    d.ping_sent(31, t0 + ms(31_000));
+    let out = d.echo("orders", "a", 31, t0 + ms(31_004));
+    assert_eq!(
+        moves(&out.transitions),
+        [(State::Stale, State::Up, "recovered")]
+    );
+    // Grace (2 s) plus a timeout (3 s) from the reconnect at 30 s.
+    assert!(d.check(t0 + ms(35_000)).is_empty());
+    let ts = d.check(t0 + ms(35_001));
+    assert_eq!(moves(&ts), [(State::Stale, State::Suspect, "timed_out")]);
+    assert_eq!(ts[0].key.service, "gone");
+    // The reported silence is the truth: since its last echo, before the outage.
+    assert_eq!(
+        ts[0].reason,
+        Reason::TimedOut {
+            silent_for: ms(35_001 - 2005),
+            phi: None
+        }
+    );
+}
+
+#[test]
+fn a_blocked_link_is_stale_and_echoes_meanwhile_judge_nothing() {
+    let (mut d, t0) = detector();
+    beat(&mut d, t0, 1, 2, &["orders"]);
+    let ts = d.link_down(Blindness::Blocked, t0 + ms(2100));
+    assert_eq!(moves(&ts), [(State::Up, State::Stale, "blocked")]);
+    assert_eq!(
+        ts[0].reason.to_string(),
+        "cannot judge: the broker blocked our link"
+    );
+    // A late echo arrives while blocked: proof of life, no verdict.
+    let out = d.echo("orders", "a", 2, t0 + ms(2200));
+    assert!(out.transitions.is_empty());
+    assert!(
+        d.link_down(Blindness::LinkDown, t0 + ms(2300)).is_empty(),
+        "one spell"
+    );
+    d.link_up(t0 + ms(20_000));
+    assert_eq!(state(&d, "orders"), State::Stale);
+    beat(&mut d, t0, 21, 21, &["orders"]);
+    assert_eq!(state(&d, "orders"), State::Up);
+}
+
+#[test]
+fn a_stall_of_our_own_loop_is_stale_then_judged_afresh() {
+    let (mut d, t0) = detector();
+    beat(&mut d, t0, 1, 2, &["orders", "dead"]);
+    assert_eq!(d.stall_threshold(), ms(1000));
+    assert!(
+        d.stalled(ms(900), t0 + ms(2900)).is_empty(),
+        "a short lag is nothing"
+    );
+    // Paused for 10 s: on resume nobody is DOWN; everyone is STALE.
+    let now = t0 + ms(12_500);
+    let ts = d.stalled(ms(10_000), now);
+    assert_eq!(
+        moves(&ts),
+        [
+            (State::Up, State::Stale, "stalled"),
+            (State::Up, State::Stale, "stalled")
+        ]
+    );
+    assert!(d.check(now).is_empty());
+    assert_eq!(d.blind(), None, "a stall is over once noticed");
+    d.ping_sent(13, t0 + ms(13_000));
+    let out = d.echo("orders", "a", 13, t0 + ms(13_005));
+    assert_eq!(
+        moves(&out.transitions),
+        [(State::Stale, State::Up, "recovered")]
+    );
+    // The dead one gets a whole timeout from the resume.
+    assert!(d.check(now + T).is_empty());
+    let ts = d.check(now + T + ms(1));
+    assert_eq!(moves(&ts), [(State::Stale, State::Suspect, "timed_out")]);
+}
+
+#[test]
+fn a_service_that_keeps_hanging_is_flapping_once_then_stable() {
+    let (mut d, t0) = detector();
+    let mut all = beat(&mut d, t0, 1, 1, &["orders"]);
+    // Hang 4 s, answer 2 s, four times: SUSPECT/UP pairs.
+    let mut at = 1;
+    for _ in 0..4 {
+        for s in at + 1..=at + 4 {
+            d.ping_sent(s, t0 + ms(s * 1000));
+            all.extend(d.check(t0 + ms(s * 1000 + 100)));
+        }
+        at += 4;
+        all.extend(beat(&mut d, t0, at + 1, at + 2, &["orders"]));
+        at += 2;
+    }
+    let codes: Vec<_> = all.iter().map(|t| (t.to, t.reason.code())).collect();
+    let flapping = codes
+        .iter()
+        .position(|c| *c == (State::Flapping, "flapping"))
+        .unwrap();
+    assert_eq!(
+        codes.iter().filter(|c| c.0 == State::Flapping).count(),
+        1,
+        "one line says it: {codes:?}"
+    );
+    assert!(
+        codes[flapping + 1..].is_empty(),
+        "no storm after it: {codes:?}"
+    );
+    assert!(matches!(
+        all[flapping].reason,
+        Reason::Flapping { changes: 6 }
+    ));
+    // The verdict underneath is still visible: it answers right now.
+    let tracked = d.get("orders", "a").unwrap();
+    assert_eq!(
+        (tracked.state, tracked.health),
+        (State::Flapping, State::Up)
+    );
+    // Stable for a whole window: back to its verdict.
+    let quiet_from = at;
+    let ts = beat(&mut d, t0, at + 1, at + 61, &["orders"]);
+    assert_eq!(moves(&ts), [(State::Flapping, State::Up, "stable")]);
+    assert!(ts[0].key.service == "orders" && quiet_from > 0);
+}
+
+#[test]
+fn phi_mode_adapts_to_the_rhythm_and_says_phi() {
+    let policy = Policy {
+        mode: Mode::Phi,
+        phi_threshold: 3.0,
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, policy.clone());
+    let t0 = Instant::now();
+    beat(&mut d, t0, 1, 30, &["orders"]);
+    let last = t0 + ms(30_005);
+    let tracked = d.get("orders", "a").unwrap();
+    // Regular 1 s beats: deviation under the 100 ms floor, so phi 3 comes
+    // at the y that solves y(1.5976 + 0.070566 y²) = ln(999), y = 3.05894
+    // (worked out separately): 1 s + 0.30589 s after the last beat.
+    let phi_now = d.phi(tracked, last + ms(1305)).unwrap();
+    assert!(phi_now < 3.0, "{phi_now}");
+    assert!(d.check(last + ms(1305)).is_empty());
+    let ts = d.check(last + ms(1307));
+    assert_eq!(moves(&ts), [(State::Up, State::Suspect, "timed_out")]);
+    let phi = ts[0].reason.phi().unwrap();
+    assert!((phi - 3.0).abs() < 0.05, "{phi}");
+    // DOWN one interval later, still with phi.
+    let ts = d.check(last + ms(2307));
+    assert_eq!(moves(&ts), [(State::Suspect, State::Down, "timed_out")]);
+    assert!(ts[0].reason.phi().unwrap() > 10.0);
+}
+
+#[test]
+fn slow_round_trips_are_slow_not_down() {
+    let policy = Policy {
+        slow_limit: Some(ms(500)),
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, policy);
+    let t0 = Instant::now();
+    let mut all = Vec::new();
+    for s in 1..=4u64 {
+        d.ping_sent(s, t0 + ms(s * 1000));
+        let rtt = if s <= 3 { 800 } else { 10 };
+        all.extend(
+            d.echo("orders", "a", s, t0 + ms(s * 1000 + rtt))
+                .transitions,
+        );
+    }
+    assert_eq!(
+        moves(&all),
+        [
+            (State::NeverSeen, State::Up, "first_seen"),
+            (State::Up, State::Slow, "slow")
+        ]
+    );
+    d.ping_sent(5, t0 + ms(5000));
+    let out = d.echo("orders", "a", 5, t0 + ms(5010));
+    assert_eq!(
+        moves(&out.transitions),
+        [(State::Slow, State::Up, "recovered")]
+    );
+}
+
+#[test]
+fn a_service_counts_its_live_instances_against_the_expected() {
+    let policy = Policy {
+        expected_instances: Some(3),
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, Policy::fixed(T)).with_service("orders", policy);
+    let t0 = Instant::now();
+    d.ping_sent(1, t0);
+    d.echo("orders", "a", 1, t0);
+    d.echo("orders", "b", 1, t0);
+    assert_eq!(d.service_count("orders"), (2, Some(3)));
+    assert_eq!(d.service_count("other"), (0, None));
+}
+
+#[test]
+fn rtt_is_measured_on_our_clock_and_old_pings_are_forgotten() {
+    let (mut d, t0) = detector();
+    for seq in 1..=1034u64 {
+        d.ping_sent(seq, t0 + ms(seq));
+    }
+    assert_eq!(
+        d.echo("a", "1", 5, t0 + ms(1040)).rtt,
+        None,
+        "seq 5 is outside the window"
+    );
+    assert_eq!(d.echo("a", "1", 1034, t0 + ms(1041)).rtt, Some(ms(7)));
+    assert_eq!(
+        d.echo("a", "1", 2000, t0 + ms(1042)).rtt,
+        None,
+        "a seq never sent"
+    );
+}
+
+#[test]
+fn missed_pings_are_counted_per_instance() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    d.echo("a", "1", 1, t0 + ms(1));
+    d.echo("b", "1", 1, t0 + ms(1));
+    for seq in 2..=4 {
+        d.ping_sent(seq, t0 + ms(seq * 1000));
+        d.echo("a", "1", seq, t0 + ms(seq * 1000 + 1));
+    }
+    d.ping_sent(5, t0 + ms(5000));
+    assert_eq!(d.get("a", "1").unwrap().missed, 0);
+    assert_eq!(
+        d.get("b", "1").unwrap().missed,
+        3,
+        "pings 2, 3 and 4 went unanswered"
+    );
+}
+
+#[test]
+fn a_check_looks_only_at_instances_whose_deadline_passed() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    for i in 0..1000 {
+        d.echo("fleet", &i.to_string(), 1, t0 + ms(1));
+    }
+    // 1000 deadlines, none due: a check is a single peek.
+    assert!(d.check(t0 + ms(2000)).is_empty());
+    d.ping_sent(2, t0 + ms(1000));
+    d.echo("fleet", "7", 2, t0 + ms(1001));
+    let ts = d.check(t0 + ms(3002));
+    assert_eq!(ts.len(), 999, "all but the one that answered");
+}

@@ -1,0 +1,198 @@
+//! The detector's vocabulary: who is watched, what it is judged to be, and why.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Placeholder instance name for an expected service that has not answered.
+pub const UNSEEN_INSTANCE: &str = "-";
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey {
+    pub service: String,
+    pub instance: String,
+}
+
+impl InstanceKey {
+    pub fn new(service: impl Into<String>, instance: impl Into<String>) -> Self {
+        Self {
+            service: service.into(),
+            instance: instance.into(),
+        }
+    }
+}
+
+impl fmt::Display for InstanceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.service, self.instance)
+    }
+}
+
+/// What an instance is shown as. The serialised names (`code`) are an
+/// interface: JSON lines, the HTTP API and notifiers use them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Expected by configuration, never answered.
+    NeverSeen,
+    Up,
+    /// Answers, but its round trips exceed the service's limit.
+    Slow,
+    /// Missed its deadline; the evidence is not yet strong enough for DOWN.
+    Suspect,
+    Down,
+    /// Said goodbye: a planned shutdown, not an outage.
+    Left,
+    /// Changed state too often lately; one line says so instead of a storm.
+    Flapping,
+    /// The monitor cannot judge: its own link is down or blocked, or it stalled.
+    Stale,
+}
+
+impl State {
+    pub const ALL: [State; 8] = [
+        State::NeverSeen,
+        State::Up,
+        State::Slow,
+        State::Suspect,
+        State::Down,
+        State::Left,
+        State::Flapping,
+        State::Stale,
+    ];
+
+    /// The snake_case name used on the wire (`"never_seen"`, `"suspect"`, ...).
+    pub fn code(self) -> &'static str {
+        match self {
+            State::NeverSeen => "never_seen",
+            State::Up => "up",
+            State::Slow => "slow",
+            State::Suspect => "suspect",
+            State::Down => "down",
+            State::Left => "left",
+            State::Flapping => "flapping",
+            State::Stale => "stale",
+        }
+    }
+
+    /// The name shown to people.
+    pub fn label(self) -> &'static str {
+        match self {
+            State::NeverSeen => "NEVER SEEN",
+            State::Up => "UP",
+            State::Slow => "SLOW",
+            State::Suspect => "SUSPECT",
+            State::Down => "DOWN",
+            State::Left => "LEFT",
+            State::Flapping => "FLAPPING",
+            State::Stale => "STALE",
+        }
+    }
+}
+
+/// Why the monitor cannot judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blindness {
+    /// Our own connection to the broker is down.
+    LinkDown,
+    /// The broker stopped reading from us (a memory or disk alarm).
+    Blocked,
+    /// Our own event loop stalled for this long.
+    Stalled { lag: Duration },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Reason {
+    FirstSeen,
+    Recovered,
+    /// Answered again after it had said goodbye.
+    Rejoined,
+    /// Missed its deadline: silent for this long; `phi` when phi accrual judged it.
+    TimedOut {
+        silent_for: Duration,
+        phi: Option<f64>,
+    },
+    /// Said goodbye.
+    Left,
+    /// Changed state this many times within the flapping window.
+    Flapping {
+        changes: u32,
+    },
+    /// No change for a whole flapping window.
+    Stable,
+    /// Round trip over the service's limit.
+    Slow {
+        rtt: Duration,
+    },
+    /// The monitor cannot judge.
+    Stale(Blindness),
+}
+
+impl Reason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::FirstSeen => "first_seen",
+            Reason::Recovered => "recovered",
+            Reason::Rejoined => "rejoined",
+            Reason::TimedOut { .. } => "timed_out",
+            Reason::Left => "left",
+            Reason::Flapping { .. } => "flapping",
+            Reason::Stable => "stable",
+            Reason::Slow { .. } => "slow",
+            Reason::Stale(Blindness::LinkDown) => "link_down",
+            Reason::Stale(Blindness::Blocked) => "blocked",
+            Reason::Stale(Blindness::Stalled { .. }) => "stalled",
+        }
+    }
+
+    /// The phi value at the moment of a transition that phi caused.
+    pub fn phi(self) -> Option<f64> {
+        match self {
+            Reason::TimedOut { phi, .. } => phi,
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::FirstSeen => f.write_str("first seen"),
+            Reason::Recovered => f.write_str("recovered"),
+            Reason::Rejoined => f.write_str("rejoined"),
+            Reason::TimedOut { silent_for, phi } => {
+                write!(f, "timed out: silent for {:.1}s", silent_for.as_secs_f64())?;
+                match phi {
+                    Some(phi) => write!(f, ", phi {phi:.1}"),
+                    None => Ok(()),
+                }
+            }
+            Reason::Left => f.write_str("left (goodbye)"),
+            Reason::Flapping { changes } => write!(f, "flapping: {changes} changes"),
+            Reason::Stable => f.write_str("stable again"),
+            Reason::Slow { rtt } => write!(f, "slow: round trip {:.0}ms", rtt.as_secs_f64() * 1e3),
+            Reason::Stale(Blindness::LinkDown) => {
+                f.write_str("cannot judge: our broker link is down")
+            }
+            Reason::Stale(Blindness::Blocked) => {
+                f.write_str("cannot judge: the broker blocked our link")
+            }
+            Reason::Stale(Blindness::Stalled { lag }) => write!(
+                f,
+                "cannot judge: the monitor stalled for {:.1}s",
+                lag.as_secs_f64()
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub key: InstanceKey,
+    pub from: State,
+    pub to: State,
+    pub reason: Reason,
+    /// The round trip of the echo that caused it, when it caused it.
+    pub rtt: Option<Duration>,
+}
