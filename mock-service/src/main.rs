@@ -117,7 +117,7 @@ async fn main() -> ExitCode {
             .map(|i| Identity::new(format!("{}-{i}", cli.name), &instance))
             .collect(),
     };
-    let defaults = LinkOptions::default();
+    let defaults = LinkOptions::service();
     let options = LinkOptions {
         reconnect_min: settings.broker.reconnect_min,
         reconnect_max: settings.broker.reconnect_max,

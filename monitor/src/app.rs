@@ -176,6 +176,10 @@ pub async fn run(
             );
             app.demo = fleet.is_some();
             app.signed = signed;
+            app.expected = settings
+                .named_services()
+                .filter_map(|name| Some((name.clone(), settings.detection_for(name).instances?)))
+                .collect();
             app.log_path = log_path;
             app.history = history.as_ref().map(|h| h.health.clone());
             let past = history

@@ -83,7 +83,7 @@ async fn run(
         if fleet.get(&id).is_some_and(|r| !r.task.is_finished()) {
             return;
         }
-        let link = broker.connect(Endpoint::service(&id), LinkOptions::default());
+        let link = broker.connect(Endpoint::service(&id), LinkOptions::service());
         let stop = shutdown.child_token();
         let faults = faults_for(&id.service);
         let task = tokio::spawn({

@@ -230,6 +230,8 @@ pub struct Fleet {
     /// Per service: instances UP, instances in all.
     pub groups: HashMap<String, (usize, usize)>,
     pub totals: Totals,
+    /// Some instance is judged by phi: the PHI column is worth its width.
+    pub any_phi: bool,
     stale: bool,
 }
 
@@ -246,6 +248,7 @@ impl Fleet {
             order: Vec::new(),
             groups: HashMap::new(),
             totals: Totals::default(),
+            any_phi: false,
             stale: true,
         }
     }
@@ -381,6 +384,7 @@ impl Fleet {
     fn rebuild(&mut self, sort: Sort, filter: &str, state_filter: Option<State>) {
         self.groups.values_mut().for_each(|group| *group = (0, 0));
         self.totals = Totals::default();
+        self.any_phi = self.rows.iter().any(|row| row.phi.is_some());
         for row in &self.rows {
             let group = match self.groups.get_mut(&row.key.service) {
                 Some(group) => group,

@@ -280,7 +280,7 @@ fn empty_dashboard_says_it_is_waiting_and_shows_the_redacted_broker() {
     assert!(screen.iter().any(|l| l.contains("events, newest first")));
     assert_eq!(
         screen[23],
-        " q quit  ↑↓ move  ⏎ detail  / filter  s sort:state  p pause  ? help"
+        " q quit  ↑↓ move  ⏎ detail  / filter  s sort:state  f state  p pause  ? help"
     );
     assert!(!screen.join("\n").contains("guest:guest"));
 }
@@ -354,8 +354,10 @@ fn the_detail_view_shows_the_history_and_an_rtt_chart() {
         screen[5],
         " uptime 77.97% · missed pings 9 · watched for 29s"
     );
-    assert!(screen[6].starts_with(" round trip, last 20 echoes (top 3.0ms) ─"));
-    assert!(screen[7..13].iter().any(|l| l.contains('█')), "{screen:#?}");
+    // Under FLAPPING or STALE the state hides the present; this line does not.
+    assert_eq!(screen[6], " answering now: no, silent for 10s");
+    assert!(screen[7].starts_with(" round trip, last 20 echoes (top 3.0ms) ─"));
+    assert!(screen[8..13].iter().any(|l| l.contains('█')), "{screen:#?}");
     let history = screen
         .iter()
         .position(|l| l.starts_with(" transitions, newest first"))

@@ -268,20 +268,25 @@ fn fit_by_priority(items: &[(usize, u8)], width: usize, gap: usize) -> Vec<usize
 }
 
 /// Which columns fit in `width`, in display order.
-fn visible_columns(width: u16) -> Vec<&'static Column> {
-    let items: Vec<(usize, u8)> = COLUMNS
+/// The PHI column only when some instance is judged by phi.
+fn visible_columns(width: u16, with_phi: bool) -> Vec<&'static Column> {
+    let columns: Vec<&'static Column> = COLUMNS
+        .iter()
+        .filter(|c| with_phi || c.col != Col::Phi)
+        .collect();
+    let items: Vec<(usize, u8)> = columns
         .iter()
         .map(|c| (c.width as usize, c.priority))
         .collect();
     fit_by_priority(&items, width as usize, 1)
         .into_iter()
-        .map(|i| &COLUMNS[i])
+        .map(|i| columns[i])
         .collect()
 }
 
 fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
     let fleet = app.shown();
-    let columns = visible_columns(area.width);
+    let columns = visible_columns(area.width, fleet.any_phi);
     let widths: Vec<Constraint> = columns
         .iter()
         .map(|c| Constraint::Length(c.width))
@@ -471,10 +476,12 @@ fn log_line(report: &Report, with_name: bool) -> Line<'static> {
 /// below this run's own.
 fn past_line(t: &StoredTransition, with_name: bool) -> Line<'static> {
     let label = |code: &str| code.replace('_', " ").to_uppercase();
-    let style = |code: &str| match code {
-        "up" => Style::new().fg(Color::Green),
-        "never_seen" => Style::new().fg(Color::DarkGray),
-        _ => Style::new().fg(Color::Red),
+    // Stored as codes: coloured as the live states are.
+    let style = |code: &str| {
+        State::ALL
+            .iter()
+            .find(|s| s.code() == code)
+            .map_or(Style::new().fg(Color::Red), |s| state_style(*s))
     };
     let at = chrono::DateTime::from_timestamp_millis(t.at_ms).unwrap_or_default();
     let mut spans = vec![Span::raw(format!(" {} ", at.format("%m-%d %H:%M:%SZ"))).dark_gray()];
@@ -555,15 +562,15 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
             maybe_millis(percentiles.map(|p| p.1)),
         )),
         Line::from(format!(
-            " uptime {}{} · missed pings {} · watched for {} · phi {}{}",
+            " uptime {}{} · missed pings {} · watched for {}{}",
             row.uptime(at)
                 .map_or("-".to_string(), |u| format!("{:.2}%", u * 100.0)),
             stored_uptimes(past, &row.key),
             row.missed,
             short(at.saturating_duration_since(row.watched_since)),
-            phi_text(row.phi_at(at)),
             row.phi.map_or(String::new(), |m| format!(
-                " (threshold {:.1})",
+                " · phi {} (threshold {:.1})",
+                phi_text(row.phi_at(at)),
                 m.threshold
             )),
         )),
@@ -738,16 +745,21 @@ fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
         })
         .collect();
     lines.push(Line::from(""));
-    for (state, what) in STATE_HELP {
-        lines.push(Line::from(vec![
-            Span::styled(format!(" {:<14}", state.label()), state_style(state)),
-            Span::raw(what),
-        ]));
-    }
-    lines.push(Line::from(""));
     match &app.log_path {
         Some(path) => lines.push(Line::from(format!(" logs: {}", path.display()))),
         None => lines.push(Line::from(" logs: off (the log file could not be created)")),
+    }
+    // Two states a line, so keys, log file and states fit in 24 rows.
+    for pair in STATE_HELP.chunks(2) {
+        let mut spans = Vec::new();
+        for (state, what) in pair {
+            spans.push(Span::styled(
+                format!(" {:<10} ", state.label()),
+                state_style(*state),
+            ));
+            spans.push(Span::raw(format!("{what:<24}")));
+        }
+        lines.push(Line::from(spans));
     }
     let width = area.width.min(72);
     let height = (lines.len() as u16 + 2).min(area.height);
@@ -767,19 +779,13 @@ fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
 /// What each state means, for the help overlay.
 pub const STATE_HELP: [(State, &str); 8] = [
     (State::Up, "answers on time"),
-    (State::Slow, "answers, but round trips exceed its limit"),
-    (State::Suspect, "missed its deadline; not yet DOWN"),
-    (
-        State::Down,
-        "missed deadlines in a row (phi shown when phi judged)",
-    ),
-    (State::Left, "said goodbye: a planned shutdown"),
-    (State::Flapping, "changed state too often lately"),
-    (
-        State::Stale,
-        "the monitor cannot judge (link down, blocked, stalled)",
-    ),
-    (State::NeverSeen, "expected, never answered"),
+    (State::Slow, "answers, but slowly"),
+    (State::Suspect, "missed a deadline"),
+    (State::Down, "missed several in a row"),
+    (State::Left, "said goodbye (planned)"),
+    (State::Flapping, "changes state too often"),
+    (State::Stale, "monitor cannot judge"),
+    (State::NeverSeen, "expected, never heard"),
 ];
 
 /// A duration as people read it at a glance: `850ms`, `12s`, `4m05s`, `3h12m`, `2d04h`.

@@ -331,7 +331,9 @@ impl Drop for Proc {
     }
 }
 
-/// A headless monitor with test timings and a unique id.
+/// A headless monitor with test timings and a unique id, in fixed mode
+/// (the timings these tests assert are the timeout's); `--mode phi` in
+/// `extra` overrides it.
 pub fn monitor(url: &str, extra: &[&str]) -> Proc {
     monitor_with_env(url, extra, &[])
 }
@@ -340,6 +342,7 @@ pub fn monitor(url: &str, extra: &[&str]) -> Proc {
 pub fn monitor_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Proc {
     let id = unique("mon");
     let mut command = Command::new(monitor_bin());
+    command.env("MONITOR__DETECTION__MODE", "fixed");
     // Signed only when the test says so, whatever the runner's environment holds.
     command
         .env_remove("HEARTBEAT_KEY")

@@ -59,6 +59,22 @@ impl Default for LinkOptions {
     }
 }
 
+impl LinkOptions {
+    /// For a service: the broker pushes at most one ping ahead of the one
+    /// being answered, so a service that hangs and resumes finds the rest
+    /// still queued, where their expiration drops them, instead of a
+    /// backlog of stale pings to answer as if fresh.
+    pub fn service() -> Self {
+        Self {
+            prefetch: SERVICE_PREFETCH,
+            ..Self::default()
+        }
+    }
+}
+
+/// Unacknowledged pings a service may hold: see [`LinkOptions::service`].
+pub const SERVICE_PREFETCH: u16 = 2;
+
 /// Where the link stands; watch it through [`Link::status`].
 #[derive(Debug, Clone, PartialEq)]
 pub enum LinkStatus {
