@@ -58,8 +58,8 @@ fn services_stay_up_through_a_broker_crash_and_detection_resumes_after() {
 
     // No false alarm: the outage was the broker's, and the service answered
     // again once back. Watch for longer than grace + timeout to be sure.
-    monitor.expect_no_json(Duration::from_millis(3500), "any transition", |v| {
-        v["service"] == name.as_str()
+    monitor.expect_no_json(Duration::from_millis(3500), "a false alarm", |v| {
+        false_alarm(v, &name)
     });
 
     // Detection works on the new connection: a crash is seen again.
@@ -92,8 +92,33 @@ fn a_connection_closed_by_the_broker_is_reopened_without_a_false_down() {
     );
 
     node.close_all_connections();
-    wait_both_reconnected(&monitor, &mock);
-    monitor.expect_no_json(Duration::from_millis(3500), "any transition", |v| {
-        v["service"] == name.as_str()
+    // The monitor says it cannot judge, and shows the service STALE, not DOWN.
+    let link = monitor.wait_json(Duration::from_secs(5), "a link line", |v| {
+        v["kind"] == "link" && v["judging"] == false
     });
+    assert_ne!(link["status"], "connected", "{link}");
+    let stale = monitor.wait_json(
+        Duration::from_secs(5),
+        "stale",
+        transition(&name, "stale", "link_down"),
+    );
+    assert_eq!(stale["from"], "up");
+    wait_both_reconnected(&monitor, &mock);
+    monitor.wait_json(Duration::from_secs(10), "judging again", |v| {
+        v["kind"] == "link" && v["status"] == "connected" && v["judging"] == true
+    });
+    let up = monitor.wait_json(
+        Duration::from_secs(10),
+        "up again",
+        transition(&name, "up", "recovered"),
+    );
+    assert_eq!(up["from"], "stale");
+    // Nothing in between, or for grace + timeout after, said SUSPECT or DOWN.
+    monitor.expect_no_json(Duration::from_millis(3000), "a false alarm", |v| {
+        false_alarm(v, &name)
+    });
+}
+
+fn false_alarm(line: &serde_json::Value, name: &str) -> bool {
+    line["service"] == name && (line["to"] == "down" || line["to"] == "suspect")
 }

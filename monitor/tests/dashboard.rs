@@ -130,15 +130,20 @@ fn short_name() -> String {
 
 /// The state of `name`'s row is drawn red when DOWN.
 fn row_is_red(tmux: &Tmux, name: &str) -> bool {
+    // Red as 8 colours (31) or as 256 colours (38;5;1).
+    state_drawn_in(tmux, name, "DOWN", &["31m", "38;5;1m"])
+}
+
+/// `name`'s row shows `label` in one of these colours (SGR endings).
+fn state_drawn_in(tmux: &Tmux, name: &str, label: &str, colours: &[&str]) -> bool {
     tmux.capture(true)
         .lines()
         .filter(|line| line.contains(name))
         .any(|line| {
-            line.split("DOWN")
+            line.split(label)
                 .next()
                 .and_then(|before| before.rsplit("\x1b[").next())
-                // Red as 8 colours (31) or as 256 colours (38;5;1).
-                .is_some_and(|sgr| sgr.ends_with("31m") || sgr.ends_with("38;5;1m"))
+                .is_some_and(|sgr| colours.iter().any(|c| sgr.ends_with(c)))
         })
 }
 
@@ -188,13 +193,18 @@ fn a_mock_comes_up_goes_down_on_ctrl_c_and_q_restores_the_terminal() {
     });
 
     service.signal("INT");
-    let row = tmux.wait_line(Duration::from_secs(5), "with the mock DOWN", |line| {
-        line.starts_with(&name) && line.contains(" DOWN ")
+    let row = tmux.wait_line(Duration::from_secs(5), "with the mock LEFT", |line| {
+        line.starts_with(&name) && line.contains(" LEFT ")
     });
     assert!(row.contains(" i1 "), "{row}");
-    assert!(row_is_red(&tmux, &name), "{}", tmux.capture(true));
+    // A planned shutdown is grey, not red: dark grey as 8 colours (90) or 256 (38;5;8).
+    assert!(
+        state_drawn_in(&tmux, &name, "LEFT", &["90m", "38;5;8m"]),
+        "{}",
+        tmux.capture(true)
+    );
     tmux.wait_line(Duration::from_secs(2), "logging the goodbye", |line| {
-        line.contains(&format!("{name}/i1 UP → DOWN  left (goodbye)"))
+        line.contains(&format!("{name}/i1 UP → LEFT  left (goodbye)"))
     });
     assert!(service.wait_exit(Duration::from_secs(5)).success());
 
@@ -219,7 +229,7 @@ fn the_demo_needs_no_broker_and_its_keys_crash_and_revive_a_service() {
     });
     assert!(row_is_red(&tmux, "search"), "{}", tmux.capture(true));
     tmux.wait_line(Duration::from_secs(2), "logging the timeout", |line| {
-        line.contains("search/search-1 UP → DOWN  timed out")
+        line.contains("search/search-1 SUSPECT → DOWN  timed out")
     });
 
     tmux.keys(&["r"]);

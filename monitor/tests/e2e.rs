@@ -28,13 +28,13 @@ fn two_mocks_up_then_ctrl_c_is_left_kill_is_timed_out_and_restart_recovers() {
         assert!(up["rtt_ms"].as_f64().is_some_and(|ms| ms >= 0.0), "{up}");
     }
 
-    // Ctrl+C: the mock says goodbye, exits 0, and is DOWN (left) within a second.
+    // Ctrl+C: the mock says goodbye, exits 0, and is LEFT within a second.
     let sent = Instant::now();
     mock_a.signal("INT");
     let left = monitor.wait_json(
         Duration::from_secs(1),
         "left",
-        transition(&a, "down", "left"),
+        transition(&a, "left", "left"),
     );
     assert_well_formed(&left);
     assert_eq!(
@@ -44,7 +44,8 @@ fn two_mocks_up_then_ctrl_c_is_left_kill_is_timed_out_and_restart_recovers() {
     assert!(mock_a.wait_exit(Duration::from_secs(1)).success());
     assert!(sent.elapsed() < Duration::from_secs(2));
 
-    // SIGKILL: no goodbye; DOWN (timed out) within timeout + interval, plus a margin.
+    // SIGKILL: no goodbye; SUSPECT at the timeout, DOWN (timed out) one
+    // interval later: within timeout + interval, plus a margin.
     mock_b.kill();
     let margin = Duration::from_millis(800);
     let within = Duration::from_millis(TIMEOUT_MS + INTERVAL_MS) + margin;
@@ -60,8 +61,8 @@ fn two_mocks_up_then_ctrl_c_is_left_kill_is_timed_out_and_restart_recovers() {
 
     // Restarted with the same identity, it comes back UP.
     let _mock_a = mock(BROKER, &a, "a-1", &[]);
-    let back = monitor.wait_json(UP_WITHIN, "recovered", transition(&a, "up", "recovered"));
-    assert_eq!(back["from"], "down");
+    let back = monitor.wait_json(UP_WITHIN, "rejoined", transition(&a, "up", "rejoined"));
+    assert_eq!(back["from"], "left");
 
     monitor.stop_cleanly("INT", Duration::from_secs(3));
 }
@@ -80,7 +81,7 @@ fn sigterm_also_says_goodbye_and_exits_zero() {
     monitor.wait_json(
         Duration::from_secs(1),
         "left",
-        transition(&name, "down", "left"),
+        transition(&name, "left", "left"),
     );
     assert!(
         mock.wait_exit(Duration::from_secs(1)).success(),
@@ -128,6 +129,7 @@ fn expected_services_and_per_service_timeouts_come_from_the_environment() {
     command
         .args(["--headless", "--url", BROKER, "--id", &unique("mon")])
         .args(["--interval", "200ms", "--timeout", "1s"])
+        .env("MONITOR__DETECTION__MODE", "fixed")
         .env("MONITOR__EXPECT", &name)
         .env(format!("MONITOR__TIMEOUTS__{}", name.to_uppercase()), "3s");
     let mut monitor = Proc::spawn("monitor", command);
@@ -174,7 +176,7 @@ fn two_monitors_side_by_side_each_see_every_service() {
         m.wait_json(
             Duration::from_secs(1),
             "left",
-            transition(&name, "down", "left"),
+            transition(&name, "left", "left"),
         );
     }
 }

@@ -249,3 +249,11 @@ impl PrivateBroker {
         self.ctl(&["close_all_connections", "closed by the test"]);
     }
 }
+
+impl PrivateBroker {
+    /// Set the memory alarm's threshold, as a fraction of the machine's
+    /// memory: a tiny one raises the alarm, and the broker blocks publishers.
+    pub fn set_memory_watermark(&self, fraction: f64) {
+        self.ctl(&["set_vm_memory_high_watermark", &fraction.to_string()]);
+    }
+}

@@ -1,0 +1,174 @@
+//! Detection end to end: SUSPECT then DOWN for a hung service, no stale echo
+//! counted on its return, FLAPPING for one hung and resumed repeatedly, and
+//! STALE (never DOWN) while the monitor itself cannot judge: stalled, or
+//! blocked by a memory alarm (a broker-side close is in broker_restart.rs).
+//! Real binaries, real RabbitMQ; a test that alarms a broker uses its own node.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+const UP_WITHIN: Duration = Duration::from_secs(10);
+
+fn is_service(name: &str) -> impl Fn(&Value) -> bool + '_ {
+    move |v| v["service"] == name
+}
+
+#[test]
+fn a_hung_service_is_suspect_then_down_with_phi_and_up_after_sigcont_with_no_stale_echo() {
+    let mut monitor = monitor(BROKER, &["--mode", "phi"]);
+    let name = unique("stopped");
+    let service = mock(BROKER, &name, "s-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    // Let phi learn the rhythm.
+    std::thread::sleep(Duration::from_secs(2));
+
+    // SIGSTOP: still connected, silent.
+    service.signal("STOP");
+    let suspect = monitor.wait_json(
+        Duration::from_secs(3),
+        "suspect",
+        transition(&name, "suspect", "timed_out"),
+    );
+    assert!(
+        suspect["phi"].as_f64().is_some_and(|phi| phi >= 8.0),
+        "{suspect}"
+    );
+    let down = monitor.wait_json(
+        Duration::from_secs(3),
+        "down",
+        transition(&name, "down", "timed_out"),
+    );
+    assert_eq!(down["from"], "suspect");
+    assert!(down["phi"].as_f64().is_some(), "{down}");
+
+    // Paused long enough for several pings to expire unread.
+    std::thread::sleep(Duration::from_secs(2));
+    service.signal("CONT");
+    let up = monitor.wait_json(UP_WITHIN, "recovered", transition(&name, "up", "recovered"));
+    assert_eq!(up["from"], "down");
+    // The echo that brought it back answered a fresh ping, not one queued
+    // during the pause: its round trip is short.
+    let rtt = up["rtt_ms"].as_f64().expect("rtt on a recovery");
+    assert!(rtt < TIMEOUT_MS as f64, "a stale echo was counted: {up}");
+}
+
+#[test]
+fn a_service_hung_and_resumed_repeatedly_is_flapping_once_not_a_storm() {
+    let mut monitor = monitor(BROKER, &[]);
+    let name = unique("flappy");
+    let service = mock(BROKER, &name, "f-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    let mut flapping = None;
+    // Each cycle is UP -> SUSPECT -> DOWN -> UP: 3 changes; 6 make FLAPPING.
+    for _ in 0..4 {
+        service.signal("STOP");
+        monitor.wait_json(Duration::from_secs(4), "down or flapping", |v| {
+            is_service(&name)(v) && (v["to"] == "down" || v["to"] == "flapping")
+        });
+        service.signal("CONT");
+        let back = monitor.wait_json(Duration::from_secs(4), "up or flapping", |v| {
+            is_service(&name)(v) && (v["to"] == "up" || v["to"] == "flapping")
+        });
+        if back["to"] == "flapping" {
+            flapping = Some(back);
+            break;
+        }
+    }
+    let flapping = flapping.expect("never flapping");
+    assert_eq!(flapping["reason"], "flapping");
+    assert!(
+        flapping["changes"].as_u64().is_some_and(|n| n >= 6),
+        "{flapping}"
+    );
+    // Another hang: no line about it, since it is still flapping.
+    service.signal("STOP");
+    monitor.expect_no_json(Duration::from_millis(2000), "a line while flapping", |v| {
+        is_service(&name)(v) && v["from"] == "flapping"
+    });
+    service.signal("CONT");
+}
+
+#[test]
+fn a_paused_monitor_says_it_stalled_and_judges_nobody_on_resume() {
+    let mut monitor = monitor(BROKER, &[]);
+    let name = unique("patient");
+    let _service = mock(BROKER, &name, "p-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    // Paused for three timeouts, as a VM pause or a closed laptop lid would.
+    monitor.signal("STOP");
+    std::thread::sleep(Duration::from_millis(3 * TIMEOUT_MS));
+    monitor.signal("CONT");
+    let stall = monitor.wait_json(Duration::from_secs(3), "a stall line", |v| {
+        v["kind"] == "stall"
+    });
+    assert!(
+        stall["lag_ms"].as_u64().is_some_and(|lag| lag >= 2000),
+        "{stall}"
+    );
+    let stale = monitor.wait_json(
+        Duration::from_secs(3),
+        "stale",
+        transition(&name, "stale", "stalled"),
+    );
+    assert!(stale["lag_ms"].as_u64().is_some(), "{stale}");
+    monitor.wait_json(UP_WITHIN, "up again", transition(&name, "up", "recovered"));
+    monitor.expect_no_json(Duration::from_millis(1), "a false alarm", |v| {
+        is_service(&name)(v) && (v["to"] == "down" || v["to"] == "suspect")
+    });
+}
+
+#[test]
+fn a_memory_alarm_blocks_the_link_and_services_are_stale_not_down() {
+    let node = PrivateBroker::start();
+    let url = node.url();
+    let mut monitor = monitor(&url, &[]);
+    let name = unique("alarm");
+    let _service = mock(&url, &name, "m-1", &[]);
+    monitor.wait_json(
+        Duration::from_secs(20),
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    node.set_memory_watermark(0.000_001);
+    monitor.wait_json(Duration::from_secs(10), "blocked", |v| {
+        v["kind"] == "link" && v["status"] == "blocked" && v["judging"] == false
+    });
+    monitor.wait_json(
+        Duration::from_secs(3),
+        "stale",
+        transition(&name, "stale", "blocked"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    node.set_memory_watermark(0.4);
+    let up = monitor.wait_json(
+        Duration::from_secs(20),
+        "up again",
+        transition(&name, "up", "recovered"),
+    );
+    // Pings were not queued behind the block: the round trip is fresh.
+    assert!(
+        up["rtt_ms"]
+            .as_f64()
+            .is_some_and(|rtt| rtt < TIMEOUT_MS as f64),
+        "{up}"
+    );
+    monitor.expect_no_json(Duration::from_millis(1), "a false alarm", |v| {
+        is_service(&name)(v) && (v["to"] == "down" || v["to"] == "suspect")
+    });
+}
