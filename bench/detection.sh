@@ -11,7 +11,7 @@
 # What it does, all at once for --minutes:
 # - --services live mock services with jittered answers (profile normal:
 #   200 ± 150 ms; harsh: 1500 ± 1000 ms), pinged every second (--interval);
-# - --kills more services, SIGKILLed one at a time, evenly spread over the
+# - --kills more services, one process each, SIGKILLed one at a time, evenly spread over the
 #   run: the time from the kill to SUSPECT and to DOWN;
 # - a CPU hog on every core (`yes`, niced like the rest), so the monitor
 #   and the services compete for CPU;
@@ -70,7 +70,10 @@ mock() { # name instance [latency jitter]
     2>>"$work/mocks.log" &
   pids+=($!)
 }
-for i in $(seq "$services"); do mock "$tag-live" "l$i" "$latency" "$jitter"; done
+# The live fleet in one process (mock-service --count): $tag-live-0 and on.
+"$bin/mock-service" --name "$tag-live" --instance l --count "$services" \
+  --latency "$latency" --jitter "$jitter" 2>>"$work/mocks.log" &
+pids+=($!)
 declare -a victims
 for i in $(seq "$kills"); do
   mock "$tag-victim" "v$i" "$latency" "$jitter"
@@ -140,7 +143,7 @@ def summary(name, xs):
     print(f"{name}: median {statistics.median(xs):.2f} s, p99 {p99:.2f} s, max {xs[-1]:.2f} s over {len(xs)} kills")
 summary("kill -> SUSPECT", to_suspect)
 summary("kill -> DOWN", to_down)
-live = [l for l in lines if l.get("service") == f"{tag}-live" and start <= at(l) <= end]
+live = [l for l in lines if l.get("service", "").startswith(f"{tag}-live-") and start <= at(l) <= end]
 hours = services * (end - start) / 3600
 count = lambda to: sum(1 for l in live if l.get("to") == to)
 print(f"live services: {hours:.1f} service-hours")
