@@ -207,7 +207,7 @@ fn a_fleet_of_fifty_in_one_process_is_all_up_then_all_leave_on_ctrl_c() {
     fleet.signal("INT");
     for i in 0..COUNT {
         monitor.wait_json(Duration::from_secs(2), &format!("{name}-{i} left"), |v| {
-            member(v, i) && v["to"] == "down" && v["reason"] == "left"
+            member(v, i) && v["to"] == "left" && v["reason"] == "left"
         });
     }
     assert!(
