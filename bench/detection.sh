@@ -13,7 +13,7 @@
 #   200 ± 150 ms; harsh: 1500 ± 1000 ms), pinged every second (--interval);
 # - --kills more services, one process each, SIGKILLed one at a time, evenly spread over the
 #   run: the time from the kill to SUSPECT and to DOWN;
-# - a CPU hog on every core (`yes`, niced like the rest), so the monitor
+# - a CPU hog on every core (`yes`, at the same priority as the rest), so the monitor
 #   and the services compete for CPU;
 # - halfway, the monitor's connection is closed from the broker's side
 #   (rabbitmqctl close_connection): its services must go STALE, never DOWN.

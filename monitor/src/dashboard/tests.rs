@@ -864,4 +864,114 @@ fn an_earlier_runs_history_shows_below_this_runs_with_stored_uptimes() {
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let list = screen(&mut app, now, 80, 24);
     assert!(!list.join("\n").contains("unreachable"));
+
+fn phi_echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: u64) {
+    let model = crate::detector::PhiModel {
+        mean: 1.0,
+        std_dev: 0.2,
+        threshold: 8.0,
+        params: crate::detector::PhiParams {
+            min_std_dev: ms(100),
+            acceptable_pause: Duration::ZERO,
+        },
+    };
+    app.update(
+        Event::Engine(Update::Echo {
+            key: InstanceKey::new(key.0, key.1),
+            seq,
+            rtt: Some(ms(2)),
+            phi: Some(model),
+            at: clock.at(at),
+        }),
+        clock.at(at),
+    );
+}
+
+#[test]
+fn new_states_are_coloured_filtered_by_f_and_phi_has_a_column_and_a_history() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    app.expected.insert("orders".into(), 3);
+    for (i, name) in ["orders", "flappy", "stale", "gone"]
+        .into_iter()
+        .enumerate()
+    {
+        up(&mut app, &clock, secs(1), (name, "a"));
+        phi_echo(&mut app, &clock, secs(1) + ms(i as u64), (name, "a"), 1);
+        phi_echo(&mut app, &clock, secs(2), (name, "a"), 2);
+    }
+    // Echoes 1.0 s apart, then one 1.6 s later: phi just before it was
+    // phi(1.6 s; mean 1 s, deviation 0.2 s) = 2.91 (worked by hand in phi.rs).
+    phi_echo(&mut app, &clock, ms(3600), ("orders", "a"), 3);
+    let change = |app: &mut App, name, from, to, reason| {
+        transition(app, &clock, secs(4), (name, "a"), from, to, reason)
+    };
+    change(
+        &mut app,
+        "flappy",
+        State::Up,
+        State::Flapping,
+        Reason::Flapping { changes: 6 },
+    );
+    change(
+        &mut app,
+        "stale",
+        State::Up,
+        State::Stale,
+        Reason::Stale(crate::detector::Blindness::LinkDown),
+    );
+    change(&mut app, "gone", State::Up, State::Left, Reason::Left);
+
+    let now = clock.at(ms(4100));
+    let list = screen(&mut app, now, 120, 24);
+    assert!(list[3].contains(" PHI "), "{}", list[3]);
+    // Needing a look first, then a planned exit, then UP; one of three is degraded.
+    let table: Vec<&str> = list[4..8].iter().map(|l| &l[..40]).collect();
+    assert_eq!(
+        table,
+        [
+            "flappy           a              FLAPPING",
+            "stale            a              STALE   ",
+            "gone             a              LEFT    ",
+            "orders 1/3       a              UP      ",
+        ]
+    );
+    assert!(
+        list[1].contains("1 flapping · 1 stale · 1 left"),
+        "{}",
+        list[1]
+    );
+
+    // f: one state at a time, in State::ALL's order; Esc shows all again.
+    for _ in 0..7 {
+        press(&mut app, &clock, secs(4), KeyCode::Char('f'));
+    }
+    assert_eq!(app.state_filter, Some(State::Flapping));
+    let filtered = screen(&mut app, now, 120, 24);
+    assert!(
+        filtered[4].starts_with("flappy") && filtered[5].is_empty(),
+        "{filtered:#?}"
+    );
+    press(&mut app, &clock, secs(4), KeyCode::Esc);
+    assert_eq!(app.state_filter, None);
+
+    // The detail view: phi now, its threshold, and phi before each echo.
+    press(&mut app, &clock, secs(4), KeyCode::End);
+    press(&mut app, &clock, secs(4), KeyCode::Enter);
+    let row = app.selected_row().unwrap();
+    assert_eq!(row.key.service, "orders");
+    assert_eq!(row.phi_history.len(), 2);
+    assert!(
+        (row.phi_history[1] - 2.909).abs() < 0.01,
+        "{:?}",
+        row.phi_history
+    );
+    let detail = screen(&mut app, now, 80, 30);
+    assert!(detail[5].contains("(threshold 8.0)"), "{detail:#?}");
+    assert!(
+        detail
+            .iter()
+            .any(|l| l.contains("phi before each echo, last 2")),
+        "{detail:#?}"
+    );
 }
