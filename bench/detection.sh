@@ -114,6 +114,7 @@ for i in $(seq "$kills"); do
   fi
   echo "v$i $(date +%s.%N)" >>"$work/kills.txt"
   kill -9 "${victims[$i]}"
+  wait "${victims[$i]}" 2>/dev/null || true  # reaped quietly, no "Killed" line
 done
 sleep $((total - kills * gap + 10))
 end=$(date +%s.%N)

@@ -172,3 +172,34 @@ fn a_memory_alarm_blocks_the_link_and_services_are_stale_not_down() {
         is_service(&name)(v) && (v["to"] == "down" || v["to"] == "suspect")
     });
 }
+
+#[test]
+fn round_trips_over_the_slow_limit_are_slow_not_down() {
+    let id = unique("mon");
+    let mut command = std::process::Command::new(monitor_bin());
+    command
+        .args(["--headless", "--url", BROKER, "--id", &id])
+        .args(["--interval", "200ms", "--timeout", "1s"])
+        .env("MONITOR__DETECTION__SLOW_LIMIT", "100ms");
+    let mut monitor = Proc::spawn("monitor", command);
+    let name = unique("sluggish");
+    let _service = mock(BROKER, &name, "s-1", &["--latency", "300ms"]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    let slow = monitor.wait_json(
+        Duration::from_secs(3),
+        "slow",
+        transition(&name, "slow", "slow"),
+    );
+    assert_eq!(slow["from"], "up");
+    assert!(
+        slow["rtt_ms"].as_f64().is_some_and(|rtt| rtt >= 300.0),
+        "{slow}"
+    );
+    monitor.expect_no_json(Duration::from_millis(1500), "a verdict against it", |v| {
+        is_service(&name)(v) && (v["to"] == "down" || v["to"] == "suspect")
+    });
+}

@@ -384,10 +384,11 @@ impl Detector {
         if created {
             tracked.last_seq = Some(seq);
             tracked.last_rtt = rtt;
+            // Phi starts from the ping interval, even if this first echo was stale.
+            tracked.window = PhiWindow::seeded(self.interval);
             if rtt.is_some() {
                 tracked.last_echo = Some(now);
                 tracked.last_arrival = Some(now);
-                tracked.window = PhiWindow::seeded(self.interval);
             }
             out.push(Transition {
                 key: tracked.key.clone(),
