@@ -59,6 +59,8 @@ pub struct Tracked {
     stale: Option<Blindness>,
     policy: usize,
     scheduled: Option<Instant>,
+    /// No deadline falls before this: the grace after a blind spell.
+    judge_after: Option<Instant>,
 }
 
 impl Tracked {
@@ -85,6 +87,7 @@ impl Tracked {
             stale: None,
             policy,
             scheduled: None,
+            judge_after: None,
         }
     }
 
@@ -549,7 +552,10 @@ impl Detector {
         };
         if watched {
             let (after, phi_stats) = tracked.allowance(policy);
-            let deadline = tracked.silence_from + after;
+            let mut deadline = tracked.silence_from + after;
+            if let Some(grace_ends) = tracked.judge_after {
+                deadline = deadline.max(grace_ends);
+            }
             if now > deadline {
                 let late = now - deadline - TICK;
                 let failures = 1 + (late.as_nanos() / interval.as_nanos()) as u32;
@@ -627,22 +633,24 @@ impl Detector {
     }
 
     /// We can judge again. Every instance gets a fresh start: its silence
-    /// counts from now (plus the reconnect grace after a lost link, since
-    /// services reconnect on their own schedule), so it has a whole timeout
-    /// to be heard before anything is said against it. STALE ones turn UP
-    /// on their next echo.
+    /// counts from now, and no deadline falls within a whole timeout (plus
+    /// the reconnect grace after a lost link, since services reconnect on
+    /// their own schedule), whatever phi would say. STALE ones turn UP on
+    /// their next echo.
     pub fn link_up(&mut self, now: Instant) -> Vec<Transition> {
         let Some(cause) = self.blind.take() else {
             return Vec::new();
         };
-        let judge_from = match cause {
-            Blindness::LinkDown => now + self.reconnect_grace,
-            Blindness::Blocked | Blindness::Stalled { .. } => now,
+        let grace = match cause {
+            Blindness::LinkDown => self.reconnect_grace,
+            Blindness::Blocked | Blindness::Stalled { .. } => Duration::ZERO,
         };
         let mut out = Vec::new();
         for slot in 0..self.slots.len() {
+            let timeout = self.policies[self.slots[slot].policy].timeout;
             let tracked = &mut self.slots[slot];
-            tracked.silence_from = tracked.silence_from.max(judge_from);
+            tracked.silence_from = tracked.silence_from.max(now);
+            tracked.judge_after = Some(now + grace + timeout);
             tracked.last_arrival = None;
             self.evaluate(slot, now, &mut out);
         }

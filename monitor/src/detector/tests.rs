@@ -524,3 +524,20 @@ fn a_check_looks_only_at_instances_whose_deadline_passed() {
     let ts = d.check(t0 + ms(3002));
     assert_eq!(ts.len(), 999, "all but the one that answered");
 }
+
+#[test]
+fn after_a_blind_spell_phi_waits_a_whole_timeout_too() {
+    let policy = Policy {
+        mode: Mode::Phi,
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, policy);
+    let t0 = Instant::now();
+    beat(&mut d, t0, 1, 20, &["orders"]);
+    // Phi alone would suspect it about 1.5 s after its last beat.
+    let now = t0 + ms(20_500);
+    d.stalled(ms(5000), now);
+    assert!(d.check(now + T).is_empty(), "the grace is a whole timeout");
+    let ts = d.check(now + T + ms(1));
+    assert_eq!(moves(&ts), [(State::Stale, State::Suspect, "timed_out")]);
+}
