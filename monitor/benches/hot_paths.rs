@@ -1,5 +1,6 @@
 //! Speed and memory of the monitor's hot paths, without a broker:
 //! `cargo bench -p monitor --bench hot_paths`. Figures go to BENCHMARKS.md.
+//! Also the detector on a simulated clock (`-- simulated` for that alone).
 //!
 //! A plain `main` (no harness) so it needs no extra crate: each case runs
 //! several rounds and the median is printed. Memory is read from a counting
@@ -14,8 +15,9 @@ use chrono::Utc;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use monitor::Update;
 use monitor::dashboard::{App, Event, Sort, Traffic, draw};
-use monitor::detector::{Detector, InstanceKey, Policy};
+use monitor::detector::{Detector, InstanceKey, Mode, Policy, State};
 use orchestrator_lib::wire::{self, Echo, Message};
+use rand::Rng;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -239,8 +241,109 @@ fn dashboard() {
 }
 
 fn main() {
+    // `cargo bench -p monitor --bench hot_paths -- simulated`: the detection figures only.
+    if std::env::args().any(|a| a == "simulated") {
+        simulated_detection();
+        return;
+    }
     println!("monitor hot paths (median of {ROUNDS} rounds)");
     wire_codec();
     detector();
     dashboard();
+    simulated_detection();
+}
+
+/// The detector alone on a simulated clock: no broker, no scheduler, so the
+/// figures are the algorithm's, not the machine's. Pings every second, echoes
+/// delayed uniformly in `latency..latency + jitter`; `services` live ones
+/// for an hour, and as many killed at random instants.
+fn simulated_detection() {
+    const SERVICES: usize = 200;
+    const SECONDS: u64 = 3600;
+    let second = Duration::from_secs(1);
+    for (profile, latency, jitter) in [("200 ± 150 ms", 50, 300), ("1500 ± 1000 ms", 500, 2000)] {
+        for mode in [Mode::Phi, Mode::Fixed] {
+            let policy = Policy {
+                mode,
+                ..Policy::fixed(Duration::from_secs(3))
+            };
+            let mut detector = Detector::new(second, policy);
+            let start = Instant::now();
+            let mut rng = rand::rng();
+            // (arrival ms, seq, instance); a killed instance answers nothing after its death.
+            let deaths: Vec<u64> = (0..SERVICES)
+                .map(|_| rng.random_range(600_000..SECONDS * 1000 - 30_000))
+                .collect();
+            let mut echoes = Vec::new();
+            for seq in 1..=SECONDS {
+                for i in 0..2 * SERVICES {
+                    let sent = seq * 1000;
+                    if i >= SERVICES && sent >= deaths[i - SERVICES] {
+                        continue;
+                    }
+                    echoes.push((sent + latency + rng.random_range(0..jitter), seq, i));
+                }
+            }
+            echoes.sort_unstable();
+            let names: Vec<String> = (0..2 * SERVICES).map(|i| i.to_string()).collect();
+            let mut transitions = Vec::new();
+            let mut next = 0;
+            for tick in 0..SECONDS * 10 {
+                let now_ms = tick * 100;
+                let now = start + Duration::from_millis(now_ms);
+                if now_ms % 1000 == 0 && now_ms > 0 {
+                    detector.ping_sent(now_ms / 1000, now);
+                }
+                while next < echoes.len() && echoes[next].0 <= now_ms {
+                    let (at, seq, i) = echoes[next];
+                    let echo =
+                        detector.echo("svc", &names[i], seq, start + Duration::from_millis(at));
+                    transitions.extend(echo.transitions.into_iter().map(|t| (at, t)));
+                    next += 1;
+                }
+                transitions.extend(detector.check(now).into_iter().map(|t| (now_ms, t)));
+            }
+            let live = |t: &monitor::detector::Transition| {
+                t.key.instance.parse::<usize>().unwrap() < SERVICES
+            };
+            let count = |state: State| {
+                transitions
+                    .iter()
+                    .filter(|(_, t)| live(t) && t.to == state)
+                    .count()
+            };
+            let hours = SERVICES as f64 * SECONDS as f64 / 3600.0;
+            let after_death = |state: State| -> Vec<f64> {
+                let mut times: Vec<f64> = (0..SERVICES)
+                    .filter_map(|k| {
+                        let name = (SERVICES + k).to_string();
+                        transitions
+                            .iter()
+                            .find(|(at, t)| {
+                                t.key.instance == name && t.to == state && *at >= deaths[k]
+                            })
+                            .map(|(at, _)| (at - deaths[k]) as f64 / 1000.0)
+                    })
+                    .collect();
+                times.sort_by(f64::total_cmp);
+                times
+            };
+            let summary = |times: &[f64]| {
+                let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
+                format!(
+                    "median {:.2} s, p99 {:.2} s, max {:.2} s",
+                    at(0.5),
+                    at(0.99),
+                    at(1.0)
+                )
+            };
+            println!(
+                "simulated {profile}, {mode:?}: kill -> SUSPECT {}; -> DOWN {}; false SUSPECT {:.3}/service-hour, false DOWN {:.3}/service-hour",
+                summary(&after_death(State::Suspect)),
+                summary(&after_death(State::Down)),
+                count(State::Suspect) as f64 / hours,
+                count(State::Down) as f64 / hours,
+            );
+        }
+    }
 }
