@@ -150,7 +150,13 @@ pub async fn run(
                 }
             }
             incoming = inbox.recv() => {
-                let Some(Incoming { message, .. }) = incoming else { break Ok(()) };
+                let Some(Incoming { message, .. }) = incoming else {
+                    // The link ended: a fatal failure must not pass for a clean stop.
+                    break match &*status.borrow() {
+                        LinkStatus::Failed(error) => Err(error.clone()),
+                        _ => Ok(()),
+                    };
+                };
                 let now = Instant::now();
                 match message {
                     Message::Echo(echo) => {
