@@ -11,7 +11,19 @@ use std::time::Duration;
 use serde_json::Value;
 use support::*;
 
-const UP_WITHIN: Duration = Duration::from_secs(10);
+/// Generous: CI's two cores run several of these at once.
+const UP_WITHIN: Duration = Duration::from_secs(20);
+
+/// A predicate on lines stamped at or after `since` (RFC 3339 strings of
+/// one format compare as instants), so a verdict from before an action
+/// cannot answer for it.
+fn after<'a>(since: &'a str, wanted: impl Fn(&Value) -> bool + 'a) -> impl Fn(&Value) -> bool + 'a {
+    move |v| v["at"].as_str().is_some_and(|at| at >= since) && wanted(v)
+}
+
+fn now_stamp() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
 
 fn is_service(name: &str) -> impl Fn(&Value) -> bool + '_ {
     move |v| v["service"] == name
@@ -31,11 +43,12 @@ fn a_hung_service_is_suspect_then_down_with_phi_and_up_after_sigcont_with_no_sta
     std::thread::sleep(Duration::from_secs(2));
 
     // SIGSTOP: still connected, silent.
+    let stopped = now_stamp();
     service.signal("STOP");
     let suspect = monitor.wait_json(
         Duration::from_secs(3),
         "suspect",
-        transition(&name, "suspect", "timed_out"),
+        after(&stopped, transition(&name, "suspect", "timed_out")),
     );
     assert!(
         suspect["phi"].as_f64().is_some_and(|phi| phi >= 8.0),
@@ -44,15 +57,20 @@ fn a_hung_service_is_suspect_then_down_with_phi_and_up_after_sigcont_with_no_sta
     let down = monitor.wait_json(
         Duration::from_secs(3),
         "down",
-        transition(&name, "down", "timed_out"),
+        after(&stopped, transition(&name, "down", "timed_out")),
     );
     assert_eq!(down["from"], "suspect");
     assert!(down["phi"].as_f64().is_some(), "{down}");
 
     // Paused long enough for several pings to expire unread.
     std::thread::sleep(Duration::from_secs(2));
+    let resumed = now_stamp();
     service.signal("CONT");
-    let up = monitor.wait_json(UP_WITHIN, "recovered", transition(&name, "up", "recovered"));
+    let up = monitor.wait_json(
+        UP_WITHIN,
+        "recovered",
+        after(&resumed, transition(&name, "up", "recovered")),
+    );
     assert_eq!(up["from"], "down");
     // The echo that brought it back answered a fresh ping, not one queued
     // during the pause: its round trip is short.
@@ -74,11 +92,11 @@ fn a_service_hung_and_resumed_repeatedly_is_flapping_once_not_a_storm() {
     // Each cycle is UP -> SUSPECT -> DOWN -> UP: 3 changes; 6 make FLAPPING.
     for _ in 0..4 {
         service.signal("STOP");
-        monitor.wait_json(Duration::from_secs(4), "down or flapping", |v| {
+        monitor.wait_json(Duration::from_secs(10), "down or flapping", |v| {
             is_service(&name)(v) && (v["to"] == "down" || v["to"] == "flapping")
         });
         service.signal("CONT");
-        let back = monitor.wait_json(Duration::from_secs(4), "up or flapping", |v| {
+        let back = monitor.wait_json(Duration::from_secs(10), "up or flapping", |v| {
             is_service(&name)(v) && (v["to"] == "up" || v["to"] == "flapping")
         });
         if back["to"] == "flapping" {
@@ -179,7 +197,8 @@ fn round_trips_over_the_slow_limit_are_slow_not_down() {
     let mut command = std::process::Command::new(monitor_bin());
     command
         .args(["--headless", "--url", BROKER, "--id", &id])
-        .args(["--interval", "200ms", "--timeout", "1s"])
+        // A long timeout: under load the 300 ms answers must stay fresh.
+        .args(["--interval", "200ms", "--timeout", "3s", "--mode", "fixed"])
         .env("MONITOR__DETECTION__SLOW_LIMIT", "100ms");
     let mut monitor = Proc::spawn("monitor", command);
     let name = unique("sluggish");
@@ -190,7 +209,7 @@ fn round_trips_over_the_slow_limit_are_slow_not_down() {
         transition(&name, "up", "first_seen"),
     );
     let slow = monitor.wait_json(
-        Duration::from_secs(3),
+        Duration::from_secs(10),
         "slow",
         transition(&name, "slow", "slow"),
     );
