@@ -864,6 +864,7 @@ fn an_earlier_runs_history_shows_below_this_runs_with_stored_uptimes() {
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let list = screen(&mut app, now, 80, 24);
     assert!(!list.join("\n").contains("unreachable"));
+}
 
 fn phi_echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: u64) {
     let model = crate::detector::PhiModel {

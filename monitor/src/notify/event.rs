@@ -102,6 +102,7 @@ mod tests {
                 to: State::Down,
                 reason: Reason::TimedOut {
                     silent_for: Duration::from_millis(3120),
+                    phi: None,
                 },
                 rtt: None,
             },

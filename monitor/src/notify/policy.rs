@@ -184,6 +184,7 @@ mod tests {
                 } else {
                     Reason::TimedOut {
                         silent_for: Duration::from_secs(3),
+                        phi: None,
                     }
                 },
                 rtt: None,
@@ -192,11 +193,7 @@ mod tests {
     }
 
     fn code(to: State) -> &'static str {
-        match to {
-            State::Up => "up",
-            State::Down => "down",
-            State::NeverSeen => "never_seen",
-        }
+        to.code()
     }
 
     fn policy(hold: u64, reminder: u64, send_resolved: bool) -> Policy {
