@@ -267,7 +267,7 @@ fn the_event_log_comes_back_after_a_restart(store: (&str, &str)) {
     first.wait_json(
         Duration::from_secs(2),
         "left",
-        transition(&name, "down", "left"),
+        transition(&name, "left", "left"),
     );
     first.stop_cleanly("TERM", Duration::from_secs(8));
     // The first run saw every service on the shared broker; keep ours only,
@@ -289,7 +289,7 @@ fn the_event_log_comes_back_after_a_restart(store: (&str, &str)) {
     tmux.wait_line(
         Duration::from_secs(20),
         "with the earlier goodbye",
-        |line| line.contains(&format!("{name}/i1 UP → DOWN  left (earlier run)")),
+        |line| line.contains(&format!("{name}/i1 UP → LEFT  left (earlier run)")),
     );
     tmux.wait_line(
         Duration::from_secs(2),

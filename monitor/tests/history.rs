@@ -164,6 +164,7 @@ fn monitor_storing(env: (&str, &str)) -> Proc {
             "--timeout",
             &format!("{TIMEOUT_MS}ms"),
         ])
+        .env("MONITOR__DETECTION__MODE", "fixed")
         .env(env.0, env.1);
     Proc::spawn(&format!("monitor {id}"), command)
 }
@@ -203,13 +204,14 @@ fn history_survives_a_restart(env: (&str, &str), settings: &HistorySettings) {
             .collect::<Vec<_>>(),
         [
             ("never_seen", "up", "first_seen"),
-            ("up", "down", "timed_out"),
+            ("suspect", "down", "timed_out"),
+            ("up", "suspect", "timed_out"),
             ("never_seen", "up", "first_seen")
         ],
         "newest first: {kept:#?}"
     );
     assert!(kept[1].silent_ms.is_some_and(|ms| ms > TIMEOUT_MS as i64));
-    assert!(kept[2].rtt_ms.is_some());
+    assert!(kept[3].rtt_ms.is_some());
     // The minutes each run watched, closed when it stopped.
     let uptime = store.uptime(0).unwrap();
     let ours = uptime
