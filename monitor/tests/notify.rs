@@ -127,7 +127,12 @@ fn webhook_and_command_get_one_down_and_one_recovery_per_kill_and_restart() {
             body["to"].as_str(),
             body["reason"].as_str()
         ),
-        (Some("p-1"), Some("suspect"), Some("down"), Some("timed_out")),
+        (
+            Some("p-1"),
+            Some("suspect"),
+            Some("down"),
+            Some("timed_out")
+        ),
         "{body}"
     );
     assert_eq!(body["alert_state"], "down");
