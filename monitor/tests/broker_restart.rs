@@ -9,8 +9,12 @@ use std::time::{Duration, Instant};
 
 use support::*;
 
+/// Fast reconnects; and the fixed timeout, whose 2 s these tests' "no false
+/// alarm" windows are sized for (phi at a 200 ms interval is far quicker).
 fn with_fast_reconnect(mut command: Command) -> Command {
-    command.env("MONITOR__BROKER__RECONNECT_MAX", "500ms");
+    command
+        .env("MONITOR__BROKER__RECONNECT_MAX", "500ms")
+        .env("MONITOR__DETECTION__MODE", "fixed");
     command
 }
 
