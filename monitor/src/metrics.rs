@@ -452,6 +452,7 @@ mod tests {
             key: InstanceKey::new("orders", "o-1"),
             seq: 1,
             rtt: Some(Duration::from_millis(3)),
+            phi: None,
             at: tokio::time::Instant::now(),
         });
         metrics.observe(&Update::Link(orchestrator_lib::LinkStatus::Connected));

@@ -519,6 +519,7 @@ mod tests {
                 key: key.clone(),
                 seq: 3,
                 rtt: Some(Duration::from_micros(2250)),
+                phi: None,
                 at: t1,
             },
             t1,
@@ -531,6 +532,7 @@ mod tests {
                 State::Down,
                 Reason::TimedOut {
                     silent_for: Duration::from_secs(1),
+                    phi: None,
                 },
             ),
             t2,

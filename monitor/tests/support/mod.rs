@@ -430,6 +430,8 @@ pub fn free_port() -> u16 {
 pub fn http_monitor(url: &str, env: &[(&str, &str)]) -> (Proc, String) {
     let id = unique("mon");
     let mut command = Command::new(monitor_bin());
+    // Fixed mode, as `monitor`: these tests' timings are the timeout's.
+    command.env("MONITOR__DETECTION__MODE", "fixed");
     command
         .args([
             "--headless",
