@@ -285,7 +285,8 @@ fn the_history_api_returns_a_services_stored_transitions_and_metrics_count_the_w
         transition(&name, "down", "timed_out"),
     );
 
-    // Written in batches once a second: poll until both are there.
+    // Written in batches once a second: poll until all three (first seen,
+    // SUSPECT, DOWN) are there.
     let url = format!("{base}/api/v1/history?service={name}");
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let document = loop {
@@ -294,13 +295,13 @@ fn the_history_api_returns_a_services_stored_transitions_and_metrics_count_the_w
         let document: serde_json::Value = serde_json::from_str(&body).unwrap();
         if document["transitions"]
             .as_array()
-            .is_some_and(|t| t.len() == 2)
+            .is_some_and(|t| t.len() == 3)
         {
             break document;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "not both stored within 5s: {body}"
+            "not all three stored within 5s: {body}"
         );
         std::thread::sleep(Duration::from_millis(100));
     };
@@ -313,7 +314,12 @@ fn the_history_api_returns_a_services_stored_transitions_and_metrics_count_the_w
             newest["to"].as_str(),
             newest["reason"].as_str()
         ),
-        (Some("a-1"), Some("up"), Some("down"), Some("timed_out")),
+        (
+            Some("a-1"),
+            Some("suspect"),
+            Some("down"),
+            Some("timed_out")
+        ),
         "{document}"
     );
     assert!(
@@ -322,7 +328,8 @@ fn the_history_api_returns_a_services_stored_transitions_and_metrics_count_the_w
             .is_some_and(|ms| ms > TIMEOUT_MS as i64)
     );
     assert!(chrono::DateTime::parse_from_rfc3339(newest["at"].as_str().unwrap()).is_ok());
-    assert_eq!(document["transitions"][1]["reason"], "first_seen");
+    assert_eq!(document["transitions"][1]["to"], "suspect");
+    assert_eq!(document["transitions"][2]["reason"], "first_seen");
 
     let (_, one) = http_get(&format!("{url}&instance=a-1&limit=1")).unwrap();
     let one: serde_json::Value = serde_json::from_str(&one).unwrap();
