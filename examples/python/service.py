@@ -120,7 +120,7 @@ def main():
             ch.exchange_declare("heartbeat.ping", exchange_type="fanout", durable=True)
             ch.queue_declare(QUEUE, exclusive=True, auto_delete=True)
             ch.queue_bind(QUEUE, "heartbeat.ping", routing_key="")
-            ch.basic_qos(prefetch_count=256)
+            ch.basic_qos(prefetch_count=2)
             ch.basic_consume(QUEUE, on_ping)
             log(f"connected, {'signed' if KEYS else 'UNSIGNED'}")
             delay = 0.25
