@@ -174,7 +174,7 @@ fn the_python_example_signs_survives_garbage_and_a_forced_close() {
     monitor.wait_json(
         Duration::from_secs(2),
         "left",
-        transition(&service, "down", "left"),
+        transition(&service, "left", "left"),
     );
     assert!(
         py.wait_exit(Duration::from_secs(3)).success(),
