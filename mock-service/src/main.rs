@@ -64,6 +64,7 @@ const MAX_COUNT: i64 = 100_000;
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    orchestrator_lib::abort_on_panic();
     let cli: Cli = match heartbeat_config::parse_flags() {
         Ok(cli) => cli,
         Err(exit) => return exit,

@@ -9,7 +9,7 @@
 //!   AMQP through lapin, and an in-process [`MemoryBroker`].
 //! - `signing`: HMAC-SHA256 [`Keys`] from `HEARTBEAT_KEY`: sign and verify bodies.
 //! - `responder`: the ready-made heartbeat responder a service embeds in a few lines.
-//! - `signals`: one shutdown token cancelled by Ctrl+C or SIGTERM.
+//! - `signals`: one shutdown token cancelled by Ctrl+C or SIGTERM; a panic ends the process.
 //! - `logging`: one way to set up logs: `RUST_LOG`, `NO_COLOR`, the AMQP client capped.
 //! - `error`: the library's typed [`Error`].
 //!
@@ -42,7 +42,7 @@ pub use broker_url::{BrokerUrl, redact_credentials_in};
 pub use error::Error;
 pub use logging::{init_logging, use_colour};
 pub use responder::{Faults, Identity, respond, respond_fleet};
-pub use signals::cancel_on_shutdown_signal;
+pub use signals::{abort_on_panic, cancel_on_shutdown_signal};
 pub use signing::Keys;
 pub use topology::{Endpoint, PING_EXCHANGE, Role};
 pub use transport::{

@@ -25,3 +25,16 @@ pub fn cancel_on_shutdown_signal(token: CancellationToken) {
         token.cancel();
     });
 }
+
+/// Make a panic in any thread or task end the whole process with a non-zero
+/// code (SIGABRT, after the usual message). Unwinding would end only the
+/// task that panicked: a dead link task looks like a closed link, and the
+/// process would go on deaf, or exit 0. Call first thing in `main`; hooks
+/// installed later (the dashboard's, which restores the terminal) run first.
+pub fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
+}
