@@ -9,6 +9,7 @@
 //!   AMQP through lapin, and an in-process [`MemoryBroker`].
 //! - `signing`: HMAC-SHA256 [`Keys`] from `HEARTBEAT_KEY`: sign and verify bodies.
 //! - `responder`: the ready-made heartbeat responder a service embeds in a few lines.
+//! - `monitor_book`: whom a responder answers and how often: its defence against floods.
 //! - `signals`: one shutdown token cancelled by Ctrl+C or SIGTERM; a panic ends the process.
 //! - `logging`: one way to set up logs: `RUST_LOG`, `NO_COLOR`, the AMQP client capped.
 //! - `error`: the library's typed [`Error`].
@@ -30,6 +31,7 @@ mod backoff;
 mod broker_url;
 mod error;
 mod logging;
+mod monitor_book;
 mod responder;
 mod signals;
 pub mod signing;

@@ -1,7 +1,6 @@
 //! The heartbeat responder: answer every ping with an echo, say goodbye on
 //! the way out. `mock-service` is this plus flags; any Rust service can embed it.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -11,11 +10,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::monitor_book::MonitorBook;
+use crate::transport::LogLimiter;
 use crate::wire::{Echo, Goodbye, Message, Ping};
 use crate::{Error, Incoming, Link, LinkStatus};
-
-/// Monitors forgotten after this long without a ping get no goodbye.
-const MONITOR_MEMORY: Duration = Duration::from_secs(600);
 
 /// Who answers: a service name shared by its replicas, and this replica's id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -93,8 +91,9 @@ pub async fn respond_fleet(
         ..
     } = link;
     let started = Instant::now();
-    // Per member: the monitors it heard from, and when last.
-    let mut monitors: Vec<HashMap<String, Instant>> = vec![HashMap::new(); members.len()];
+    // Per member: the monitors it answers, bounded and rate-limited.
+    let mut monitors = vec![MonitorBook::new(started.into_std()); members.len()];
+    let refusals = LogLimiter::new(Duration::from_secs(10));
     let mut delayed = JoinSet::new();
     let mut hung_logged = false;
     // The link ends both its status and its inbox when it fails for good;
@@ -121,17 +120,15 @@ pub async fn respond_fleet(
                     debug!(?incoming, "ignored: only pings with a reply_to are answered");
                     continue;
                 };
-                let (Some(me), Some(heard)) = (members.get(to), monitors.get_mut(to)) else {
+                let (Some(me), Some(book)) = (members.get(to), monitors.get_mut(to)) else {
                     debug!(to, "ignored: a ping for an endpoint nobody answers for");
                     continue;
                 };
-                let now = Instant::now();
-                heard.retain(|_, last| now.duration_since(*last) < MONITOR_MEMORY);
-                match heard.get_mut(&reply_to) {
-                    Some(last) => *last = now,
-                    None => {
-                        heard.insert(reply_to.clone(), now);
+                if let Err(refusal) = book.admit(&reply_to, std::time::Instant::now()) {
+                    if let Some(suppressed) = refusals.permit(std::time::Instant::now()) {
+                        warn!(?refusal, monitor = %ping.monitor, suppressed, "a ping not answered");
                     }
+                    continue;
                 }
                 if faults.hang_after.is_some_and(|after| started.elapsed() >= after) {
                     if !std::mem::replace(&mut hung_logged, true) {
@@ -162,8 +159,9 @@ pub async fn respond_fleet(
     delayed.abort_all();
     if outcome.is_ok() {
         let mut said = 0usize;
-        for (me, heard) in members.iter().zip(&monitors) {
-            for monitor in heard.keys() {
+        let now = std::time::Instant::now();
+        for (me, book) in members.iter().zip(&monitors) {
+            for monitor in book.goodbye_list(now) {
                 let goodbye = Message::Goodbye(Goodbye {
                     service: me.service.clone(),
                     instance: me.instance.clone(),

@@ -49,6 +49,13 @@ impl Endpoint {
     }
 }
 
+/// The monitor id in a monitor's queue name, if `queue` is one.
+pub fn monitor_id_of(queue: &str) -> Option<&str> {
+    queue
+        .strip_prefix(MONITOR_QUEUE_PREFIX)
+        .filter(|id| crate::wire::is_valid_name(id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
