@@ -248,6 +248,21 @@ impl PrivateBroker {
     pub fn close_all_connections(&self) {
         self.ctl(&["close_all_connections", "closed by the test"]);
     }
+
+    /// Close, from the broker's side, the connections whose client
+    /// properties mention `fragment` (a connection name, say). How many.
+    pub fn close_connections_of(&self, fragment: &str) -> usize {
+        let listed = self.ctl(&["-q", "list_connections", "pid", "client_properties"]);
+        let pids: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .filter(|line| line.contains(fragment))
+            .filter_map(|line| line.split_whitespace().next().map(str::to_owned))
+            .collect();
+        for pid in &pids {
+            self.ctl(&["close_connection", pid, "closed by the test"]);
+        }
+        pids.len()
+    }
 }
 
 impl PrivateBroker {

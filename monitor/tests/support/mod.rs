@@ -486,3 +486,39 @@ pub fn status_entry<'a>(document: &'a Value, service: &str) -> Option<&'a Value>
         .iter()
         .find(|e| e["service"] == service)
 }
+impl Proc {
+    /// Every stdout line that arrives within `within`, parsed, the ones
+    /// already read but unmatched first, none kept: for a long run, where
+    /// keeping every line would grow without bound.
+    pub fn drain_json(&mut self, within: Duration) -> Vec<Value> {
+        let mut lines: Vec<String> = std::mem::take(&mut self.pending);
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    /// Resident memory, in KiB, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .ok()
+            .and_then(|status| {
+                status
+                    .lines()
+                    .find_map(|line| line.strip_prefix("VmRSS:"))
+                    .and_then(|kib| kib.trim().trim_end_matches(" kB").trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
