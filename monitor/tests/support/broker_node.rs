@@ -3,13 +3,12 @@
 //! the shared broker on 5672 is never touched. The one recipe for it; every
 //! test that needs such a node uses this.
 
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::unique;
+use super::{free_port, unique};
 
 const SERVER: &str = "/usr/lib/rabbitmq/bin/rabbitmq-server";
 const CTL: &str = "/usr/lib/rabbitmq/bin/rabbitmqctl";
@@ -86,14 +85,6 @@ fn make_certificates(dir: &Path) {
         "-out",
         "server.pem",
     ]);
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl PrivateBroker {
