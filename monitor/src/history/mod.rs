@@ -374,6 +374,19 @@ struct Writer {
     last_prune: Option<Instant>,
 }
 
+impl Drop for Writer {
+    /// The PostgreSQL client is synchronous and runs its own runtime: dropped
+    /// on an async thread it panics ("Cannot start a runtime from within a
+    /// runtime"), which now ends the process. Close it on a thread of its own.
+    fn drop(&mut self) {
+        if let Some(store) = self.store.take() {
+            let _ = std::thread::Builder::new()
+                .name("history-close".into())
+                .spawn(move || drop(store));
+        }
+    }
+}
+
 impl Writer {
     /// Start a write of up to [`BATCH`] records from `backlog`, unless one
     /// is running or the store is resting after a failure.
