@@ -223,7 +223,13 @@ fn serve_http(
 ) -> (mpsc::Sender<Update>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new(stats));
     let now = tokio::time::Instant::now();
-    let board = Board::new(monitor_id, settings.interval, &settings.expect, now);
+    let board = Board::new(
+        monitor_id,
+        settings.interval,
+        settings.timeout,
+        &settings.expect,
+        now,
+    );
     for service in &settings.expect {
         metrics.known(service, UNSEEN_INSTANCE, &state_code(State::NeverSeen));
     }

@@ -19,7 +19,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::detector::UNSEEN_INSTANCE;
+use std::collections::HashMap;
+
+use crate::detector::{InstanceKey, PhiModel, UNSEEN_INSTANCE};
 use crate::engine::Update;
 use crate::history::Health;
 use crate::notify::TargetStats;
@@ -59,6 +61,11 @@ pub struct Metrics {
     /// Each service's histogram handle, so an echo costs no label allocation.
     rtt_by_service: Mutex<std::collections::HashMap<String, Histogram>>,
     transitions: Family<Labels, Counter>,
+    phi: Family<Labels, FloatGauge>,
+    /// Phi's view of each instance it judges, and its last echo: phi is
+    /// computed for the instant of each scrape.
+    phi_models: Mutex<HashMap<InstanceKey, (PhiModel, tokio::time::Instant)>>,
+    stalls: Counter,
     echoes: Counter,
     pings: Counter,
     link_up: Gauge,
@@ -103,6 +110,9 @@ impl Metrics {
             rtt: Family::new_with_constructor(rtt_histogram),
             rtt_by_service: Mutex::default(),
             transitions: Family::default(),
+            phi: Family::default(),
+            phi_models: Mutex::default(),
+            stalls: Counter::default(),
             echoes: Counter::default(),
             pings: Counter::default(),
             link_up: Gauge::default(),
@@ -145,6 +155,16 @@ impl Metrics {
             "heartbeat_transitions",
             "State changes, by service and target state",
             metrics.transitions.clone(),
+        );
+        registry.register(
+            "heartbeat_phi",
+            "Phi accrual suspicion of each instance judged by phi, at the scrape",
+            metrics.phi.clone(),
+        );
+        registry.register(
+            "heartbeat_stalls",
+            "Times the monitor's own loop ran so late that it stopped judging for a while",
+            metrics.stalls.clone(),
         );
         registry.register(
             "heartbeat_echoes_received",
@@ -257,8 +277,22 @@ impl Metrics {
                     .get_or_create(&vec![("service", t.key.service.clone()), ("to", to)])
                     .inc();
             }
-            Update::Echo { key, rtt, .. } => {
+            Update::Echo {
+                key, rtt, phi, at, ..
+            } => {
                 self.echoes.inc();
+                if rtt.is_some() {
+                    let mut models = self.phi_models.lock().unwrap_or_else(|e| e.into_inner());
+                    match (phi, models.get_mut(key)) {
+                        (Some(model), Some(known)) => *known = (*model, *at),
+                        (Some(model), None) => {
+                            models.insert(key.clone(), (*model, *at));
+                        }
+                        (None, _) => {
+                            models.remove(key);
+                        }
+                    }
+                }
                 if let Some(rtt) = rtt {
                     let mut by_service = self
                         .rtt_by_service
@@ -277,6 +311,9 @@ impl Metrics {
             Update::PingSent { .. } => {
                 self.pings.inc();
             }
+            Update::Stall { .. } => {
+                self.stalls.inc();
+            }
             Update::Link(status) => {
                 let (code, _) = link_code(status);
                 self.link_up.set(i64::from(code == "connected"));
@@ -285,8 +322,6 @@ impl Metrics {
                     .get_or_create(&vec![("state", code.to_owned())])
                     .set(1);
             }
-            // The stall shows in the transitions to `stale` it causes.
-            Update::Stall { .. } => {}
         }
     }
 
@@ -396,6 +431,17 @@ impl Metrics {
             self.history_up
                 .set(i64::from(health.reachable.load(Ordering::Relaxed)));
         }
+        let now = tokio::time::Instant::now();
+        for (key, (model, last_echo)) in self
+            .phi_models
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            self.phi
+                .get_or_create(&instance_labels(&key.service, &key.instance))
+                .set(model.phi(now.saturating_duration_since(*last_echo)));
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_text::encode(&mut out, &self.registry);
@@ -452,7 +498,15 @@ mod tests {
             key: InstanceKey::new("orders", "o-1"),
             seq: 1,
             rtt: Some(Duration::from_millis(3)),
-            phi: None,
+            phi: Some(crate::detector::PhiModel {
+                mean: 1.0,
+                std_dev: 0.2,
+                threshold: 8.0,
+                params: crate::detector::PhiParams {
+                    min_std_dev: Duration::from_millis(100),
+                    acceptable_pause: Duration::ZERO,
+                },
+            }),
             at: tokio::time::Instant::now(),
         });
         metrics.observe(&Update::Link(orchestrator_lib::LinkStatus::Connected));
@@ -468,6 +522,8 @@ mod tests {
             "heartbeat_broker_link_state{state=\"connected\"} 1",
             "heartbeat_messages_rejected_total{reason=\"not_json\"} 0",
             "# TYPE heartbeat_event_loop_lag_seconds gauge",
+            "heartbeat_phi{service=\"orders\",instance=\"o-1\"} ",
+            "heartbeat_stalls_total 0",
         ] {
             assert!(text.contains(line), "missing {line:?} in:\n{text}");
         }

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::detector::{InstanceKey, State, UNSEEN_INSTANCE};
+use crate::detector::{InstanceKey, PhiModel, State, UNSEEN_INSTANCE};
 use crate::engine::Update;
 pub use crate::headless::state_code;
 use crate::metrics::Metrics;
@@ -163,6 +163,10 @@ pub struct Snapshot {
     /// When the engine last showed it is alive (sent a ping), or when the link came up.
     pub engine_seen: Instant,
     pub interval: Duration,
+    /// The latest stall of the engine's loop (when seen, how late), and how
+    /// long after one the monitor does not judge.
+    pub stall: Option<(Instant, Duration)>,
+    pub grace: Duration,
 }
 
 impl Snapshot {
@@ -174,6 +178,17 @@ impl Snapshot {
                 Some(detail) => format!("broker link {}: {detail}", link.state),
                 None => format!("broker link {}", link.state),
             });
+        }
+        if let Some((at, lag)) = self.stall {
+            let ago = now.saturating_duration_since(at);
+            if ago < self.grace {
+                return Err(format!(
+                    "monitoring loop stalled: it ran {:.1}s late {:.1}s ago; judging again {:.1}s after",
+                    lag.as_secs_f64(),
+                    ago.as_secs_f64(),
+                    self.grace.as_secs_f64()
+                ));
+            }
         }
         let quiet = now.saturating_duration_since(self.engine_seen);
         if quiet > stall_after(self.interval) {
@@ -203,6 +218,8 @@ struct Row {
     up_before: Duration,
     last_echo: Option<Instant>,
     last_rtt: Option<Duration>,
+    /// Phi's view after the latest fresh echo, when phi judges the instance.
+    phi: Option<PhiModel>,
 }
 
 impl Row {
@@ -215,7 +232,16 @@ impl Row {
             up_before: Duration::ZERO,
             last_echo: None,
             last_rtt: None,
+            phi: None,
         }
+    }
+
+    /// Phi now: how unlikely it is that a live instance stays silent this long.
+    fn phi_at(&self, now: Instant) -> Option<f64> {
+        let phi = self
+            .phi?
+            .phi(now.saturating_duration_since(self.last_echo?));
+        Some((phi * 1000.0).round() / 1000.0)
     }
 
     fn uptime(&self, now: Instant) -> Option<f64> {
@@ -241,10 +267,22 @@ pub struct Board {
     link: LinkStatus,
     link_since: DateTime<Utc>,
     engine_seen: Instant,
+    /// The latest stall of the engine's loop: when it was seen, and how late the loop ran.
+    stall: Option<(Instant, Duration)>,
+    /// After a stall the detector waits this long before judging again.
+    grace: Duration,
 }
 
 impl Board {
-    pub fn new(monitor_id: &str, interval: Duration, expect: &[String], now: Instant) -> Self {
+    /// `grace`: how long after a stall of its loop the monitor does not judge
+    /// (one timeout, as the detector waits).
+    pub fn new(
+        monitor_id: &str,
+        interval: Duration,
+        grace: Duration,
+        expect: &[String],
+        now: Instant,
+    ) -> Self {
         let started = Utc::now();
         let rows = expect
             .iter()
@@ -265,6 +303,8 @@ impl Board {
             link: LinkStatus::Connecting,
             link_since: started,
             engine_seen: now,
+            stall: None,
+            grace,
         }
     }
 
@@ -297,19 +337,27 @@ impl Board {
                     row.last_rtt = t.rtt;
                 }
             }
-            Update::Echo { key, rtt, at, .. } => {
+            Update::Echo {
+                key, rtt, phi, at, ..
+            } => {
                 // An echo can overtake the transition it caused; the row is made either way.
                 let row = self
                     .rows
                     .entry(key.clone())
                     .or_insert_with(|| Row::new(state_code(State::NeverSeen), Utc::now(), *at));
                 row.last_echo = Some(*at);
+                // Only an echo of a recent ping is a round trip, and a heartbeat for phi.
                 if rtt.is_some() {
                     row.last_rtt = *rtt;
+                    row.phi = *phi;
                 }
             }
-            // After a stall the engine runs again: it was seen then.
-            Update::PingSent { at, .. } | Update::Stall { at, .. } => self.engine_seen = *at,
+            Update::PingSent { at, .. } => self.engine_seen = *at,
+            Update::Stall { lag, at } => {
+                // After a stall the engine runs again: it was seen then.
+                self.engine_seen = *at;
+                self.stall = Some((*at, *lag));
+            }
             Update::Link(status) => {
                 if *status == LinkStatus::Connected && self.link != LinkStatus::Connected {
                     // The engine pings again from now on; judge its silence from here.
@@ -338,7 +386,7 @@ impl Board {
                 since: rfc3339(row.since),
                 last_echo: row.last_echo.map(|at| rfc3339(wall(at))),
                 rtt_ms: row.last_rtt.map(millis),
-                phi: None,
+                phi: row.phi_at(now),
                 uptime: Uptime {
                     since_start: row.uptime(now),
                 },
@@ -360,6 +408,8 @@ impl Board {
             link_connected: self.link == LinkStatus::Connected,
             engine_seen: self.engine_seen,
             interval: self.interval,
+            stall: self.stall,
+            grace: self.grace,
         }
     }
 }
@@ -495,7 +545,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_board_follows_transitions_echoes_and_the_link() {
         let t0 = Instant::now();
-        let mut board = Board::new("mon", Duration::from_secs(1), &["orders".into()], t0);
+        let mut board = Board::new(
+            "mon",
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+            &["orders".into()],
+            t0,
+        );
         let doc = board.snapshot(t0).document;
         assert_eq!(doc.services.len(), 1);
         assert_eq!(
@@ -513,16 +569,36 @@ mod tests {
             t0,
         );
         let key = InstanceKey::new("orders", "i-1");
+        let model = PhiModel {
+            mean: 1.0,
+            std_dev: 0.2,
+            threshold: 8.0,
+            params: crate::detector::PhiParams {
+                min_std_dev: Duration::from_millis(100),
+                acceptable_pause: Duration::ZERO,
+            },
+        };
         let t1 = t0 + Duration::from_secs(3);
         board.apply(
             &Update::Echo {
                 key: key.clone(),
                 seq: 3,
                 rtt: Some(Duration::from_micros(2250)),
-                phi: None,
+                phi: Some(model),
                 at: t1,
             },
             t1,
+        );
+        // Phi is read at the moment of the snapshot, from the last echo.
+        let phi_then = board
+            .snapshot(t1 + Duration::from_secs(1))
+            .document
+            .services[0]
+            .phi;
+        let expected = model.phi(Duration::from_secs(1));
+        assert!(
+            phi_then.is_some_and(|p| (p - expected).abs() < 0.001),
+            "{phi_then:?} vs {expected}"
         );
         let t2 = t0 + Duration::from_secs(4);
         board.apply(
@@ -545,15 +621,22 @@ mod tests {
         assert_eq!(row.rtt_ms, Some(2.25));
         assert_eq!(row.uptime.since_start, Some(50.0), "UP for 4 s of 8");
         assert!(row.last_echo.is_some());
+        assert!(row.phi.is_some(), "phi mode: phi is shown");
         let json = serde_json::to_value(doc).unwrap();
-        assert!(json["services"][0].get("phi").is_none());
+        assert!(json["services"][0]["phi"].is_number());
         assert_eq!(json["link"]["state"], "connected");
     }
 
     #[tokio::test(start_paused = true)]
     async fn snapshots_are_built_when_asked_for_and_reused_while_fresh() {
         let t0 = Instant::now();
-        let board = Board::new("mon", Duration::from_secs(1), &[], t0);
+        let board = Board::new(
+            "mon",
+            Duration::from_secs(1),
+            Duration::from_secs(3),
+            &[],
+            t0,
+        );
         let (publisher, snapshots) = snapshots(board.snapshot(t0));
         let (updates, rx) = mpsc::channel(8);
         let sink = tokio::spawn(run(
@@ -581,7 +664,7 @@ mod tests {
     async fn health_is_the_link_and_a_loop_that_keeps_pinging() {
         let t0 = Instant::now();
         let interval = Duration::from_secs(1);
-        let mut board = Board::new("mon", interval, &[], t0);
+        let mut board = Board::new("mon", interval, interval * 3, &[], t0);
         let err = board.snapshot(t0).health(t0).unwrap_err();
         assert_eq!(err, "broker link connecting");
         board.apply(&Update::Link(LinkStatus::Connected), t0);
@@ -589,7 +672,27 @@ mod tests {
         assert_eq!(board.snapshot(t0).health(t0 + interval * 2), Ok(()));
         let late = t0 + Duration::from_secs(5);
         let err = board.snapshot(late).health(late).unwrap_err();
-        assert!(err.starts_with("monitoring loop stalled"), "{err}");
+        assert!(err.starts_with("monitoring loop stalled: no ping"), "{err}");
+        // The engine's own stall guard: unhealthy for one grace period after.
+        board.apply(&Update::PingSent { seq: 2, at: late }, late);
+        board.apply(
+            &Update::Stall {
+                lag: Duration::from_secs(4),
+                at: late,
+            },
+            late,
+        );
+        let err = board.snapshot(late).health(late + interval).unwrap_err();
+        assert!(err.contains("ran 4.0s late"), "{err}");
+        board.apply(
+            &Update::PingSent {
+                seq: 5,
+                at: late + interval * 3,
+            },
+            late,
+        );
+        let after = late + interval * 3;
+        assert_eq!(board.snapshot(after).health(after), Ok(()), "grace over");
         board.apply(
             &Update::Link(LinkStatus::Reconnecting {
                 attempt: 2,

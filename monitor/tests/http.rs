@@ -602,3 +602,59 @@ fn rejected_messages_are_counted_by_reason_in_the_metrics() {
         },
     );
 }
+
+#[test]
+fn a_suspect_service_is_a_warning_and_phi_is_shown() {
+    // A long SUSPECT: many missed deadlines before DOWN.
+    let (mut monitor, base) = http_monitor(
+        BROKER,
+        &[
+            ("MONITOR__DETECTION__MODE", "fixed"),
+            ("MONITOR__DETECTION__FAILURES_BEFORE_DOWN", "1000"),
+        ],
+    );
+    let name = unique("wavering");
+    let mock = mock(BROKER, &name, "w-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    let only = ["--service", name.as_str()];
+    wait_status(
+        &base,
+        &only,
+        0,
+        "HEARTBEAT OK - 1 up",
+        Duration::from_secs(10),
+    );
+
+    // Hung: connected, silent.
+    mock.signal("STOP");
+    let out = wait_status(
+        &base,
+        &only,
+        1,
+        "HEARTBEAT WARNING - 1 suspect",
+        Duration::from_secs(10),
+    );
+    assert!(out.contains("SUSPECT"), "{out}");
+    mock.signal("CONT");
+    wait_status(
+        &base,
+        &only,
+        0,
+        "HEARTBEAT OK - 1 up",
+        Duration::from_secs(10),
+    );
+
+    // Phi mode, the default: each instance's phi in the status API and the metrics.
+    let (_phi_monitor, phi_base) = http_monitor(BROKER, &[("MONITOR__DETECTION__MODE", "phi")]);
+    let phi = wait_for(Duration::from_secs(10), "phi in the status API", || {
+        status_entry(&status_document(&phi_base), &name)?["phi"].as_f64()
+    });
+    assert!(phi >= 0.0, "{phi}");
+    let (_, text) = http_get(&format!("{phi_base}/metrics")).unwrap();
+    let series = format!("heartbeat_phi{{service=\"{name}\",instance=\"w-1\"}} ");
+    assert!(text.contains(&series), "no {series:?} in:\n{text}");
+}
