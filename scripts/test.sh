@@ -71,6 +71,7 @@ need tmux tmux                  # the dashboard, in a real terminal
 need prometheus prometheus      # scrapes /metrics (promtool comes with it)
 need chromium chromium          # loads the status page
 need prometheus-alertmanager prometheus-alertmanager   # receives alerts (each test starts its own)
+need openssl openssl            # makes the CA and certificate of the TLS test
 # The Python example of docs/PROTOCOL.md runs for real: python3 and pika.
 need python3 python3
 python3 -c "import pika" 2>/dev/null || python3 -m pip install --quiet pika || apt_install python3-pika
