@@ -115,6 +115,20 @@ pub fn judge(document: Value, service: Option<&str>) -> Verdict {
             None => "no services seen yet".to_owned(),
         };
     }
+    let degraded: Vec<String> = document["degraded"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| service.is_none_or(|name| d["service"] == name))
+        .map(|d| {
+            let name = d["service"].as_str().unwrap_or("?");
+            format!("{name} {}/{}", d["up"], d["expected"])
+        })
+        .collect();
+    if !degraded.is_empty() {
+        severity = worse(severity, Severity::of("degraded"));
+        summary.push_str(&format!("; degraded: {}", degraded.join(", ")));
+    }
     let link = document["link"]["state"].as_str().unwrap_or("unknown");
     if link != "connected" {
         // Cut off from the broker, the monitor's states are stale.
@@ -231,6 +245,20 @@ mod tests {
             .collect();
         json!({"generated_at": "2026-11-23T10:01:30.000Z", "link": {"state": link},
                "services": services})
+    }
+
+    #[test]
+    fn a_degraded_service_is_a_warning() {
+        let mut document = doc(&["up", "up"], "connected");
+        document["degraded"] = json!([{"service": "svc0", "up": 1, "expected": 3}]);
+        let verdict = judge(document.clone(), None);
+        assert_eq!(verdict.severity.exit_code(), 1);
+        assert!(
+            verdict.summary.contains("degraded: svc0 1/3"),
+            "{}",
+            verdict.summary
+        );
+        assert_eq!(judge(document, Some("svc1")).severity.exit_code(), 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! through without a change here; [`Severity::of`] is the one place that
 //! judges them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -144,6 +144,15 @@ pub struct LinkInfo {
     pub detail: Option<String>,
 }
 
+/// A service with fewer instances UP (or SLOW) than the configuration says
+/// it should have (`instances`): a warning, `orders 1/3` on the dashboard.
+#[derive(Debug, Clone, Serialize)]
+pub struct DegradedService {
+    pub service: String,
+    pub up: u32,
+    pub expected: u32,
+}
+
 /// The status document (`GET /api/v1/status`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Document {
@@ -151,6 +160,8 @@ pub struct Document {
     pub monitor: MonitorInfo,
     pub link: LinkInfo,
     pub services: Vec<InstanceStatus>,
+    /// Services below their expected number of instances UP.
+    pub degraded: Vec<DegradedService>,
 }
 
 /// What the HTTP server reads: the document, and what `/healthz` needs to
@@ -271,9 +282,48 @@ pub struct Board {
     stall: Option<(Instant, Duration)>,
     /// After a stall the detector waits this long before judging again.
     grace: Duration,
+    /// How many instances each service should have: the configured default,
+    /// and per-service overrides by lower-cased name.
+    expected_default: Option<u32>,
+    expected: HashMap<String, u32>,
 }
 
 impl Board {
+    /// Judge services against how many instances they should have.
+    pub fn with_expected_instances(
+        mut self,
+        default: Option<u32>,
+        by_service: HashMap<String, u32>,
+    ) -> Self {
+        self.expected_default = default;
+        self.expected = by_service;
+        self
+    }
+
+    fn degraded(&self) -> Vec<DegradedService> {
+        let mut up: BTreeMap<&str, u32> = BTreeMap::new();
+        for (key, row) in &self.rows {
+            let count = up.entry(key.service.as_str()).or_default();
+            if matches!(row.state.as_str(), "up" | "slow") {
+                *count += 1;
+            }
+        }
+        up.into_iter()
+            .filter_map(|(service, up)| {
+                let expected = self
+                    .expected
+                    .get(&service.to_lowercase())
+                    .copied()
+                    .or(self.expected_default)?;
+                (up < expected).then(|| DegradedService {
+                    service: service.to_owned(),
+                    up,
+                    expected,
+                })
+            })
+            .collect()
+    }
+
     /// `grace`: how long after a stall of its loop the monitor does not judge
     /// (one timeout, as the detector waits).
     pub fn new(
@@ -305,6 +355,8 @@ impl Board {
             engine_seen: now,
             stall: None,
             grace,
+            expected_default: None,
+            expected: HashMap::new(),
         }
     }
 
@@ -404,6 +456,7 @@ impl Board {
                     detail,
                 },
                 services,
+                degraded: self.degraded(),
             },
             link_connected: self.link == LinkStatus::Connected,
             engine_seen: self.engine_seen,
@@ -540,6 +593,48 @@ mod tests {
         assert_eq!(state_code(State::NeverSeen), "never_seen");
         assert_eq!(state_code(State::Up), "up");
         assert_eq!(state_code(State::Down), "down");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_below_its_expected_instances_is_degraded() {
+        let t0 = Instant::now();
+        let second = Duration::from_secs(1);
+        let mut board = Board::new("mon", second, 3 * second, &[], t0)
+            .with_expected_instances(None, HashMap::from([("orders".to_owned(), 2)]));
+        board.apply(
+            &transition("orders", State::NeverSeen, State::Up, Reason::FirstSeen),
+            t0,
+        );
+        board.apply(
+            &transition("billing", State::NeverSeen, State::Up, Reason::FirstSeen),
+            t0,
+        );
+        let degraded = board.snapshot(t0).document.degraded;
+        assert_eq!(degraded.len(), 1, "{degraded:?}");
+        assert_eq!(
+            (
+                degraded[0].service.as_str(),
+                degraded[0].up,
+                degraded[0].expected
+            ),
+            ("orders", 1, 2)
+        );
+        let mut other = transition("orders", State::NeverSeen, State::Up, Reason::FirstSeen);
+        if let Update::Transition(report) = &mut other {
+            report.transition.key.instance = "i-2".into();
+        }
+        board.apply(&other, t0);
+        assert!(board.snapshot(t0).document.degraded.is_empty());
+        // A default applies to every service.
+        let board = board.with_expected_instances(Some(3), HashMap::new());
+        let names: Vec<String> = board
+            .snapshot(t0)
+            .document
+            .degraded
+            .into_iter()
+            .map(|d| d.service)
+            .collect();
+        assert_eq!(names, ["billing", "orders"]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -658,3 +658,44 @@ fn a_suspect_service_is_a_warning_and_phi_is_shown() {
     let series = format!("heartbeat_phi{{service=\"{name}\",instance=\"w-1\"}} ");
     assert!(text.contains(&series), "no {series:?} in:\n{text}");
 }
+
+#[test]
+fn a_service_below_its_expected_instances_is_degraded_and_a_warning() {
+    let (mut monitor, base) = http_monitor(BROKER, &[("MONITOR__DETECTION__INSTANCES", "2")]);
+    let name = unique("degraded");
+    let _first = mock(BROKER, &name, "d-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    let only = ["--service", name.as_str()];
+    let out = wait_status(
+        &base,
+        &only,
+        1,
+        &format!("HEARTBEAT WARNING - 1 up; degraded: {name} 1/2"),
+        Duration::from_secs(10),
+    );
+    assert!(out.contains(" d-1 "), "{out}");
+    let degraded = wait_for(Duration::from_secs(5), "degraded in the status API", || {
+        status_document(&base)["degraded"]
+            .as_array()?
+            .iter()
+            .find(|d| d["service"] == name.as_str())
+            .cloned()
+    });
+    assert_eq!(
+        (degraded["up"].as_u64(), degraded["expected"].as_u64()),
+        (Some(1), Some(2))
+    );
+
+    let _second = mock(BROKER, &name, "d-2", &[]);
+    wait_status(
+        &base,
+        &only,
+        0,
+        "HEARTBEAT OK - 2 up",
+        Duration::from_secs(10),
+    );
+}
