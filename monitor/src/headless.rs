@@ -108,27 +108,24 @@ pub fn state_code(state: State) -> String {
 }
 
 pub fn link_line(status: &LinkStatus, at: DateTime<Utc>) -> String {
-    let (name, attempt, retry_in, detail) = match status {
-        LinkStatus::Connecting => ("connecting", None, None, None),
-        LinkStatus::Connected => ("connected", None, None, None),
+    let (attempt, retry_in, detail) = match status {
         LinkStatus::Reconnecting {
             attempt,
             retry_in,
             error,
         } => (
-            "reconnecting",
             Some(*attempt),
             Some(retry_in.as_millis() as u64),
             Some(error.clone()),
         ),
-        LinkStatus::Blocked { reason } => ("blocked", None, None, Some(reason.clone())),
-        LinkStatus::Failed(error) => ("failed", None, None, Some(error.to_string())),
-        LinkStatus::Closed => ("closed", None, None, None),
+        LinkStatus::Blocked { reason } => (None, None, Some(reason.clone())),
+        LinkStatus::Failed(error) => (None, None, Some(error.to_string())),
+        LinkStatus::Connecting | LinkStatus::Connected | LinkStatus::Closed => (None, None, None),
     };
     let line = LinkLine {
         at: stamp(at),
         kind: "link",
-        status: name,
+        status: status.code(),
         judging: *status == LinkStatus::Connected,
         attempt,
         retry_in_ms: retry_in,

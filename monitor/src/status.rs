@@ -87,24 +87,20 @@ impl Severity {
 
 /// The link's state as a code, and what to tell a person about it.
 pub fn link_code(status: &LinkStatus) -> (&'static str, Option<String>) {
-    match status {
-        LinkStatus::Connecting => ("connecting", None),
-        LinkStatus::Connected => ("connected", None),
+    let detail = match status {
         LinkStatus::Reconnecting {
             attempt,
             retry_in,
             error,
-        } => (
-            "reconnecting",
-            Some(format!(
-                "attempt {attempt}, next try in {:.1}s: {error}",
-                retry_in.as_secs_f64()
-            )),
-        ),
-        LinkStatus::Blocked { reason } => ("blocked", Some(reason.clone())),
-        LinkStatus::Failed(error) => ("failed", Some(error.to_string())),
-        LinkStatus::Closed => ("closed", None),
-    }
+        } => Some(format!(
+            "attempt {attempt}, next try in {:.1}s: {error}",
+            retry_in.as_secs_f64()
+        )),
+        LinkStatus::Blocked { reason } => Some(reason.clone()),
+        LinkStatus::Failed(error) => Some(error.to_string()),
+        LinkStatus::Connecting | LinkStatus::Connected | LinkStatus::Closed => None,
+    };
+    (status.code(), detail)
 }
 
 /// One instance, as the status API shows it.

@@ -97,6 +97,21 @@ pub enum LinkStatus {
     Closed,
 }
 
+impl LinkStatus {
+    /// The state as a stable snake_case code, as the JSON lines, the status
+    /// API and the metrics spell it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LinkStatus::Connecting => "connecting",
+            LinkStatus::Connected => "connected",
+            LinkStatus::Reconnecting { .. } => "reconnecting",
+            LinkStatus::Blocked { .. } => "blocked",
+            LinkStatus::Failed(_) => "failed",
+            LinkStatus::Closed => "closed",
+        }
+    }
+}
+
 /// Counters a dashboard can turn into rates. `received` counts every body
 /// that arrived, `rejected` the ones that did not decode, `dropped` the
 /// outgoing ones lost to a full queue or a missing connection.
