@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
-use monitor::Update;
 use monitor::dashboard::{App, Event, Sort, Traffic, draw};
 use monitor::detector::{Detector, InstanceKey, Mode, Policy, State};
+use monitor::{EchoSeen, Update};
 use orchestrator_lib::wire::{self, Echo, Message};
 use rand::Rng;
 use ratatui::Terminal;
@@ -168,17 +168,19 @@ fn dashboard() {
     let echo_all = |app: &mut App, seq: u64| {
         let at = start + Duration::from_secs(seq);
         app.update(Event::Engine(Update::PingSent { seq, at }), at);
-        for (service, instance) in &fleet {
-            app.update(
-                Event::Engine(Update::Echo {
+        // In batches, as the engine hands them on.
+        for batch in fleet.chunks(256) {
+            let echoes: Vec<EchoSeen> = batch
+                .iter()
+                .map(|(service, instance)| EchoSeen {
                     key: InstanceKey::new(service.as_str(), instance.as_str()),
                     seq,
                     rtt: Some(Duration::from_micros(800 + seq % 400)),
                     phi: None,
                     at,
-                }),
-                at,
-            );
+                })
+                .collect();
+            app.update(Event::Engine(Update::Echoes(echoes.into())), at);
         }
     };
     // A full RTT window per instance: the steady state of a long-running monitor.

@@ -78,6 +78,9 @@ pub async fn run(
         ping_ttl: settings.timeout,
         expect: settings.expect.clone(),
         signed,
+        echoes_wanted: matches!(output, Output::Dashboard { .. })
+            || !settings.http.listen.is_empty()
+            || settings.history.enabled(),
     };
     // Bound before anything starts, so a taken port stops the monitor at once.
     let listener = if settings.http.listen.is_empty() {

@@ -2,6 +2,7 @@
 //! [`Detector`], and reports what happens as [`Update`]s. All the I/O of
 //! monitoring lives here; all the judgement lives in the detector.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,6 +30,10 @@ pub struct EngineConfig {
     pub expect: Vec<String>,
     /// Heartbeats are signed (the link has a key): refuse replayed echoes.
     pub signed: bool,
+    /// Some sink shows or keeps echoes (the dashboard, the status board, the
+    /// history). Headless with neither wants transitions only, and is spared
+    /// building an update per echo.
+    pub echoes_wanted: bool,
 }
 
 /// A transition stamped with wall-clock time for people and logs.
@@ -42,15 +47,10 @@ pub struct Report {
 #[derive(Debug, Clone)]
 pub enum Update {
     Transition(Report),
-    Echo {
-        key: InstanceKey,
-        /// The ping it answers, so a display can count the ones that went unanswered.
-        seq: u64,
-        rtt: Option<Duration>,
-        /// Phi's view of the instance after this echo, when phi judges it.
-        phi: Option<PhiModel>,
-        at: Instant,
-    },
+    /// The echoes of one batch off the inbox, in the order they arrived: one
+    /// update per batch, not per echo, so that thousands of echoes a second
+    /// cost the sinks a few hand-offs. Shared, since every sink gets a copy.
+    Echoes(Arc<[EchoSeen]>),
     /// Our own loop ran this late: past the detector's stall threshold, so
     /// verdicts were suspended.
     Stall {
@@ -62,6 +62,18 @@ pub enum Update {
         at: Instant,
     },
     Link(LinkStatus),
+}
+
+/// One echo, as the detector took it.
+#[derive(Debug, Clone)]
+pub struct EchoSeen {
+    pub key: InstanceKey,
+    /// The ping it answers, so a display can count the ones that went unanswered.
+    pub seq: u64,
+    pub rtt: Option<Duration>,
+    /// Phi's view of the instance after this echo, when phi judges it.
+    pub phi: Option<PhiModel>,
+    pub at: Instant,
 }
 
 /// Run until `shutdown`, or until the link fails for good.
@@ -149,38 +161,47 @@ pub async fn run(
                     Err(error) => debug!(%error, seq, "ping not sent"),
                 }
             }
-            incoming = inbox.recv() => {
-                let Some(Incoming { message, .. }) = incoming else {
+            batch = inbox.recv_batch() => {
+                let Some(batch) = batch else {
                     // The link ended: a fatal failure must not pass for a clean stop.
                     break match &*status.borrow() {
                         LinkStatus::Failed(error) => Err(error.clone()),
                         _ => Ok(()),
                     };
                 };
+                // One reading of the clock for the batch: its messages arrived together.
                 let now = Instant::now();
-                match message {
-                    Message::Echo(echo) => {
-                        let key = InstanceKey::new(echo.service, echo.instance);
-                        // The link has checked the MAC, which covers the seq;
-                        // what is left to refuse is the same signed echo twice.
-                        // And an echo signed for another monitor's ping, whose
-                        // seqs may overlap ours.
-                        let ours = echo.monitor.as_deref() == Some(config.monitor_id.as_str());
-                        if config.signed && (!ours || !replays.first_time(&key, echo.seq)) {
-                            stats.count_rejected(RejectReason::Replayed);
-                            debug!(service = %key.service, instance = %key.instance, seq = echo.seq, "refused a replayed echo, or one for another monitor");
-                            continue;
+                let mut echoes = Vec::new();
+                for Incoming { message, .. } in batch {
+                    match message {
+                        Message::Echo(echo) => {
+                            let key = InstanceKey::new(echo.service, echo.instance);
+                            // The link has checked the MAC, which covers the seq;
+                            // what is left to refuse is the same signed echo twice.
+                            // And an echo signed for another monitor's ping, whose
+                            // seqs may overlap ours.
+                            let ours = echo.monitor.as_deref() == Some(config.monitor_id.as_str());
+                            if config.signed && (!ours || !replays.first_time(&key, echo.seq)) {
+                                stats.count_rejected(RejectReason::Replayed);
+                                debug!(service = %key.service, instance = %key.instance, seq = echo.seq, "refused a replayed echo, or one for another monitor");
+                                continue;
+                            }
+                            let InstanceKey { service, instance } = &key;
+                            let outcome = detector.echo(service, instance, echo.seq, now.into_std());
+                            if config.echoes_wanted {
+                                let phi = detector.phi_model(service, instance);
+                                echoes.push(EchoSeen { key, seq: echo.seq, rtt: outcome.rtt, phi, at: now });
+                            }
+                            emit_all(outcome.transitions);
                         }
-                        let InstanceKey { service, instance } = &key;
-                        let outcome = detector.echo(service, instance, echo.seq, now.into_std());
-                        let phi = detector.phi_model(service, instance);
-                        emit(Update::Echo { key, seq: echo.seq, rtt: outcome.rtt, phi, at: now });
-                        emit_all(outcome.transitions);
+                        Message::Goodbye(bye) => {
+                            emit_all(detector.goodbye(&bye.service, &bye.instance, now.into_std()).into_iter().collect());
+                        }
+                        Message::Ping(ping) => debug!(monitor = %ping.monitor, "ignored a ping sent to a monitor"),
                     }
-                    Message::Goodbye(bye) => {
-                        emit_all(detector.goodbye(&bye.service, &bye.instance, now.into_std()).into_iter().collect());
-                    }
-                    Message::Ping(ping) => debug!(monitor = %ping.monitor, "ignored a ping sent to a monitor"),
+                }
+                if !echoes.is_empty() {
+                    emit(Update::Echoes(echoes.into()));
                 }
             }
             scheduled = checks.tick() => {

@@ -163,7 +163,7 @@ pub async fn write_transitions(
             Update::Transition(report) => json_line(&report),
             Update::Link(status) => link_line(&status, Utc::now()),
             Update::Stall { lag, .. } => stall_line(lag, Utc::now()),
-            Update::Echo { .. } | Update::PingSent { .. } => continue,
+            Update::Echoes(_) | Update::PingSent { .. } => continue,
         };
         if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
             return true;

@@ -35,4 +35,4 @@ pub mod status;
 
 pub use app::{Output, Source, run};
 pub use cli::{Cli, Command, StatusArgs};
-pub use engine::{Report, Update};
+pub use engine::{EchoSeen, Report, Update};

@@ -22,7 +22,7 @@ use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashMap;
 
 use crate::detector::{InstanceKey, PhiModel, UNSEEN_INSTANCE};
-use crate::engine::Update;
+use crate::engine::{EchoSeen, Update};
 use crate::history::Health;
 use crate::notify::TargetStats;
 use crate::status::{link_code, state_code};
@@ -277,12 +277,20 @@ impl Metrics {
                     .get_or_create(&vec![("service", t.key.service.clone()), ("to", to)])
                     .inc();
             }
-            Update::Echo {
-                key, rtt, phi, at, ..
-            } => {
-                self.echoes.inc();
-                if rtt.is_some() {
-                    let mut models = self.phi_models.lock().unwrap_or_else(|e| e.into_inner());
+            Update::Echoes(echoes) => {
+                self.echoes.inc_by(echoes.len() as u64);
+                // Both locks once a batch, not once an echo.
+                let mut models = self.phi_models.lock().unwrap_or_else(|e| e.into_inner());
+                let mut by_service = self
+                    .rtt_by_service
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                for EchoSeen {
+                    key, rtt, phi, at, ..
+                } in echoes.iter()
+                {
+                    // Only an echo of a recent ping is a round trip, and a heartbeat for phi.
+                    let Some(rtt) = rtt else { continue };
                     match (phi, models.get_mut(key)) {
                         (Some(model), Some(known)) => *known = (*model, *at),
                         (Some(model), None) => {
@@ -292,12 +300,6 @@ impl Metrics {
                             models.remove(key);
                         }
                     }
-                }
-                if let Some(rtt) = rtt {
-                    let mut by_service = self
-                        .rtt_by_service
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
                     let histogram = match by_service.get(&key.service) {
                         Some(histogram) => histogram,
                         None => by_service.entry(key.service.clone()).or_insert_with(|| {
@@ -494,7 +496,7 @@ mod tests {
         assert!(metrics.encode().contains("instance=\"-\""));
         metrics.observe(&transition(State::Up));
         metrics.observe(&transition(State::Down));
-        metrics.observe(&Update::Echo {
+        metrics.observe(&Update::Echoes(Arc::new([EchoSeen {
             key: InstanceKey::new("orders", "o-1"),
             seq: 1,
             rtt: Some(Duration::from_millis(3)),
@@ -508,7 +510,7 @@ mod tests {
                 },
             }),
             at: tokio::time::Instant::now(),
-        });
+        }])));
         metrics.observe(&Update::Link(orchestrator_lib::LinkStatus::Connected));
         let text = metrics.encode();
         for line in [

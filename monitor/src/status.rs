@@ -20,7 +20,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
 use crate::detector::{InstanceKey, PhiModel, State, UNSEEN_INSTANCE};
-use crate::engine::Update;
+use crate::engine::{EchoSeen, Update};
 pub use crate::headless::state_code;
 use crate::metrics::Metrics;
 
@@ -385,19 +385,24 @@ impl Board {
                     row.last_rtt = t.rtt;
                 }
             }
-            Update::Echo {
-                key, rtt, phi, at, ..
-            } => {
-                // An echo can overtake the transition it caused; the row is made either way.
-                let row = self
-                    .rows
-                    .entry(key.clone())
-                    .or_insert_with(|| Row::new(state_code(State::NeverSeen), Utc::now(), *at));
-                row.last_echo = Some(*at);
-                // Only an echo of a recent ping is a round trip, and a heartbeat for phi.
-                if rtt.is_some() {
-                    row.last_rtt = *rtt;
-                    row.phi = *phi;
+            Update::Echoes(echoes) => {
+                for EchoSeen {
+                    key, rtt, phi, at, ..
+                } in echoes.iter()
+                {
+                    // An echo can overtake the transition it caused; the row is made either way.
+                    let row = match self.rows.get_mut(key) {
+                        Some(row) => row,
+                        None => self.rows.entry(key.clone()).or_insert_with(|| {
+                            Row::new(state_code(State::NeverSeen), Utc::now(), *at)
+                        }),
+                    };
+                    row.last_echo = Some(*at);
+                    // Only an echo of a recent ping is a round trip, and a heartbeat for phi.
+                    if rtt.is_some() {
+                        row.last_rtt = *rtt;
+                        row.phi = *phi;
+                    }
                 }
             }
             Update::PingSent { at, .. } => self.engine_seen = *at,
@@ -671,13 +676,13 @@ mod tests {
         };
         let t1 = t0 + Duration::from_secs(3);
         board.apply(
-            &Update::Echo {
+            &Update::Echoes(std::sync::Arc::new([crate::engine::EchoSeen {
                 key: key.clone(),
                 seq: 3,
                 rtt: Some(Duration::from_micros(2250)),
                 phi: Some(model),
                 at: t1,
-            },
+            }])),
             t1,
         );
         // Phi is read at the moment of the snapshot, from the last echo.

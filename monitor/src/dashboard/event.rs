@@ -29,7 +29,7 @@ impl Event {
     pub fn is_urgent(&self) -> bool {
         !matches!(
             self,
-            Event::Engine(Update::Echo { .. } | Update::PingSent { .. })
+            Event::Engine(Update::Echoes(_) | Update::PingSent { .. })
         )
     }
 }

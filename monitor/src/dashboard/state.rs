@@ -17,7 +17,7 @@ use super::event::{Event, Traffic};
 use super::view;
 use crate::demo::FleetCommand;
 use crate::detector::{InstanceKey, PhiModel, State, UNSEEN_INSTANCE};
-use crate::engine::{Report, Update};
+use crate::engine::{EchoSeen, Report, Update};
 use crate::history::{Health, Past};
 
 /// Round trips kept per instance for the percentiles and the sparkline.
@@ -280,6 +280,30 @@ impl Fleet {
         self.index.get(key).map(|&i| &self.rows[i])
     }
 
+    fn echo(&mut self, echo: &EchoSeen) {
+        let row = self.row_mut(&echo.key, echo.at);
+        // Only an echo of a recent ping is a heartbeat for phi.
+        if echo.rtt.is_some() {
+            if let Some(before) = row.phi_at(echo.at) {
+                if row.phi_history.len() == PHI_SAMPLES {
+                    row.phi_history.pop_front();
+                }
+                row.phi_history.push_back(before);
+            }
+            row.phi = echo.phi;
+        }
+        row.last_echo = Some(echo.at);
+        if row.last_seq.is_none_or(|last| last < echo.seq) {
+            row.last_seq = Some(echo.seq);
+        }
+        if let Some(rtt) = echo.rtt {
+            if row.rtts.len() == RTT_SAMPLES {
+                row.rtts.pop_front();
+            }
+            row.rtts.push_back(rtt);
+        }
+    }
+
     fn apply(&mut self, update: Update, now: Instant) {
         match update {
             Update::Transition(report) => {
@@ -308,33 +332,9 @@ impl Fleet {
                 self.log.truncate(LOG_CAPACITY);
                 self.stale = true;
             }
-            Update::Echo {
-                key,
-                seq,
-                rtt,
-                phi,
-                at,
-            } => {
-                let row = self.row_mut(&key, at);
-                // Only an echo of a recent ping is a heartbeat for phi.
-                if rtt.is_some() {
-                    if let Some(before) = row.phi_at(at) {
-                        if row.phi_history.len() == PHI_SAMPLES {
-                            row.phi_history.pop_front();
-                        }
-                        row.phi_history.push_back(before);
-                    }
-                    row.phi = phi;
-                }
-                row.last_echo = Some(at);
-                if row.last_seq.is_none_or(|last| last < seq) {
-                    row.last_seq = Some(seq);
-                }
-                if let Some(rtt) = rtt {
-                    if row.rtts.len() == RTT_SAMPLES {
-                        row.rtts.pop_front();
-                    }
-                    row.rtts.push_back(rtt);
+            Update::Echoes(echoes) => {
+                for echo in echoes.iter() {
+                    self.echo(echo);
                 }
             }
             Update::PingSent { seq, .. } => {

@@ -76,13 +76,15 @@ fn transition(
 
 fn echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: u64, rtt: Duration) {
     app.update(
-        Event::Engine(Update::Echo {
-            key: InstanceKey::new(key.0, key.1),
-            seq,
-            rtt: Some(rtt),
-            phi: None,
-            at: clock.at(at),
-        }),
+        Event::Engine(Update::Echoes(std::sync::Arc::new([
+            crate::engine::EchoSeen {
+                key: InstanceKey::new(key.0, key.1),
+                seq,
+                rtt: Some(rtt),
+                phi: None,
+                at: clock.at(at),
+            },
+        ]))),
         clock.at(at),
     );
 }
@@ -877,13 +879,15 @@ fn phi_echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: 
         },
     };
     app.update(
-        Event::Engine(Update::Echo {
-            key: InstanceKey::new(key.0, key.1),
-            seq,
-            rtt: Some(ms(2)),
-            phi: Some(model),
-            at: clock.at(at),
-        }),
+        Event::Engine(Update::Echoes(std::sync::Arc::new([
+            crate::engine::EchoSeen {
+                key: InstanceKey::new(key.0, key.1),
+                seq,
+                rtt: Some(ms(2)),
+                phi: Some(model),
+                at: clock.at(at),
+            },
+        ]))),
         clock.at(at),
     );
 }

@@ -538,7 +538,11 @@ async fn run(
                         aggregator.transition(&report.transition.key, &t.to, now, &mut minutes);
                         backlog.push_transition(t);
                     }
-                    Update::Echo { key, rtt, .. } => aggregator.echo(&key, rtt, now, &mut minutes),
+                    Update::Echoes(echoes) => {
+                        for echo in echoes.iter() {
+                            aggregator.echo(&echo.key, echo.rtt, now, &mut minutes);
+                        }
+                    }
                     Update::PingSent { .. } => aggregator.ping(now, &mut minutes),
                     Update::Link(_) | Update::Stall { .. } => {}
                 }

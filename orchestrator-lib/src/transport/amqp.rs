@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use futures_util::future;
 use futures_util::stream::{self, SelectAll};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, BasicRejectOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
@@ -24,7 +24,7 @@ use lapin::{
 };
 use tracing::{debug, info, warn};
 
-use super::{LinkOptions, LinkStats, LinkStatus, Outgoing, Plumbing, Route};
+use super::{LinkOptions, LinkStats, LinkStatus, MAX_BATCH, Outgoing, Plumbing, Route};
 use crate::signing::MAC_HEADER;
 use crate::{Backoff, BrokerUrl, Endpoint, Error, PING_EXCHANGE, Role};
 
@@ -122,6 +122,62 @@ struct Session {
     deliveries: Deliveries,
     events: Pin<Box<dyn Stream<Item = Event> + Send + Sync>>,
     queues: Vec<String>,
+    acks: PendingAcks,
+}
+
+/// Acknowledgements not yet sent. One `basic.ack` with `multiple` settles
+/// every delivery up to a tag, so a batch costs one frame, not one each.
+///
+/// Every delivery is acknowledged, a bad one too: it has been counted and
+/// logged here, and a reject would only differ for a dead-letter exchange
+/// nobody declares. Acking everything is also what makes `multiple` safe:
+/// a reject of a tag a `multiple` ack already settled would close the
+/// channel.
+struct PendingAcks {
+    /// Tags are per channel and increase in the order the broker sends.
+    highest: Option<u64>,
+    /// The highest tag already acknowledged: a `multiple` ack has settled
+    /// everything below it, including deliveries that the merged stream of
+    /// several consumers yields out of order.
+    settled: u64,
+    /// Held back at most this long: see [`LinkOptions::ack_delay`].
+    delay: Duration,
+    since: Option<tokio::time::Instant>,
+}
+
+impl PendingAcks {
+    fn new(delay: Duration) -> Self {
+        Self {
+            highest: None,
+            settled: 0,
+            delay,
+            since: None,
+        }
+    }
+
+    fn add(&mut self, tag: u64) {
+        if tag > self.settled {
+            self.highest = Some(self.highest.map_or(tag, |h| h.max(tag)));
+            self.since.get_or_insert_with(tokio::time::Instant::now);
+        }
+    }
+
+    /// When the held-back acknowledgements are due, if any are held back.
+    fn due_at(&self) -> Option<tokio::time::Instant> {
+        self.since.map(|since| since + self.delay)
+    }
+
+    /// Send what is held back, if anything is.
+    async fn flush(&mut self, channel: &Channel) -> lapin::Result<()> {
+        let Some(tag) = self.highest.take() else {
+            return Ok(());
+        };
+        self.since = None;
+        self.settled = tag;
+        channel
+            .basic_ack(tag, BasicAckOptions { multiple: true })
+            .await
+    }
 }
 
 impl Session {
@@ -211,12 +267,15 @@ impl Session {
             deliveries,
             events,
             queues: endpoints.iter().map(|e| e.queue.clone()).collect(),
+            acks: PendingAcks::new(options.ack_delay),
         })
     }
 
     /// Pump messages both ways until the link is closed (`Ok`) or lost (`Err`).
     async fn serve(&mut self, p: &mut Plumbing) -> lapin::Result<()> {
         loop {
+            // With nothing held back this is a date that never comes.
+            let acks_due = self.acks.due_at();
             tokio::select! {
                 biased;
                 _ = p.token.cancelled() => return Ok(()),
@@ -233,23 +292,62 @@ impl Session {
                     Some(_) => {}
                     None => return Err(lost("the connection's event stream ended")),
                 },
-                delivery = self.deliveries.next() => match delivery {
-                    Some((to, Some(Ok(delivery)))) => {
-                        let reply_to = delivery.properties.reply_to().as_ref().map(ToString::to_string);
-                        let mac = mac_header(&delivery.properties);
-                        if p.accept(&delivery.data, mac, reply_to, to, &self.queues[to]).await {
-                            delivery.acker.ack(BasicAckOptions::default()).await?;
-                        } else {
-                            // Not requeued: a body that failed to decode will fail again.
-                            delivery.acker.reject(BasicRejectOptions { requeue: false }).await?;
-                        }
+                _ = sleep_until(acks_due), if acks_due.is_some() => self.acks.flush(&self.channel).await?,
+                delivery = self.deliveries.next() => {
+                    self.take_batch(delivery, p).await?;
+                    if self.acks.delay.is_zero() {
+                        self.acks.flush(&self.channel).await?;
                     }
-                    Some((_, Some(Err(error)))) => return Err(error),
-                    Some((_, None)) | None => return Err(lost("the broker cancelled our consumer")),
-                },
+                }
                 Some(outgoing) = p.out_rx.recv() => self.publish(outgoing, &p.stats).await?,
             }
         }
+    }
+
+    /// Take `first` and whatever else has already arrived (up to
+    /// [`MAX_BATCH`]), and hand it on to the inbox as one batch.
+    async fn take_batch(
+        &mut self,
+        first: Option<(usize, Option<lapin::Result<Delivery>>)>,
+        p: &mut Plumbing,
+    ) -> lapin::Result<()> {
+        let mut batch = Vec::new();
+        let mut next = first;
+        let mut taken = 0;
+        loop {
+            match next {
+                Some((to, Some(Ok(delivery)))) => {
+                    let reply_to = delivery
+                        .properties
+                        .reply_to()
+                        .as_ref()
+                        .map(ToString::to_string);
+                    let mac = mac_header(&delivery.properties);
+                    p.accept(
+                        &delivery.data,
+                        mac,
+                        reply_to,
+                        to,
+                        &self.queues[to],
+                        &mut batch,
+                    );
+                    self.acks.add(delivery.delivery_tag);
+                }
+                Some((_, Some(Err(error)))) => return Err(error),
+                Some((_, None)) | None => return Err(lost("the broker cancelled our consumer")),
+            }
+            taken += 1;
+            if taken == MAX_BATCH {
+                break;
+            }
+            // Only what is already here: never wait to fill a batch.
+            match self.deliveries.next().now_or_never() {
+                Some(delivery) => next = delivery,
+                None => break,
+            }
+        }
+        p.deliver(batch).await;
+        Ok(())
     }
 
     async fn publish(&self, outgoing: Outgoing, stats: &LinkStats) -> lapin::Result<()> {
@@ -311,6 +409,14 @@ fn mac_header(properties: &BasicProperties) -> Option<&[u8]> {
         AMQPValue::LongString(text) => Some(text.as_bytes()),
         AMQPValue::ByteArray(bytes) => Some(bytes.as_slice()),
         _ => None,
+    }
+}
+
+/// `select!` needs a future even when its branch is disabled.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => future::pending().await,
     }
 }
 

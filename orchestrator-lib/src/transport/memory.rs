@@ -127,8 +127,10 @@ impl MemoryBroker {
                 _ = p.token.cancelled() => break,
                 Some(outgoing) = p.out_rx.recv() => self.route(outgoing, &p.stats),
                 Some(raw) = rx.recv() => {
+                    let mut batch = Vec::new();
                     let mac = raw.mac.as_deref().map(str::as_bytes);
-                    p.accept(&raw.body, mac, raw.reply_to, raw.to, &queues[raw.to]).await;
+                    p.accept(&raw.body, mac, raw.reply_to, raw.to, &queues[raw.to], &mut batch);
+                    p.deliver(batch).await;
                 }
             }
         }

@@ -30,6 +30,11 @@ pub struct LinkOptions {
     pub reconnect_max: Duration,
     /// Unacknowledged deliveries the broker may push before waiting for acks.
     pub prefetch: u16,
+    /// How long acknowledgements may be held back and sent as one
+    /// (`multiple`). Zero: each batch of deliveries is acknowledged as soon
+    /// as it has been handed on. See [`LinkOptions::service`] for why a
+    /// service must not wait.
+    pub ack_delay: Duration,
     /// Messages waiting to be published before new ones are dropped.
     pub outgoing_capacity: usize,
     /// Shown in the broker's management UI next to the connection.
@@ -49,7 +54,10 @@ impl Default for LinkOptions {
         Self {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(5),
-            prefetch: 256,
+            // Room for the acknowledgements held back for `ack_delay`: at
+            // 10,000 echoes a second, 50 ms is 500 deliveries.
+            prefetch: 2048,
+            ack_delay: Duration::from_millis(50),
             outgoing_capacity: 1024,
             connection_name: "heartbeat".into(),
             max_body: wire::DEFAULT_MAX_BODY,
@@ -63,10 +71,12 @@ impl LinkOptions {
     /// For a service: the broker pushes at most one ping ahead of the one
     /// being answered, so a service that hangs and resumes finds the rest
     /// still queued, where their expiration drops them, instead of a
-    /// backlog of stale pings to answer as if fresh.
+    /// backlog of stale pings to answer as if fresh. With so little room,
+    /// every ping is acknowledged at once, or the next would not come.
     pub fn service() -> Self {
         Self {
             prefetch: SERVICE_PREFETCH,
+            ack_delay: Duration::ZERO,
             ..Self::default()
         }
     }
@@ -252,16 +262,46 @@ pub struct Incoming {
 }
 
 /// The receiving half of a link: decoded messages only.
+///
+/// Messages cross from the link's task in batches (whatever arrived
+/// together), so a busy monitor pays one hand-off per batch instead of one
+/// per message: the per-message wake-ups were most of its cost. Read one at
+/// a time with [`Inbox::recv`] or a batch at a time with [`Inbox::recv_batch`].
 pub struct Inbox {
-    rx: mpsc::Receiver<Incoming>,
+    rx: mpsc::Receiver<Vec<Incoming>>,
+    /// The rest of a batch [`Inbox::recv`] has started on.
+    pending: std::vec::IntoIter<Incoming>,
 }
 
 impl Inbox {
-    /// The next message; `None` once the link has ended.
+    /// The next message; `None` once the link has ended. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Incoming> {
+        loop {
+            if let Some(incoming) = self.pending.next() {
+                return Some(incoming);
+            }
+            self.pending = self.rx.recv().await?.into_iter();
+        }
+    }
+
+    /// Everything that has arrived together: at least one message, at most
+    /// [`MAX_BATCH`]; `None` once the link has ended. Cancel-safe.
+    pub async fn recv_batch(&mut self) -> Option<Vec<Incoming>> {
+        if self.pending.len() > 0 {
+            return Some(self.pending.by_ref().collect());
+        }
         self.rx.recv().await
     }
 }
+
+/// The most deliveries taken from the broker's stream before they are
+/// handed on: enough to amortise a hand-off, few enough that the first of
+/// them is not held back long.
+pub const MAX_BATCH: usize = 256;
+
+/// Batches waiting for the inbox's reader before the link stops reading from
+/// the broker (which then keeps the backlog in the queue, where it shows).
+const INBOX_BATCHES: usize = 64;
 
 /// Ends a link. Dropping it ends the link too, but without waiting for
 /// queued messages to go out.
@@ -299,7 +339,7 @@ pub struct Link {
 /// The back-end side of a link's channels.
 pub(crate) struct Plumbing {
     out_rx: mpsc::Receiver<Outgoing>,
-    inbox_tx: mpsc::Sender<Incoming>,
+    inbox_tx: mpsc::Sender<Vec<Incoming>>,
     status_tx: watch::Sender<LinkStatus>,
     stats: Arc<LinkStats>,
     token: CancellationToken,
@@ -316,17 +356,29 @@ impl Plumbing {
         self.status_tx.send_replace(status);
     }
 
-    /// Check a body's signature (when the link has keys), decode it and hand
-    /// it to the inbox. Returns false when the body was rejected, so the back
-    /// end can tell the broker. `mac` is the `signing::MAC_HEADER` value.
-    async fn accept(
+    /// Hand a batch of accepted messages to the inbox, waiting for room: a
+    /// reader that falls behind slows the link's reading, not its judgement
+    /// of what it reads.
+    async fn deliver(&self, batch: Vec<Incoming>) {
+        if !batch.is_empty() {
+            // The owner may have dropped the inbox; a publish-only link is fine.
+            let _ = self.inbox_tx.send(batch).await;
+        }
+    }
+
+    /// Check a body's signature (when the link has keys) and decode it into
+    /// `batch`, for [`Plumbing::deliver`]. A rejected body is counted and
+    /// logged at a limited rate, and goes no further. `mac` is the
+    /// `signing::MAC_HEADER` value.
+    fn accept(
         &self,
         body: &[u8],
         mac: Option<&[u8]>,
         reply_to: Option<String>,
         to: usize,
         queue: &str,
-    ) -> bool {
+        batch: &mut Vec<Incoming>,
+    ) {
         LinkStats::count(&self.stats.received);
         // The size limit first, so an oversized body costs no hashing.
         let verified = match &self.keys {
@@ -338,25 +390,19 @@ impl Plumbing {
             if let Some(suppressed) = self.bad_message_log.permit(std::time::Instant::now()) {
                 tracing::warn!(%queue, reason = reason.code(), bytes = body.len(), suppressed, "dropped a message not signed with our key");
             }
-            return false;
+            return;
         }
         match wire::decode_within(body, self.max_body) {
-            Ok(message) => {
-                let incoming = Incoming {
-                    message,
-                    reply_to,
-                    to,
-                };
-                // The owner may have dropped the inbox; a publish-only link is fine.
-                let _ = self.inbox_tx.send(incoming).await;
-                true
-            }
+            Ok(message) => batch.push(Incoming {
+                message,
+                reply_to,
+                to,
+            }),
             Err(error) => {
                 self.stats.reject(error.reason());
                 if let Some(suppressed) = self.bad_message_log.permit(std::time::Instant::now()) {
                     tracing::warn!(%queue, %error, bytes = body.len(), suppressed, "dropped a bad message");
                 }
-                false
             }
         }
     }
@@ -397,7 +443,7 @@ impl LogLimiter {
 
 fn plumbing(options: &LinkOptions) -> (Link, Plumbing) {
     let (out_tx, out_rx) = mpsc::channel(options.outgoing_capacity.max(1));
-    let (inbox_tx, inbox_rx) = mpsc::channel(1024);
+    let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_BATCHES);
     let (status_tx, status_rx) = watch::channel(LinkStatus::Connecting);
     let stats = Arc::new(LinkStats::default());
     let token = CancellationToken::new();
@@ -409,7 +455,10 @@ fn plumbing(options: &LinkOptions) -> (Link, Plumbing) {
             capacity: options.outgoing_capacity,
             keys: keys.clone(),
         },
-        inbox: Inbox { rx: inbox_rx },
+        inbox: Inbox {
+            rx: inbox_rx,
+            pending: Vec::new().into_iter(),
+        },
         status: status_rx,
         stats: stats.clone(),
         closer: Closer {
