@@ -359,3 +359,28 @@ fn the_log_file_is_private_in_the_state_directory_and_no_planted_link_is_followe
     assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
     std::fs::remove_dir_all(&state).unwrap();
 }
+
+#[test]
+fn esc_backs_out_and_never_quits() {
+    let tmux = Tmux::start(&under_shell("AMQP_URL=amqp://127.0.0.1:1", &["--demo"]));
+    tmux.wait_line(Duration::from_secs(20), "with search UP", |line| {
+        line.starts_with("search ") && line.contains(" UP ")
+    });
+    tmux.keys(&["Enter"]);
+    tmux.wait_line(Duration::from_secs(5), "with the detail view", |line| {
+        line.contains("transitions, newest first")
+    });
+    tmux.keys(&["Escape"]);
+    tmux.wait_line(Duration::from_secs(5), "with the list again", |line| {
+        line.starts_with("SERVICE")
+    });
+    // The Esc too many, as a habit from other tools: the list stays.
+    tmux.keys(&["Escape", "Escape"]);
+    // Keys are read in order: if Esc had quit, nothing would open the help.
+    tmux.keys(&["?"]);
+    tmux.wait_line(Duration::from_secs(5), "with the help open", |line| {
+        line.contains("┌ keys")
+    });
+    assert!(!tmux.capture(false).contains("EXITED"));
+    quit_and_check_the_terminal_is_restored(&tmux);
+}

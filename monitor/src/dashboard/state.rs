@@ -366,14 +366,16 @@ impl Fleet {
         }
     }
 
-    /// Messages per second in and out, once two samples are apart.
+    /// Messages per second in and out, once the samples span a whole
+    /// [`RATE_WINDOW`]: the first second's figures are noise.
     pub fn rates(&self) -> Option<(f64, f64)> {
         let (first_at, first) = self.traffic.front()?;
         let (last_at, last) = self.traffic.back()?;
-        let secs = last_at.saturating_duration_since(*first_at).as_secs_f64();
-        if secs <= 0.0 {
+        let span = last_at.saturating_duration_since(*first_at);
+        if span < RATE_WINDOW {
             return None;
         }
+        let secs = span.as_secs_f64();
         let per_sec = |a: u64, b: u64| b.saturating_sub(a) as f64 / secs;
         Some((
             per_sec(first.received, last.received),
@@ -613,6 +615,8 @@ impl App {
         }
         match key.code {
             KeyCode::Char('q') => self.quit = true,
+            // Esc only ever backs out, as in k9s and bottom: pressed once too
+            // often, it must not end the monitor.
             KeyCode::Esc => match self.screen {
                 Screen::Detail => self.screen = Screen::List,
                 Screen::List if !self.filter.is_empty() || self.state_filter.is_some() => {
@@ -620,7 +624,7 @@ impl App {
                     self.state_filter = None;
                     self.restale();
                 }
-                Screen::List => self.quit = true,
+                Screen::List => {}
             },
             KeyCode::Up | KeyCode::Char('k') => self.move_by(-1),
             KeyCode::Down | KeyCode::Char('j') => self.move_by(1),

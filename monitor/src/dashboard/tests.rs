@@ -382,12 +382,21 @@ fn the_help_overlay_lists_every_key_and_the_log_file() {
     press(&mut app, &clock, secs(30), KeyCode::Char('?'));
     assert!(app.help);
     let text = screen(&mut app, clock.at(secs(30)), 80, 24).join("\n");
-    for (keys, what) in super::view::KEYS {
+    for (keys, what) in super::view::keys(false) {
         assert!(text.contains(keys), "{keys} missing from\n{text}");
         assert!(text.contains(what), "{what} missing from\n{text}");
     }
     assert!(text.contains("logs: /tmp/monitor-42.log"));
     assert!(text.contains("┌ keys "));
+    // Outside the demo its keys do nothing, so the help does not offer them.
+    assert!(!text.contains("x c r"), "{text}");
+    assert!(!text.contains("crash"), "{text}");
+    assert!(!text.contains("or quit"), "Esc never quits:\n{text}");
+
+    app.demo = true;
+    let text = screen(&mut app, clock.at(secs(30)), 80, 30).join("\n");
+    assert!(text.contains("x c r"), "{text}");
+    assert!(text.contains("stop, crash, revive the selected service"));
 }
 
 #[test]
@@ -495,6 +504,41 @@ fn reconnecting_and_blocked_links_are_spelled_out_in_the_header() {
 }
 
 #[test]
+fn rates_wait_for_a_whole_window() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    // One ping a second, one echo back: a tick every 250 ms, as the run loop does.
+    let tick = |app: &mut App, at: Duration| {
+        let n = at.as_millis() as u64 / 1000;
+        app.update(
+            Event::Tick(Traffic {
+                published: n,
+                received: n,
+            }),
+            clock.at(at),
+        );
+    };
+    let mut at = Duration::ZERO;
+    while at < ms(4750) {
+        tick(&mut app, at);
+        at += ms(250);
+        let shown = screen(&mut app, clock.at(at), 100, 24);
+        assert!(
+            shown[2].starts_with(" msg/s measuring…"),
+            "at {at:?}: {}",
+            shown[2]
+        );
+    }
+    tick(&mut app, ms(5000));
+    let shown = screen(&mut app, clock.at(ms(5000)), 100, 24);
+    assert!(
+        shown[2].starts_with(" msg/s in 1.0 out 1.0 · ~5.2M/month"),
+        "{}",
+        shown[2]
+    );
+}
+
+#[test]
 fn the_header_says_when_heartbeats_are_unsigned() {
     let clock = Clock::new();
     let mut app = new_app(&clock, &[]);
@@ -526,6 +570,9 @@ fn pausing_freezes_the_screen_but_not_the_monitoring() {
     );
     let frozen = screen(&mut app, clock.at(secs(40)), 80, 24);
     assert!(frozen[0].contains("PAUSED"));
+    // The hint says what p does now.
+    assert!(frozen[23].contains("p resume"), "{}", frozen[23]);
+    assert!(!frozen[23].contains("p pause"), "{}", frozen[23]);
     // Ages are frozen at the moment of the pause, too.
     assert!(frozen[1].contains("2 up · 2 down") && frozen[1].ends_with("monitor up 40s"));
     assert!(line_with(&frozen, "search-1").contains("UP         29s"));
@@ -533,6 +580,7 @@ fn pausing_freezes_the_screen_but_not_the_monitoring() {
     press(&mut app, &clock, secs(40), KeyCode::Char('p'));
     let live = screen(&mut app, clock.at(secs(40)), 80, 24);
     assert!(!live[0].contains("PAUSED"));
+    assert!(live[23].contains("p pause"), "{}", live[23]);
     assert!(live[1].starts_with(" 1 up · 3 down"));
     assert!(line_with(&live, "search-1").contains("DOWN       9s"));
 }
@@ -544,28 +592,37 @@ fn key(app: &mut App, code: KeyCode, modifiers: KeyModifiers) {
 }
 
 #[test]
-fn q_ctrl_c_and_esc_on_the_list_quit() {
+fn q_and_ctrl_c_quit_but_esc_never_does() {
     let clock = Clock::new();
     for (code, modifiers) in [
         (KeyCode::Char('q'), KeyModifiers::NONE),
         (KeyCode::Char('c'), KeyModifiers::CONTROL),
-        (KeyCode::Esc, KeyModifiers::NONE),
     ] {
         let mut app = fleet_mix(&clock);
         assert!(!app.quit);
         key(&mut app, code, modifiers);
         assert!(app.quit, "{code:?} with {modifiers:?} should quit");
     }
+    // Esc on the bare list, however often: nothing to back out of, no quitting.
+    let mut app = fleet_mix(&clock);
+    for _ in 0..3 {
+        key(&mut app, KeyCode::Esc, KeyModifiers::NONE);
+    }
+    assert!(!app.quit);
+    assert_eq!(app.screen, Screen::List);
 }
 
 #[test]
-fn esc_leaves_the_detail_view_or_the_filter_before_it_quits() {
+fn esc_backs_out_of_the_detail_view_the_filter_and_the_help_and_never_quits() {
     let clock = Clock::new();
     let mut app = fleet_mix(&clock);
     press(&mut app, &clock, secs(30), KeyCode::Enter);
     assert_eq!(app.screen, Screen::Detail);
     press(&mut app, &clock, secs(30), KeyCode::Esc);
     assert_eq!(app.screen, Screen::List);
+    assert!(!app.quit);
+    // The second Esc of a habit: still there.
+    press(&mut app, &clock, secs(30), KeyCode::Esc);
     assert!(!app.quit);
 
     press(&mut app, &clock, secs(30), KeyCode::Char('/'));
@@ -575,8 +632,11 @@ fn esc_leaves_the_detail_view_or_the_filter_before_it_quits() {
     press(&mut app, &clock, secs(30), KeyCode::Esc);
     assert_eq!(app.filter, "");
     assert!(!app.quit);
+    press(&mut app, &clock, secs(30), KeyCode::Char('?'));
     press(&mut app, &clock, secs(30), KeyCode::Esc);
-    assert!(app.quit);
+    assert!(!app.help);
+    press(&mut app, &clock, secs(30), KeyCode::Esc);
+    assert!(!app.quit);
 }
 
 #[test]

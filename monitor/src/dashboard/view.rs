@@ -695,7 +695,7 @@ fn help_text(app: &App, width: u16) -> String {
         (filter.as_str(), 4),
         (sort.as_str(), 5),
         (state_filter.as_str(), 6),
-        ("p pause", 7),
+        (if app.paused() { "p resume" } else { "p pause" }, 7),
         (demo, 2),
         ("? help", 1),
     ]
@@ -712,30 +712,34 @@ fn help_text(app: &App, width: u16) -> String {
     format!(" {}", text.join("  "))
 }
 
-pub const KEYS: [(&str, &str); 13] = [
-    ("q  Ctrl+C", "quit and restore the terminal"),
-    (
-        "Esc",
-        "back from the detail view, clear the filter, or quit",
-    ),
-    ("↑ ↓  j k", "move the selection"),
-    ("PgUp PgDn", "move a page"),
-    ("g G  Home End", "first or last row"),
-    ("mouse wheel", "scroll"),
-    ("Enter", "details of the selected instance"),
-    ("/", "filter by service or instance name"),
-    ("s", "sort: state (DOWN first), name, rtt, last seen"),
-    ("f", "show one state only: each in turn, then all"),
-    ("p", "pause the display (monitoring goes on)"),
-    (
-        "x c r",
-        "demo only: stop, crash, revive the selected service",
-    ),
-    ("?", "this help; Esc or ? closes it"),
-];
+/// Every key, with what it does. The demo's own keys only in the demo:
+/// elsewhere they do nothing, and a help that lists them misleads.
+pub fn keys(demo: bool) -> Vec<(&'static str, &'static str)> {
+    let mut keys = vec![
+        ("q  Ctrl+C", "quit and restore the terminal"),
+        (
+            "Esc",
+            "back: leave the detail view, the filter or this help",
+        ),
+        ("↑ ↓  j k", "move the selection"),
+        ("PgUp PgDn", "move a page"),
+        ("g G  Home End", "first or last row"),
+        ("mouse wheel", "scroll"),
+        ("Enter", "details of the selected instance"),
+        ("/", "filter by service or instance name"),
+        ("s", "sort: state (DOWN first), name, rtt, last seen"),
+        ("f", "show one state only: each in turn, then all"),
+        ("p", "pause the display (monitoring goes on); p resumes"),
+    ];
+    if demo {
+        keys.push(("x c r", "stop, crash, revive the selected service"));
+    }
+    keys.push(("?", "this help; Esc or ? closes it"));
+    keys
+}
 
 fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
-    let mut lines: Vec<Line> = KEYS
+    let mut lines: Vec<Line> = keys(app.demo)
         .iter()
         .map(|(key, what)| {
             Line::from(vec![
