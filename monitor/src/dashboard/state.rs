@@ -30,6 +30,9 @@ const LOG_CAPACITY: usize = 500;
 /// not make the monthly projection jump.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 const WHEEL_STEP: isize = 3;
+/// Orders that follow figures every echo changes (RTT, last seen) are
+/// rebuilt at most this often, so rows do not jump under the reader's eyes.
+pub const RESORT_EVERY: Duration = Duration::from_secs(3);
 
 /// One service instance as the dashboard sees it.
 #[derive(Debug, Clone)]
@@ -104,6 +107,17 @@ impl Row {
         self.rtts.back().copied()
     }
 
+    /// The median of the recent round trips: steadier than the last one, so
+    /// sorting by it does not reshuffle rows at every echo. Selects on a copy.
+    pub fn p50(&self) -> Option<Duration> {
+        if self.rtts.is_empty() {
+            return None;
+        }
+        let mut copy: Vec<Duration> = self.rtts.iter().copied().collect();
+        let middle = ((copy.len() - 1) as f64 * 0.5).round() as usize;
+        Some(*copy.select_nth_unstable(middle).1)
+    }
+
     /// p50 and p99 of the recent round trips. Sorts a copy, so call it only
     /// for rows on screen.
     pub fn percentiles(&self) -> Option<(Duration, Duration)> {
@@ -126,7 +140,7 @@ pub enum Sort {
     /// DOWN first, then never seen, then UP.
     State,
     Name,
-    /// Slowest first.
+    /// Slowest first, by the median round trip.
     Rtt,
     /// Longest silent first.
     LastSeen,
@@ -175,7 +189,7 @@ impl Rank {
         match sort {
             Sort::Name => Rank::Name,
             Sort::State => Rank::State(state_rank(row.state)),
-            Sort::Rtt => Rank::SlowestFirst(Reverse(row.last_rtt())),
+            Sort::Rtt => Rank::SlowestFirst(Reverse(row.p50())),
             Sort::LastSeen => Rank::SilentFirst(row.last_echo),
         }
     }
@@ -340,8 +354,9 @@ impl Fleet {
             Update::PingSent { seq, .. } => {
                 self.seq = seq;
                 // As the detector counts: the previous ping had a full interval to be answered.
+                // A goodbye is a planned shutdown: nothing is missed after it.
                 for row in &mut self.rows {
-                    if row.last_seq.is_some_and(|last| last + 1 < seq) {
+                    if row.state != State::Left && row.last_seq.is_some_and(|last| last + 1 < seq) {
                         row.missed += 1;
                     }
                 }
@@ -383,7 +398,16 @@ impl Fleet {
         ))
     }
 
-    fn rebuild(&mut self, sort: Sort, filter: &str, state_filter: Option<State>) {
+    /// Whether a row passes the filters: its name contains `needle` (already
+    /// lower case) and it is in `state_filter`'s state.
+    fn matches(row: &Row, needle: &str, state_filter: Option<State>) -> bool {
+        state_filter.is_none_or(|s| row.state == s)
+            && (needle.is_empty()
+                || row.key.service.to_lowercase().contains(needle)
+                || row.key.instance.to_lowercase().contains(needle))
+    }
+
+    fn rebuild(&mut self, sort: Sort, reversed: bool, filter: &str, state_filter: Option<State>) {
         self.groups.values_mut().for_each(|group| *group = (0, 0));
         self.totals = Totals::default();
         self.any_phi = self.rows.iter().any(|row| row.phi.is_some());
@@ -412,12 +436,7 @@ impl Fleet {
 
         let needle = filter.to_lowercase();
         let rows = &self.rows;
-        let shown = (0..rows.len()).filter(|&i| {
-            state_filter.is_none_or(|s| rows[i].state == s)
-                && (needle.is_empty()
-                    || rows[i].key.service.to_lowercase().contains(&needle)
-                    || rows[i].key.instance.to_lowercase().contains(&needle))
-        });
+        let shown = (0..rows.len()).filter(|&i| Self::matches(&rows[i], &needle, state_filter));
         // Instances of one service stay together: services are ordered by
         // their most telling instance, then instances within each service.
         let mut by_group: HashMap<&str, Rank> = HashMap::new();
@@ -450,6 +469,9 @@ impl Fleet {
         // allocation alive as `order`'s.
         self.order.clear();
         self.order.extend(keyed.iter().map(|&(_, i)| i));
+        if reversed {
+            self.order.reverse();
+        }
         self.stale = false;
     }
 }
@@ -468,6 +490,10 @@ pub struct App {
     /// While paused: what was on screen, and when it was frozen.
     frozen: Option<(Fleet, Instant)>,
     pub sort: Sort,
+    /// The sort's own order turned around (`S`): UP first, Z to A, fastest first.
+    pub reversed: bool,
+    /// When an order following echoes was last rebuilt; see [`RESORT_EVERY`].
+    resorted: Instant,
     pub filter: String,
     /// Only rows in this state, cycled with `f`.
     pub state_filter: Option<State>,
@@ -476,12 +502,19 @@ pub struct App {
     pub editing_filter: bool,
     pub screen: Screen,
     pub help: bool,
+    /// The first help line shown, when the help is taller than the terminal.
+    pub help_scroll: usize,
+    /// The terminal's columns and rows, from the last resize.
+    size: (u16, u16),
     /// Position in the shown fleet's `order`.
     pub selected: usize,
     /// First row of `order` on screen.
     pub offset: usize,
     /// Follows the instance, not the position, when the order changes.
     selected_key: Option<InstanceKey>,
+    /// The user picked a row (moved, clicked, opened one). Until then the
+    /// selection stays on the top row, whatever arrives first.
+    chosen: bool,
     /// Table rows that fit on screen, from the last resize.
     page: usize,
     pub quit: bool,
@@ -510,15 +543,20 @@ impl App {
             live,
             frozen: None,
             sort: Sort::State,
+            reversed: false,
+            resorted: now,
             filter: String::new(),
             state_filter: None,
             expected: HashMap::new(),
             editing_filter: false,
             screen: Screen::List,
             help: false,
+            help_scroll: 0,
+            size: (80, 24),
             selected: 0,
             offset: 0,
             selected_key: None,
+            chosen: false,
             page: view::list_rows(24),
             quit: false,
             commands: Vec::new(),
@@ -560,8 +598,11 @@ impl App {
             }
             Event::Tick(traffic) => {
                 self.live.sample(now, traffic);
-                if self.sort.follows_echoes() {
+                if self.sort.follows_echoes()
+                    && now.saturating_duration_since(self.resorted) >= RESORT_EVERY
+                {
                     self.live.stale = true;
+                    self.resorted = now;
                 }
                 return;
             }
@@ -576,7 +617,9 @@ impl App {
                 MouseEventKind::ScrollUp => self.move_by(-WHEEL_STEP),
                 _ => {}
             },
-            Event::Resize(_, rows) => {
+            Event::Resize(columns, rows) => {
+                self.size = (columns, rows);
+                self.help_scroll = self.help_scroll.min(self.help_max_scroll());
                 self.page = view::list_rows(rows);
                 self.follow();
             }
@@ -606,11 +649,29 @@ impl App {
             return;
         }
         if self.help {
-            match key.code {
-                KeyCode::Char('q') => self.quit = true,
-                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Enter => self.help = false,
-                _ => {}
-            }
+            // On a small terminal the help scrolls; other keys wait until it closes.
+            let page = self.size.1.saturating_sub(2).max(1) as isize;
+            let scroll = match key.code {
+                KeyCode::Char('q') => {
+                    self.quit = true;
+                    return;
+                }
+                KeyCode::Esc | KeyCode::Char('?') | KeyCode::Enter => {
+                    self.help = false;
+                    return;
+                }
+                KeyCode::Up | KeyCode::Char('k') => -1,
+                KeyCode::Down | KeyCode::Char('j') => 1,
+                KeyCode::PageUp => -page,
+                KeyCode::PageDown => page,
+                KeyCode::Home | KeyCode::Char('g') => isize::MIN,
+                KeyCode::End | KeyCode::Char('G') => isize::MAX,
+                _ => return,
+            };
+            self.help_scroll = self
+                .help_scroll
+                .saturating_add_signed(scroll)
+                .min(self.help_max_scroll());
             return;
         }
         match key.code {
@@ -632,13 +693,20 @@ impl App {
             KeyCode::PageDown => self.move_by(self.page.max(1) as isize),
             KeyCode::Home | KeyCode::Char('g') => self.move_by(isize::MIN),
             KeyCode::End | KeyCode::Char('G') => self.move_by(isize::MAX),
-            KeyCode::Enter if self.selected_row().is_some() => self.screen = Screen::Detail,
+            KeyCode::Enter if self.selected_row().is_some() => {
+                self.choose();
+                self.screen = Screen::Detail;
+            }
             KeyCode::Char('/') => {
                 self.screen = Screen::List;
                 self.editing_filter = true;
             }
             KeyCode::Char('s') => {
                 self.sort = self.sort.next();
+                self.restale();
+            }
+            KeyCode::Char('S') => {
+                self.reversed = !self.reversed;
                 self.restale();
             }
             KeyCode::Char('f') => {
@@ -657,7 +725,10 @@ impl App {
                 Some(_) => self.live.stale = true,
                 None => self.frozen = Some((self.live.clone(), now)),
             },
-            KeyCode::Char('?') => self.help = true,
+            KeyCode::Char('?') => {
+                self.help = true;
+                self.help_scroll = 0;
+            }
             KeyCode::Char(c @ ('x' | 'c' | 'r')) if self.demo => {
                 if let Some(row) = self.selected_row().filter(|row| !row.is_placeholder()) {
                     let id = Identity::new(row.key.service.clone(), row.key.instance.clone());
@@ -685,14 +756,42 @@ impl App {
             return;
         }
         self.selected = self.selected.saturating_add_signed(delta).min(len - 1);
-        self.selected_key = self.selected_row().map(|row| row.key.clone());
+        self.choose();
         self.follow();
+    }
+
+    /// The selected row is the user's choice from now on: it is followed
+    /// when the order changes.
+    fn choose(&mut self) {
+        self.chosen = true;
+        self.selected_key = self.selected_row().map(|row| row.key.clone());
+    }
+
+    /// Whether `key`'s events belong on screen: no filter is on, or its row
+    /// passes it.
+    pub fn shows(&self, key: &InstanceKey) -> bool {
+        if !self.filtered() {
+            return true;
+        }
+        self.shown()
+            .row(key)
+            .is_some_and(|row| Fleet::matches(row, &self.filter.to_lowercase(), self.state_filter))
+    }
+
+    fn help_max_scroll(&self) -> usize {
+        view::help_max_scroll(self, self.size.0, self.size.1)
+    }
+
+    /// A name or state filter hides some rows.
+    pub fn filtered(&self) -> bool {
+        !self.filter.is_empty() || self.state_filter.is_some()
     }
 
     /// Rebuild the order if stale, keep the selection on its instance, and
     /// scroll so it stays visible. Call before drawing.
     pub fn refresh(&mut self) {
         let (sort, filter, state_filter) = (self.sort, self.filter.clone(), self.state_filter);
+        let reversed = self.reversed;
         let fleet = match &mut self.frozen {
             Some((fleet, _)) => fleet,
             None => &mut self.live,
@@ -700,8 +799,10 @@ impl App {
         if !fleet.stale {
             return;
         }
-        fleet.rebuild(sort, &filter, state_filter);
-        if let Some(key) = &self.selected_key
+        fleet.rebuild(sort, reversed, &filter, state_filter);
+        if !self.chosen {
+            self.selected = 0;
+        } else if let Some(key) = &self.selected_key
             && let Some(&i) = fleet.index.get(key)
             && let Some(position) = fleet.order.iter().position(|&j| j == i)
         {

@@ -274,7 +274,7 @@ fn empty_dashboard_says_it_is_waiting_and_shows_the_redacted_broker() {
         screen[2],
         " msg/s measuring… · heartbeats unsigned (set HEARTBEAT_KEY)"
     );
-    assert!(screen[3].starts_with("SERVICE          INSTANCE       STATE      FOR"));
+    assert!(screen[3].starts_with("SERVICE          INSTANCE       STATE↓     FOR"));
     assert_eq!(
         screen[4],
         "  no link to the broker yet (see above); services appear once there is"
@@ -282,7 +282,7 @@ fn empty_dashboard_says_it_is_waiting_and_shows_the_redacted_broker() {
     assert!(screen.iter().any(|l| l.contains("events, newest first")));
     assert_eq!(
         screen[23],
-        " q quit  ↑↓ move  ⏎ detail  / filter  s sort:state  f state  p pause  ? help"
+        " q quit  ↑↓ move  ⏎ detail  / filter  s sort:state↓  f state  p pause  ? help"
     );
     assert!(!screen.join("\n").contains("guest:guest"));
 }
@@ -308,11 +308,11 @@ fn a_mix_of_states_groups_instances_puts_down_first_and_colours_states() {
     assert_eq!(
         table,
         [
-            "orders 1/2       orders-2       DOWN       6s      10s ago   3.0ms    3.0ms    3.0ms    ▁▁▁▁▁▁▁▁▁▁ 78.0%   9",
-            "  ·              orders-1       UP         29s     498ms ago 2.0ms    3.0ms    4.0ms    ▁▅█▁▅█▁▅█▁ 100.0%  0",
-            "payments         payments-1     DOWN       19s     20s ago   4.0ms    4.0ms    4.0ms    ▁▁▁▁▁▁▁▁▁▁ 33.9%   19",
-            "billing          -              NEVER SEEN 30s     never     -        -        -                   0.0%    0",
-            "search           search-1       UP         29s     250ms ago 200ms    220ms    240ms    ▃▅▆█▁▃▅▆█▁ 100.0%  0",
+            "orders 1/2       orders-2       DOWN       6s      10s ago    3.0ms    3.0ms    3.0ms    ▁▁▁▁▁▁▁▁▁▁ 78.0%   9",
+            "  ·              orders-1       UP         29s     498ms ago  2.0ms    3.0ms    4.0ms    ▁▅█▁▅█▁▅█▁ 100.0%  0",
+            "payments         payments-1     DOWN       19s     20s ago    4.0ms    4.0ms    4.0ms    ▁▁▁▁▁▁▁▁▁▁ 33.9%   19",
+            "billing          -              NEVER SEEN 30s     never      -        -        -                   0.0%    0",
+            "search           search-1       UP         29s     250ms ago  200ms    220ms    240ms    ▃▅▆█▁▃▅▆█▁ 100.0%  0",
             "",
         ]
     );
@@ -408,22 +408,31 @@ fn narrow_terminals_drop_the_least_useful_columns_first() {
     let wide = screen(&mut app, now, 120, 24);
     assert_eq!(
         wide[3],
-        "SERVICE          INSTANCE       STATE      FOR     LAST ECHO RTT      P50      P99      TREND      UPTIME  MISSED"
+        "SERVICE          INSTANCE       STATE↓     FOR     LAST ECHO  RTT      P50      P99      TREND      UPTIME  MISSED"
     );
     let standard = screen(&mut app, now, 80, 24);
     assert_eq!(
         standard[3],
-        "SERVICE          INSTANCE       STATE      FOR     LAST ECHO RTT      UPTIME"
+        "SERVICE          INSTANCE       STATE↓     FOR     LAST ECHO  RTT      UPTIME"
     );
     let narrow = screen(&mut app, now, 50, 24);
-    assert_eq!(narrow[3], "SERVICE          INSTANCE       STATE      FOR");
+    assert_eq!(narrow[3], "SERVICE          INSTANCE       STATE↓     FOR");
     assert!(narrow[4].starts_with("orders 1/2       orders-2       DOWN"));
+    // orders has two instances: INSTANCE stays, the names share the width.
     let tiny = screen(&mut app, now, 30, 10);
-    assert_eq!(tiny[3], "SERVICE          STATE");
-    assert!(tiny[4].starts_with("orders 1/2       DOWN"));
+    assert_eq!(tiny[3], "SERVICE   INSTANCE  STATE↓");
+    assert_eq!(tiny[4], "orde… 1/2 orders-2  DOWN");
+    assert_eq!(tiny[5], "  ·       orders-1  UP");
     // Too short for the event log: rows get the space.
     assert!(!tiny.iter().any(|l| l.contains("events")));
     assert_eq!(tiny[9], " q quit  ⏎ detail  ? help");
+
+    // With one instance per service, INSTANCE is the first to go.
+    let mut single = new_app(&clock, &[]);
+    up(&mut single, &clock, secs(1), ("orders", "orders-1"));
+    up(&mut single, &clock, secs(1), ("search", "search-1"));
+    let tiny = screen(&mut single, clock.at(secs(2)), 30, 10);
+    assert_eq!(tiny[3], "SERVICE          STATE↓");
 }
 
 #[test]
@@ -834,6 +843,58 @@ fn missed_pings_count_the_pings_left_unanswered() {
 }
 
 #[test]
+fn missed_pings_stop_counting_after_a_goodbye_and_resume_after_a_rejoin() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    up(&mut app, &clock, secs(1), ("a", "a-1"));
+    for seq in 1..=3 {
+        ping(&mut app, &clock, secs(seq), seq);
+        echo(
+            &mut app,
+            &clock,
+            secs(seq) + ms(1),
+            ("a", "a-1"),
+            seq,
+            ms(1),
+        );
+    }
+    transition(
+        &mut app,
+        &clock,
+        secs(3) + ms(500),
+        ("a", "a-1"),
+        State::Up,
+        State::Left,
+        Reason::Left,
+    );
+    for seq in 4..=10 {
+        ping(&mut app, &clock, secs(seq), seq);
+    }
+    let key = InstanceKey::new("a", "a-1");
+    assert_eq!(
+        app.shown().row(&key).unwrap().missed,
+        0,
+        "a planned shutdown misses nothing"
+    );
+    // Back: the engine sends the echo just before the transition it causes.
+    echo(&mut app, &clock, secs(10) + ms(1), ("a", "a-1"), 10, ms(1));
+    transition(
+        &mut app,
+        &clock,
+        secs(10) + ms(1),
+        ("a", "a-1"),
+        State::Left,
+        State::Up,
+        Reason::Rejoined,
+    );
+    for seq in 11..=13 {
+        ping(&mut app, &clock, secs(seq), seq);
+    }
+    // 11 and 12 went unanswered with a full interval each; 13 is in flight.
+    assert_eq!(app.shown().row(&key).unwrap().missed, 2);
+}
+
+#[test]
 fn uptime_of_a_discovered_instance_counts_from_its_first_echo() {
     let clock = Clock::new();
     let mut app = new_app(&clock, &[]);
@@ -1039,4 +1100,273 @@ fn new_states_are_coloured_filtered_by_f_and_phi_has_a_column_and_a_history() {
             .any(|l| l.contains("phi before each echo, last 2")),
         "{detail:#?}"
     );
+}
+
+// ---- filters, selection and sorting ----
+
+#[test]
+fn a_filter_says_how_many_rows_it_shows_and_the_log_keeps_to_them() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    let now = clock.at(secs(30) + ms(500));
+    let unfiltered = screen(&mut app, now, 100, 24);
+    assert!(!unfiltered[1].contains("showing"), "{}", unfiltered[1]);
+    line_with(&unfiltered, " events, newest first ");
+    line_with(&unfiltered, "payments/payments-1 UP → DOWN");
+
+    press(&mut app, &clock, secs(30), KeyCode::Char('/'));
+    type_text(&mut app, &clock, secs(30), "orders");
+    press(&mut app, &clock, secs(30), KeyCode::Enter);
+    let filtered = screen(&mut app, now, 100, 24);
+    assert!(
+        filtered[1].starts_with(" showing 2 of 5 · 2 up · 2 down"),
+        "{}",
+        filtered[1]
+    );
+    let title = line_with(&filtered, "events of the rows shown, newest first");
+    let at = filtered.iter().position(|l| l == title).unwrap();
+    assert_eq!(
+        filtered[at + 1],
+        " 12:00:24.000Z orders/orders-2 UP → DOWN  timed out: silent for 3.1s"
+    );
+    assert!(
+        !filtered.join("\n").contains("payments/payments-1"),
+        "{filtered:#?}"
+    );
+
+    // A state filter counts the same way.
+    press(&mut app, &clock, secs(30), KeyCode::Esc);
+    while app.state_filter != Some(State::Down) {
+        press(&mut app, &clock, secs(30), KeyCode::Char('f'));
+    }
+    let by_state = screen(&mut app, now, 100, 24);
+    assert!(
+        by_state[1].starts_with(" showing 2 of 5 ·"),
+        "{}",
+        by_state[1]
+    );
+    line_with(&by_state, "payments/payments-1 UP → DOWN");
+    assert!(!by_state.join("\n").contains("search/search-1"));
+}
+
+#[test]
+fn the_selection_starts_on_the_top_row_until_the_user_moves_it() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    let selected = |app: &App| app.selected_row().unwrap().key.to_string();
+    // The first to answer sorts below the ones after it.
+    up(&mut app, &clock, secs(1), ("zeta", "z-1"));
+    app.refresh();
+    assert_eq!(selected(&app), "zeta/z-1");
+    up(&mut app, &clock, secs(1), ("alpha", "a-1"));
+    app.refresh();
+    assert_eq!(app.selected, 0);
+    assert_eq!(selected(&app), "alpha/a-1");
+
+    // Once the user has chosen, the selection follows its instance.
+    press(&mut app, &clock, secs(2), KeyCode::Char('j'));
+    assert_eq!(selected(&app), "zeta/z-1");
+    up(&mut app, &clock, secs(3), ("beta", "b-1"));
+    app.refresh();
+    assert_eq!(selected(&app), "zeta/z-1");
+    assert_eq!(app.selected, 2);
+}
+
+#[test]
+fn sorting_by_rtt_uses_the_median_and_reorders_at_most_every_few_seconds() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    up(&mut app, &clock, secs(1), ("steady", "s-1"));
+    up(&mut app, &clock, secs(1), ("jumpy", "j-1"));
+    let tick = |app: &mut App, at: Duration| {
+        app.update(Event::Tick(Traffic::default()), clock.at(at));
+        app.refresh();
+    };
+    let mut at = secs(1);
+    for seq in 1..=20u64 {
+        at += ms(250);
+        // jumpy's last round trip is above or below steady's by turns; its median is below.
+        let jumpy = if seq % 3 == 0 { 9 } else { 1 };
+        echo(&mut app, &clock, at, ("jumpy", "j-1"), seq, ms(jumpy));
+        echo(&mut app, &clock, at, ("steady", "s-1"), seq, ms(5));
+        tick(&mut app, at);
+    }
+    while app.sort != Sort::Rtt {
+        press(&mut app, &clock, at, KeyCode::Char('s'));
+    }
+    assert_eq!(
+        order(&mut app),
+        ["steady/s-1", "jumpy/j-1"],
+        "slowest p50 first"
+    );
+    // Every frame for a while: the last round trip flips, the order does not.
+    for seq in 21..=32u64 {
+        at += ms(250);
+        let jumpy = if seq % 2 == 0 { 9 } else { 1 };
+        echo(&mut app, &clock, at, ("jumpy", "j-1"), seq, ms(jumpy));
+        echo(&mut app, &clock, at, ("steady", "s-1"), seq, ms(5));
+        tick(&mut app, at);
+        assert_eq!(order(&mut app), ["steady/s-1", "jumpy/j-1"], "at seq {seq}");
+    }
+    // jumpy turns slow for good: its median overtakes, and the order follows
+    // at the next re-sort, not at the first echo.
+    let mut changed_at = None;
+    for seq in 33..=80u64 {
+        at += ms(250);
+        echo(&mut app, &clock, at, ("jumpy", "j-1"), seq, ms(20));
+        echo(&mut app, &clock, at, ("steady", "s-1"), seq, ms(5));
+        tick(&mut app, at);
+        if changed_at.is_none() && order(&mut app)[0] == "jumpy/j-1" {
+            changed_at = Some(seq);
+        }
+    }
+    let changed_at = changed_at.expect("the order follows a lasting change");
+    // The median turns after about half the window of 120 samples, and
+    // the order follows within one re-sort interval of that.
+    let seqs = |d: Duration| d.as_millis() as u64 / 250;
+    let window_half = app
+        .shown()
+        .row(&InstanceKey::new("jumpy", "j-1"))
+        .unwrap()
+        .rtts
+        .len() as u64
+        / 2;
+    assert!(
+        changed_at > 32 && changed_at <= 32 + window_half + seqs(super::state::RESORT_EVERY) + 1,
+        "changed at {changed_at}"
+    );
+}
+
+#[test]
+fn the_sorted_column_shows_its_direction_and_capital_s_reverses_it() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    let now = clock.at(secs(30) + ms(500));
+    let shown = screen(&mut app, now, 80, 24);
+    assert!(shown[3].contains("STATE↓"), "{}", shown[3]);
+    assert!(shown[23].contains("s sort:state↓"), "{}", shown[23]);
+    press(&mut app, &clock, secs(30), KeyCode::Char('S'));
+    assert!(app.reversed);
+    let shown = screen(&mut app, now, 80, 24);
+    assert!(shown[3].contains("STATE↑"), "{}", shown[3]);
+    assert_eq!(
+        order(&mut app),
+        [
+            "search/search-1",
+            "billing/-",
+            "payments/payments-1",
+            "orders/orders-1",
+            "orders/orders-2"
+        ]
+    );
+    press(&mut app, &clock, secs(30), KeyCode::Char('s'));
+    let shown = screen(&mut app, now, 80, 24);
+    assert!(shown[3].starts_with("SERVICE↑"), "{}", shown[3]);
+    assert_eq!(order(&mut app)[0], "search/search-1", "Z to A");
+    press(&mut app, &clock, secs(30), KeyCode::Char('S'));
+    assert_eq!(order(&mut app)[0], "billing/-", "A to Z");
+}
+
+// ---- small and large terminals ----
+
+#[test]
+fn at_40_by_10_cut_text_ends_with_an_ellipsis_and_instances_stay_apart() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    let now = clock.at(secs(30) + ms(500));
+    let shown = screen(&mut app, now, 40, 10);
+    // Every header line is too long for 40 columns: each says it was cut.
+    for line in &shown[..3] {
+        assert_eq!(line.chars().count(), 40, "{line:?}");
+        assert!(line.ends_with('…'), "{line:?}");
+    }
+    assert!(shown[0].starts_with(" heartbeat  ● connected  amqp://"));
+    // orders has two instances: INSTANCE stays, and the names share the width.
+    assert_eq!(shown[3], "SERVICE        INSTANCE       STATE↓");
+    assert_eq!(shown[4], "orders 1/2     orders-2       DOWN");
+    assert_eq!(shown[5], "  ·            orders-1       UP");
+    assert_eq!(shown[9], " q quit  ⏎ detail  / filter  ? help");
+
+    // Long names are cut with `…`: a service at its end (the count stays
+    // whole), an instance in its middle, where ids tend to differ.
+    let mut app = new_app(&clock, &[]);
+    for instance in ["checkout-7f9c8d6b5-x2x9q", "checkout-7f9c8d6b5-k8m2p"] {
+        up(
+            &mut app,
+            &clock,
+            secs(1),
+            ("payments-gateway-eu-west", instance),
+        );
+    }
+    let shown = screen(&mut app, clock.at(secs(2)), 40, 10);
+    assert_eq!(shown[4], "payments-… 2/2 checkou…-k8m2p UP");
+    assert_eq!(shown[5], "  ·            checkou…-x2x9q UP");
+}
+
+#[test]
+fn at_40_by_10_the_help_shows_the_log_file_first_and_scrolls() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    app.log_path = Some("/home/someone/.local/state/heartbeat/monitor.log".into());
+    press(&mut app, &clock, secs(30), KeyCode::Char('?'));
+    let now = clock.at(secs(30));
+    let top = screen(&mut app, now, 40, 10);
+    let text = top.join("\n");
+    // The whole path, wrapped inside the box rather than cut by the screen.
+    assert!(top[0].starts_with("┌ keys ↑↓ 1/"), "{text}");
+    assert!(
+        top[1].contains(" logs: /home/someone/.local/state/hear"),
+        "{text}"
+    );
+    assert!(top[2].contains("tbeat/monitor.log"), "{text}");
+    // Descriptions wrap rather than lose their ends.
+    assert!(!text.contains('…'), "{text}");
+    assert!(top.iter().all(|l| l.chars().count() <= 40));
+    assert_eq!(top[9].chars().next(), Some('└'), "{text}");
+
+    // Scrolling down reaches the states at the end, and no further.
+    press(&mut app, &clock, secs(30), KeyCode::End);
+    let bottom = screen(&mut app, now, 40, 10);
+    assert!(bottom[8].contains("NEVER SEEN"), "{}", bottom.join("\n"));
+    let end = app.help_scroll;
+    press(&mut app, &clock, secs(30), KeyCode::Down);
+    assert_eq!(app.help_scroll, end);
+    press(&mut app, &clock, secs(30), KeyCode::Up);
+    assert_eq!(app.help_scroll, end - 1);
+    // Every key is in it somewhere.
+    let mut seen = String::new();
+    press(&mut app, &clock, secs(30), KeyCode::Home);
+    for _ in 0..=end {
+        seen.push_str(&screen(&mut app, now, 40, 10).join("\n"));
+        press(&mut app, &clock, secs(30), KeyCode::Down);
+    }
+    for (keys, _) in super::view::keys(false) {
+        assert!(seen.contains(keys), "{keys} missing");
+    }
+    assert!(!app.quit && app.help);
+}
+
+#[test]
+fn at_160_by_45_every_column_the_log_and_the_whole_help_fit() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    app.log_path = Some("/tmp/state/heartbeat/monitor.log".into());
+    let now = clock.at(secs(30) + ms(500));
+    let shown = screen(&mut app, now, 160, 45);
+    assert_eq!(
+        shown[3],
+        "SERVICE          INSTANCE       STATE↓     FOR     LAST ECHO  RTT      P50      P99      TREND      UPTIME  MISSED"
+    );
+    assert!(!shown.iter().any(|l| l.contains('…')), "{shown:#?}");
+    let log = shown
+        .iter()
+        .position(|l| l.starts_with(" events, newest first"))
+        .unwrap();
+    // The log's most at this height: nine lines under its title.
+    assert_eq!(shown.len() - 1 - log - 1, 9);
+    press(&mut app, &clock, secs(30), KeyCode::Char('?'));
+    let help = screen(&mut app, now, 160, 45);
+    let top = help.iter().find(|l| l.contains("┌ keys")).unwrap();
+    assert!(top.contains("┌ keys ─"), "no scrolling needed: {top}");
+    line_with(&help, "logs: /tmp/state/heartbeat/monitor.log");
 }

@@ -12,11 +12,12 @@ use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TableRow, Sparkline, Table};
 use tokio::time::Instant;
+use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use super::state::{App, Fleet, Row, Screen};
+use super::state::{App, Fleet, Row, Screen, Sort};
 use std::collections::HashMap;
 
-use crate::detector::{State, UNSEEN_INSTANCE};
+use crate::detector::{InstanceKey, State, UNSEEN_INSTANCE};
 use crate::engine::Report;
 use crate::history::{Past, StoredTransition, UPTIME_WINDOWS_DAYS};
 
@@ -56,7 +57,7 @@ pub fn draw(frame: &mut Frame, app: &App, now: Instant) {
     match app.screen {
         Screen::List => {
             draw_table(frame, body, app, at);
-            draw_log(frame, log, &app.shown().log, &app.past.transitions);
+            draw_log(frame, log, app);
         }
         Screen::Detail => match app.selected_row() {
             Some(row) => draw_detail(frame, body.union(log), row, &app.past, at),
@@ -87,8 +88,16 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
     first.push(Span::raw(format!("  {}", app.broker)));
 
     let totals = fleet.totals;
-    let mut second = vec![
-        Span::raw(" "),
+    let mut second = vec![Span::raw(" ")];
+    // A filter must never hide rows silently.
+    if app.filtered() {
+        second.push(Span::styled(
+            format!("showing {} of {}", fleet.order.len(), fleet.rows.len()),
+            Style::new().fg(Color::Yellow).bold(),
+        ));
+        second.push(Span::raw(" · "));
+    }
+    second.extend([
         Span::styled(format!("{} up", totals.up), Style::new().fg(Color::Green)),
         Span::raw(" · "),
         Span::styled(
@@ -99,7 +108,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
                 Style::new()
             },
         ),
-    ];
+    ]);
     for (n, state) in [
         (totals.suspect, State::Suspect),
         (totals.flapping, State::Flapping),
@@ -157,11 +166,13 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
             Style::new().fg(Color::Yellow),
         ));
     }
+    // Cut lines end with `…`, so a narrow terminal never passes a cut word for a whole one.
+    let width = area.width as usize;
     frame.render_widget(
         Paragraph::new(vec![
-            Line::from(first),
-            Line::from(second),
-            Line::from(third),
+            fit(Line::from(first), width),
+            fit(Line::from(second), width),
+            fit(Line::from(third), width),
         ]),
         area,
     );
@@ -238,7 +249,7 @@ const COLUMNS: [Column; 12] = [
     column(Col::Instance, "INSTANCE", 14, 1),
     column(Col::State, "STATE", 10, 0),
     column(Col::For, "FOR", 7, 2),
-    column(Col::LastEcho, "LAST ECHO", 9, 3),
+    column(Col::LastEcho, "LAST ECHO", 10, 3),
     column(Col::Rtt, "RTT", 8, 4),
     column(Col::Phi, "PHI", 5, 6),
     column(Col::P50, "P50", 8, 7),
@@ -267,32 +278,83 @@ fn fit_by_priority(items: &[(usize, u8)], width: usize, gap: usize) -> Vec<usize
     shown
 }
 
-/// Which columns fit in `width`, in display order.
-/// The PHI column only when some instance is judged by phi.
-fn visible_columns(width: u16, with_phi: bool) -> Vec<&'static Column> {
+/// Which columns fit in `width`, in display order, each with its width.
+/// The PHI column only when some instance is judged by phi. With
+/// `need_instance` (some service has several instances) INSTANCE stays,
+/// since without it their rows look the same: when SERVICE, INSTANCE and
+/// STATE do not fit whole, the two names share what STATE leaves.
+fn visible_columns(width: u16, with_phi: bool, need_instance: bool) -> Vec<(&'static Column, u16)> {
     let columns: Vec<&'static Column> = COLUMNS
         .iter()
         .filter(|c| with_phi || c.col != Col::Phi)
         .collect();
+    let essential = |c: &Column| matches!(c.col, Col::Service | Col::Instance | Col::State);
+    if need_instance {
+        let needed: u16 = columns
+            .iter()
+            .filter(|c| essential(c))
+            .map(|c| c.width + 1)
+            .sum::<u16>()
+            - 1;
+        if needed > width {
+            let state = COLUMNS
+                .iter()
+                .find(|c| c.col == Col::State)
+                .expect("listed");
+            let names = width.saturating_sub(state.width + 2);
+            let instance = names / 2;
+            return columns
+                .into_iter()
+                .filter(|c| essential(c))
+                .map(|c| match c.col {
+                    Col::Service => (c, names - instance),
+                    Col::Instance => (c, instance),
+                    _ => (c, c.width),
+                })
+                .collect();
+        }
+    }
     let items: Vec<(usize, u8)> = columns
         .iter()
-        .map(|c| (c.width as usize, c.priority))
+        .map(|c| {
+            let priority = if need_instance && c.col == Col::Instance {
+                0
+            } else {
+                c.priority
+            };
+            (c.width as usize, priority)
+        })
         .collect();
     fit_by_priority(&items, width as usize, 1)
         .into_iter()
-        .map(|i| columns[i])
+        .map(|i| (columns[i], columns[i].width))
         .collect()
 }
 
 fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
     let fleet = app.shown();
-    let columns = visible_columns(area.width, fleet.any_phi);
+    let need_instance = fleet.groups.values().any(|&(_, all)| all > 1);
+    let columns = visible_columns(area.width, fleet.any_phi, need_instance);
     let widths: Vec<Constraint> = columns
         .iter()
-        .map(|c| Constraint::Length(c.width))
+        .map(|&(_, width)| Constraint::Length(width))
         .collect();
-    let header =
-        TableRow::new(columns.iter().map(|c| c.title)).style(Style::new().bold().underlined());
+    // The sorted column says so, and which way: ↓ the sort's own order, ↑ reversed.
+    let sorted = match app.sort {
+        Sort::State => Col::State,
+        Sort::Name => Col::Service,
+        Sort::Rtt => Col::Rtt,
+        Sort::LastSeen => Col::LastEcho,
+    };
+    let header = TableRow::new(columns.iter().map(|&(c, width)| {
+        let title = if c.col == sorted {
+            format!("{}{}", c.title, sort_arrow(app))
+        } else {
+            c.title.to_string()
+        };
+        ellipsize(&title, width as usize)
+    }))
+    .style(Style::new().bold().underlined());
     let rows_on_screen = area.height.saturating_sub(1) as usize;
     if fleet.order.is_empty() {
         let text = if !app.filter.is_empty() {
@@ -314,11 +376,16 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
             height: area.height.saturating_sub(1),
             ..area
         };
-        frame.render_widget(Line::from(text).dark_gray(), below_header);
+        frame.render_widget(
+            fit(Line::from(text), area.width as usize).dark_gray(),
+            below_header,
+        );
         return;
     }
     let end = (app.offset + rows_on_screen).min(fleet.order.len());
-    let shows_percentiles = columns.iter().any(|c| matches!(c.col, Col::P50 | Col::P99));
+    let shows_percentiles = columns
+        .iter()
+        .any(|(c, _)| matches!(c.col, Col::P50 | Col::P99));
     let rows = (app.offset..end).map(|position| {
         let index = fleet.order[position];
         let row = &fleet.rows[index];
@@ -329,9 +396,9 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
         let percentiles = shows_percentiles.then(|| row.percentiles()).flatten();
         let cells = columns
             .iter()
-            .map(|c| {
+            .map(|&(c, width)| {
                 cell(
-                    c,
+                    (c, width as usize),
                     row,
                     percentiles,
                     (fleet, &app.expected),
@@ -347,6 +414,10 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
         table_row
     });
     frame.render_widget(Table::new(rows, widths).header(header), area);
+}
+
+fn sort_arrow(app: &App) -> &'static str {
+    if app.reversed { "↑" } else { "↓" }
 }
 
 /// Red is for outages only: LEFT (a planned shutdown) is grey, and what
@@ -373,7 +444,7 @@ fn phi_text(phi: Option<f64>) -> String {
 }
 
 fn cell<'a>(
-    column: &Column,
+    (column, width): (&Column, usize),
     row: &'a Row,
     percentiles: Option<(Duration, Duration)>,
     (fleet, expected): (&Fleet, &HashMap<String, u32>),
@@ -398,17 +469,20 @@ fn cell<'a>(
                 } else {
                     Style::new()
                 };
+                // A long name gives way; the count stays whole.
+                let count = format!("{up}/{of}");
+                let name = ellipsize(&row.key.service, width.saturating_sub(count.len() + 1));
                 Cell::from(Line::from(vec![
-                    Span::raw(format!("{} ", row.key.service)),
-                    Span::styled(format!("{up}/{of}"), style),
+                    Span::raw(format!("{name} ")),
+                    Span::styled(count, style),
                 ]))
             } else {
-                Cell::from(row.key.service.as_str())
+                Cell::from(ellipsize(&row.key.service, width))
             }
         }
         Col::Service => Cell::from("  ·"),
         Col::Instance if row.key.instance == UNSEEN_INSTANCE => Cell::from("-").dark_gray(),
-        Col::Instance => Cell::from(row.key.instance.as_str()),
+        Col::Instance => Cell::from(ellipsize_middle(&row.key.instance, width)),
         Col::State => Cell::from(row.state.label()).style(state_style(row.state)),
         Col::For => Cell::from(short(at.saturating_duration_since(row.since))),
         Col::LastEcho => Cell::from(last_echo(row, at)),
@@ -423,7 +497,7 @@ fn cell<'a>(
         }
         Col::P50 => Cell::from(maybe_millis(percentiles.map(|p| p.0))),
         Col::P99 => Cell::from(maybe_millis(percentiles.map(|p| p.1))),
-        Col::Trend => Cell::from(spark_text(row, column.width as usize)).cyan(),
+        Col::Trend => Cell::from(spark_text(row, width)).cyan(),
         Col::Uptime => Cell::from(
             row.uptime(at)
                 .map_or("-".to_string(), |u| format!("{:.1}%", u * 100.0)),
@@ -513,25 +587,35 @@ fn stored_uptimes(past: &Past, key: &crate::detector::InstanceKey) -> String {
     text
 }
 
-fn draw_log(
-    frame: &mut Frame,
-    area: Rect,
-    log: &std::collections::VecDeque<Report>,
-    past: &[StoredTransition],
-) {
+/// The latest transitions; under a filter, only those of the rows it shows.
+fn draw_log(frame: &mut Frame, area: Rect, app: &App) {
     if area.height == 0 {
         return;
     }
-    let fit = area.height.saturating_sub(1) as usize;
-    let lines: Vec<Line> = log
+    let rows = area.height.saturating_sub(1) as usize;
+    let width = area.width as usize;
+    let lines: Vec<Line> = app
+        .shown()
+        .log
         .iter()
+        .filter(|report| app.shows(&report.transition.key))
         .map(|report| log_line(report, true))
-        .chain(past.iter().map(|t| past_line(t, true)))
-        .take(fit)
+        .chain(
+            app.past
+                .transitions
+                .iter()
+                .filter(|t| app.shows(&InstanceKey::new(t.service.as_str(), t.instance.as_str())))
+                .map(|t| past_line(t, true)),
+        )
+        .take(rows)
+        .map(|line| fit(line, width))
         .collect();
-    let block = Block::new()
-        .borders(Borders::TOP)
-        .title(" events, newest first ");
+    let title = if app.filtered() {
+        " events of the rows shown, newest first "
+    } else {
+        " events, newest first "
+    };
+    let block = Block::new().borders(Borders::TOP).title(title);
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
@@ -576,6 +660,10 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
         )),
         answering_now(row, at),
     ];
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .map(|line| fit(line, summary.width as usize))
+        .collect();
     frame.render_widget(Paragraph::new(lines), summary);
 
     let data: Vec<u64> = row.rtts.iter().map(|d| d.as_micros() as u64).collect();
@@ -586,8 +674,8 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
         maybe_millis(max)
     ));
     // The newest samples on the right, as many as fit.
-    let fit = chart.width as usize;
-    let skip = data.len().saturating_sub(fit);
+    let bars = chart.width as usize;
+    let skip = data.len().saturating_sub(bars);
     frame.render_widget(
         Sparkline::default()
             .block(block)
@@ -628,6 +716,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
             .map(|report| log_line(report, false))
             .chain(earlier.map(|t| past_line(t, false)))
             .take(history.height.saturating_sub(1) as usize)
+            .map(|line| fit(line, history.width as usize))
             .collect()
     };
     let block = Block::new()
@@ -658,12 +747,13 @@ const ANSWERING_WITHIN: Duration = Duration::from_secs(3);
 
 fn draw_help_line(frame: &mut Frame, area: Rect, app: &App) {
     let line = if app.editing_filter {
-        Line::from(vec![
+        let line = Line::from(vec![
             Span::styled(" filter: ", Style::new().bold()),
             Span::raw(app.filter.clone()),
             Span::raw("▏"),
             Span::raw("  Enter or Esc keeps it · Backspace erases").dark_gray(),
-        ])
+        ]);
+        fit(line, area.width as usize)
     } else {
         Line::from(help_text(app, area.width)).reversed()
     };
@@ -677,7 +767,7 @@ fn help_text(app: &App, width: u16) -> String {
     } else {
         format!("/ filter [{}]", app.filter)
     };
-    let sort = format!("s sort:{}", app.sort.label());
+    let sort = format!("s sort:{}{}", app.sort.label(), sort_arrow(app));
     let state_filter = match app.state_filter {
         None => "f state".to_string(),
         Some(state) => format!("f state:{}", state.label()),
@@ -727,7 +817,8 @@ pub fn keys(demo: bool) -> Vec<(&'static str, &'static str)> {
         ("mouse wheel", "scroll"),
         ("Enter", "details of the selected instance"),
         ("/", "filter by service or instance name"),
-        ("s", "sort: state (DOWN first), name, rtt, last seen"),
+        ("s", "sort: state (DOWN first), name, rtt p50, last seen"),
+        ("S", "reverse the sort (↓ its own order, ↑ reversed)"),
         ("f", "show one state only: each in turn, then all"),
         ("p", "pause the display (monitoring goes on); p resumes"),
     ];
@@ -738,25 +829,48 @@ pub fn keys(demo: bool) -> Vec<(&'static str, &'static str)> {
     keys
 }
 
-fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
-    let mut lines: Vec<Line> = keys(app.demo)
-        .iter()
-        .map(|(key, what)| {
-            Line::from(vec![
-                Span::styled(format!(" {key:<14}"), Style::new().bold()),
-                Span::raw(*what),
-            ])
-        })
-        .collect();
-    lines.push(Line::from(""));
+/// The help box's widest: two states a line fit in it.
+const HELP_WIDTH: u16 = 72;
+
+/// The help's lines for a box `inner` columns wide: the log file first, so
+/// that it is seen without scrolling, then the keys, then the states. On a
+/// narrow terminal a key's description goes on a line of its own.
+fn help_lines(app: &App, inner: u16) -> Vec<Line<'static>> {
+    let inner = inner as usize;
+    let mut lines = Vec::new();
     match &app.log_path {
-        Some(path) => lines.push(Line::from(format!(" logs: {}", path.display()))),
+        Some(path) => {
+            // Wrapped, not cut: the path is worth reading whole.
+            let text: Vec<char> = format!(" logs: {}", path.display()).chars().collect();
+            for chunk in text.chunks(inner.max(1)) {
+                lines.push(Line::from(chunk.iter().collect::<String>()));
+            }
+        }
         None => lines.push(Line::from(" logs: off (the log file could not be created)")),
     }
-    // Two states a line, so keys, log file and states fit in 24 rows.
-    for pair in STATE_HELP.chunks(2) {
+    lines.push(Line::from(""));
+    let wide = inner >= 50;
+    for (key, what) in keys(app.demo) {
+        if wide {
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {key:<14}"), Style::new().bold()),
+                Span::raw(what),
+            ]));
+        } else {
+            lines.push(Line::from(Span::styled(
+                format!(" {key}"),
+                Style::new().bold(),
+            )));
+            for part in wrap(what, inner.saturating_sub(4)) {
+                lines.push(Line::from(format!("    {part}")));
+            }
+        }
+    }
+    lines.push(Line::from(""));
+    let per_line = if inner >= 70 { 2 } else { 1 };
+    for group in STATE_HELP.chunks(per_line) {
         let mut spans = Vec::new();
-        for (state, what) in pair {
+        for (state, what) in group {
             spans.push(Span::styled(
                 format!(" {:<10} ", state.label()),
                 state_style(*state),
@@ -765,7 +879,13 @@ fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
         }
         lines.push(Line::from(spans));
     }
-    let width = area.width.min(72);
+    lines.into_iter().map(|line| fit(line, inner)).collect()
+}
+
+/// Where the help box goes on a terminal of `area`, and how many lines it has.
+fn help_geometry(app: &App, area: Rect) -> (Rect, Vec<Line<'static>>) {
+    let width = area.width.min(HELP_WIDTH);
+    let lines = help_lines(app, width.saturating_sub(2));
     let height = (lines.len() as u16 + 2).min(area.height);
     let popup = Rect {
         x: area.x + (area.width - width) / 2,
@@ -773,11 +893,123 @@ fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
         width,
         height,
     };
+    (popup, lines)
+}
+
+/// How far the help can scroll on a terminal this size: 0 when it fits.
+pub fn help_max_scroll(app: &App, width: u16, height: u16) -> usize {
+    let (popup, lines) = help_geometry(app, Rect::new(0, 0, width, height));
+    lines
+        .len()
+        .saturating_sub(popup.height.saturating_sub(2) as usize)
+}
+
+fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
+    let (popup, lines) = help_geometry(app, area);
+    let max = lines
+        .len()
+        .saturating_sub(popup.height.saturating_sub(2) as usize);
+    let scroll = app.help_scroll.min(max);
+    // On a small terminal the box scrolls, and says so.
+    let title = if max == 0 {
+        " keys ".to_string()
+    } else {
+        format!(" keys ↑↓ {}/{} ", scroll + 1, max + 1)
+    };
+    let title = fit(Line::from(title), popup.width.saturating_sub(2) as usize);
+    let shown: Vec<Line> = lines.into_iter().skip(scroll).collect();
     frame.render_widget(Clear, popup);
     frame.render_widget(
-        Paragraph::new(lines).block(Block::bordered().title(" keys ")),
+        Paragraph::new(shown).block(Block::bordered().title(title)),
         popup,
     );
+}
+
+/// `text` in lines of at most `width` columns, broken at spaces.
+fn wrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for word in text.split(' ') {
+        match lines.last_mut() {
+            Some(line) if line.width() + 1 + word.width() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => lines.push(word.to_string()),
+        }
+    }
+    lines
+}
+
+/// `line` cut to `width` columns; when something is cut, its last column
+/// becomes `…`, so a reader knows there was more.
+pub fn fit(line: Line<'static>, width: usize) -> Line<'static> {
+    if line.width() <= width {
+        return line;
+    }
+    let mut spans = Vec::new();
+    let mut used = 0;
+    for span in line.spans {
+        let w = span.width();
+        if used + w < width {
+            used += w;
+            spans.push(span);
+            continue;
+        }
+        // This span crosses the edge: keep what fits before a `…`.
+        let room = width.saturating_sub(used + 1);
+        spans.push(Span::styled(
+            format!("{}…", take_columns(&span.content, room)),
+            span.style,
+        ));
+        break;
+    }
+    Line::from(spans).style(line.style)
+}
+
+/// The longest start of `text` at most `columns` wide.
+fn take_columns(text: &str, columns: usize) -> &str {
+    let mut used = 0;
+    for (i, c) in text.char_indices() {
+        let w = c.width().unwrap_or(0);
+        if used + w > columns {
+            return &text[..i];
+        }
+        used += w;
+    }
+    text
+}
+
+/// `text` in `width` columns, its end replaced by `…` when cut.
+pub fn ellipsize(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_string();
+    }
+    format!("{}…", take_columns(text, width.saturating_sub(1)))
+}
+
+/// `text` in `width` columns, its middle replaced by `…` when cut: instance
+/// ids differ at their ends as often as at their starts (`orders-1`, `orders-2`).
+pub fn ellipsize_middle(text: &str, width: usize) -> String {
+    if text.width() <= width {
+        return text.to_string();
+    }
+    if width < 3 {
+        return ellipsize(text, width);
+    }
+    let tail_columns = (width - 1) / 2;
+    let head = take_columns(text, width - 1 - tail_columns);
+    // The tail: the shortest end of `text` at most `tail_columns` wide.
+    let mut used = 0;
+    let mut from = text.len();
+    for (i, c) in text.char_indices().rev() {
+        let w = c.width().unwrap_or(0);
+        if used + w > tail_columns {
+            break;
+        }
+        used += w;
+        from = i;
+    }
+    format!("{head}…{}", &text[from..])
 }
 
 /// What each state means, for the help overlay.
