@@ -232,13 +232,6 @@ fn serve_http(
         settings.timeout,
         &settings.expect,
         now,
-    )
-    .with_expected_instances(
-        settings.detection.instances,
-        settings
-            .named_services()
-            .filter_map(|name| Some((name.clone(), settings.detection_for(name).instances?)))
-            .collect(),
     );
     for service in &settings.expect {
         metrics.known(service, UNSEEN_INSTANCE, &state_code(State::NeverSeen));

@@ -13,7 +13,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::detector::{Blindness, Detector, InstanceKey, PhiModel, Transition};
+use crate::detector::{Blindness, Detector, InstanceKey, PhiModel, ServiceChange, Transition};
 use crate::replay::ReplayGuard;
 
 /// The finest grain at which timeouts are judged.
@@ -43,10 +43,19 @@ pub struct Report {
     pub transition: Transition,
 }
 
+/// A service's change of strength, stamped like a [`Report`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceReport {
+    pub at: DateTime<Utc>,
+    pub change: ServiceChange,
+}
+
 /// What the engine tells its display.
 #[derive(Debug, Clone)]
 pub enum Update {
     Transition(Report),
+    /// A service fell below its expected instances, or is back to full strength.
+    Service(ServiceReport),
     /// The echoes of one batch off the inbox, in the order they arrived: one
     /// update per batch, not per echo, so that thousands of echoes a second
     /// cost the sinks a few hand-offs. Shared, since every sink gets a copy.
@@ -216,6 +225,10 @@ pub async fn run(
                 emit_all(detector.check(now.into_std()));
             }
         }
+        // Whatever changed above may have changed a service's strength.
+        for change in detector.service_changes(Instant::now().into_std()) {
+            report_service(&updates, change);
+        }
     };
     // Every rejection, by reason, once at the end: a flood is logged at a
     // limited rate while it lasts, so this is where its full size shows.
@@ -231,6 +244,22 @@ pub async fn run(
     outcome
 }
 
+fn report_service(updates: &mpsc::Sender<Update>, change: ServiceChange) {
+    info!(
+        service = %change.service,
+        "{} -> {}: {change}",
+        change.from.label(),
+        change.to.label(),
+    );
+    must_send(
+        updates,
+        Update::Service(ServiceReport {
+            at: Utc::now(),
+            change,
+        }),
+    );
+}
+
 fn report(updates: &mpsc::Sender<Update>, transition: Transition) {
     let report = Report {
         at: Utc::now(),
@@ -244,15 +273,16 @@ fn report(updates: &mpsc::Sender<Update>, transition: Transition) {
         report.transition.to.label(),
         report.transition.reason
     );
-    // Transitions are few and must not be lost: wait for room if need be,
-    // but never for long enough to stall monitoring.
-    if updates
-        .try_send(Update::Transition(report.clone()))
-        .is_err()
-    {
+    must_send(updates, Update::Transition(report));
+}
+
+/// Transitions are few and must not be lost: wait for room if need be,
+/// but never for long enough to stall monitoring.
+fn must_send(updates: &mpsc::Sender<Update>, update: Update) {
+    if let Err(mpsc::error::TrySendError::Full(update)) = updates.try_send(update) {
         let updates = updates.clone();
         tokio::spawn(async move {
-            let _ = updates.send(Update::Transition(report)).await;
+            let _ = updates.send(update).await;
         });
     }
 }

@@ -1,5 +1,6 @@
 //! Headless output: one JSON object per line on stdout. Each has a `kind`:
-//! `transition` (an instance changed state), `link` (our own broker link
+//! `transition` (an instance changed state), `service` (a service fell
+//! below its expected instances, or is back to full strength), `link` (our own broker link
 //! changed, and with it whether the monitor can judge), `stall` (our own loop
 //! ran late, so verdicts were suspended). Logs go to stderr, so stdout stays
 //! machine-readable.
@@ -12,7 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::detector::{Blindness, Reason, State};
-use crate::engine::{Report, Update};
+use crate::engine::{Report, ServiceReport, Update};
 
 #[derive(Serialize)]
 struct TransitionLine<'a> {
@@ -48,6 +49,17 @@ struct LinkLine<'a> {
     retry_in_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ServiceLine<'a> {
+    at: String,
+    kind: &'static str,
+    service: &'a str,
+    from: &'static str,
+    to: &'static str,
+    up: u32,
+    expected: u32,
 }
 
 #[derive(Serialize)]
@@ -97,6 +109,21 @@ pub fn json_line(report: &Report) -> String {
             Reason::Stale(Blindness::Stalled { lag }) => Some(lag.as_millis() as u64),
             _ => None,
         },
+    };
+    serde_json::to_string(&line).expect("plain fields always serialise")
+}
+
+/// `{"kind": "service", "from": "full", "to": "degraded", "up": 1, "expected": 3, ...}`.
+pub fn service_line(report: &ServiceReport) -> String {
+    let c = &report.change;
+    let line = ServiceLine {
+        at: stamp(report.at),
+        kind: "service",
+        service: &c.service,
+        from: c.from.code(),
+        to: c.to.code(),
+        up: c.up,
+        expected: c.expected,
     };
     serde_json::to_string(&line).expect("plain fields always serialise")
 }
@@ -161,6 +188,7 @@ pub async fn write_transitions(
         let Some(update) = update else { return false };
         let line = match update {
             Update::Transition(report) => json_line(&report),
+            Update::Service(report) => service_line(&report),
             Update::Link(status) => link_line(&status, Utc::now()),
             Update::Stall { lag, .. } => stall_line(lag, Utc::now()),
             Update::Echoes(_) | Update::PingSent { .. } => continue,
@@ -305,6 +333,26 @@ mod tests {
             None,
         )));
         assert_eq!(value["to"], "left");
+    }
+
+    #[test]
+    fn service_lines_say_the_strength_and_the_count() {
+        use crate::detector::{ServiceChange, Strength};
+        let report = ServiceReport {
+            at: "2026-11-23T10:00:01Z".parse().unwrap(),
+            change: ServiceChange {
+                service: "orders".into(),
+                from: Strength::Full,
+                to: Strength::Degraded,
+                up: 1,
+                expected: 3,
+            },
+        };
+        assert_eq!(
+            parse(&service_line(&report)),
+            serde_json::json!({"at": "2026-11-23T10:00:01.000Z", "kind": "service",
+                "service": "orders", "from": "full", "to": "degraded", "up": 1, "expected": 3})
+        );
     }
 
     #[test]

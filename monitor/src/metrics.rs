@@ -61,6 +61,8 @@ pub struct Metrics {
     /// Each service's histogram handle, so an echo costs no label allocation.
     rtt_by_service: Mutex<std::collections::HashMap<String, Histogram>>,
     transitions: Family<Labels, Counter>,
+    /// 1 while a service is below its expected instances.
+    degraded: Family<Labels, Gauge>,
     phi: Family<Labels, FloatGauge>,
     /// Phi's view of each instance it judges, and its last echo: phi is
     /// computed for the instant of each scrape.
@@ -110,6 +112,7 @@ impl Metrics {
             rtt: Family::new_with_constructor(rtt_histogram),
             rtt_by_service: Mutex::default(),
             transitions: Family::default(),
+            degraded: Family::default(),
             phi: Family::default(),
             phi_models: Mutex::default(),
             stalls: Counter::default(),
@@ -155,6 +158,11 @@ impl Metrics {
             "heartbeat_transitions",
             "State changes, by service and target state",
             metrics.transitions.clone(),
+        );
+        registry.register(
+            "heartbeat_service_degraded",
+            "1 while the service has fewer instances alive than it should have (its `instances` setting)",
+            metrics.degraded.clone(),
         );
         registry.register(
             "heartbeat_phi",
@@ -309,6 +317,12 @@ impl Metrics {
                     };
                     histogram.observe(rtt.as_secs_f64());
                 }
+            }
+            Update::Service(report) => {
+                let c = &report.change;
+                self.degraded
+                    .get_or_create(&vec![("service", c.service.clone())])
+                    .set(i64::from(c.to == crate::detector::Strength::Degraded));
             }
             Update::PingSent { .. } => {
                 self.pings.inc();

@@ -9,7 +9,7 @@
 //! through without a change here; [`Severity::of`] is the one place that
 //! judges them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::detector::{InstanceKey, PhiModel, State, UNSEEN_INSTANCE};
+use crate::detector::{InstanceKey, PhiModel, State, Strength, UNSEEN_INSTANCE};
 use crate::engine::{EchoSeen, Update};
 pub use crate::headless::state_code;
 use crate::metrics::Metrics;
@@ -140,8 +140,10 @@ pub struct LinkInfo {
     pub detail: Option<String>,
 }
 
-/// A service with fewer instances UP (or SLOW) than the configuration says
-/// it should have (`instances`): a warning, `orders 1/3` on the dashboard.
+/// A service with fewer instances alive than the configuration says it
+/// should have (`instances`): a warning, `orders 1/3` on the dashboard. As
+/// the engine judged it (its `service` updates), so the document, the JSON
+/// lines and the alerts agree.
 #[derive(Debug, Clone, Serialize)]
 pub struct DegradedService {
     pub service: String,
@@ -156,7 +158,7 @@ pub struct Document {
     pub monitor: MonitorInfo,
     pub link: LinkInfo,
     pub services: Vec<InstanceStatus>,
-    /// Services below their expected number of instances UP.
+    /// Services below their expected number of instances alive.
     pub degraded: Vec<DegradedService>,
 }
 
@@ -278,48 +280,11 @@ pub struct Board {
     stall: Option<(Instant, Duration)>,
     /// After a stall the detector waits this long before judging again.
     grace: Duration,
-    /// How many instances each service should have: the configured default,
-    /// and per-service overrides by lower-cased name.
-    expected_default: Option<u32>,
-    expected: HashMap<String, u32>,
+    /// Services below their expected instances, by name.
+    degraded: BTreeMap<String, DegradedService>,
 }
 
 impl Board {
-    /// Judge services against how many instances they should have.
-    pub fn with_expected_instances(
-        mut self,
-        default: Option<u32>,
-        by_service: HashMap<String, u32>,
-    ) -> Self {
-        self.expected_default = default;
-        self.expected = by_service;
-        self
-    }
-
-    fn degraded(&self) -> Vec<DegradedService> {
-        let mut up: BTreeMap<&str, u32> = BTreeMap::new();
-        for (key, row) in &self.rows {
-            let count = up.entry(key.service.as_str()).or_default();
-            if matches!(row.state.as_str(), "up" | "slow") {
-                *count += 1;
-            }
-        }
-        up.into_iter()
-            .filter_map(|(service, up)| {
-                let expected = self
-                    .expected
-                    .get(&service.to_lowercase())
-                    .copied()
-                    .or(self.expected_default)?;
-                (up < expected).then(|| DegradedService {
-                    service: service.to_owned(),
-                    up,
-                    expected,
-                })
-            })
-            .collect()
-    }
-
     /// `grace`: how long after a stall of its loop the monitor does not judge
     /// (one timeout, as the detector waits).
     pub fn new(
@@ -351,8 +316,7 @@ impl Board {
             engine_seen: now,
             stall: None,
             grace,
-            expected_default: None,
-            expected: HashMap::new(),
+            degraded: BTreeMap::new(),
         }
     }
 
@@ -403,6 +367,19 @@ impl Board {
                         row.last_rtt = *rtt;
                         row.phi = *phi;
                     }
+                }
+            }
+            Update::Service(report) => {
+                let c = &report.change;
+                if c.to == Strength::Degraded {
+                    let degraded = DegradedService {
+                        service: c.service.clone(),
+                        up: c.up,
+                        expected: c.expected,
+                    };
+                    self.degraded.insert(c.service.clone(), degraded);
+                } else {
+                    self.degraded.remove(&c.service);
                 }
             }
             Update::PingSent { at, .. } => self.engine_seen = *at,
@@ -457,7 +434,7 @@ impl Board {
                     detail,
                 },
                 services,
-                degraded: self.degraded(),
+                degraded: self.degraded.values().cloned().collect(),
             },
             link_connected: self.link == LinkStatus::Connected,
             engine_seen: self.engine_seen,
@@ -597,37 +574,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_service_below_its_expected_instances_is_degraded() {
+    async fn a_service_is_degraded_in_the_document_as_the_engine_says() {
+        use crate::detector::ServiceChange;
+        use crate::engine::ServiceReport;
         let t0 = Instant::now();
         let second = Duration::from_secs(1);
-        let mut board = Board::new("mon", second, 3 * second, &[], t0)
-            .with_expected_instances(None, HashMap::from([("orders".to_owned(), 2)]));
-        board.apply(
-            &transition("orders", State::NeverSeen, State::Up, Reason::FirstSeen),
-            t0,
-        );
-        board.apply(
-            &transition("billing", State::NeverSeen, State::Up, Reason::FirstSeen),
-            t0,
-        );
+        let mut board = Board::new("mon", second, 3 * second, &[], t0);
+        let change = |service: &str, to: Strength, up: u32| {
+            Update::Service(ServiceReport {
+                at: Utc::now(),
+                change: ServiceChange {
+                    service: service.into(),
+                    from: if to == Strength::Full {
+                        Strength::Degraded
+                    } else {
+                        Strength::Full
+                    },
+                    to,
+                    up,
+                    expected: 2,
+                },
+            })
+        };
+        board.apply(&change("orders", Strength::Degraded, 1), t0);
+        board.apply(&change("billing", Strength::Degraded, 0), t0);
         let degraded = board.snapshot(t0).document.degraded;
-        assert_eq!(degraded.len(), 1, "{degraded:?}");
-        assert_eq!(
-            (
-                degraded[0].service.as_str(),
-                degraded[0].up,
-                degraded[0].expected
-            ),
-            ("orders", 1, 2)
-        );
-        let mut other = transition("orders", State::NeverSeen, State::Up, Reason::FirstSeen);
-        if let Update::Transition(report) = &mut other {
-            report.transition.key.instance = "i-2".into();
-        }
-        board.apply(&other, t0);
-        assert!(board.snapshot(t0).document.degraded.is_empty());
-        // A default applies to every service.
-        let board = board.with_expected_instances(Some(3), HashMap::new());
+        let seen: Vec<(&str, u32, u32)> = degraded
+            .iter()
+            .map(|d| (d.service.as_str(), d.up, d.expected))
+            .collect();
+        assert_eq!(seen, [("billing", 0, 2), ("orders", 1, 2)]);
+        board.apply(&change("orders", Strength::Full, 2), t0);
         let names: Vec<String> = board
             .snapshot(t0)
             .document
@@ -635,7 +612,7 @@ mod tests {
             .into_iter()
             .map(|d| d.service)
             .collect();
-        assert_eq!(names, ["billing", "orders"]);
+        assert_eq!(names, ["billing"]);
     }
 
     #[tokio::test(start_paused = true)]

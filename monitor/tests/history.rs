@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use heartbeat_config::HistorySettings;
-use monitor::history::{self, Batch, Minute, StoredTransition, Who};
+use monitor::history::{self, Batch, Minute, StoredServiceChange, StoredTransition, Who};
 use support::*;
 
 const UP_WITHIN: Duration = Duration::from_secs(10);
@@ -64,6 +64,17 @@ fn minute(minute_ms: i64, service: &str, up_ms: i64) -> Minute {
     }
 }
 
+fn service_change(at_ms: i64, service: &str, to: &str) -> StoredServiceChange {
+    StoredServiceChange {
+        at_ms,
+        service: service.into(),
+        from: if to == "full" { "degraded" } else { "full" }.into(),
+        to: to.into(),
+        up: if to == "full" { 3 } else { 1 },
+        expected: 3,
+    }
+}
+
 /// What every store must do, through the trait alone.
 fn store_contract(settings: &HistorySettings) {
     let now = chrono::Utc::now().timestamp_millis();
@@ -79,6 +90,11 @@ fn store_contract(settings: &HistorySettings) {
                     transition_at(now - 1000, "orders", "up"),
                     transition_at(now - 1500, "payments", "down"),
                 ],
+                services: vec![
+                    service_change(now - 40 * day, "orders", "degraded"),
+                    service_change(now - 1800, "orders", "degraded"),
+                    service_change(now - 900, "orders", "full"),
+                ],
                 minutes: vec![
                     minute(minute0, "orders", 60_000),
                     minute(minute0 + 60_000, "orders", 30_000),
@@ -90,6 +106,7 @@ fn store_contract(settings: &HistorySettings) {
         store
             .write(&Batch {
                 transitions: vec![],
+                services: vec![],
                 minutes: vec![minute(minute0 + 60_000, "orders", 0)],
             })
             .unwrap();
@@ -128,8 +145,19 @@ fn store_contract(settings: &HistorySettings) {
     assert_eq!(uptime.len(), 1, "{uptime:?}");
     assert_eq!((uptime[0].up_ms, uptime[0].observed_ms), (90_000, 180_000));
     assert_eq!(uptime[0].ratio(), Some(0.5));
+    let changes = store.service_changes("orders", now - day, 10).unwrap();
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.at_ms, c.to.as_str()))
+            .collect::<Vec<_>>(),
+        [(now - 900, "full"), (now - 1800, "degraded")],
+        "newest first, only since"
+    );
+    assert_eq!(changes[0], service_change(now - 900, "orders", "full"));
+    assert!(store.service_changes("payments", 0, 10).unwrap().is_empty());
     // Retention: what is older goes.
-    assert_eq!(store.prune(now - 30 * day).unwrap(), 2);
+    assert_eq!(store.prune(now - 30 * day).unwrap(), 3);
     assert_eq!(
         store
             .transitions(Who::Service("orders"), 0, 10)

@@ -365,7 +365,8 @@ impl Fleet {
                 self.link = status;
                 self.link_since = now;
             }
-            Update::Stall { .. } => {}
+            // The dashboard counts each service's instances itself.
+            Update::Stall { .. } | Update::Service(_) => {}
         }
     }
 

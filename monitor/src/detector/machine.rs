@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use super::flapping::FlapWindow;
 use super::phi::{self, PhiModel, PhiWindow};
 use super::policy::{Mode, Policy};
-use super::types::{Blindness, InstanceKey, Reason, State, Transition, UNSEEN_INSTANCE};
+use super::types::{
+    Blindness, InstanceKey, Reason, ServiceChange, State, Strength, Transition, UNSEEN_INSTANCE,
+};
 
 /// Ping send times kept for round-trip measurement. An echo for an older
 /// ping is stale: no RTT, no proof of life.
@@ -89,6 +91,13 @@ impl Tracked {
             scheduled: None,
             judge_after: None,
         }
+    }
+
+    /// Whether it counts towards its service's strength: judged alive (a
+    /// SUSPECT is not yet DOWN) and not flapping. Under STALE its verdict
+    /// from before counts, so our own blindness never degrades a service.
+    fn alive(&self) -> bool {
+        matches!(self.health, State::Up | State::Suspect) && !self.flapping
     }
 
     fn shown(&self) -> State {
@@ -185,6 +194,17 @@ pub struct Detector {
     /// Extra time after our reconnect before silence counts: services
     /// reconnect on their own backoff, up to this much later than we do.
     reconnect_grace: Duration,
+    /// Services with expected instances, as last judged.
+    strength: HashMap<String, Strength>,
+    /// When each service with expected instances was first known: its
+    /// first judgement waits a timeout after that, so that instances
+    /// starting one after another are not a degraded service.
+    known_since: HashMap<String, Instant>,
+    /// Services with expected instances whose count may have changed since.
+    recount: BTreeSet<String>,
+    /// The first ping: a service is first judged a timeout after it, once
+    /// its instances had their chance to answer.
+    first_ping: Option<Instant>,
 }
 
 impl Detector {
@@ -203,6 +223,10 @@ impl Detector {
             last_sent_seq: None,
             blind: None,
             reconnect_grace: Duration::ZERO,
+            strength: HashMap::new(),
+            known_since: HashMap::new(),
+            recount: BTreeSet::new(),
+            first_ping: None,
         }
     }
 
@@ -280,15 +304,79 @@ impl Detector {
         })
     }
 
-    /// How many instances of `service` are UP (or SLOW), and how many it should have.
+    /// How many instances of `service` are alive (UP, SLOW or SUSPECT, not
+    /// flapping), and how many it should have.
     pub fn service_count(&self, service: &str) -> (u32, Option<u32>) {
         let up = self.by_name.get(service).map_or(0, |instances| {
             instances
                 .values()
-                .filter(|&&slot| matches!(self.slots[slot].state, State::Up | State::Slow))
+                .filter(|&&slot| self.slots[slot].alive())
                 .count() as u32
         });
         (up, self.policy_for(service).expected_instances)
+    }
+
+    /// After a change to one instance: if whether it counts for its service
+    /// changed (`before` is what it was, `None` for a new one), its service
+    /// is counted again at the next [`Detector::service_changes`].
+    fn noted(&mut self, slot: usize, before: Option<bool>) {
+        let tracked = &self.slots[slot];
+        if before != Some(tracked.alive())
+            && self.policies[tracked.policy].expected_instances.is_some()
+        {
+            let service = &tracked.key.service;
+            if !self.known_since.contains_key(service) {
+                self.known_since.insert(service.clone(), tracked.since);
+            }
+            self.recount.insert(service.clone());
+        }
+    }
+
+    /// Services that fell below their expected instances (`instances` in
+    /// their policy) or got back to full strength since the last call.
+    /// Nothing is judged while we are blind, nor before a service's
+    /// instances had a timeout to answer (after the first ping, and after
+    /// the service was first known); a service first judged at full
+    /// strength is no news.
+    pub fn service_changes(&mut self, now: Instant) -> Vec<ServiceChange> {
+        let mut out = Vec::new();
+        if self.recount.is_empty() || self.blind.is_some() {
+            return out;
+        }
+        let Some(first_ping) = self.first_ping else {
+            return out;
+        };
+        let mut later = BTreeSet::new();
+        for service in std::mem::take(&mut self.recount) {
+            let policy = self.policy_for(&service);
+            let (Some(expected), timeout) = (policy.expected_instances, policy.timeout) else {
+                continue;
+            };
+            let known = self.known_since.get(&service).copied();
+            let since = known.map_or(first_ping, |k| k.max(first_ping));
+            if !self.strength.contains_key(&service) && now < since + timeout {
+                later.insert(service);
+                continue;
+            }
+            let (up, _) = self.service_count(&service);
+            let to = if up < expected {
+                Strength::Degraded
+            } else {
+                Strength::Full
+            };
+            let from = self.strength.insert(service.clone(), to);
+            if from.unwrap_or(Strength::Full) != to {
+                out.push(ServiceChange {
+                    service,
+                    from: from.unwrap_or(Strength::Full),
+                    to,
+                    up,
+                    expected,
+                });
+            }
+        }
+        self.recount = later;
+        out
     }
 
     /// List a service the configuration expects; shown as never seen until it answers.
@@ -308,6 +396,12 @@ impl Detector {
             .entry(service.to_owned())
             .or_default()
             .insert(UNSEEN_INSTANCE.to_owned(), slot);
+        // Expected and never seen: a service that should have instances and
+        // has none is degraded once it had its chance to answer.
+        if self.policies[policy].expected_instances.is_some() {
+            self.known_since.entry(service.to_owned()).or_insert(now);
+            self.recount.insert(service.to_owned());
+        }
     }
 
     fn policy_index(&self, service: &str) -> usize {
@@ -318,6 +412,7 @@ impl Detector {
     }
 
     pub fn ping_sent(&mut self, seq: u64, now: Instant) {
+        self.first_ping.get_or_insert(now);
         if let Some(previous) = self.last_sent_seq {
             // The previous ping had a full interval to be answered.
             for tracked in &mut self.slots {
@@ -374,6 +469,15 @@ impl Detector {
     }
 
     pub fn echo(&mut self, service: &str, instance: &str, seq: u64, now: Instant) -> EchoOutcome {
+        let before = self.get(service, instance).map(Tracked::alive);
+        let outcome = self.judge_echo(service, instance, seq, now);
+        if let Some(&slot) = self.by_name.get(service).and_then(|m| m.get(instance)) {
+            self.noted(slot, before);
+        }
+        outcome
+    }
+
+    fn judge_echo(&mut self, service: &str, instance: &str, seq: u64, now: Instant) -> EchoOutcome {
         let sent = self.sent_at(seq);
         let (slot, created) = self.slot_for(service, instance, now);
         let blind = self.blind;
@@ -484,6 +588,7 @@ impl Detector {
         let slot = *self.by_name.get(service)?.get(instance)?;
         let last_sent_seq = self.last_sent_seq;
         self.unschedule(slot);
+        let before = self.slots[slot].alive();
         let tracked = &mut self.slots[slot];
         tracked.ignore_through_seq = last_sent_seq;
         if matches!(tracked.health, State::Left | State::NeverSeen) {
@@ -495,7 +600,9 @@ impl Detector {
         tracked.stale = None;
         tracked.slow = false;
         tracked.successes = 0;
-        tracked.settle(Reason::Left, None, now)
+        let transition = tracked.settle(Reason::Left, None, now);
+        self.noted(slot, Some(before));
+        transition
     }
 
     /// Judge the instances whose deadline has passed. Nothing is judged
@@ -524,6 +631,12 @@ impl Detector {
 
     /// Bring one instance up to date at `now` and schedule its next look.
     fn evaluate(&mut self, slot: usize, now: Instant, out: &mut Vec<Transition>) {
+        let before = self.slots[slot].alive();
+        self.judge(slot, now, out);
+        self.noted(slot, Some(before));
+    }
+
+    fn judge(&mut self, slot: usize, now: Instant, out: &mut Vec<Transition>) {
         self.unschedule(slot);
         if self.blind.is_some() {
             return;

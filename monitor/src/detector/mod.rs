@@ -5,10 +5,11 @@
 //!
 //! Layout:
 //! - `types`: [`InstanceKey`], [`State`] (with its wire `code` and its `label`),
-//!   [`Reason`], [`Blindness`], [`Transition`].
+//!   [`Reason`], [`Blindness`], [`Transition`]; [`Strength`] and
+//!   [`ServiceChange`] for a service against its expected instances.
 //! - `policy`: [`Policy`] and [`Mode`]: how one service is judged.
 //! - `machine`: [`Detector`] and [`Tracked`]: the state machine, hysteresis,
-//!   STALE and the deadline index.
+//!   STALE, the deadline index, and services' strength (degraded).
 //! - `phi`: phi accrual: the formula, its inverse, the sample window.
 //! - `flapping`: the window of recent changes behind FLAPPING.
 
@@ -24,4 +25,6 @@ mod tests;
 pub use machine::{Detector, EchoOutcome, Tracked};
 pub use phi::{PhiModel, PhiParams};
 pub use policy::{Mode, Policy};
-pub use types::{Blindness, InstanceKey, Reason, State, Transition, UNSEEN_INSTANCE};
+pub use types::{
+    Blindness, InstanceKey, Reason, ServiceChange, State, Strength, Transition, UNSEEN_INSTANCE,
+};

@@ -472,6 +472,149 @@ fn a_service_counts_its_live_instances_against_the_expected() {
     assert_eq!(d.service_count("other"), (0, None));
 }
 
+fn strengths(changes: &[ServiceChange]) -> Vec<(&str, Strength, Strength, u32)> {
+    changes
+        .iter()
+        .map(|c| (c.service.as_str(), c.from, c.to, c.up))
+        .collect()
+}
+
+#[test]
+fn a_service_below_its_expected_instances_is_degraded_once_and_full_again_once() {
+    let policy = Policy {
+        expected_instances: Some(2),
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, Policy::fixed(T)).with_service("orders", policy);
+    let t0 = Instant::now();
+    // Instances arrive one by one at start: nobody is judged within the
+    // first timeout, and full strength at the first judgement is no news.
+    d.ping_sent(1, t0);
+    d.echo("orders", "a", 1, t0 + ms(5));
+    assert!(
+        d.service_changes(t0 + ms(5)).is_empty(),
+        "too early to judge"
+    );
+    d.echo("orders", "b", 1, t0 + ms(900));
+    d.echo("other", "x", 1, t0 + ms(900));
+    for s in 2..=4u64 {
+        d.ping_sent(s, t0 + ms(s * 1000));
+        for i in ["a", "b"] {
+            d.echo("orders", i, s, t0 + ms(s * 1000 + 5));
+        }
+    }
+    assert!(d.service_changes(t0 + ms(4010)).is_empty());
+    // "b" answers on, "a" dies: SUSPECT still counts, DOWN does not.
+    let mut all = Vec::new();
+    for s in 5..=12u64 {
+        let at = t0 + ms(s * 1000);
+        d.ping_sent(s, at);
+        d.check(at);
+        all.extend(d.service_changes(at));
+        d.echo("orders", "b", s, at + ms(5));
+        if state(&d, "orders") == State::Suspect {
+            assert!(d.service_changes(at + ms(5)).is_empty(), "suspect counts");
+        }
+        all.extend(d.service_changes(at + ms(5)));
+    }
+    assert_eq!(d.get("orders", "a").unwrap().state, State::Down);
+    assert_eq!(
+        strengths(&all),
+        [("orders", Strength::Full, Strength::Degraded, 1)]
+    );
+    assert_eq!(all[0].expected, 2);
+    // It comes back (two echoes for UP): full again, once.
+    let mut all = Vec::new();
+    for s in 13..=16u64 {
+        let at = t0 + ms(s * 1000);
+        d.ping_sent(s, at);
+        for i in ["a", "b"] {
+            d.echo("orders", i, s, at + ms(5));
+        }
+        all.extend(d.service_changes(at + ms(5)));
+    }
+    assert_eq!(
+        strengths(&all),
+        [("orders", Strength::Degraded, Strength::Full, 2)]
+    );
+    // A goodbye is one fewer too.
+    d.goodbye("orders", "b", t0 + ms(16_500));
+    assert_eq!(
+        strengths(&d.service_changes(t0 + ms(16_500))),
+        [("orders", Strength::Full, Strength::Degraded, 1)]
+    );
+}
+
+#[test]
+fn our_own_blindness_never_degrades_a_service() {
+    let policy = Policy {
+        expected_instances: Some(1),
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, policy);
+    let t0 = Instant::now();
+    beat(&mut d, t0, 1, 5, &["orders"]);
+    assert!(d.service_changes(t0 + ms(5010)).is_empty());
+    let ts = d.link_down(Blindness::LinkDown, t0 + ms(5500));
+    assert_eq!(moves(&ts), [(State::Up, State::Stale, "link_down")]);
+    assert!(d.service_changes(t0 + ms(5500)).is_empty());
+    d.link_up(t0 + ms(60_000));
+    assert!(
+        d.service_changes(t0 + ms(60_000)).is_empty(),
+        "STALE counts as it was"
+    );
+    // After the grace, still silent: DOWN, and now the service is degraded.
+    let mut all = Vec::new();
+    for s in 61..=70u64 {
+        d.check(t0 + ms(s * 1000));
+        all.extend(d.service_changes(t0 + ms(s * 1000)));
+    }
+    assert_eq!(
+        strengths(&all),
+        [("orders", Strength::Full, Strength::Degraded, 0)]
+    );
+}
+
+#[test]
+fn an_expected_service_that_never_answers_is_degraded_after_its_timeout() {
+    let policy = Policy {
+        expected_instances: Some(3),
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, policy);
+    let t0 = Instant::now();
+    d.expect("orders", t0);
+    d.ping_sent(1, t0);
+    assert!(d.service_changes(t0 + ms(2999)).is_empty());
+    assert_eq!(
+        strengths(&d.service_changes(t0 + T)),
+        [("orders", Strength::Full, Strength::Degraded, 0)]
+    );
+    assert!(d.service_changes(t0 + T * 2).is_empty(), "said once");
+}
+
+#[test]
+fn a_service_that_starts_late_has_a_timeout_for_all_its_instances_to_arrive() {
+    let policy = Policy {
+        expected_instances: Some(2),
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, Policy::fixed(T)).with_service("orders", policy);
+    let t0 = Instant::now();
+    beat(&mut d, t0, 1, 30, &["other"]);
+    // Long after the monitor started, a service's instances arrive 2 s apart.
+    d.ping_sent(31, t0 + ms(31_000));
+    d.echo("orders", "a", 31, t0 + ms(31_005));
+    assert!(d.service_changes(t0 + ms(31_005)).is_empty());
+    d.ping_sent(33, t0 + ms(33_000));
+    d.echo("orders", "a", 33, t0 + ms(33_005));
+    d.echo("orders", "b", 33, t0 + ms(33_005));
+    assert!(
+        d.service_changes(t0 + ms(34_100)).is_empty(),
+        "full when judged"
+    );
+}
+
 #[test]
 fn rtt_is_measured_on_our_clock_and_old_pings_are_forgotten() {
     let (mut d, t0) = detector();

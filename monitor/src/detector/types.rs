@@ -187,6 +187,50 @@ impl fmt::Display for Reason {
     }
 }
 
+/// A service as a whole, against the instances it should have
+/// (`instances` in its settings). The codes are an interface, like [`State`]'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Strength {
+    /// At least the expected number of instances alive.
+    Full,
+    /// Fewer alive than expected.
+    Degraded,
+}
+
+impl Strength {
+    /// `"full"` or `"degraded"`: the JSON lines' and alerts' string.
+    pub fn code(self) -> &'static str {
+        match self {
+            Strength::Full => "full",
+            Strength::Degraded => "degraded",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Strength::Full => "FULL",
+            Strength::Degraded => "DEGRADED",
+        }
+    }
+}
+
+/// A service fell below its expected instances, or got back to full strength.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceChange {
+    pub service: String,
+    pub from: Strength,
+    pub to: Strength,
+    /// Instances alive (UP, SLOW or SUSPECT, and not flapping) at the change.
+    pub up: u32,
+    pub expected: u32,
+}
+
+impl fmt::Display for ServiceChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} of {} instances alive", self.up, self.expected)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub key: InstanceKey,

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::detector::{InstanceKey, Reason};
-use crate::engine::{Report, Update};
+use crate::engine::{Report, ServiceReport, Update};
 use crate::headless::state_code;
 use crate::notify::Limited;
 use aggregate::Aggregator;
@@ -70,6 +70,19 @@ pub struct StoredTransition {
     pub reason: String,
     pub rtt_ms: Option<f64>,
     pub silent_ms: Option<i64>,
+}
+
+/// A service's change of strength as stored, and as `GET /api/v1/history`
+/// returns it (`at_ms` there becomes `at`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredServiceChange {
+    pub at_ms: i64,
+    pub service: String,
+    /// `full` or `degraded`.
+    pub from: String,
+    pub to: String,
+    pub up: i64,
+    pub expected: i64,
 }
 
 /// One instance's figures for one minute.
@@ -106,12 +119,13 @@ impl Uptime {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
     pub transitions: Vec<StoredTransition>,
+    pub services: Vec<StoredServiceChange>,
     pub minutes: Vec<Minute>,
 }
 
 impl Batch {
     fn len(&self) -> usize {
-        self.transitions.len() + self.minutes.len()
+        self.transitions.len() + self.services.len() + self.minutes.len()
     }
 }
 
@@ -134,6 +148,13 @@ pub trait Store: Send {
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<StoredTransition>, HistoryError>;
+    /// One service's changes of strength, newest first.
+    fn service_changes(
+        &mut self,
+        service: &str,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredServiceChange>, HistoryError>;
     /// Per instance, over the minutes that started at or after `since_ms`.
     fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError>;
     /// Delete what is older than `before_ms`; how many rows went.
@@ -243,14 +264,38 @@ impl From<StoredTransition> for ApiTransition {
     }
 }
 
+/// A change of strength as `GET /api/v1/history` returns it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiServiceChange {
+    pub at: String,
+    pub from: String,
+    pub to: String,
+    pub up: i64,
+    pub expected: i64,
+}
+
+impl From<StoredServiceChange> for ApiServiceChange {
+    fn from(c: StoredServiceChange) -> Self {
+        let at = chrono::DateTime::from_timestamp_millis(c.at_ms).unwrap_or_default();
+        Self {
+            at: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            from: c.from,
+            to: c.to,
+            up: c.up,
+            expected: c.expected,
+        }
+    }
+}
+
 /// A service's stored transitions, newest first, optionally one instance's,
-/// at most `limit` (capped at [`API_MAX_LIMIT`]).
+/// at most `limit` (capped at [`API_MAX_LIMIT`]); and, for the whole
+/// service, its changes of strength (as many at most).
 pub async fn service_history(
     settings: &HistorySettings,
     service: String,
     instance: Option<String>,
     limit: usize,
-) -> Result<Vec<ApiTransition>, HistoryError> {
+) -> Result<(Vec<ApiTransition>, Vec<ApiServiceChange>), HistoryError> {
     let limit = limit.clamp(1, API_MAX_LIMIT);
     query(settings, move |store| {
         let who = match &instance {
@@ -258,7 +303,14 @@ pub async fn service_history(
             None => Who::Service(&service),
         };
         let rows = store.transitions(who, 0, limit)?;
-        Ok(rows.into_iter().map(ApiTransition::from).collect())
+        let changes = match instance {
+            Some(_) => Vec::new(),
+            None => store.service_changes(&service, 0, limit)?,
+        };
+        Ok((
+            rows.into_iter().map(ApiTransition::from).collect(),
+            changes.into_iter().map(ApiServiceChange::from).collect(),
+        ))
     })
     .await
 }
@@ -343,6 +395,18 @@ pub fn spawn(settings: &HistorySettings, shutdown: CancellationToken) -> History
         updates,
         health,
         task,
+    }
+}
+
+fn stored_change(report: &ServiceReport) -> StoredServiceChange {
+    let c = &report.change;
+    StoredServiceChange {
+        at_ms: report.at.timestamp_millis(),
+        service: c.service.clone(),
+        from: c.from.code().to_owned(),
+        to: c.to.code().to_owned(),
+        up: i64::from(c.up),
+        expected: i64::from(c.expected),
     }
 }
 
@@ -457,13 +521,14 @@ impl Writer {
 #[derive(Default)]
 struct Backlog {
     transitions: VecDeque<StoredTransition>,
+    services: VecDeque<StoredServiceChange>,
     minutes: VecDeque<Minute>,
     dropped: u64,
 }
 
 impl Backlog {
     fn len(&self) -> usize {
-        self.transitions.len() + self.minutes.len()
+        self.transitions.len() + self.services.len() + self.minutes.len()
     }
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -471,14 +536,18 @@ impl Backlog {
     fn bound(&mut self) {
         while self.len() > MAX_BACKLOG {
             // Minutes go first: transitions are what people look back at.
-            if self.minutes.pop_front().is_none() {
-                self.transitions.pop_front();
+            if self.minutes.pop_front().is_none() && self.transitions.pop_front().is_none() {
+                self.services.pop_front();
             }
             self.dropped += 1;
         }
     }
     fn push_transition(&mut self, t: StoredTransition) {
         self.transitions.push_back(t);
+        self.bound();
+    }
+    fn push_service(&mut self, c: StoredServiceChange) {
+        self.services.push_back(c);
         self.bound();
     }
     fn push_minutes(&mut self, minutes: Vec<Minute>) {
@@ -488,16 +557,22 @@ impl Backlog {
     fn take(&mut self, n: usize) -> Batch {
         let t = self.transitions.len().min(n);
         let transitions: Vec<_> = self.transitions.drain(..t).collect();
-        let m = self.minutes.len().min(n - t);
+        let c = self.services.len().min(n - t);
+        let services: Vec<_> = self.services.drain(..c).collect();
+        let m = self.minutes.len().min(n - t - c);
         let minutes = self.minutes.drain(..m).collect();
         Batch {
             transitions,
+            services,
             minutes,
         }
     }
     fn put_back(&mut self, batch: Batch) {
         for t in batch.transitions.into_iter().rev() {
             self.transitions.push_front(t);
+        }
+        for c in batch.services.into_iter().rev() {
+            self.services.push_front(c);
         }
         for m in batch.minutes.into_iter().rev() {
             self.minutes.push_front(m);
@@ -543,6 +618,7 @@ async fn run(
                             aggregator.echo(&echo.key, echo.rtt, now, &mut minutes);
                         }
                     }
+                    Update::Service(report) => backlog.push_service(stored_change(&report)),
                     Update::PingSent { .. } => aggregator.ping(now, &mut minutes),
                     Update::Link(_) | Update::Stall { .. } => {}
                 }
@@ -570,8 +646,10 @@ async fn run(
     }
     // Keep what the queue still holds, close the minute so far, and write it all once more.
     while let Ok(update) = updates.try_recv() {
-        if let Update::Transition(report) = update {
-            backlog.push_transition(stored(&report));
+        match update {
+            Update::Transition(report) => backlog.push_transition(stored(&report)),
+            Update::Service(report) => backlog.push_service(stored_change(&report)),
+            _ => {}
         }
     }
     aggregator.close_partial(Utc::now().timestamp_millis(), &mut minutes);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use postgres::{Client, NoTls};
 
 use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL};
-use super::{Batch, HistoryError, Store, StoredTransition, Uptime, Who};
+use super::{Batch, HistoryError, Store, StoredServiceChange, StoredTransition, Uptime, Who};
 
 pub struct Postgres {
     client: Client,
@@ -107,6 +107,19 @@ impl Store for Postgres {
             )
             .map_err(err)?;
         }
+        let change = tx
+            .prepare(
+                "INSERT INTO service_changes (at_ms, service, from_state, to_state, up, expected)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .map_err(err)?;
+        for c in &batch.services {
+            tx.execute(
+                &change,
+                &[&c.at_ms, &c.service, &c.from, &c.to, &c.up, &c.expected],
+            )
+            .map_err(err)?;
+        }
         let upsert = tx
             .prepare(&format!(
                 "INSERT INTO minutes (minute_ms, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms)
@@ -166,6 +179,34 @@ impl Store for Postgres {
         Ok(rows.iter().map(to_transition).collect())
     }
 
+    fn service_changes(
+        &mut self,
+        service: &str,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredServiceChange>, HistoryError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .client
+            .query(
+                "SELECT at_ms, service, from_state, to_state, up, expected FROM service_changes
+                 WHERE service = $1 AND at_ms >= $2 ORDER BY at_ms DESC LIMIT $3",
+                &[&service, &since_ms, &limit],
+            )
+            .map_err(err)?;
+        Ok(rows
+            .iter()
+            .map(|row| StoredServiceChange {
+                at_ms: row.get(0),
+                service: row.get(1),
+                from: row.get(2),
+                to: row.get(3),
+                up: row.get(4),
+                expected: row.get(5),
+            })
+            .collect())
+    }
+
     fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError> {
         let rows = self
             .client
@@ -195,6 +236,13 @@ impl Store for Postgres {
             .client
             .execute("DELETE FROM minutes WHERE minute_ms < $1", &[&before_ms])
             .map_err(err)?;
-        Ok(a + b)
+        let c = self
+            .client
+            .execute(
+                "DELETE FROM service_changes WHERE at_ms < $1",
+                &[&before_ms],
+            )
+            .map_err(err)?;
+        Ok(a + b + c)
     }
 }

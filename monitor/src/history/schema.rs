@@ -8,9 +8,10 @@ pub const CREATE_VERSIONS: &str = "CREATE TABLE IF NOT EXISTS heartbeat_schema (
     applied_at_ms BIGINT NOT NULL
 )";
 
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE transitions (
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE transitions (
         at_ms BIGINT NOT NULL,
         service TEXT NOT NULL,
         instance TEXT NOT NULL,
@@ -35,7 +36,21 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
         PRIMARY KEY (service, instance, minute_ms)
     );
     CREATE INDEX minutes_by_time ON minutes (minute_ms);",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE service_changes (
+        at_ms BIGINT NOT NULL,
+        service TEXT NOT NULL,
+        from_state TEXT NOT NULL,
+        to_state TEXT NOT NULL,
+        up BIGINT NOT NULL,
+        expected BIGINT NOT NULL
+    );
+    CREATE INDEX service_changes_by_service ON service_changes (service, at_ms);
+    CREATE INDEX service_changes_by_time ON service_changes (at_ms);",
+    ),
+];
 
 /// A minute written twice (a restart within it) adds up.
 pub const UPSERT_MINUTE_TAIL: &str = "ON CONFLICT (service, instance, minute_ms) DO UPDATE SET

@@ -3,7 +3,7 @@
 use rusqlite::{Connection, params};
 
 use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL};
-use super::{Batch, HistoryError, Store, StoredTransition, Uptime, Who};
+use super::{Batch, HistoryError, Store, StoredServiceChange, StoredTransition, Uptime, Who};
 
 pub struct Sqlite {
     conn: Connection,
@@ -93,6 +93,17 @@ impl Store for Sqlite {
                     ])
                     .map_err(err)?;
             }
+            let mut change = tx
+                .prepare_cached(
+                    "INSERT INTO service_changes (at_ms, service, from_state, to_state, up, expected)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )
+                .map_err(err)?;
+            for c in &batch.services {
+                change
+                    .execute(params![c.at_ms, c.service, c.from, c.to, c.up, c.expected])
+                    .map_err(err)?;
+            }
             let mut upsert = tx
                 .prepare_cached(&format!(
                     "INSERT INTO minutes (minute_ms, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms)
@@ -147,6 +158,35 @@ impl Store for Sqlite {
         rows.collect::<Result<_, _>>().map_err(err)
     }
 
+    fn service_changes(
+        &mut self,
+        service: &str,
+        since_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredServiceChange>, HistoryError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT at_ms, service, from_state, to_state, up, expected FROM service_changes
+                 WHERE service = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC, rowid DESC LIMIT ?3",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![service, since_ms, limit], |row| {
+                Ok(StoredServiceChange {
+                    at_ms: row.get(0)?,
+                    service: row.get(1)?,
+                    from: row.get(2)?,
+                    to: row.get(3)?,
+                    up: row.get(4)?,
+                    expected: row.get(5)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
     fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError> {
         let mut stmt = self
             .conn
@@ -177,6 +217,10 @@ impl Store for Sqlite {
             .conn
             .execute("DELETE FROM minutes WHERE minute_ms < ?1", [before_ms])
             .map_err(err)?;
-        Ok((a + b) as u64)
+        let c = self
+            .conn
+            .execute("DELETE FROM service_changes WHERE at_ms < ?1", [before_ms])
+            .map_err(err)?;
+        Ok((a + b + c) as u64)
     }
 }

@@ -144,15 +144,17 @@ async fn history(
     match crate::history::service_history(settings, service.clone(), query.instance.clone(), limit)
         .await
     {
-        Ok(transitions) => (
-            [(header::CACHE_CONTROL, "no-store")],
-            axum::Json(serde_json::json!({
+        Ok((transitions, changes)) => {
+            let mut body = serde_json::json!({
                 "service": service,
                 "instance": query.instance,
                 "transitions": transitions,
-            })),
-        )
-            .into_response(),
+            });
+            if query.instance.is_none() {
+                body["service_changes"] = serde_json::json!(changes);
+            }
+            ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+        }
         Err(error) => (StatusCode::SERVICE_UNAVAILABLE, format!("{error}\n")).into_response(),
     }
 }

@@ -34,9 +34,14 @@ fn stamp(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// `HeartbeatDown`, `HeartbeatFlapping`, ... from a state code.
-fn alertname(state: &str) -> String {
-    let mut name = String::from("Heartbeat");
+/// `HeartbeatDown`, `HeartbeatFlapping`, ... from an instance's state code;
+/// `HeartbeatServiceDegraded` from a service's.
+fn alertname(state: &str, service_wide: bool) -> String {
+    let mut name = String::from(if service_wide {
+        "HeartbeatService"
+    } else {
+        "Heartbeat"
+    });
     for word in state.split('_') {
         let mut chars = word.chars();
         if let Some(first) = chars.next() {
@@ -57,14 +62,20 @@ impl Alertmanager {
     }
 
     /// The alert for an event. The monitor is an annotation, not a label,
-    /// so that two monitors watching the same service make one alert.
+    /// so that two monitors watching the same service make one alert. A
+    /// service's strength has no `instance` label: it is about them all.
     fn alert(&self, event: &Event) -> Alert {
-        let labels = BTreeMap::from([
-            ("alertname", alertname(&event.alert_state)),
+        let mut labels = BTreeMap::from([
+            (
+                "alertname",
+                alertname(&event.alert_state, event.instance.is_none()),
+            ),
             ("service", event.service.clone()),
-            ("instance", event.instance.clone()),
             ("severity", self.entry.severity.clone()),
         ]);
+        if let Some(instance) = &event.instance {
+            labels.insert("instance", instance.clone());
+        }
         let annotations = BTreeMap::from([
             ("summary", event.summary.clone()),
             ("reason", event.reason.to_string()),
@@ -171,7 +182,8 @@ mod tests {
 
     #[test]
     fn alert_names_come_from_state_codes() {
-        assert_eq!(alertname("down"), "HeartbeatDown");
-        assert_eq!(alertname("never_seen"), "HeartbeatNeverSeen");
+        assert_eq!(alertname("down", false), "HeartbeatDown");
+        assert_eq!(alertname("never_seen", false), "HeartbeatNeverSeen");
+        assert_eq!(alertname("degraded", true), "HeartbeatServiceDegraded");
     }
 }

@@ -34,8 +34,21 @@ impl Runner {
             .kill_on_drop(true);
         for (name, value) in [
             ("HEARTBEAT_EVENT", event.event.to_string()),
+            ("HEARTBEAT_SCOPE", event.scope.to_string()),
             ("HEARTBEAT_SERVICE", event.service.clone()),
-            ("HEARTBEAT_INSTANCE", event.instance.clone()),
+            // Empty for a service's strength.
+            (
+                "HEARTBEAT_INSTANCE",
+                event.instance.clone().unwrap_or_default(),
+            ),
+            (
+                "HEARTBEAT_UP",
+                event.up.map(|n| n.to_string()).unwrap_or_default(),
+            ),
+            (
+                "HEARTBEAT_EXPECTED",
+                event.expected.map(|n| n.to_string()).unwrap_or_default(),
+            ),
             ("HEARTBEAT_FROM", event.from.clone()),
             ("HEARTBEAT_TO", event.to.clone()),
             ("HEARTBEAT_REASON", event.reason.to_string()),

@@ -7,16 +7,17 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
 use super::policy::{EventKind, PolicyEvent};
-use crate::detector::Reason;
-use crate::headless::state_code;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     /// "firing", "reminder" or "resolved".
     pub event: &'static str,
+    /// "instance", or "service" for a service's strength (`degraded`, `full`).
+    pub scope: &'static str,
     pub service: String,
-    pub instance: String,
-    /// The transition that caused the event (for "resolved", the way back).
+    /// `null` for a service's strength.
+    pub instance: Option<String>,
+    /// The change that caused the event (for "resolved", the way back).
     pub from: String,
     pub to: String,
     pub reason: &'static str,
@@ -31,6 +32,11 @@ pub struct Event {
     pub summary: String,
     /// How many instances are in each state, right now.
     pub counts: BTreeMap<String, usize>,
+    /// For a service's strength: its instances alive and expected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub up: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<u32>,
 }
 
 fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
@@ -39,40 +45,46 @@ fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::E
 
 impl Event {
     pub fn new(event: &PolicyEvent, monitor: &str, counts: BTreeMap<String, usize>) -> Self {
-        let t = &event.report.transition;
-        let alert = event.ended.as_ref().unwrap_or(&event.report);
-        let alert_state = state_code(alert.transition.to);
+        let c = &event.change;
+        let alert = event.ended.as_ref().unwrap_or(&event.change);
+        let alert_state = alert.to.clone();
+        let subject = c.subject();
         let summary = match event.kind {
             EventKind::Firing => {
-                format!("{} is {} ({})", t.key, alert_state.to_uppercase(), t.reason)
+                format!("{subject} is {} ({})", alert_state.to_uppercase(), c.detail)
             }
             EventKind::Reminder => format!(
-                "{} is still {} (since {})",
-                t.key,
+                "{subject} is still {} (since {})",
                 alert_state.to_uppercase(),
                 alert.at.format("%Y-%m-%d %H:%M:%S UTC")
             ),
             EventKind::Resolved => format!(
-                "{} is no longer {}: now {} ({})",
-                t.key,
+                "{subject} is no longer {}: now {} ({})",
                 alert_state.to_uppercase(),
-                state_code(t.to).to_uppercase(),
-                reason_text(t.reason)
+                c.to.to_uppercase(),
+                c.detail
             ),
         };
         Self {
             event: event.kind.code(),
-            service: t.key.service.clone(),
-            instance: t.key.instance.clone(),
-            from: state_code(t.from),
-            to: state_code(t.to),
-            reason: t.reason.code(),
-            at: event.report.at,
+            scope: if c.instance.is_some() {
+                "instance"
+            } else {
+                "service"
+            },
+            service: c.service.clone(),
+            instance: c.instance.clone(),
+            from: c.from.clone(),
+            to: c.to.clone(),
+            reason: c.reason,
+            at: c.at,
             alert_state,
             alert_since: alert.at,
             monitor: monitor.to_owned(),
             summary,
             counts,
+            up: c.count.map(|(up, _)| up),
+            expected: c.count.map(|(_, expected)| expected),
         }
     }
 
@@ -81,15 +93,12 @@ impl Event {
     }
 }
 
-fn reason_text(reason: Reason) -> String {
-    reason.to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detector::{InstanceKey, State, Transition};
-    use crate::engine::Report;
+    use crate::detector::{InstanceKey, Reason, ServiceChange, State, Strength, Transition};
+    use crate::engine::{Report, ServiceReport};
+    use crate::notify::policy::Change;
     use std::time::Duration;
 
     #[test]
@@ -110,14 +119,14 @@ mod tests {
         let counts = BTreeMap::from([("up".to_string(), 2), ("down".to_string(), 1)]);
         let firing = PolicyEvent {
             kind: EventKind::Firing,
-            report: down.clone(),
+            change: Change::of_instance(&down),
             ended: None,
         };
         let value: serde_json::Value =
             serde_json::from_slice(&Event::new(&firing, "mon-1", counts.clone()).body()).unwrap();
         assert_eq!(
             value,
-            serde_json::json!({"event": "firing", "service": "orders", "instance": "o-1",
+            serde_json::json!({"event": "firing", "scope": "instance", "service": "orders", "instance": "o-1",
                 "from": "up", "to": "down", "reason": "timed_out", "at": "2026-11-23T10:00:01.500Z",
                 "alert_state": "down", "alert_since": "2026-11-23T10:00:01.500Z", "monitor": "mon-1",
                 "summary": "orders/o-1 is DOWN (timed out: silent for 3.1s)",
@@ -134,8 +143,8 @@ mod tests {
         };
         let resolved = PolicyEvent {
             kind: EventKind::Resolved,
-            report: up,
-            ended: Some(down),
+            change: Change::of_instance(&up),
+            ended: Some(Change::of_instance(&down)),
         };
         let event = Event::new(&resolved, "mon-1", counts);
         assert_eq!(
@@ -145,6 +154,35 @@ mod tests {
         assert_eq!(
             event.summary,
             "orders/o-1 is no longer DOWN: now UP (recovered)"
+        );
+    }
+
+    #[test]
+    fn a_service_payload_has_no_instance_and_the_counts() {
+        let degraded = ServiceReport {
+            at: "2026-11-23T10:00:01.5Z".parse().unwrap(),
+            change: ServiceChange {
+                service: "orders".into(),
+                from: Strength::Full,
+                to: Strength::Degraded,
+                up: 1,
+                expected: 3,
+            },
+        };
+        let firing = PolicyEvent {
+            kind: EventKind::Firing,
+            change: Change::of_service(&degraded),
+            ended: None,
+        };
+        let value: serde_json::Value =
+            serde_json::from_slice(&Event::new(&firing, "mon-1", BTreeMap::new()).body()).unwrap();
+        assert_eq!(
+            value,
+            serde_json::json!({"event": "firing", "scope": "service", "service": "orders", "instance": null,
+                "from": "full", "to": "degraded", "reason": "degraded", "at": "2026-11-23T10:00:01.500Z",
+                "alert_state": "degraded", "alert_since": "2026-11-23T10:00:01.500Z", "monitor": "mon-1",
+                "summary": "orders is DEGRADED (1 of 3 instances alive)",
+                "counts": {}, "up": 1, "expected": 3})
         );
     }
 }

@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use event::Event;
-use policy::{Policy, PolicyEvent, Rules};
+use policy::{Change, Policy, PolicyEvent, Rules};
 
 use crate::detector::InstanceKey;
 use crate::engine::Update;
@@ -86,9 +86,9 @@ pub struct Intake {
 }
 
 impl Intake {
-    /// Only transitions matter to alerts.
+    /// Only transitions, of instances and of services' strength, matter to alerts.
     pub fn offer(&self, update: &Update) {
-        if !matches!(update, Update::Transition(_)) {
+        if !matches!(update, Update::Transition(_) | Update::Service(_)) {
             return;
         }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.updates.try_send(update.clone()) {
@@ -204,12 +204,18 @@ async fn run_policies(
             _ = shutdown.cancelled() => break,
             update = updates.recv() => {
                 let Some(update) = update else { break };
-                let Update::Transition(report) = update else { continue };
-                let code = state_code(report.transition.to);
-                states.insert(report.transition.key.clone(), code.clone());
+                let change = match update {
+                    Update::Transition(report) => {
+                        let code = state_code(report.transition.to);
+                        states.insert(report.transition.key.clone(), code);
+                        Change::of_instance(&report)
+                    }
+                    Update::Service(report) => Change::of_service(&report),
+                    _ => continue,
+                };
                 let now = Instant::now().into_std();
                 for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
-                    due.extend(policy.transition(&report, &code, now).into_iter().map(|e| (i, e)));
+                    due.extend(policy.transition(&change, now).into_iter().map(|e| (i, e)));
                 }
             }
             _ = tick.tick() => {
@@ -232,9 +238,8 @@ async fn run_policies(
             if queue.try_send(event).is_err() {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
                 full_log[i].warn(format_args!(
-                    "queue full or closed; an alert for {}/{} was dropped",
-                    policy_event.report.transition.key.service,
-                    policy_event.report.transition.key.instance
+                    "queue full or closed; an alert for {} was dropped",
+                    policy_event.change.subject()
                 ));
             }
         }
@@ -260,10 +265,14 @@ async fn deliver_each<F, Fut>(
             Err(error) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 log.warn(format_args!(
-                    "{} for {}/{} not delivered after {} attempts: {error}",
+                    "{} for {}{} not delivered after {} attempts: {error}",
                     event.event,
                     event.service,
-                    event.instance,
+                    event
+                        .instance
+                        .as_deref()
+                        .map(|i| format!("/{i}"))
+                        .unwrap_or_default(),
                     entry.retries + 1
                 ));
             }

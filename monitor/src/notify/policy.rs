@@ -1,14 +1,78 @@
 //! When a target is told: the per-entry rules (which states alert, the `for`
-//! delay, reminders, resolved). Pure: reports and instants in, events out,
-//! so every rule is tested with explicit instants.
+//! delay, reminders, resolved). Pure: changes and instants in, events out,
+//! so every rule is tested with explicit instants. An instance's transition
+//! and a service's change of strength (`degraded`, `full`) are both a
+//! [`Change`] of one subject's state code, under the same rules.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use crate::detector::InstanceKey;
-use crate::engine::Report;
+use chrono::{DateTime, Utc};
 
-/// What a target is told about one instance.
+use crate::engine::{Report, ServiceReport};
+use crate::headless::state_code;
+
+/// A change of one subject's state: an instance's, or a whole service's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub at: DateTime<Utc>,
+    pub service: String,
+    /// `None` for the service as a whole.
+    pub instance: Option<String>,
+    /// State codes: an instance's (`up`, `down`, ...) or a service's (`full`, `degraded`).
+    pub from: String,
+    pub to: String,
+    pub reason: &'static str,
+    /// The reason, for people.
+    pub detail: String,
+    /// A service's instances alive and expected.
+    pub count: Option<(u32, u32)>,
+}
+
+impl Change {
+    pub fn of_instance(report: &Report) -> Self {
+        let t = &report.transition;
+        Self {
+            at: report.at,
+            service: t.key.service.clone(),
+            instance: Some(t.key.instance.clone()),
+            from: state_code(t.from),
+            to: state_code(t.to),
+            reason: t.reason.code(),
+            detail: t.reason.to_string(),
+            count: None,
+        }
+    }
+
+    /// The reason is the new strength's code: `degraded` or `full`.
+    pub fn of_service(report: &ServiceReport) -> Self {
+        let c = &report.change;
+        Self {
+            at: report.at,
+            service: c.service.clone(),
+            instance: None,
+            from: c.from.code().to_owned(),
+            to: c.to.code().to_owned(),
+            reason: c.to.code(),
+            detail: c.to_string(),
+            count: Some((c.up, c.expected)),
+        }
+    }
+
+    /// `orders/o-1`, or `orders` for the whole service.
+    pub fn subject(&self) -> String {
+        match &self.instance {
+            Some(instance) => format!("{}/{instance}", self.service),
+            None => self.service.clone(),
+        }
+    }
+
+    fn key(&self) -> (String, Option<String>) {
+        (self.service.clone(), self.instance.clone())
+    }
+}
+
+/// What a target is told about one subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EventKind {
     /// It entered an alerting state and stayed there for `for`.
@@ -29,13 +93,13 @@ impl EventKind {
     }
 }
 
-/// An event with the transition that caused it; for a resolve, also the
-/// firing transition it ends.
+/// An event with the change that caused it; for a resolve, also the
+/// firing change it ends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PolicyEvent {
     pub kind: EventKind,
-    pub report: Report,
-    pub ended: Option<Report>,
+    pub change: Change,
+    pub ended: Option<Change>,
 }
 
 #[derive(Debug, Clone)]
@@ -50,13 +114,13 @@ pub struct Rules {
 
 #[derive(Debug, Clone)]
 struct Pending {
-    report: Report,
+    change: Change,
     since: Instant,
 }
 
 #[derive(Debug, Clone)]
 struct Firing {
-    report: Report,
+    change: Change,
     last_sent: Instant,
 }
 
@@ -70,7 +134,7 @@ struct Instance {
 
 pub struct Policy {
     rules: Rules,
-    instances: BTreeMap<InstanceKey, Instance>,
+    instances: BTreeMap<(String, Option<String>), Instance>,
 }
 
 impl Policy {
@@ -81,22 +145,22 @@ impl Policy {
         }
     }
 
-    /// A transition happened (`to_code` is its state code) at `now`.
-    pub fn transition(&mut self, report: &Report, to_code: &str, now: Instant) -> Vec<PolicyEvent> {
-        let key = &report.transition.key;
-        let alerting = self.rules.alerting.contains(to_code);
+    /// A change happened at `now`.
+    pub fn transition(&mut self, change: &Change, now: Instant) -> Vec<PolicyEvent> {
+        let key = change.key();
+        let alerting = self.rules.alerting.contains(&change.to);
         let mut out = Vec::new();
         let entry = self.instances.entry(key.clone()).or_default();
         if alerting {
             let same_as_firing = entry
                 .firing
                 .as_ref()
-                .is_some_and(|f| f.report.transition.to == report.transition.to);
+                .is_some_and(|f| f.change.to == change.to);
             if same_as_firing {
                 entry.pending = None;
             } else {
                 entry.pending = Some(Pending {
-                    report: report.clone(),
+                    change: change.clone(),
                     since: now,
                 });
             }
@@ -108,13 +172,13 @@ impl Policy {
             {
                 out.push(PolicyEvent {
                     kind: EventKind::Resolved,
-                    report: report.clone(),
-                    ended: Some(firing.report),
+                    change: change.clone(),
+                    ended: Some(firing.change),
                 });
             }
         }
         if entry.pending.is_none() && entry.firing.is_none() {
-            self.instances.remove(key);
+            self.instances.remove(&key);
         }
         out.extend(self.tick(now));
         out
@@ -134,17 +198,17 @@ impl Policy {
                 {
                     out.push(PolicyEvent {
                         kind: EventKind::Resolved,
-                        report: pending.report.clone(),
-                        ended: Some(old.report),
+                        change: pending.change.clone(),
+                        ended: Some(old.change),
                     });
                 }
                 out.push(PolicyEvent {
                     kind: EventKind::Firing,
-                    report: pending.report.clone(),
+                    change: pending.change.clone(),
                     ended: None,
                 });
                 instance.firing = Some(Firing {
-                    report: pending.report,
+                    change: pending.change,
                     last_sent: now,
                 });
             } else if let Some(firing) = &mut instance.firing
@@ -154,7 +218,7 @@ impl Policy {
                 firing.last_sent = now;
                 out.push(PolicyEvent {
                     kind: EventKind::Reminder,
-                    report: firing.report.clone(),
+                    change: firing.change.clone(),
                     ended: None,
                 });
             }
@@ -166,7 +230,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detector::{Reason, State, Transition};
+    use crate::detector::{InstanceKey, Reason, State, Transition};
 
     fn report(to: State) -> Report {
         Report {
@@ -192,10 +256,6 @@ mod tests {
         }
     }
 
-    fn code(to: State) -> &'static str {
-        to.code()
-    }
-
     fn policy(hold: u64, reminder: u64, send_resolved: bool) -> Policy {
         Policy::new(Rules {
             alerting: ["down".to_string()].into(),
@@ -210,7 +270,7 @@ mod tests {
     }
 
     fn step(p: &mut Policy, to: State, at: Instant) -> Vec<EventKind> {
-        kinds(&p.transition(&report(to), code(to), at))
+        kinds(&p.transition(&Change::of_instance(&report(to)), at))
     }
 
     #[test]
@@ -219,9 +279,12 @@ mod tests {
         let mut p = policy(0, 0, true);
         assert_eq!(step(&mut p, State::Down, t0), [EventKind::Firing]);
         assert!(p.tick(t0 + Duration::from_secs(100)).is_empty());
-        let up = p.transition(&report(State::Up), "up", t0 + Duration::from_secs(101));
+        let up = p.transition(
+            &Change::of_instance(&report(State::Up)),
+            t0 + Duration::from_secs(101),
+        );
         assert_eq!(kinds(&up), [EventKind::Resolved]);
-        assert_eq!(up[0].ended.as_ref().unwrap().transition.to, State::Down);
+        assert_eq!(up[0].ended.as_ref().unwrap().to, "down");
         assert!(p.tick(t0 + Duration::from_secs(200)).is_empty());
     }
 
@@ -298,6 +361,62 @@ mod tests {
             },
             ..report(State::Up)
         };
-        assert!(p.transition(&first, "up", t0).is_empty());
+        assert!(p.transition(&Change::of_instance(&first), t0).is_empty());
+    }
+
+    fn strength(to: crate::detector::Strength) -> Change {
+        use crate::detector::{ServiceChange, Strength};
+        Change::of_service(&ServiceReport {
+            at: chrono::Utc::now(),
+            change: ServiceChange {
+                service: "orders".into(),
+                from: if to == Strength::Full {
+                    Strength::Degraded
+                } else {
+                    Strength::Full
+                },
+                to,
+                up: if to == Strength::Full { 3 } else { 1 },
+                expected: 3,
+            },
+        })
+    }
+
+    #[test]
+    fn a_degraded_service_follows_for_reminders_and_resolved_like_an_instance() {
+        use crate::detector::Strength;
+        let t0 = Instant::now();
+        let mut p = Policy::new(Rules {
+            alerting: ["degraded".to_string()].into(),
+            hold: Duration::from_secs(5),
+            reminder: Duration::from_secs(10),
+            send_resolved: true,
+        });
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Shorter than `for`: nothing.
+        assert!(
+            p.transition(&strength(Strength::Degraded), at(0))
+                .is_empty()
+        );
+        assert!(p.transition(&strength(Strength::Full), at(4)).is_empty());
+        assert!(p.tick(at(20)).is_empty());
+        // Held: firing, a reminder, then resolved.
+        assert!(
+            p.transition(&strength(Strength::Degraded), at(30))
+                .is_empty()
+        );
+        let fired = p.tick(at(35));
+        assert_eq!(kinds(&fired), [EventKind::Firing]);
+        assert_eq!(fired[0].change.instance, None);
+        assert_eq!(fired[0].change.count, Some((1, 3)));
+        assert_eq!(kinds(&p.tick(at(45))), [EventKind::Reminder]);
+        let back = p.transition(&strength(Strength::Full), at(46));
+        assert_eq!(kinds(&back), [EventKind::Resolved]);
+        assert_eq!(back[0].ended.as_ref().unwrap().to, "degraded");
+        // An instance of the same service is a subject of its own.
+        assert!(
+            step(&mut p, State::Down, at(47)).is_empty(),
+            "down is not listed"
+        );
     }
 }
