@@ -314,9 +314,12 @@ async fn fan_out(
         if let Some((board, metrics)) = &status {
             match board.try_send(update.clone()) {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                // The board's states must stay true: a transition waits for room,
-                // in a task of its own so that nothing else does.
-                Err(mpsc::error::TrySendError::Full(update @ Update::Transition(_))) => {
+                // The board's states must stay true: a transition (an instance's
+                // or a service's) waits for room, in a task of its own so that
+                // nothing else does.
+                Err(mpsc::error::TrySendError::Full(
+                    update @ (Update::Transition(_) | Update::Service(_)),
+                )) => {
                     let board = board.clone();
                     tokio::spawn(async move {
                         let _ = board.send(update).await;
