@@ -232,6 +232,7 @@ fn dashboard() {
                     Event::Tick(Traffic {
                         published: tick,
                         received: tick,
+                        rejected: 0,
                     }),
                     now,
                 );

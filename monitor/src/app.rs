@@ -164,7 +164,13 @@ pub async fn run(
     match output {
         Output::Headless => {
             let out = std::io::stdout();
-            if headless::write_transitions(updates_rx, out, headless::stdout_reader_gone()).await {
+            let expect: Vec<(String, Duration)> = settings
+                .expect
+                .iter()
+                .map(|service| (service.clone(), settings.timeout_for(service)))
+                .collect();
+            let gone = headless::stdout_reader_gone();
+            if headless::write_transitions(updates_rx, out, gone, &expect).await {
                 // Like any Unix filter: nobody reads any more, so stop (exit 0).
                 info!("stdout closed; stopping");
                 shutdown.cancel();
@@ -178,6 +184,7 @@ pub async fn run(
                 tokio::time::Instant::now(),
             );
             app.demo = fleet.is_some();
+            app.timeout = settings.timeout;
             app.signed = signed;
             app.expected = settings
                 .named_services()

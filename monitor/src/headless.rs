@@ -2,17 +2,21 @@
 //! `transition` (an instance changed state), `service` (a service fell
 //! below its expected instances, or is back to full strength), `link` (our own broker link
 //! changed, and with it whether the monitor can judge), `stall` (our own loop
-//! ran late, so verdicts were suspended). Logs go to stderr, so stdout stays
-//! machine-readable.
+//! ran late, so verdicts were suspended), `expected` (the services expected
+//! by configuration, first) and `unseen` (one of them has not answered
+//! within its timeout of the link coming up). Logs go to stderr, so stdout
+//! stays machine-readable.
 
 use std::io::Write;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use orchestrator_lib::LinkStatus;
 use serde::Serialize;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
-use crate::detector::{Blindness, Reason, State};
+use crate::detector::{Blindness, Reason, State, UNSEEN_INSTANCE};
 use crate::engine::{Report, ServiceReport, Update};
 
 #[derive(Serialize)]
@@ -60,6 +64,22 @@ struct ServiceLine<'a> {
     to: &'static str,
     up: u32,
     expected: u32,
+}
+
+#[derive(Serialize)]
+struct ExpectedLine<'a> {
+    at: String,
+    kind: &'static str,
+    services: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct UnseenLine<'a> {
+    at: String,
+    kind: &'static str,
+    service: &'a str,
+    /// How long since the link came up, the service's timeout or a little more.
+    waited_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -170,22 +190,84 @@ pub fn stall_line(lag: std::time::Duration, at: DateTime<Utc>) -> String {
     serde_json::to_string(&line).expect("plain fields always serialise")
 }
 
+pub fn expected_line(services: &[(String, Duration)], at: DateTime<Utc>) -> String {
+    let line = ExpectedLine {
+        at: stamp(at),
+        kind: "expected",
+        services: services.iter().map(|(name, _)| name.as_str()).collect(),
+    };
+    serde_json::to_string(&line).expect("plain fields always serialise")
+}
+
+pub fn unseen_line(service: &str, waited: Duration, at: DateTime<Utc>) -> String {
+    let line = UnseenLine {
+        at: stamp(at),
+        kind: "unseen",
+        service,
+        waited_ms: waited.as_millis() as u64,
+    };
+    serde_json::to_string(&line).expect("plain fields always serialise")
+}
+
 /// Write transitions until the engine stops or stdout closes. A closed
 /// stdout (the reader of a pipe went away, as with `| head -1`) is noticed at
 /// the next write, or by `reader_gone` while there is nothing to write.
 /// Returns whether stdout closed, so the caller can end the monitor.
+///
+/// `expect` (service, timeout) is said first; a service that has had no
+/// transition a timeout after the link first came up is reported once as
+/// `unseen`, so a script can alert on what never answered.
 pub async fn write_transitions(
     mut updates: mpsc::Receiver<Update>,
     mut out: impl Write,
     reader_gone: impl Future<Output = ()>,
+    expect: &[(String, Duration)],
 ) -> bool {
     tokio::pin!(reader_gone);
+    let mut write = |line: String| writeln!(out, "{line}").and_then(|()| out.flush()).is_ok();
+    if !expect.is_empty() && !write(expected_line(expect, Utc::now())) {
+        return true;
+    }
+    let mut waiting: Vec<(String, Duration)> = expect.to_vec();
+    // Silence only counts once the monitor could have heard anything.
+    let mut connected_at: Option<Instant> = None;
     loop {
+        let next = connected_at.and_then(|since| waiting.iter().map(|(_, t)| since + *t).min());
+        let due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         let update = tokio::select! {
             update = updates.recv() => update,
             () = &mut reader_gone => return true,
+            () = due => {
+                let now = Instant::now();
+                let since = connected_at.expect("a deadline needs a connection");
+                let (late, rest) = waiting.into_iter().partition(|(_, t)| since + *t <= now);
+                waiting = rest;
+                for (service, _) in late {
+                    let waited = now.saturating_duration_since(since);
+                    if !write(unseen_line(&service, waited, Utc::now())) {
+                        return true;
+                    }
+                }
+                continue;
+            }
         };
         let Some(update) = update else { return false };
+        match &update {
+            // The expected service's placeholder can change state (STALE while
+            // the link is down); only a real instance has answered.
+            Update::Transition(report) if report.transition.key.instance != UNSEEN_INSTANCE => {
+                waiting.retain(|(service, _)| *service != report.transition.key.service);
+            }
+            Update::Link(LinkStatus::Connected) if connected_at.is_none() => {
+                connected_at = Some(Instant::now());
+            }
+            _ => {}
+        }
         let line = match update {
             Update::Transition(report) => json_line(&report),
             Update::Service(report) => service_line(&report),
@@ -193,7 +275,7 @@ pub async fn write_transitions(
             Update::Stall { lag, .. } => stall_line(lag, Utc::now()),
             Update::Echoes(_) | Update::PingSent { .. } => continue,
         };
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        if !write(line) {
             return true;
         }
     }
@@ -333,6 +415,93 @@ mod tests {
             None,
         )));
         assert_eq!(value["to"], "left");
+    }
+
+    /// A `Write` the test can read while the writer owns it.
+    #[derive(Clone, Default)]
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for Shared {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Shared {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            String::from_utf8(self.0.lock().unwrap().clone())
+                .unwrap()
+                .lines()
+                .map(parse)
+                .collect()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expected_services_are_said_first_and_the_unseen_reported_after_their_timeout() {
+        let (tx, rx) = mpsc::channel(16);
+        let out = Shared::default();
+        let expect = vec![
+            ("orders".to_string(), Duration::from_secs(3)),
+            ("billing".to_string(), Duration::from_secs(3)),
+            ("slowpoke".to_string(), Duration::from_secs(10)),
+        ];
+        let writer = tokio::spawn({
+            let out = out.clone();
+            async move { write_transitions(rx, out, std::future::pending(), &expect).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let lines = out.lines();
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0]["kind"], "expected");
+        assert_eq!(
+            lines[0]["services"],
+            serde_json::json!(["orders", "billing", "slowpoke"])
+        );
+
+        // Nothing is unseen before the monitor could hear anything.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(out.lines().len(), 1);
+        tx.send(Update::Link(LinkStatus::Connected)).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let mut first = report(State::NeverSeen, State::Up, Reason::FirstSeen, None);
+        first.transition.key = InstanceKey::new("orders", "o-1");
+        tx.send(Update::Transition(first)).await.unwrap();
+        // billing's placeholder turning STALE is no answer.
+        let mut stale = report(
+            State::NeverSeen,
+            State::Stale,
+            Reason::Stale(Blindness::LinkDown),
+            None,
+        );
+        stale.transition.key = InstanceKey::new("billing", UNSEEN_INSTANCE);
+        tx.send(Update::Transition(stale)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let kinds: Vec<_> = out.lines().iter().map(|l| l["kind"].clone()).collect();
+        assert_eq!(
+            kinds,
+            ["expected", "link", "transition", "transition", "unseen"]
+        );
+        let unseen = &out.lines()[4];
+        assert_eq!(unseen["service"], "billing");
+        assert_eq!(unseen["waited_ms"], 3000);
+
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        let lines = out.lines();
+        assert_eq!(lines.len(), 6);
+        assert_eq!(
+            (lines[5]["kind"].as_str(), lines[5]["service"].as_str()),
+            (Some("unseen"), Some("slowpoke"))
+        );
+        // Each once.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(out.lines().len(), 6);
+        drop(tx);
+        assert!(!writer.await.unwrap());
     }
 
     #[test]

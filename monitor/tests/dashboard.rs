@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use support::{
-    BROKER, Database, INTERVAL_MS, Proc, TIMEOUT_MS, mock, monitor_bin, transition, unique,
+    BROKER, Database, INTERVAL_MS, Proc, TIMEOUT_MS, mock, mock_bin, monitor_bin, transition,
+    unique,
 };
 
 /// The shell line tmux runs: the monitor (with `env` assignments before it),
@@ -383,4 +384,44 @@ fn esc_backs_out_and_never_quits() {
     });
     assert!(!tmux.capture(false).contains("EXITED"));
     quit_and_check_the_terminal_is_restored(&tmux);
+}
+
+#[test]
+fn a_second_process_with_the_same_service_and_instance_exits_2_after_a_grace() {
+    let name = short_name();
+    let mut monitor = support::monitor(BROKER, &[]);
+    let _first = mock(BROKER, &name, "dup", &[]);
+    monitor.wait_json(
+        Duration::from_secs(10),
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    // As a user would start it, in a terminal.
+    let line = format!(
+        "unset CLOUDAMQP_URL AMQP_URL RUST_LOG; {} --name {name} --instance dup --url {}; echo EXITED:$?; sleep 600",
+        shell_quote(&mock_bin().to_string_lossy()),
+        shell_quote(BROKER)
+    );
+    let started = Instant::now();
+    let tmux = Tmux::start(&line);
+    let exited = tmux.wait_line(Duration::from_secs(20), "with the exit code", |line| {
+        line.starts_with("EXITED:")
+    });
+    // Wrapped lines joined: the message is longer than the pane is wide.
+    let screen = tmux.output(&["capture-pane", "-p", "-J", "-t", "0"]);
+    assert_eq!(exited, "EXITED:2", "{screen}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(3),
+        "no grace for a restart race: {screen}"
+    );
+    assert!(
+        screen.contains(&format!(
+            "mock-service: another process already runs {name}/dup"
+        )),
+        "{screen}"
+    );
+    // The first one was never disturbed.
+    monitor.expect_no_json(Duration::from_millis(500), "the first disturbed", |v| {
+        v["service"] == name.as_str() && v["to"] != "up"
+    });
 }

@@ -292,3 +292,59 @@ fn a_closed_stdout_ends_a_headless_monitor_with_exit_0() {
     });
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn headless_says_which_services_it_expects_and_reports_the_ones_that_never_answer() {
+    let (ghost, present) = (unique("ghost"), unique("present"));
+    let _mock = mock(BROKER, &present, "p-1", &[]);
+    let mut monitor = monitor(BROKER, &["--expect", &format!("{ghost},{present}")]);
+    let expected = monitor.wait_json(Duration::from_secs(5), "expected", |v| {
+        v["kind"] == "expected"
+    });
+    assert_eq!(expected["services"], serde_json::json!([ghost, present]));
+    assert!(expected["at"].is_string(), "{expected}");
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&present, "up", "first_seen"),
+    );
+    // The unit tests show a service that answered is never reported; here,
+    // that the one that never does is, a timeout after the link came up.
+    let unseen = monitor.wait_json(
+        Duration::from_millis(TIMEOUT_MS) + UP_WITHIN,
+        "the ghost unseen",
+        |v| v["kind"] == "unseen" && v["service"] == ghost.as_str(),
+    );
+    assert!(
+        unseen["waited_ms"].as_u64().unwrap() >= TIMEOUT_MS,
+        "{unseen}"
+    );
+    assert!(unseen["at"].is_string(), "{unseen}");
+}
+
+#[test]
+fn a_restart_racing_its_previous_run_takes_over_within_the_grace() {
+    let name = unique("race");
+    let mut monitor = monitor(BROKER, &[]);
+    let first = mock(BROKER, &name, "r-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    // The new run starts while the old one still holds the queue...
+    let mut second = mock(BROKER, &name, "r-1", &[]);
+    second.wait_stderr(Duration::from_secs(5), "held by another connection");
+    // ...which lets go within the grace: the new run takes over, not exits.
+    let mut first = first;
+    first.signal("INT");
+    assert!(first.wait_exit(Duration::from_secs(5)).success());
+    monitor.wait_json(
+        Duration::from_secs(2),
+        "left",
+        transition(&name, "left", "left"),
+    );
+    monitor.wait_json(UP_WITHIN, "rejoined", transition(&name, "up", "rejoined"));
+    second.signal("INT");
+    assert!(second.wait_exit(Duration::from_secs(5)).success());
+}

@@ -29,6 +29,13 @@ pub enum Error {
 
     #[error("timed out after {0:?} waiting for the broker")]
     Timeout(Duration),
+
+    /// Another connection holds the exclusive queue of this identity, past
+    /// the grace a restart gets: two processes claim the same name.
+    #[error(
+        "another process already runs {owner} (its queue {queue} is held by another connection); stop it, or give this one another --instance"
+    )]
+    AlreadyRunning { owner: String, queue: String },
 }
 
 impl Error {
@@ -37,7 +44,10 @@ impl Error {
     pub fn is_configuration(&self) -> bool {
         matches!(
             self,
-            Error::InvalidUrl { .. } | Error::InvalidOption(_) | Error::Tls { .. }
+            Error::InvalidUrl { .. }
+                | Error::InvalidOption(_)
+                | Error::Tls { .. }
+                | Error::AlreadyRunning { .. }
         )
     }
 }

@@ -49,6 +49,18 @@ impl Endpoint {
     }
 }
 
+/// Who a queue stands for, as a person names it: `orders/vm` for a service
+/// instance's queue, `monitor ops-1` for a monitor's.
+pub fn owner_of(queue: &str) -> String {
+    if let Some(identity) = queue.strip_prefix(SERVICE_QUEUE_PREFIX) {
+        identity.to_owned()
+    } else if let Some(id) = queue.strip_prefix(MONITOR_QUEUE_PREFIX) {
+        format!("monitor {id}")
+    } else {
+        queue.to_owned()
+    }
+}
+
 /// The monitor id in a monitor's queue name, if `queue` is one.
 pub fn monitor_id_of(queue: &str) -> Option<&str> {
     queue

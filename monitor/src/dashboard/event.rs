@@ -10,6 +10,8 @@ use crate::engine::Update;
 pub struct Traffic {
     pub published: u64,
     pub received: u64,
+    /// Bodies the link refused (too large, not JSON, a bad name...), in all.
+    pub rejected: u64,
 }
 
 #[derive(Debug, Clone)]

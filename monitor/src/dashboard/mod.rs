@@ -66,6 +66,7 @@ pub async fn run(
     let traffic = || Traffic {
         published: stats.published(),
         received: stats.received(),
+        rejected: stats.rejected(),
     };
     let outcome = loop {
         let event = tokio::select! {

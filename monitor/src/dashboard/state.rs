@@ -237,6 +237,10 @@ pub struct Fleet {
     pub seq: u64,
     pub link: LinkStatus,
     pub link_since: Instant,
+    /// Messages the link has rejected so far, from the latest sample.
+    pub rejected: u64,
+    /// The monitor's own latest stall: when it was reported, and how late it ran.
+    pub stall: Option<(Instant, Duration)>,
     /// Oldest first, spanning about [`RATE_WINDOW`].
     traffic: VecDeque<(Instant, Traffic)>,
     /// Indices into `rows`, filtered and sorted; rebuilt only when stale.
@@ -258,6 +262,8 @@ impl Fleet {
             seq: 0,
             link: LinkStatus::Connecting,
             link_since: now,
+            rejected: 0,
+            stall: None,
             traffic: VecDeque::new(),
             order: Vec::new(),
             groups: HashMap::new(),
@@ -365,12 +371,14 @@ impl Fleet {
                 self.link = status;
                 self.link_since = now;
             }
+            Update::Stall { lag, .. } => self.stall = Some((now, lag)),
             // The dashboard counts each service's instances itself.
-            Update::Stall { .. } | Update::Service(_) => {}
+            Update::Service(_) => {}
         }
     }
 
     fn sample(&mut self, now: Instant, traffic: Traffic) {
+        self.rejected = traffic.rejected;
         self.traffic.push_back((now, traffic));
         while self.traffic.len() > 2
             && self
@@ -483,6 +491,9 @@ pub struct App {
     /// The broker as shown in the header, already redacted.
     pub broker: String,
     pub interval: Duration,
+    /// The timeout: for this long after a stall of its own loop the monitor
+    /// does not judge, and the header says so.
+    pub timeout: Duration,
     pub started: Instant,
     /// Simulated services that `x`, `c` and `r` act on.
     pub demo: bool,
@@ -538,6 +549,7 @@ impl App {
         let mut app = Self {
             broker,
             interval,
+            timeout: interval * 3,
             started: now,
             demo: false,
             log_path: None,

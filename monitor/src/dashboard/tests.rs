@@ -225,6 +225,7 @@ fn fleet_mix(clock: &Clock) -> App {
             Event::Tick(Traffic {
                 published: seq,
                 received: seq * 4,
+                rejected: 0,
             }),
             clock.at(at),
         );
@@ -484,13 +485,15 @@ fn reconnecting_and_blocked_links_are_spelled_out_in_the_header() {
         Event::Engine(Update::Link(LinkStatus::Reconnecting {
             attempt: 3,
             retry_in: secs(2),
-            error: "connection refused".into(),
+            error: "IO error: Connection refused (os error 111)".into(),
         })),
         clock.at(secs(10)),
     );
     let screen = screen(&mut app, clock.at(secs(10) + ms(500)), 100, 24);
     assert!(
-        screen[0].starts_with(" heartbeat  ◌ reconnecting, attempt 3, next try in 1.5s  amqp://"),
+        screen[0].starts_with(
+            " heartbeat  ◌ reconnecting (refused), attempt 3, next try in 1.5s  amqp://"
+        ),
         "{}",
         screen[0]
     );
@@ -523,6 +526,7 @@ fn rates_wait_for_a_whole_window() {
             Event::Tick(Traffic {
                 published: n,
                 received: n,
+                rejected: 0,
             }),
             clock.at(at),
         );
@@ -545,6 +549,76 @@ fn rates_wait_for_a_whole_window() {
         "{}",
         shown[2]
     );
+}
+
+#[test]
+fn the_last_reconnect_error_is_said_in_a_few_words() {
+    use super::view::short_error;
+    for (error, short) in [
+        ("IO error: Connection refused (os error 111)", "refused"),
+        (
+            "IO error: failed to lookup address information: Name or service not known",
+            "unknown host",
+        ),
+        ("no answer within 10s", "no answer"),
+        (
+            "IO error: Connection reset by peer (os error 104)",
+            "connection reset",
+        ),
+        (
+            "queue hb.svc.a.b is held by another connection; is another process running with the same name and instance?",
+            "queue held by another process",
+        ),
+        (
+            "IO error: received corrupt message of type InvalidContentType (TLS)",
+            "TLS failed",
+        ),
+        (
+            "IO error: something nobody foresaw happened to the socket today",
+            "something nobody foresaw happen…",
+        ),
+    ] {
+        assert_eq!(short_error(error), short, "{error}");
+    }
+}
+
+#[test]
+fn a_stall_of_the_monitor_and_rejected_messages_are_in_the_header() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    app.timeout = secs(3);
+    app.update(
+        Event::Engine(Update::Link(LinkStatus::Connected)),
+        clock.at(secs(1)),
+    );
+    let calm = screen(&mut app, clock.at(secs(2)), 120, 24);
+    assert!(!calm.join("\n").contains("stalled"));
+    assert!(!calm.join("\n").contains("rejected"));
+    app.update(
+        Event::Engine(Update::Stall {
+            lag: ms(10_020),
+            at: clock.at(secs(12)),
+        }),
+        clock.at(secs(12)),
+    );
+    app.update(
+        Event::Tick(Traffic {
+            published: 10,
+            received: 12,
+            rejected: 7,
+        }),
+        clock.at(secs(12)),
+    );
+    let stalled = screen(&mut app, clock.at(secs(13)), 120, 24);
+    assert!(
+        stalled[0].contains("● connected  ⚠ monitor stalled 10.0s; judging paused"),
+        "{}",
+        stalled[0]
+    );
+    assert!(stalled[2].contains(" · 7 rejected"), "{}", stalled[2]);
+    // A timeout later it judges again, and the header stops saying otherwise.
+    let later = screen(&mut app, clock.at(secs(15)), 120, 24);
+    assert!(!later[0].contains("stalled"), "{}", later[0]);
 }
 
 #[test]

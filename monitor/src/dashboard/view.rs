@@ -85,6 +85,18 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
             Style::new().fg(Color::Yellow).bold(),
         ));
     }
+    // For a timeout after its own loop stalled, the monitor judges nobody.
+    if let Some((stalled_at, lag)) = fleet.stall
+        && at.saturating_duration_since(stalled_at) < app.timeout
+    {
+        first.push(Span::styled(
+            format!(
+                "  ⚠ monitor stalled {:.1}s; judging paused",
+                lag.as_secs_f64()
+            ),
+            Style::new().fg(Color::Yellow).bold(),
+        ));
+    }
     first.push(Span::raw(format!("  {}", app.broker)));
 
     let totals = fleet.totals;
@@ -158,6 +170,13 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
             Style::new().fg(Color::Red).bold(),
         ));
     }
+    // Bad bodies are dropped and counted; a climbing count is worth a look.
+    if fleet.rejected > 0 {
+        third.push(Span::styled(
+            format!(" · {} rejected", fleet.rejected),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
     // Without a key anyone who can publish to the broker can fake an echo:
     // the operator should know that what is shown is taken on trust.
     if !app.signed && !app.demo {
@@ -187,12 +206,15 @@ fn link_spans(fleet: &Fleet, at: Instant) -> Vec<Span<'static>> {
         )],
         Connected => vec![Span::styled("● connected", Style::new().fg(Color::Green))],
         Reconnecting {
-            attempt, retry_in, ..
+            attempt,
+            retry_in,
+            error,
         } => {
             let left = retry_in.saturating_sub(at.saturating_duration_since(fleet.link_since));
             vec![Span::styled(
                 format!(
-                    "◌ reconnecting, attempt {attempt}, next try in {:.1}s",
+                    "◌ reconnecting ({}), attempt {attempt}, next try in {:.1}s",
+                    short_error(error),
                     left.as_secs_f64()
                 ),
                 Style::new().fg(Color::Yellow).bold(),
@@ -207,6 +229,36 @@ fn link_spans(fleet: &Fleet, at: Instant) -> Vec<Span<'static>> {
             Style::new().fg(Color::Red).bold(),
         )],
         Closed => vec![Span::raw("closed")],
+    }
+}
+
+/// Why the last attempt failed, in a few words for the header; the log
+/// file has the whole message.
+pub fn short_error(error: &str) -> String {
+    let lower = error.to_lowercase();
+    let known = [
+        ("connection refused", "refused"),
+        ("failed to lookup address", "unknown host"),
+        ("name or service not known", "unknown host"),
+        ("no address associated", "unknown host"),
+        ("temporary failure in name resolution", "unknown host"),
+        ("tls", "TLS failed"),
+        ("certificate", "TLS failed"),
+        ("no answer within", "no answer"),
+        ("timed out", "timed out"),
+        ("connection reset", "connection reset"),
+        ("broken pipe", "connection lost"),
+        (
+            "held by another connection",
+            "queue held by another process",
+        ),
+        ("access_refused", "login refused"),
+        ("network is unreachable", "network unreachable"),
+        ("no route to host", "no route to host"),
+    ];
+    match known.iter().find(|(needle, _)| lower.contains(needle)) {
+        Some((_, short)) => short.to_string(),
+        None => ellipsize(error.trim_start_matches("IO error: "), 32),
     }
 }
 

@@ -36,6 +36,9 @@ const PER_QUEUE_SETUP: Duration = Duration::from_millis(5);
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// RabbitMQ's default of 60 s would take minutes to notice a dead network path.
 const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// A queue held by another connection may be our own previous run's, still
+/// closing (a restart race): retried this long before it is a duplicate.
+const LOCKED_GRACE: Duration = Duration::from_secs(3);
 /// Non-persistent: a heartbeat message has no value after a broker restart.
 const TRANSIENT: u8 = 1;
 
@@ -49,6 +52,8 @@ pub(super) async fn run(
     let connect_to = with_default_heartbeat(url.expose_secret());
     // Declaring a big fleet's queues takes a few round trips per queue.
     let connect_timeout = CONNECT_TIMEOUT + PER_QUEUE_SETUP * endpoints.len() as u32;
+    // Since when our queue has been held by another connection, attempt after attempt.
+    let mut locked_since: Option<std::time::Instant> = None;
     loop {
         let opened = tokio::select! {
             biased;
@@ -57,7 +62,9 @@ pub(super) async fn run(
         };
         let error = match opened {
             Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
-            Ok(Err(error)) => match fatal(&error, &url) {
+            Ok(Err(error)) => match fatal(&error, &url)
+                .or_else(|| held_elsewhere(&error, &endpoints, &mut locked_since))
+            {
                 Some(fatal) => {
                     warn!(%fatal, "giving up on the broker");
                     p.set_status(LinkStatus::Failed(fatal));
@@ -67,6 +74,7 @@ pub(super) async fn run(
             },
             Ok(Ok(mut session)) => {
                 backoff.reset();
+                locked_since = None;
                 info!(broker = %url, queue = %endpoints[0].queue, queues = endpoints.len(), "connected");
                 p.set_status(LinkStatus::Connected);
                 match session.serve(&mut p).await {
@@ -470,6 +478,54 @@ fn explain_tls(error: &rustls::Error) -> String {
         _ => "",
     };
     format!("{error}{hint}")
+}
+
+/// Our exclusive queue held by another connection for longer than a
+/// restart takes: another process runs this identity, and no retry will
+/// change that. Within the grace, `None`: retried as usual.
+fn held_elsewhere(
+    error: &lapin::Error,
+    endpoints: &[Endpoint],
+    since: &mut Option<std::time::Instant>,
+) -> Option<Error> {
+    let Some(message) = locked(error) else {
+        *since = None;
+        return None;
+    };
+    let first = *since.get_or_insert_with(std::time::Instant::now);
+    if first.elapsed() < LOCKED_GRACE {
+        return None;
+    }
+    // The broker names the queue (`... locked queue 'NAME' in vhost ...`);
+    // with one endpoint we know it already.
+    let queue = match endpoints {
+        [one] => one.queue.clone(),
+        _ => message
+            .split('\'')
+            .nth(1)
+            .unwrap_or("one of its queues")
+            .to_owned(),
+    };
+    Some(Error::AlreadyRunning {
+        owner: crate::topology::owner_of(&queue),
+        queue,
+    })
+}
+
+/// The broker's message when `error` is RESOURCE_LOCKED: an exclusive
+/// queue of ours is held by another connection.
+fn locked(error: &lapin::Error) -> Option<String> {
+    match error.kind() {
+        ErrorKind::ProtocolError(amqp)
+            if matches!(
+                amqp.kind(),
+                AMQPErrorKind::Soft(AMQPSoftError::RESOURCELOCKED)
+            ) =>
+        {
+            Some(amqp.get_message().to_string())
+        }
+        _ => None,
+    }
 }
 
 /// A one-line, actionable account of a retryable error.
