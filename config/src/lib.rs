@@ -32,6 +32,11 @@ pub struct Settings {
     pub timeout: Duration,
     pub id: String,
     pub expect: Vec<String>,
+    /// Most instances tracked at once; echoes from more are refused and counted.
+    pub max_instances: usize,
+    /// An instance DOWN or LEFT for this long is forgotten.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
     #[serde(default, deserialize_with = "durations_by_name")]
     pub timeouts: BTreeMap<String, Duration>,
     pub detection: Detection,
@@ -341,6 +346,19 @@ impl Settings {
                     ),
                 );
             }
+        }
+        if self.max_instances == 0 {
+            return bad("max_instances", "must be at least 1".into());
+        }
+        if self.forget_after < self.timeout {
+            return bad(
+                "forget_after",
+                format!(
+                    "{} is shorter than the timeout ({}); an instance would be forgotten as it goes DOWN",
+                    humantime::format_duration(self.forget_after),
+                    humantime::format_duration(self.timeout)
+                ),
+            );
         }
         check_detection("detection", &self.detection)?;
         for service in self.services.keys() {
@@ -703,6 +721,8 @@ mod tests {
         assert_eq!(s.broker.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
         assert!(s.expect.is_empty() && s.timeouts.is_empty() && s.id.is_empty());
         assert_eq!(s.http.listen, "", "no HTTP endpoint unless asked for");
+        assert_eq!(s.max_instances, 10_000);
+        assert_eq!(s.forget_after, Duration::from_secs(24 * 3600));
         for listen in ["127.0.0.1:9464", "[::1]:0", "localhost:9464", "0.0.0.0:80"] {
             let s = load(&[("MONITOR__HTTP__LISTEN", listen)]).unwrap();
             assert_eq!(s.http.listen, listen);
@@ -792,7 +812,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_setting_in_one_line() {
-        let cases: [(&[(&str, &str)], &str); 8] = [
+        let cases: [(&[(&str, &str)], &str); 10] = [
             (&[("MONITOR__HTTP__LISTEN", "9464")], "`http.listen`"),
             (
                 &[("MONITOR__HTTP__LISTEN", "http://127.0.0.1:9464")],
@@ -810,6 +830,14 @@ mod tests {
             (&[("MONITOR__INTERVALL", "1s")], "unknown field `intervall`"),
             (&[("MONITOR__BROKER__URL", "http://x")], "`broker.url`"),
             (&[("MONITOR__TIMEOUTS__SLOW", "10ms")], "`timeouts.slow`"),
+            (
+                &[("MONITOR__MAX_INSTANCES", "0")],
+                "`max_instances`: must be at least 1",
+            ),
+            (
+                &[("MONITOR__FORGET_AFTER", "1s")],
+                "`forget_after`: 1s is shorter than the timeout (3s)",
+            ),
         ];
         for (pairs, expected) in cases {
             let err = load(pairs).unwrap_err().to_string();

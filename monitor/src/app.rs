@@ -78,6 +78,8 @@ pub async fn run(
         ping_ttl: settings.timeout,
         expect: settings.expect.clone(),
         signed,
+        max_instances: settings.max_instances,
+        forget_after: settings.forget_after,
         echoes_wanted: matches!(output, Output::Dashboard { .. })
             || !settings.http.listen.is_empty()
             || settings.history.enabled(),

@@ -14,10 +14,14 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::detector::{Blindness, Detector, InstanceKey, PhiModel, ServiceChange, Transition};
+use crate::notify::Limited;
 use crate::replay::ReplayGuard;
 
 /// The finest grain at which timeouts are judged.
 const MAX_CHECK_PERIOD: Duration = Duration::from_millis(100);
+/// Forgetting walks the fleet: at most this often (or a quarter of
+/// `forget_after`, if shorter, so it is kept to within a quarter).
+const FORGET_SWEEP: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -30,6 +34,10 @@ pub struct EngineConfig {
     pub expect: Vec<String>,
     /// Heartbeats are signed (the link has a key): refuse replayed echoes.
     pub signed: bool,
+    /// Most instances tracked; echoes from new ones past it are refused.
+    pub max_instances: usize,
+    /// Instances DOWN or LEFT this long are forgotten.
+    pub forget_after: Duration,
     /// Some sink shows or keeps echoes (the dashboard, the status board, the
     /// history). Headless with neither wants transitions only, and is spared
     /// building an update per echo.
@@ -60,6 +68,9 @@ pub enum Update {
     /// update per batch, not per echo, so that thousands of echoes a second
     /// cost the sinks a few hand-offs. Shared, since every sink gets a copy.
     Echoes(Arc<[EchoSeen]>),
+    /// Instances forgotten: DOWN or LEFT for `forget_after`. Sinks drop
+    /// what they keep about them.
+    Forgotten(Arc<[InstanceKey]>),
     /// Our own loop ran this late: past the detector's stall threshold, so
     /// verdicts were suspended.
     Stall {
@@ -115,6 +126,9 @@ pub async fn run(
     );
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seq = 0u64;
+    let mut capped = Limited::new("instance cap".into());
+    let sweep_every = FORGET_SWEEP.min(config.forget_after / 4);
+    let mut last_sweep = start;
     // Pings go out only while the link is up and not blocked: a ping queued
     // behind a block would be answered late and poison the round trips.
     let mut connected = *status.borrow() == LinkStatus::Connected;
@@ -196,6 +210,21 @@ pub async fn run(
                                 continue;
                             }
                             let InstanceKey { service, instance } = &key;
+                            // Only an echo of one of our recent pings is news;
+                            // anything else is counted, never an RTT.
+                            if !detector.is_recent_ping(service, echo.seq, now.into_std()) {
+                                stats.count_rejected(RejectReason::UnknownSeq);
+                                debug!(%service, %instance, seq = echo.seq, "refused an echo of no recent ping of ours");
+                                continue;
+                            }
+                            if detector.len() >= config.max_instances && detector.get(service, instance).is_none() {
+                                stats.count_rejected(RejectReason::InstanceCap);
+                                capped.warn(format_args!(
+                                    "already tracking {} instances (max_instances); refused {}/{}",
+                                    detector.len(), shown(service), shown(instance)
+                                ));
+                                continue;
+                            }
                             let outcome = detector.echo(service, instance, echo.seq, now.into_std());
                             if config.echoes_wanted {
                                 let phi = detector.phi_model(service, instance);
@@ -223,6 +252,14 @@ pub async fn run(
                     emit_all(detector.stalled(lag, now.into_std()));
                 }
                 emit_all(detector.check(now.into_std()));
+                if now.saturating_duration_since(last_sweep) >= sweep_every {
+                    last_sweep = now;
+                    let gone = detector.forget(config.forget_after, now.into_std());
+                    if !gone.is_empty() {
+                        info!(count = gone.len(), "forgot instances DOWN or LEFT for {}", humantime::format_duration(config.forget_after));
+                        must_send(&updates, Update::Forgotten(gone.into()));
+                    }
+                }
             }
         }
         // Whatever changed above may have changed a service's strength.
@@ -242,6 +279,12 @@ pub async fn run(
     info!(pings = seq, rejected = %rejected.join(" "), "monitor stopping");
     closer.close().await;
     outcome
+}
+
+/// A name off the wire, cut and escaped for a log line.
+fn shown(name: &str) -> String {
+    let cut: String = name.chars().take(64).collect();
+    format!("{cut:?}")
 }
 
 fn report_service(updates: &mpsc::Sender<Update>, change: ServiceChange) {

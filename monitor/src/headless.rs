@@ -273,7 +273,9 @@ pub async fn write_transitions(
             Update::Service(report) => service_line(&report),
             Update::Link(status) => link_line(&status, Utc::now()),
             Update::Stall { lag, .. } => stall_line(lag, Utc::now()),
-            Update::Echoes(_) | Update::PingSent { .. } => continue,
+            // Forgetting is housekeeping: the instance's last line (DOWN,
+            // LEFT) still says what it is.
+            Update::Echoes(_) | Update::PingSent { .. } | Update::Forgotten(_) => continue,
         };
         if !write(line) {
             return true;

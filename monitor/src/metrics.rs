@@ -324,6 +324,15 @@ impl Metrics {
                     .get_or_create(&vec![("service", c.service.clone())])
                     .set(i64::from(c.to == crate::detector::Strength::Degraded));
             }
+            Update::Forgotten(keys) => {
+                let mut models = self.phi_models.lock().unwrap_or_else(|e| e.into_inner());
+                for key in keys.iter() {
+                    self.forget(&key.service, &key.instance);
+                    models.remove(key);
+                    self.phi
+                        .remove(&instance_labels(&key.service, &key.instance));
+                }
+            }
             Update::PingSent { .. } => {
                 self.pings.inc();
             }

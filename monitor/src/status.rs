@@ -382,6 +382,18 @@ impl Board {
                     self.degraded.remove(&c.service);
                 }
             }
+            Update::Forgotten(keys) => {
+                for key in keys.iter() {
+                    self.rows.remove(key);
+                }
+                // A service with no instance left is no longer judged.
+                let rows = &self.rows;
+                self.degraded.retain(|service, _| {
+                    rows.range(InstanceKey::new(service.clone(), "")..)
+                        .next()
+                        .is_some_and(|(k, _)| &k.service == service)
+                });
+            }
             Update::PingSent { at, .. } => self.engine_seen = *at,
             Update::Stall { lag, at } => {
                 // After a stall the engine runs again: it was seen then.

@@ -122,10 +122,16 @@ pub enum RejectReason {
     /// A validly signed echo whose seq this instance already answered:
     /// a recording played back. Counted by the monitor's engine.
     Replayed,
+    /// An echo of no ping this monitor sent within the service's timeout:
+    /// a seq never sent, long forgotten, or made up. Counted by the monitor's engine.
+    UnknownSeq,
+    /// An echo from a new instance while the monitor already tracks as many
+    /// as it may (`max_instances`). Counted by the monitor's engine.
+    InstanceCap,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 8] = [
+    pub const ALL: [RejectReason; 10] = [
         RejectReason::TooLarge,
         RejectReason::NotJson,
         RejectReason::BadShape,
@@ -134,6 +140,8 @@ impl RejectReason {
         RejectReason::Unsigned,
         RejectReason::BadSignature,
         RejectReason::Replayed,
+        RejectReason::UnknownSeq,
+        RejectReason::InstanceCap,
     ];
 
     pub fn code(self) -> &'static str {
@@ -146,6 +154,8 @@ impl RejectReason {
             RejectReason::Unsigned => "unsigned",
             RejectReason::BadSignature => "bad_signature",
             RejectReason::Replayed => "replayed",
+            RejectReason::UnknownSeq => "unknown_seq",
+            RejectReason::InstanceCap => "instance_cap",
         }
     }
 

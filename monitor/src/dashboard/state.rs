@@ -373,7 +373,7 @@ impl Fleet {
             }
             Update::Stall { lag, .. } => self.stall = Some((now, lag)),
             // The dashboard counts each service's instances itself.
-            Update::Service(_) => {}
+            Update::Service(_) | Update::Forgotten(_) => {}
         }
     }
 

@@ -437,6 +437,79 @@ impl Detector {
         self.last_sent_seq = Some(seq);
     }
 
+    /// Whether `seq` is a ping we sent within `service`'s timeout: only an
+    /// echo of one is news. Any other (never sent, long gone, made up) is
+    /// for the caller to refuse and count.
+    pub fn is_recent_ping(&self, service: &str, seq: u64, now: Instant) -> bool {
+        let timeout = self.policy_for(service).timeout;
+        self.sent_at(seq)
+            .is_some_and(|at| now.saturating_duration_since(at) <= timeout)
+    }
+
+    /// How many instances are tracked (expected services' placeholders included).
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Forget the instances that have been DOWN or LEFT for `after` or
+    /// longer (an expected service's placeholder stays): their memory goes,
+    /// and one that answers again is new. Walks the fleet: call it rarely.
+    pub fn forget(&mut self, after: Duration, now: Instant) -> Vec<InstanceKey> {
+        let mut gone = Vec::new();
+        let mut slot = 0;
+        while slot < self.slots.len() {
+            let t = &self.slots[slot];
+            let forgettable = matches!(t.state, State::Down | State::Left)
+                && t.key.instance != UNSEEN_INSTANCE
+                && now.saturating_duration_since(t.since) >= after;
+            if forgettable {
+                gone.push(self.remove(slot));
+                // The last slot moved here: look at this index again.
+            } else {
+                slot += 1;
+            }
+        }
+        gone
+    }
+
+    /// Remove a slot: the last one takes its index, and its entries in the
+    /// name map and the deadline index follow it.
+    fn remove(&mut self, slot: usize) -> InstanceKey {
+        self.unschedule(slot);
+        let last = self.slots.len() - 1;
+        if slot != last {
+            if let Some(at) = self.slots[last].scheduled {
+                self.deadlines.remove(&(at, last));
+                self.deadlines.insert((at, slot));
+            }
+            let key = &self.slots[last].key;
+            if let Some(index) = self
+                .by_name
+                .get_mut(&key.service)
+                .and_then(|m| m.get_mut(&key.instance))
+            {
+                *index = slot;
+            }
+        }
+        let removed = self.slots.swap_remove(slot);
+        let key = removed.key;
+        if let Some(instances) = self.by_name.get_mut(&key.service) {
+            instances.remove(&key.instance);
+            if instances.is_empty() {
+                // A made-up service leaves nothing behind either.
+                self.by_name.remove(&key.service);
+                self.strength.remove(&key.service);
+                self.known_since.remove(&key.service);
+                self.recount.remove(&key.service);
+            }
+        }
+        key
+    }
+
     fn sent_at(&self, seq: u64) -> Option<Instant> {
         let index = seq.checked_sub(self.first_seq)?;
         self.sent.get(usize::try_from(index).ok()?).copied()

@@ -684,3 +684,74 @@ fn after_a_blind_spell_phi_waits_a_whole_timeout_too() {
     let ts = d.check(now + T + ms(1));
     assert_eq!(moves(&ts), [(State::Stale, State::Suspect, "timed_out")]);
 }
+
+#[test]
+fn only_a_ping_sent_within_the_timeout_is_recent() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    d.ping_sent(2, t0 + ms(1000));
+    assert!(d.is_recent_ping("a", 2, t0 + ms(1500)));
+    assert!(d.is_recent_ping("a", 1, t0 + T), "exactly the timeout");
+    assert!(!d.is_recent_ping("a", 1, t0 + T + ms(1)), "older");
+    assert!(
+        d.is_recent_ping("slow", 1, t0 + ms(9000)),
+        "its own timeout"
+    );
+    assert!(!d.is_recent_ping("a", 3, t0 + ms(1500)), "never sent");
+    assert!(!d.is_recent_ping("a", u64::MAX, t0 + ms(1500)), "made up");
+}
+
+#[test]
+fn instances_down_or_left_long_enough_are_forgotten_and_the_rest_still_judged() {
+    let (mut d, t0) = detector();
+    d.expect("never", t0);
+    d.ping_sent(1, t0);
+    for i in 0..6 {
+        d.echo("fleet", &i.to_string(), 1, t0 + ms(5));
+    }
+    // 0, 2 and 4 go silent; 1 says goodbye; 3 and 5 keep answering.
+    let mut down = Vec::new();
+    for s in 2..=4u64 {
+        let at = t0 + ms(s * 1000);
+        d.ping_sent(s, at);
+        down.extend(d.check(at));
+        for i in ["3", "5"] {
+            d.echo("fleet", i, s, at + ms(5));
+        }
+    }
+    d.goodbye("fleet", "1", t0 + ms(4500));
+    for s in 5..=6u64 {
+        let at = t0 + ms(s * 1000);
+        d.ping_sent(s, at);
+        down.extend(d.check(at));
+        for i in ["3", "5"] {
+            d.echo("fleet", i, s, at + ms(5));
+        }
+    }
+    assert_eq!(d.len(), 7);
+    let forget_after = ms(3000);
+    // Not yet: DOWN for less than forget_after.
+    assert!(d.forget(forget_after, t0 + ms(5000)).is_empty());
+    let mut gone: Vec<String> = d
+        .forget(forget_after, t0 + ms(8100))
+        .into_iter()
+        .map(|k| k.instance)
+        .collect();
+    gone.sort();
+    assert_eq!(gone, ["0", "1", "2", "4"]);
+    assert_eq!(d.len(), 3, "the two alive and the expected placeholder");
+    assert!(d.get("fleet", "0").is_none());
+    assert!(d.get("never", UNSEEN_INSTANCE).is_some());
+    // The survivors moved slots; their deadlines followed them.
+    let ts = d.check(t0 + ms(12_000));
+    let mut late: Vec<&str> = ts.iter().map(|t| t.key.instance.as_str()).collect();
+    late.sort();
+    assert_eq!(late, ["3", "5"]);
+    // A forgotten one that answers again is new.
+    d.ping_sent(13, t0 + ms(13_000));
+    let back = d.echo("fleet", "0", 13, t0 + ms(13_005));
+    assert_eq!(
+        moves(&back.transitions),
+        [(State::NeverSeen, State::Up, "first_seen")]
+    );
+}

@@ -95,6 +95,12 @@ impl Aggregator {
         );
     }
 
+    /// The monitor forgot the instance: no more minutes for it.
+    pub fn forget(&mut self, key: &InstanceKey) {
+        self.states.remove(key);
+        self.accs.remove(key);
+    }
+
     /// Close every minute that ended by `now_ms`.
     pub fn roll(&mut self, now_ms: i64, out: &mut Vec<Minute>) {
         while now_ms >= self.minute_start + MINUTE_MS {

@@ -619,6 +619,11 @@ async fn run(
                         }
                     }
                     Update::Service(report) => backlog.push_service(stored_change(&report)),
+                    Update::Forgotten(keys) => {
+                        for key in keys.iter() {
+                            aggregator.forget(key);
+                        }
+                    }
                     Update::PingSent { .. } => aggregator.ping(now, &mut minutes),
                     Update::Link(_) | Update::Stall { .. } => {}
                 }

@@ -88,7 +88,10 @@ pub struct Intake {
 impl Intake {
     /// Only transitions, of instances and of services' strength, matter to alerts.
     pub fn offer(&self, update: &Update) {
-        if !matches!(update, Update::Transition(_) | Update::Service(_)) {
+        if !matches!(
+            update,
+            Update::Transition(_) | Update::Service(_) | Update::Forgotten(_)
+        ) {
             return;
         }
         if let Err(mpsc::error::TrySendError::Full(_)) = self.updates.try_send(update.clone()) {
@@ -211,6 +214,15 @@ async fn run_policies(
                         Change::of_instance(&report)
                     }
                     Update::Service(report) => Change::of_service(&report),
+                    Update::Forgotten(keys) => {
+                        for key in keys.iter() {
+                            states.remove(key);
+                            for (policy, _, _) in targets.iter_mut() {
+                                policy.forget(&key.service, &key.instance);
+                            }
+                        }
+                        continue;
+                    }
                     _ => continue,
                 };
                 let now = Instant::now().into_std();

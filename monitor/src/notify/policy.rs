@@ -184,6 +184,18 @@ impl Policy {
         out
     }
 
+    /// The monitor forgot an instance: a pending alert for it is dropped. A
+    /// firing one is kept, to be resolved if the instance comes back.
+    pub fn forget(&mut self, service: &str, instance: &str) {
+        let key = (service.to_owned(), Some(instance.to_owned()));
+        if let Some(entry) = self.instances.get_mut(&key) {
+            entry.pending = None;
+            if entry.firing.is_none() {
+                self.instances.remove(&key);
+            }
+        }
+    }
+
     /// Time passed: pendings that held for `for` fire; reminders fall due.
     pub fn tick(&mut self, now: Instant) -> Vec<PolicyEvent> {
         let mut out = Vec::new();

@@ -1,0 +1,148 @@
+//! Made-up names and made-up seqs cannot grow the monitor without bound: on
+//! a test-owned broker node (so that no other test's services take the
+//! cap), the real monitor tracks at most `max_instances`, counts and drops
+//! the rest with few warnings, forgets the ones DOWN for `forget_after`,
+//! and drops echoes of no ping it sent. Counted in `/metrics`.
+
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::*;
+
+const CAP: usize = 20;
+
+/// `heartbeat_messages_rejected_total{reason="..."}` in `/metrics`.
+fn rejected(base: &str, reason: &str) -> f64 {
+    let (_, metrics) = http_get(&format!("{base}/metrics")).expect("metrics answer");
+    let series = format!("heartbeat_messages_rejected_total{{reason=\"{reason}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The status document's rows whose service starts with `prefix`.
+fn rows(base: &str, prefix: &str) -> Vec<Value> {
+    status_document(base)["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["service"].as_str().is_some_and(|s| s.starts_with(prefix)))
+        .cloned()
+        .collect()
+}
+
+/// Publish one body straight to a queue, as anyone on the broker could.
+fn publish(url: &str, queue: &str, body: &[u8]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use lapin::{
+            BasicProperties, Connection, ConnectionProperties, options::BasicPublishOptions,
+        };
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        channel
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        connection.close(200, "done".into()).await.unwrap();
+    });
+}
+
+#[test]
+fn tracked_instances_are_capped_forgotten_when_gone_and_unknown_seqs_dropped() {
+    let node = PrivateBroker::start();
+    let url = node.url();
+    let id = unique("mon");
+    let mut command = Command::new(monitor_bin());
+    command
+        .env("MONITOR__DETECTION__MODE", "fixed")
+        .env("MONITOR__MAX_INSTANCES", CAP.to_string())
+        .env("MONITOR__FORGET_AFTER", "2s")
+        .env("MONITOR__HISTORY__PATH", "")
+        .args(["--headless", "--url", &url, "--id", &id])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--interval", &format!("{INTERVAL_MS}ms")])
+        .args(["--timeout", &format!("{TIMEOUT_MS}ms")]);
+    let mut monitor = Proc::spawn("monitor", command);
+    let marker = "status API and page on http://";
+    monitor.wait_stderr(Duration::from_secs(10), marker);
+    let base = {
+        let stderr = monitor.stderr();
+        let rest = &stderr[stderr.find(marker).unwrap() + marker.len()..];
+        format!("http://{}", rest.split('/').next().unwrap())
+    };
+
+    // A fleet three times the cap: the cap is tracked, the rest refused.
+    let fleet = unique("crowd");
+    let mut crowd = mock(&url, &fleet, "c", &["--count", &(3 * CAP).to_string()]);
+    wait_for(Duration::from_secs(15), "refusals counted", || {
+        (rejected(&base, "instance_cap") >= (2 * CAP) as f64).then_some(())
+    });
+    let tracked = rows(&base, &fleet);
+    assert_eq!(tracked.len(), CAP, "{tracked:#?}");
+    monitor.wait_stderr(Duration::from_secs(5), "max_instances");
+    // Refusals keep coming (every ping), warnings do not.
+    wait_for(Duration::from_secs(10), "more refusals", || {
+        (rejected(&base, "instance_cap") >= (10 * CAP) as f64).then_some(())
+    });
+    let warnings = monitor.stderr().matches("max_instances").count();
+    assert!(
+        (1..=2).contains(&warnings),
+        "{warnings} warnings:\n{}",
+        monitor.stderr()
+    );
+    assert_eq!(rows(&base, &fleet).len(), CAP, "still the cap");
+
+    // Gone, then forgotten after forget_after: rows and series go.
+    crowd.kill();
+    wait_for(Duration::from_secs(15), "the crowd forgotten", || {
+        rows(&base, &fleet).is_empty().then_some(())
+    });
+    let (_, metrics) = http_get(&format!("{base}/metrics")).unwrap();
+    assert!(
+        !metrics.contains(&format!("heartbeat_up{{service=\"{fleet}")),
+        "forgotten instances keep series:\n{metrics}"
+    );
+    // The room is free again: a newcomer is tracked.
+    let late = unique("late");
+    let _late = mock(&url, &late, "l-1", &[]);
+    monitor.wait_json(
+        Duration::from_secs(10),
+        "first seen",
+        transition(&late, "up", "first_seen"),
+    );
+
+    // An echo of a seq this monitor never sent: counted and dropped, no row.
+    let forged = unique("forged");
+    let before = rejected(&base, "unknown_seq");
+    let body = format!(
+        r#"{{"v":1,"type":"echo","service":"{forged}","instance":"f-1","monitor":"{id}","seq":999999999}}"#
+    );
+    publish(&url, &format!("heartbeat.monitor.{id}"), body.as_bytes());
+    wait_for(Duration::from_secs(5), "the forged echo counted", || {
+        (rejected(&base, "unknown_seq") > before).then_some(())
+    });
+    assert!(rows(&base, &forged).is_empty());
+    monitor.expect_no_json(Duration::from_millis(500), "the forged service", |v| {
+        v["service"] == forged.as_str()
+    });
+    monitor.stop_cleanly("TERM", Duration::from_secs(5));
+}
