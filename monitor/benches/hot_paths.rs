@@ -223,24 +223,55 @@ fn dashboard() {
     }
     assert_eq!(app.sort, Sort::Rtt);
     let mut tick = 0;
+    // Orders that follow echoes are rebuilt at most every 3 s: each tick
+    // here is 3 s after the last, so each one re-sorts.
+    let resort_every = Duration::from_secs(3);
     report(
         &format!("dashboard: re-sort by RTT and draw, {FLEET} instances"),
         per_op(20, || {
             for _ in 0..20 {
                 tick += 1;
+                let at = now + resort_every * tick as u32;
                 app.update(
                     Event::Tick(Traffic {
                         published: tick,
                         received: tick,
                         rejected: 0,
                     }),
-                    now,
+                    at,
                 );
                 app.refresh();
-                terminal.draw(|frame| draw(frame, &app, now)).unwrap();
+                terminal.draw(|frame| draw(frame, &app, at)).unwrap();
             }
         }),
     );
+    // What a user waits for after a key: the key, the order it changes, and
+    // the next frame. Sorted by state, as the dashboard starts.
+    while app.sort != Sort::State {
+        app.update(
+            Event::Key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE)),
+            now,
+        );
+    }
+    for (name, code) in [
+        ("j (move)", KeyCode::Char('j')),
+        ("n (next not UP)", KeyCode::Char('n')),
+        ("t (only what is not UP, toggled)", KeyCode::Char('t')),
+        ("Space (fold a service, toggled)", KeyCode::Char(' ')),
+        ("z (fold every service, toggled)", KeyCode::Char('z')),
+        ("s (next sort)", KeyCode::Char('s')),
+    ] {
+        report(
+            &format!("dashboard: key {name} to frame, {FLEET} instances"),
+            per_op(10, || {
+                for _ in 0..10 {
+                    app.update(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)), now);
+                    app.refresh();
+                    terminal.draw(|frame| draw(frame, &app, now)).unwrap();
+                }
+            }),
+        );
+    }
 }
 
 fn main() {

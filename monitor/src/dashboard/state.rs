@@ -4,12 +4,14 @@
 //! the run loop returns.
 
 use std::cmp::Reverse;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseEventKind};
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
+};
 use orchestrator_lib::{Identity, LinkStatus};
 use tokio::time::Instant;
 
@@ -30,6 +32,8 @@ const LOG_CAPACITY: usize = 500;
 /// not make the monthly projection jump.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 const WHEEL_STEP: isize = 3;
+/// Two clicks on one row within this long open it.
+const DOUBLE_CLICK: Duration = Duration::from_millis(400);
 /// Orders that follow figures every echo changes (RTT, last seen) are
 /// rebuilt at most this often, so rows do not jump under the reader's eyes.
 pub const RESORT_EVERY: Duration = Duration::from_secs(3);
@@ -247,6 +251,9 @@ pub struct Fleet {
     pub order: Vec<usize>,
     /// Per service: instances UP, instances in all.
     pub groups: HashMap<String, (usize, usize)>,
+    /// Per service: the slowest latest round trip of its instances, for a
+    /// collapsed service's row.
+    pub worst_rtt: HashMap<String, Duration>,
     pub totals: Totals,
     /// Some instance is judged by phi: the PHI column is worth its width.
     pub any_phi: bool,
@@ -267,6 +274,7 @@ impl Fleet {
             traffic: VecDeque::new(),
             order: Vec::new(),
             groups: HashMap::new(),
+            worst_rtt: HashMap::new(),
             totals: Totals::default(),
             any_phi: false,
             stale: true,
@@ -407,17 +415,10 @@ impl Fleet {
         ))
     }
 
-    /// Whether a row passes the filters: its name contains `needle` (already
-    /// lower case) and it is in `state_filter`'s state.
-    fn matches(row: &Row, needle: &str, state_filter: Option<State>) -> bool {
-        state_filter.is_none_or(|s| row.state == s)
-            && (needle.is_empty()
-                || row.key.service.to_lowercase().contains(needle)
-                || row.key.instance.to_lowercase().contains(needle))
-    }
-
-    fn rebuild(&mut self, sort: Sort, reversed: bool, filter: &str, state_filter: Option<State>) {
+    fn rebuild(&mut self, lens: &Lens) {
+        let Lens { sort, reversed, .. } = *lens;
         self.groups.values_mut().for_each(|group| *group = (0, 0));
+        self.worst_rtt.clear();
         self.totals = Totals::default();
         self.any_phi = self.rows.iter().any(|row| row.phi.is_some());
         for row in &self.rows {
@@ -428,6 +429,10 @@ impl Fleet {
             group.1 += 1;
             if row.counts_as_up() {
                 group.0 += 1;
+            }
+            if let Some(rtt) = row.last_rtt() {
+                let worst = self.worst_rtt.entry(row.key.service.clone()).or_default();
+                *worst = (*worst).max(rtt);
             }
             let total = match row.state {
                 State::Up => &mut self.totals.up,
@@ -443,9 +448,8 @@ impl Fleet {
         }
         self.groups.retain(|_, group| group.1 > 0);
 
-        let needle = filter.to_lowercase();
         let rows = &self.rows;
-        let shown = (0..rows.len()).filter(|&i| Self::matches(&rows[i], &needle, state_filter));
+        let shown = (0..rows.len()).filter(|&i| lens.matches(&rows[i]));
         // Instances of one service stay together: services are ordered by
         // their most telling instance, then instances within each service.
         let mut by_group: HashMap<&str, Rank> = HashMap::new();
@@ -477,11 +481,60 @@ impl Fleet {
         // Not `into_iter().collect()`: that would keep `keyed`'s far larger
         // allocation alive as `order`'s.
         self.order.clear();
-        self.order.extend(keyed.iter().map(|&(_, i)| i));
+        if lens.collapsed.is_empty() {
+            self.order.extend(keyed.iter().map(|&(_, i)| i));
+        } else {
+            // A collapsed service is one row: its most urgent instance's,
+            // which stands for the whole service.
+            let mut standing: HashMap<&str, (u8, usize)> = HashMap::new();
+            for &(_, i) in &keyed {
+                let row = &rows[i];
+                if lens.collapsed.contains(&row.key.service) {
+                    let candidate = (state_rank(row.state), i);
+                    standing
+                        .entry(row.key.service.as_str())
+                        .and_modify(|best| {
+                            if candidate.0 < best.0 {
+                                *best = candidate;
+                            }
+                        })
+                        .or_insert(candidate);
+                }
+            }
+            self.order
+                .extend(keyed.iter().map(|&(_, i)| i).filter(|&i| {
+                    standing
+                        .get(rows[i].key.service.as_str())
+                        .is_none_or(|&(_, best)| best == i)
+                }));
+        }
         if reversed {
             self.order.reverse();
         }
         self.stale = false;
+    }
+}
+
+/// How the fleet is looked at: what the order is built from.
+struct Lens<'a> {
+    sort: Sort,
+    reversed: bool,
+    /// The name filter, lower case.
+    needle: String,
+    state_filter: Option<State>,
+    not_up_only: bool,
+    collapsed: &'a HashSet<String>,
+}
+
+impl Lens<'_> {
+    /// Whether a row passes the filters: its name contains the needle, it
+    /// is in the filter's state, and it is not UP when only trouble is shown.
+    fn matches(&self, row: &Row) -> bool {
+        self.state_filter.is_none_or(|s| row.state == s)
+            && (!self.not_up_only || row.state != State::Up)
+            && (self.needle.is_empty()
+                || row.key.service.to_lowercase().contains(&self.needle)
+                || row.key.instance.to_lowercase().contains(&self.needle))
     }
 }
 
@@ -509,6 +562,12 @@ pub struct App {
     pub filter: String,
     /// Only rows in this state, cycled with `f`.
     pub state_filter: Option<State>,
+    /// Only rows that are not UP (`t`).
+    pub not_up_only: bool,
+    /// Services shown as one row each (`Space` on one, `z` for all).
+    pub collapsed: HashSet<String>,
+    /// The last left click: when, and on which position, for double clicks.
+    last_click: Option<(Instant, usize)>,
     /// Instances each service should have, from the settings; fewer UP is degraded.
     pub expected: HashMap<String, u32>,
     pub editing_filter: bool,
@@ -560,6 +619,9 @@ impl App {
             resorted: now,
             filter: String::new(),
             state_filter: None,
+            not_up_only: false,
+            collapsed: HashSet::new(),
+            last_click: None,
             expected: HashMap::new(),
             editing_filter: false,
             screen: Screen::List,
@@ -625,9 +687,21 @@ impl App {
         self.refresh();
         match event {
             Event::Key(key) if key.kind != KeyEventKind::Release => self.key(key, now),
+            Event::Mouse(mouse) if self.help => {
+                let step = match mouse.kind {
+                    MouseEventKind::ScrollDown => WHEEL_STEP,
+                    MouseEventKind::ScrollUp => -WHEEL_STEP,
+                    _ => 0,
+                };
+                self.help_scroll = self
+                    .help_scroll
+                    .saturating_add_signed(step)
+                    .min(self.help_max_scroll());
+            }
             Event::Mouse(mouse) => match mouse.kind {
                 MouseEventKind::ScrollDown => self.move_by(WHEEL_STEP),
                 MouseEventKind::ScrollUp => self.move_by(-WHEEL_STEP),
+                MouseEventKind::Down(MouseButton::Left) => self.click(mouse.row, now),
                 _ => {}
             },
             Event::Resize(columns, rows) => {
@@ -722,6 +796,31 @@ impl App {
                 self.reversed = !self.reversed;
                 self.restale();
             }
+            KeyCode::Char(' ') => {
+                if let Some(service) = self.selected_row().map(|row| row.key.service.clone()) {
+                    if !self.collapsed.remove(&service) {
+                        self.collapsed.insert(service.clone());
+                    }
+                    self.select_service(&service);
+                }
+            }
+            KeyCode::Char('z') => {
+                let service = self.selected_row().map(|row| row.key.service.clone());
+                if self.collapsed.is_empty() {
+                    self.collapsed = self.shown().groups.keys().cloned().collect();
+                } else {
+                    self.collapsed.clear();
+                }
+                if let Some(service) = service {
+                    self.select_service(&service);
+                }
+            }
+            KeyCode::Char('t') => {
+                self.not_up_only = !self.not_up_only;
+                self.screen = Screen::List;
+                self.restale();
+            }
+            KeyCode::Char('n') => self.next_trouble(),
             KeyCode::Char('f') => {
                 // All, then each state in turn, then all again.
                 self.state_filter = match self.state_filter {
@@ -786,9 +885,8 @@ impl App {
         if !self.filtered() {
             return true;
         }
-        self.shown()
-            .row(key)
-            .is_some_and(|row| Fleet::matches(row, &self.filter.to_lowercase(), self.state_filter))
+        let lens = self.lens();
+        self.shown().row(key).is_some_and(|row| lens.matches(row))
     }
 
     fn help_max_scroll(&self) -> usize {
@@ -797,29 +895,112 @@ impl App {
 
     /// A name or state filter hides some rows.
     pub fn filtered(&self) -> bool {
-        !self.filter.is_empty() || self.state_filter.is_some()
+        !self.filter.is_empty() || self.state_filter.is_some() || self.not_up_only
+    }
+
+    fn lens(&self) -> Lens<'_> {
+        Lens {
+            sort: self.sort,
+            reversed: self.reversed,
+            needle: self.filter.to_lowercase(),
+            state_filter: self.state_filter,
+            not_up_only: self.not_up_only,
+            collapsed: &self.collapsed,
+        }
+    }
+
+    /// Whether `service` is shown as one row.
+    pub fn is_collapsed(&self, service: &str) -> bool {
+        self.collapsed.contains(service)
+    }
+
+    /// After a service folds or unfolds: select its first row.
+    fn select_service(&mut self, service: &str) {
+        self.restale();
+        self.refresh();
+        let fleet = self.shown();
+        if let Some(position) = fleet
+            .order
+            .iter()
+            .position(|&i| fleet.rows[i].key.service == service)
+        {
+            self.selected = position;
+            self.choose();
+            self.follow();
+        }
+    }
+
+    /// Select the next row that is not UP, after the selection, wrapping.
+    fn next_trouble(&mut self) {
+        let fleet = self.shown();
+        let len = fleet.order.len();
+        let found = (1..=len)
+            .map(|step| (self.selected + step) % len)
+            .find(|&position| fleet.rows[fleet.order[position]].state != State::Up);
+        if let Some(position) = found {
+            self.selected = position;
+            self.choose();
+            self.follow();
+        }
+    }
+
+    /// A left click on a table row selects it; a second within
+    /// [`DOUBLE_CLICK`] opens it.
+    fn click(&mut self, y: u16, now: Instant) {
+        if self.screen != Screen::List {
+            return;
+        }
+        let Some(line) = y.checked_sub(view::TABLE_FIRST_ROW) else {
+            return;
+        };
+        let position = self.offset + line as usize;
+        if line as usize >= self.page || position >= self.shown().order.len() {
+            return;
+        }
+        let double = self.last_click.is_some_and(|(at, was)| {
+            was == position && now.saturating_duration_since(at) <= DOUBLE_CLICK
+        });
+        self.selected = position;
+        self.choose();
+        if double {
+            self.screen = Screen::Detail;
+            self.last_click = None;
+        } else {
+            self.last_click = Some((now, position));
+        }
     }
 
     /// Rebuild the order if stale, keep the selection on its instance, and
     /// scroll so it stays visible. Call before drawing.
     pub fn refresh(&mut self) {
-        let (sort, filter, state_filter) = (self.sort, self.filter.clone(), self.state_filter);
-        let reversed = self.reversed;
+        if !self.shown().stale {
+            return;
+        }
+        // Field by field, not `self.lens()`: the fleet is borrowed mutably next.
+        let lens = Lens {
+            sort: self.sort,
+            reversed: self.reversed,
+            needle: self.filter.to_lowercase(),
+            state_filter: self.state_filter,
+            not_up_only: self.not_up_only,
+            collapsed: &self.collapsed,
+        };
         let fleet = match &mut self.frozen {
             Some((fleet, _)) => fleet,
             None => &mut self.live,
         };
-        if !fleet.stale {
-            return;
-        }
-        fleet.rebuild(sort, reversed, &filter, state_filter);
+        fleet.rebuild(&lens);
         if !self.chosen {
             self.selected = 0;
-        } else if let Some(key) = &self.selected_key
-            && let Some(&i) = fleet.index.get(key)
-            && let Some(position) = fleet.order.iter().position(|&j| j == i)
-        {
-            self.selected = position;
+        } else if let Some(key) = &self.selected_key {
+            let at = |position: usize| &fleet.rows[fleet.order[position]].key;
+            // Its row, or the one its folded service is shown as.
+            let found = (0..fleet.order.len())
+                .find(|&p| at(p) == key)
+                .or_else(|| (0..fleet.order.len()).find(|&p| at(p).service == key.service));
+            if let Some(position) = found {
+                self.selected = position;
+            }
         }
         self.selected = self.selected.min(fleet.order.len().saturating_sub(1));
         self.selected_key = self.selected_row().map(|row| row.key.clone());

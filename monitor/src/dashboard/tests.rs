@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 use orchestrator_lib::{Identity, LinkStatus};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -382,7 +382,7 @@ fn the_help_overlay_lists_every_key_and_the_log_file() {
     app.log_path = Some("/tmp/monitor-42.log".into());
     press(&mut app, &clock, secs(30), KeyCode::Char('?'));
     assert!(app.help);
-    let text = screen(&mut app, clock.at(secs(30)), 80, 24).join("\n");
+    let text = screen(&mut app, clock.at(secs(30)), 100, 50).join("\n");
     for (keys, what) in super::view::keys(false) {
         assert!(text.contains(keys), "{keys} missing from\n{text}");
         assert!(text.contains(what), "{what} missing from\n{text}");
@@ -1443,4 +1443,184 @@ fn at_160_by_45_every_column_the_log_and_the_whole_help_fit() {
     let top = help.iter().find(|l| l.contains("┌ keys")).unwrap();
     assert!(top.contains("┌ keys ─"), "no scrolling needed: {top}");
     line_with(&help, "logs: /tmp/state/heartbeat/monitor.log");
+}
+
+// ---- fleets ----
+
+fn mouse(app: &mut App, clock: &Clock, at: Duration, kind: MouseEventKind, row: u16) {
+    app.update(
+        Event::Mouse(MouseEvent {
+            kind,
+            column: 10,
+            row,
+            modifiers: KeyModifiers::NONE,
+        }),
+        clock.at(at),
+    );
+}
+
+#[test]
+fn space_folds_a_service_into_one_row_and_z_folds_them_all() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    let now = clock.at(secs(30) + ms(500));
+    press(&mut app, &clock, secs(30), KeyCode::Char(' '));
+    assert!(app.is_collapsed("orders"));
+    assert_eq!(
+        order(&mut app),
+        [
+            "orders/orders-2",
+            "payments/payments-1",
+            "billing/-",
+            "search/search-1"
+        ]
+    );
+    let shown = screen(&mut app, now, 120, 24);
+    // The whole service: its worst state, how many are UP, its worst round trip.
+    assert!(
+        shown[4].starts_with("orders 1/2       ▸ 2 instances  DOWN       6s      10s ago    3.0ms"),
+        "{}",
+        shown[4]
+    );
+    assert!(
+        shown[5].starts_with("payments         payments-1"),
+        "{}",
+        shown[5]
+    );
+    assert_eq!(app.selected_row().unwrap().key.service, "orders");
+    press(&mut app, &clock, secs(30), KeyCode::Char(' '));
+    assert_eq!(order(&mut app).len(), 5);
+
+    // z folds every service; a service of one says so too.
+    press(&mut app, &clock, secs(30), KeyCode::Char('z'));
+    let shown = screen(&mut app, now, 120, 24);
+    assert!(
+        shown[5].starts_with("payments 0/1     ▸ 1 instance   DOWN"),
+        "{}",
+        shown[5]
+    );
+    assert!(
+        shown[7].starts_with("search 1/1       ▸ 1 instance   UP"),
+        "{}",
+        shown[7]
+    );
+    press(&mut app, &clock, secs(30), KeyCode::Char('z'));
+    assert!(app.collapsed.is_empty());
+    assert_eq!(order(&mut app).len(), 5);
+}
+
+#[test]
+fn t_shows_only_what_is_not_up_and_n_jumps_to_the_next_trouble() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    let selected = |app: &App| app.selected_row().unwrap().key.to_string();
+    // n from the top: the next row that is not UP, wrapping around.
+    for expected in [
+        "payments/payments-1",
+        "billing/-",
+        "orders/orders-2",
+        "payments/payments-1",
+    ] {
+        press(&mut app, &clock, secs(30), KeyCode::Char('n'));
+        assert_eq!(selected(&app), expected);
+    }
+
+    press(&mut app, &clock, secs(30), KeyCode::Char('t'));
+    assert_eq!(
+        order(&mut app),
+        ["orders/orders-2", "payments/payments-1", "billing/-"]
+    );
+    let shown = screen(&mut app, clock.at(secs(30)), 100, 24);
+    assert!(shown[1].starts_with(" showing 3 of 5 ·"), "{}", shown[1]);
+    press(&mut app, &clock, secs(30), KeyCode::Char('t'));
+    assert_eq!(order(&mut app).len(), 5);
+
+    // With everything UP there is nothing to show, and it says why.
+    let mut calm = new_app(&clock, &[]);
+    up(&mut calm, &clock, secs(1), ("a", "a-1"));
+    press(&mut calm, &clock, secs(2), KeyCode::Char('t'));
+    press(&mut calm, &clock, secs(2), KeyCode::Char('n'));
+    let shown = screen(&mut calm, clock.at(secs(2)), 80, 24);
+    line_with(&shown, "everything is UP (t shows every row)");
+}
+
+#[test]
+fn a_click_selects_a_row_and_a_double_click_opens_it() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    app.update(Event::Resize(80, 24), clock.at(secs(30)));
+    let first = super::view::TABLE_FIRST_ROW;
+    mouse(
+        &mut app,
+        &clock,
+        secs(30),
+        MouseEventKind::Down(MouseButton::Left),
+        first + 2,
+    );
+    assert_eq!(
+        app.selected_row().unwrap().key.to_string(),
+        "payments/payments-1"
+    );
+    assert_eq!(app.screen, Screen::List);
+    // A second click, too late to be a double one: still the list.
+    mouse(
+        &mut app,
+        &clock,
+        secs(31),
+        MouseEventKind::Down(MouseButton::Left),
+        first + 2,
+    );
+    assert_eq!(app.screen, Screen::List);
+    mouse(
+        &mut app,
+        &clock,
+        secs(31) + ms(250),
+        MouseEventKind::Down(MouseButton::Left),
+        first + 2,
+    );
+    assert_eq!(app.screen, Screen::Detail);
+    assert_eq!(
+        app.selected_row().unwrap().key.to_string(),
+        "payments/payments-1"
+    );
+    // Clicks on the header or below the rows select nothing.
+    press(&mut app, &clock, secs(32), KeyCode::Esc);
+    mouse(
+        &mut app,
+        &clock,
+        secs(33),
+        MouseEventKind::Down(MouseButton::Left),
+        1,
+    );
+    mouse(
+        &mut app,
+        &clock,
+        secs(34),
+        MouseEventKind::Down(MouseButton::Left),
+        first + 12,
+    );
+    assert_eq!(
+        app.selected_row().unwrap().key.to_string(),
+        "payments/payments-1"
+    );
+    // Two clicks on different rows are no double click.
+    mouse(
+        &mut app,
+        &clock,
+        secs(35),
+        MouseEventKind::Down(MouseButton::Left),
+        first,
+    );
+    mouse(
+        &mut app,
+        &clock,
+        secs(35) + ms(100),
+        MouseEventKind::Down(MouseButton::Left),
+        first + 1,
+    );
+    assert_eq!(app.screen, Screen::List);
+    assert_eq!(
+        app.selected_row().unwrap().key.to_string(),
+        "orders/orders-1"
+    );
 }

@@ -23,6 +23,9 @@ use crate::history::{Past, StoredTransition, UPTIME_WINDOWS_DAYS};
 
 const HEADER_LINES: u16 = 3;
 const HELP_LINES: u16 = 1;
+/// The screen line of the table's first row (under the header and the
+/// table's titles), where a click selects the row at `offset`.
+pub const TABLE_FIRST_ROW: u16 = HEADER_LINES + 1;
 /// Hosted plans such as CloudAMQP's free one cap messages per month here.
 pub const MONTHLY_CAP: f64 = 1_000_000.0;
 const SECONDS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0;
@@ -414,6 +417,8 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
                 "  nothing matches the filter \"{}\" (Esc clears it)",
                 app.filter
             )
+        } else if app.not_up_only && app.state_filter.is_none() && !fleet.rows.is_empty() {
+            "  everything is UP (t shows every row)".to_string()
         } else if fleet.link == orchestrator_lib::LinkStatus::Connected {
             "  waiting for the first echo… services appear here as they answer pings".to_string()
         } else {
@@ -454,7 +459,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
                     row,
                     percentiles,
                     (fleet, &app.expected),
-                    first_of_group,
+                    (first_of_group, app.is_collapsed(&row.key.service)),
                     at,
                 )
             })
@@ -500,7 +505,7 @@ fn cell<'a>(
     row: &'a Row,
     percentiles: Option<(Duration, Duration)>,
     (fleet, expected): (&Fleet, &HashMap<String, u32>),
-    first: bool,
+    (first, collapsed): (bool, bool),
     at: Instant,
 ) -> Cell<'a> {
     match column.col {
@@ -512,7 +517,7 @@ fn cell<'a>(
                 .unwrap_or((0, 1));
             let expected = expected.get(&row.key.service).copied();
             let of = expected.map_or(all, |e| e as usize);
-            if of > 1 || expected.is_some() {
+            if of > 1 || expected.is_some() || collapsed {
                 // Degraded: fewer UP than it should have; none UP is DOWN as a whole.
                 let style = if up == 0 {
                     Style::new().fg(Color::Red).bold().reversed()
@@ -533,6 +538,19 @@ fn cell<'a>(
             }
         }
         Col::Service => Cell::from("  ·"),
+        // A collapsed service: its row is its most urgent instance's.
+        Col::Instance if collapsed => {
+            let (_, all) = fleet
+                .groups
+                .get(&row.key.service)
+                .copied()
+                .unwrap_or((0, 1));
+            let noun = if all == 1 { "instance" } else { "instances" };
+            Cell::from(ellipsize(&format!("▸ {all} {noun}"), width)).dark_gray()
+        }
+        Col::Rtt if collapsed => {
+            Cell::from(maybe_millis(fleet.worst_rtt.get(&row.key.service).copied()))
+        }
         Col::Instance if row.key.instance == UNSEEN_INSTANCE => Cell::from("-").dark_gray(),
         Col::Instance => Cell::from(ellipsize_middle(&row.key.instance, width)),
         Col::State => Cell::from(row.state.label()).style(state_style(row.state)),
@@ -839,6 +857,7 @@ fn help_text(app: &App, width: u16) -> String {
         (state_filter.as_str(), 6),
         (if app.paused() { "p resume" } else { "p pause" }, 7),
         (demo, 2),
+        ("n next trouble", 8),
         ("? help", 1),
     ]
     .into_iter()
@@ -866,12 +885,16 @@ pub fn keys(demo: bool) -> Vec<(&'static str, &'static str)> {
         ("↑ ↓  j k", "move the selection"),
         ("PgUp PgDn", "move a page"),
         ("g G  Home End", "first or last row"),
-        ("mouse wheel", "scroll"),
+        ("mouse", "wheel scrolls, click selects, double click opens"),
+        ("n", "jump to the next row that is not UP"),
         ("Enter", "details of the selected instance"),
         ("/", "filter by service or instance name"),
         ("s", "sort: state (DOWN first), name, rtt p50, last seen"),
         ("S", "reverse the sort (↓ its own order, ↑ reversed)"),
         ("f", "show one state only: each in turn, then all"),
+        ("t", "show only what is not UP, or every row again"),
+        ("Space", "fold the service into one row, or unfold it"),
+        ("z", "fold every service, or unfold them all"),
         ("p", "pause the display (monitoring goes on); p resumes"),
     ];
     if demo {
@@ -904,10 +927,14 @@ fn help_lines(app: &App, inner: u16) -> Vec<Line<'static>> {
     let wide = inner >= 50;
     for (key, what) in keys(app.demo) {
         if wide {
-            lines.push(Line::from(vec![
-                Span::styled(format!(" {key:<14}"), Style::new().bold()),
-                Span::raw(what),
-            ]));
+            // The description wraps under itself, past the keys' column.
+            for (i, part) in wrap(what, inner.saturating_sub(15)).into_iter().enumerate() {
+                let key = if i == 0 { key } else { "" };
+                lines.push(Line::from(vec![
+                    Span::styled(format!(" {key:<14}"), Style::new().bold()),
+                    Span::raw(part),
+                ]));
+            }
         } else {
             lines.push(Line::from(Span::styled(
                 format!(" {key}"),
