@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use config::{Config, Environment, File, FileFormat};
-use orchestrator_lib::BrokerUrl;
+use orchestrator_lib::BrokerUrls;
 use orchestrator_lib::wire::{is_valid_name, name_rule};
 use serde::Deserialize;
 
@@ -113,6 +113,9 @@ pub struct ServiceSettings {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BrokerSettings {
+    /// One URL, or several (a TOML list, or comma-separated) tried in order:
+    /// kept as one comma-separated string, as [`BrokerUrls`] parses it.
+    #[serde(deserialize_with = "one_or_many_urls")]
     pub url: String,
     #[serde(with = "humantime_serde")]
     pub reconnect_min: Duration,
@@ -412,7 +415,7 @@ impl Settings {
         }
         self.broker
             .url
-            .parse::<BrokerUrl>()
+            .parse::<BrokerUrls>()
             .map_err(|e| SettingsError(format!("invalid setting `broker.url`: {e}")))?;
         for (i, entry) in self.notify.iter().enumerate() {
             entry.validate().map_err(|(key, why)| {
@@ -671,14 +674,28 @@ impl fmt::Display for UrlSource {
     }
 }
 
-/// The broker URL, in order: the `--url` flag, `CLOUDAMQP_URL`, `AMQP_URL`,
-/// then the settings (file, `MONITOR__BROKER__URL`, built-in default).
-/// Empty variables count as unset.
+/// `url = "amqp://a"` or `url = ["amqp://a", "amqp://b"]`.
+fn one_or_many_urls<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(url) => url,
+        OneOrMany::Many(urls) => urls.join(","),
+    })
+}
+
+/// The broker URL (or URLs, comma-separated, tried in order), in order: the
+/// `--url` flag, `CLOUDAMQP_URL`, `AMQP_URL`, then the settings (file,
+/// `MONITOR__BROKER__URL`, built-in default). Empty variables count as unset.
 pub fn resolve_broker_url(
     flag: Option<&str>,
     settings: &Settings,
     env: impl Fn(&str) -> Option<String>,
-) -> Result<(BrokerUrl, UrlSource), SettingsError> {
+) -> Result<(BrokerUrls, UrlSource), SettingsError> {
     let non_empty = |v: Option<String>| v.filter(|s| !s.trim().is_empty());
     let (raw, source) = if let Some(flag) = flag {
         (flag.to_owned(), UrlSource::Flag)
@@ -690,7 +707,7 @@ pub fn resolve_broker_url(
         (settings.broker.url.clone(), UrlSource::Settings)
     };
     let url = raw
-        .parse::<BrokerUrl>()
+        .parse::<BrokerUrls>()
         .map_err(|e| SettingsError(format!("{e} (from {source})")))?;
     Ok((url, source))
 }
@@ -862,6 +879,20 @@ mod tests {
     }
 
     #[test]
+    fn the_broker_url_may_be_a_list_or_one_string() {
+        let s = load_file("[broker]\nurl = [\"amqp://u:pw@a/\", \"amqp://u:pw@b/\"]\n").unwrap();
+        let (urls, _) = resolve_broker_url(None, &s, |_| None).unwrap();
+        assert_eq!(urls.len(), 2);
+        assert_eq!(urls.to_string(), "amqp://u:****@a/, amqp://u:****@b/");
+        let s = load(&[("MONITOR__BROKER__URL", "amqp://a/,amqp://b/")]).unwrap();
+        assert_eq!(resolve_broker_url(None, &s, |_| None).unwrap().0.len(), 2);
+        let s = load_file("[broker]\nurl = \"amqp://a/\"\n").unwrap();
+        assert_eq!(resolve_broker_url(None, &s, |_| None).unwrap().0.len(), 1);
+        let err = load_file("[broker]\nurl = [\"amqp://a/\", \"http://b/\"]\n").unwrap_err();
+        assert!(err.to_string().contains("`broker.url`"), "{err}");
+    }
+
+    #[test]
     fn notify_entries_and_history_load_with_their_defaults() {
         let s = load_file(
             "[[notify]]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:8099/hook\"\nfor = \"30s\"\n\n\
@@ -966,9 +997,11 @@ mod tests {
         );
         let (url, source) = resolve_broker_url(None, &s, both).unwrap();
         assert_eq!(
-            (url.redacted(), source),
+            (url.to_string().as_str(), source),
             ("amqps://c:****@cloud/v", UrlSource::CloudAmqpUrl)
         );
+        let (urls, _) = resolve_broker_url(Some("amqp://a/,amqp://u:pw@b/"), &s, both).unwrap();
+        assert_eq!(urls.to_string(), "amqp://a/, amqp://u:****@b/");
         let amqp_only = vars(&[("CLOUDAMQP_URL", ""), ("AMQP_URL", "amqp://a@local/")]);
         assert_eq!(
             resolve_broker_url(None, &s, amqp_only).unwrap().1,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use heartbeat_config::{HistorySettings, Settings, UrlSource};
-use orchestrator_lib::{BrokerUrl, Endpoint, Keys, LinkOptions, MemoryBroker};
+use orchestrator_lib::{BrokerUrls, Endpoint, Keys, LinkOptions, MemoryBroker};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -23,7 +23,11 @@ const STATUS_QUEUE: usize = 4096;
 /// Where the monitor gets its services from.
 #[derive(Debug, Clone)]
 pub enum Source {
-    Broker { url: BrokerUrl, from: UrlSource },
+    /// One broker, or several tried in order.
+    Broker {
+        url: BrokerUrls,
+        from: UrlSource,
+    },
     Demo,
 }
 
@@ -233,7 +237,7 @@ fn serve_http(
     history: Option<HistorySettings>,
     shutdown: &CancellationToken,
 ) -> (mpsc::Sender<Update>, Arc<Metrics>) {
-    let metrics = Arc::new(Metrics::new(stats));
+    let metrics = Arc::new(Metrics::new(stats.clone()));
     let now = tokio::time::Instant::now();
     let board = Board::new(
         monitor_id,
@@ -241,7 +245,8 @@ fn serve_http(
         settings.timeout,
         &settings.expect,
         now,
-    );
+    )
+    .with_link_stats(stats);
     for service in &settings.expect {
         metrics.known(service, UNSEEN_INSTANCE, &state_code(State::NeverSeen));
     }

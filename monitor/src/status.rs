@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use orchestrator_lib::LinkStatus;
+use orchestrator_lib::{LinkStats, LinkStatus};
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
@@ -138,6 +138,9 @@ pub struct LinkInfo {
     pub since: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The broker connected to (redacted), of the ones configured, while connected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
 }
 
 /// A service with fewer instances alive than the configuration says it
@@ -275,6 +278,8 @@ pub struct Board {
     rows: BTreeMap<InstanceKey, Row>,
     link: LinkStatus,
     link_since: DateTime<Utc>,
+    /// Where the link says which broker it is connected to.
+    link_stats: Option<Arc<LinkStats>>,
     engine_seen: Instant,
     /// The latest stall of the engine's loop: when it was seen, and how late the loop ran.
     stall: Option<(Instant, Duration)>,
@@ -285,6 +290,12 @@ pub struct Board {
 }
 
 impl Board {
+    /// Name the broker in use (of several, which) from the link's own stats.
+    pub fn with_link_stats(mut self, stats: Arc<LinkStats>) -> Self {
+        self.link_stats = Some(stats);
+        self
+    }
+
     /// `grace`: how long after a stall of its loop the monitor does not judge
     /// (one timeout, as the detector waits).
     pub fn new(
@@ -313,6 +324,7 @@ impl Board {
             rows,
             link: LinkStatus::Connecting,
             link_since: started,
+            link_stats: None,
             engine_seen: now,
             stall: None,
             grace,
@@ -444,6 +456,7 @@ impl Board {
                     state,
                     since: rfc3339(self.link_since),
                     detail,
+                    broker: self.link_stats.as_ref().and_then(|s| s.broker_in_use()),
                 },
                 services,
                 degraded: self.degraded.values().cloned().collect(),

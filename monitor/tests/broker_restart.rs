@@ -126,3 +126,79 @@ fn a_connection_closed_by_the_broker_is_reopened_without_a_false_down() {
 fn false_alarm(line: &serde_json::Value, name: &str) -> bool {
     line["service"] == name && (line["to"] == "down" || line["to"] == "suspect")
 }
+
+/// `link.broker` in a monitor's status document.
+fn broker_in_use(base: &str) -> Option<String> {
+    status_document(base)["link"]["broker"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+#[test]
+fn with_two_brokers_the_monitor_and_services_move_to_the_second_without_a_false_down() {
+    let mut first = PrivateBroker::start();
+    let second = PrivateBroker::start();
+    let urls = format!("{},{}", first.url(), second.url());
+    let redacted = |url: String| url.replace("guest:guest@", "guest:****@");
+    let name = unique("failover");
+
+    let mut command = Command::new(monitor_bin());
+    command
+        .args(["--headless", "--url", &urls, "--id", &unique("mon")])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--interval", "200ms", "--timeout", "2s"]);
+    let mut monitor = Proc::spawn("monitor", with_fast_reconnect(command));
+    let marker = "status API and page on http://";
+    monitor.wait_stderr(Duration::from_secs(10), marker);
+    let base = {
+        let stderr = monitor.stderr();
+        let rest = &stderr[stderr.find(marker).unwrap() + marker.len()..];
+        format!("http://{}", rest.split('/').next().unwrap())
+    };
+    let mut command = Command::new(mock_bin());
+    command.args(["--url", &urls, "--name", &name, "--instance", "f-1"]);
+    let mock = Proc::spawn("mock", with_fast_reconnect(command));
+    monitor.wait_json(
+        Duration::from_secs(15),
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    assert_eq!(broker_in_use(&base), Some(redacted(first.url())));
+
+    // The node in use dies: both move to the next one, by themselves.
+    first.kill();
+    wait_both_reconnected(&monitor, &mock);
+    assert!(
+        monitor
+            .stderr()
+            .contains(&format!("trying {}", redacted(second.url()))),
+        "{}",
+        monitor.stderr()
+    );
+    let lines = monitor.collect_json(Duration::from_secs(0));
+    let up = wait_for(
+        Duration::from_secs(10),
+        "UP again on the second node",
+        || {
+            let mut lines = monitor.drain_json(Duration::from_millis(200));
+            lines.retain(|v| v["service"] == name.as_str());
+            assert!(
+                !lines.iter().any(|v| false_alarm(v, &name)),
+                "a false alarm: {lines:?}"
+            );
+            lines
+                .into_iter()
+                .find(|v| v["to"] == "up" && v["reason"] == "recovered")
+        },
+    );
+    assert_eq!(up["from"], "stale", "{up} after {lines:?}");
+    wait_for(
+        Duration::from_secs(5),
+        "the second node named in use",
+        || (broker_in_use(&base) == Some(redacted(second.url()))).then_some(()),
+    );
+    // And nothing after, for longer than grace + timeout.
+    monitor.expect_no_json(Duration::from_millis(3000), "a false alarm", |v| {
+        false_alarm(v, &name)
+    });
+}

@@ -165,9 +165,134 @@ impl fmt::Debug for BrokerUrl {
     }
 }
 
+/// One or more brokers, tried in this order: the nodes of a RabbitMQ
+/// cluster, or a primary and a standby. On loss, a link tries the next one
+/// (and round again), with its usual backoff.
+///
+/// Parsed from URLs separated by commas (`amqp://a,amqp://b`): a comma
+/// starts a new URL only where a scheme (`amqp://`) follows, so a comma
+/// inside a URL (a password's) stays in it. `Display` and `Debug` are redacted like
+/// [`BrokerUrl`]'s.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerUrls(Vec<BrokerUrl>);
+
+impl BrokerUrls {
+    /// Never empty.
+    pub fn as_slice(&self) -> &[BrokerUrl] {
+        &self.0
+    }
+
+    pub fn first(&self) -> &BrokerUrl {
+        &self.0[0]
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromStr for BrokerUrls {
+    type Err = Error;
+
+    fn from_str(raw: &str) -> Result<Self, Error> {
+        let mut items: Vec<String> = Vec::new();
+        for piece in raw.split(',') {
+            // A scheme (`amqp://`, or a wrong one, to be refused) starts a URL.
+            let starts_one = piece
+                .trim_start()
+                .split_once("://")
+                .is_some_and(|(scheme, _)| {
+                    !scheme.is_empty()
+                        && scheme
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+                });
+            match items.last_mut() {
+                Some(last) if !starts_one => {
+                    last.push(',');
+                    last.push_str(piece);
+                }
+                _ => items.push(piece.to_owned()),
+            }
+        }
+        let urls = items
+            .iter()
+            .map(|item| item.parse())
+            .collect::<Result<Vec<BrokerUrl>, Error>>()?;
+        Ok(Self(urls))
+    }
+}
+
+impl From<BrokerUrl> for BrokerUrls {
+    fn from(url: BrokerUrl) -> Self {
+        Self(vec![url])
+    }
+}
+
+impl From<&BrokerUrl> for BrokerUrls {
+    fn from(url: &BrokerUrl) -> Self {
+        Self(vec![url.clone()])
+    }
+}
+
+impl From<&BrokerUrls> for BrokerUrls {
+    fn from(urls: &BrokerUrls) -> Self {
+        urls.clone()
+    }
+}
+
+impl fmt::Display for BrokerUrls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, url) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(url.redacted())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for BrokerUrls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "BrokerUrls({self})")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn several_urls_in_order_redacted_and_a_comma_inside_one_kept() {
+        let urls: BrokerUrls = "amqp://u:p1@a:5672/%2f, amqps://u:p,2@b/vh,amqp://c"
+            .parse()
+            .unwrap();
+        assert_eq!(urls.len(), 3);
+        assert_eq!(urls.as_slice()[1].expose_secret(), "amqps://u:p,2@b/vh");
+        let shown = urls.to_string();
+        assert_eq!(
+            shown,
+            "amqp://u:****@a:5672/%2f, amqps://u:****@b/vh, amqp://c"
+        );
+        assert!(!format!("{urls:?}").contains("p1"));
+        let one: BrokerUrls = "amqp://localhost".parse().unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(one.first().redacted(), "amqp://localhost");
+        let err = "amqp://a,amqp://u:secret@b?heartbeat=abc"
+            .parse::<BrokerUrls>()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("heartbeat") && !err.contains("secret"),
+            "{err}"
+        );
+        assert!("".parse::<BrokerUrls>().is_err());
+    }
 
     #[test]
     fn password_never_shows() {

@@ -40,7 +40,7 @@ mod transport;
 pub mod wire;
 
 pub use backoff::Backoff;
-pub use broker_url::{BrokerUrl, redact_credentials_in};
+pub use broker_url::{BrokerUrl, BrokerUrls, redact_credentials_in};
 pub use error::Error;
 pub use logging::{init_logging, use_colour};
 pub use responder::{Faults, Identity, respond, respond_fleet};

@@ -71,7 +71,13 @@ pub async fn run(
     let outcome = loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
-            _ = frames.tick() => Event::Tick(traffic()),
+            _ = frames.tick() => {
+                // Of several brokers, the header names the one in use.
+                if let Some(in_use) = stats.broker_in_use() {
+                    app.broker = in_use;
+                }
+                Event::Tick(traffic())
+            }
             key = input.recv() => match key {
                 Some(Ok(event)) => event,
                 Some(Err(error)) => break Err(error),

@@ -3,7 +3,9 @@
 //! Recovery is ours, not lapin's (its auto-recovery is marked experimental):
 //! on any loss we drop the whole connection, back off, reconnect, redeclare
 //! the topology and resubscribe. Declarations are idempotent, so this is
-//! also how the topology comes back after a broker restart.
+//! also how the topology comes back after a broker restart. With several
+//! brokers, each new attempt after a failure or a loss goes to the next
+//! one in order, round and round, with the same backoff.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -26,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::{LinkOptions, LinkStats, LinkStatus, MAX_BATCH, Outgoing, Plumbing, Route};
 use crate::signing::MAC_HEADER;
-use crate::{Backoff, BrokerUrl, Endpoint, Error, PING_EXCHANGE, Role};
+use crate::{Backoff, BrokerUrl, BrokerUrls, Endpoint, Error, PING_EXCHANGE, Role};
 
 /// A TCP connect to an address that never answers must not hang the link.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,18 +45,21 @@ const LOCKED_GRACE: Duration = Duration::from_secs(3);
 const TRANSIENT: u8 = 1;
 
 pub(super) async fn run(
-    url: BrokerUrl,
+    urls: BrokerUrls,
     endpoints: Vec<Endpoint>,
     options: LinkOptions,
     mut p: Plumbing,
 ) {
     let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
-    let connect_to = with_default_heartbeat(url.expose_secret());
+    // Which broker this attempt goes to.
+    let mut at = 0;
     // Declaring a big fleet's queues takes a few round trips per queue.
     let connect_timeout = CONNECT_TIMEOUT + PER_QUEUE_SETUP * endpoints.len() as u32;
     // Since when our queue has been held by another connection, attempt after attempt.
     let mut locked_since: Option<std::time::Instant> = None;
     loop {
+        let url = &urls.as_slice()[at];
+        let connect_to = with_default_heartbeat(url.expose_secret());
         let opened = tokio::select! {
             biased;
             _ = p.token.cancelled() => break,
@@ -62,7 +67,7 @@ pub(super) async fn run(
         };
         let error = match opened {
             Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
-            Ok(Err(error)) => match fatal(&error, &url)
+            Ok(Err(error)) => match fatal(&error, url)
                 .or_else(|| held_elsewhere(&error, &endpoints, &mut locked_since))
             {
                 Some(fatal) => {
@@ -76,8 +81,11 @@ pub(super) async fn run(
                 backoff.reset();
                 locked_since = None;
                 info!(broker = %url, queue = %endpoints[0].queue, queues = endpoints.len(), "connected");
+                p.stats.set_broker(Some(url.redacted().to_owned()));
                 p.set_status(LinkStatus::Connected);
-                match session.serve(&mut p).await {
+                let served = session.serve(&mut p).await;
+                p.stats.set_broker(None);
+                match served {
                     Ok(()) => {
                         session.shut_down(&mut p).await;
                         break;
@@ -88,9 +96,17 @@ pub(super) async fn run(
         };
         let retry_in = backoff.next_delay();
         let attempt = backoff.attempt();
-        warn!(
-            "broker at {url} unreachable: {error}; retrying in {retry_in:.1?} (attempt {attempt})"
-        );
+        at = (at + 1) % urls.len();
+        if urls.len() > 1 {
+            let next = &urls.as_slice()[at];
+            warn!(
+                "broker at {url} unreachable: {error}; trying {next} in {retry_in:.1?} (attempt {attempt})"
+            );
+        } else {
+            warn!(
+                "broker at {url} unreachable: {error}; retrying in {retry_in:.1?} (attempt {attempt})"
+            );
+        }
         p.set_status(LinkStatus::Reconnecting {
             attempt,
             retry_in,

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::wire::{self, Message, RejectReason};
-use crate::{BrokerUrl, Endpoint, Error, Keys};
+use crate::{BrokerUrls, Endpoint, Error, Keys};
 
 pub use memory::MemoryBroker;
 
@@ -133,6 +133,8 @@ pub struct LinkStats {
     /// `rejected`, by [`RejectReason::index`].
     rejected_by: [AtomicU64; RejectReason::ALL.len()],
     dropped: AtomicU64,
+    /// The broker the link is connected to (redacted), while it is.
+    broker: std::sync::Mutex<Option<String>>,
 }
 
 impl LinkStats {
@@ -157,6 +159,17 @@ impl LinkStats {
     fn reject(&self, reason: RejectReason) {
         Self::count(&self.rejected);
         Self::count(&self.rejected_by[reason.index()]);
+    }
+    /// Which of the configured brokers the link is connected to (its
+    /// redacted URL), while it is connected to one.
+    pub fn broker_in_use(&self) -> Option<String> {
+        self.broker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    pub(crate) fn set_broker(&self, broker: Option<String>) {
+        *self.broker.lock().unwrap_or_else(|e| e.into_inner()) = broker;
     }
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -479,20 +492,27 @@ fn plumbing(options: &LinkOptions) -> (Link, Plumbing) {
     (link, plumbing)
 }
 
-/// Open a link to a real broker. Returns at once; the connection is made,
-/// and remade after every loss, in the background. Watch `status` to know
-/// when it is up. Must be called inside a tokio runtime.
-pub fn connect(url: &BrokerUrl, endpoint: Endpoint, options: LinkOptions) -> Link {
-    connect_many(url, vec![endpoint], options)
+/// Open a link to a real broker, or to the first of several that answers
+/// (a `&BrokerUrl` or `&BrokerUrls`). Returns at once; the connection is
+/// made, and remade after every loss (to the next broker in order, when
+/// there are several), in the background. Watch `status` to know when it is
+/// up, and [`LinkStats::broker_in_use`] for which. Must be called inside a
+/// tokio runtime.
+pub fn connect(urls: impl Into<BrokerUrls>, endpoint: Endpoint, options: LinkOptions) -> Link {
+    connect_many(urls, vec![endpoint], options)
 }
 
 /// Like [`connect`], for many endpoints on one connection: every queue is
 /// declared and consumed on it, and [`Incoming::to`] tells them apart. One
 /// connection for a whole fleet keeps a load test from costing the broker
 /// (and the machine) a connection per service. `endpoints` must not be empty.
-pub fn connect_many(url: &BrokerUrl, endpoints: Vec<Endpoint>, options: LinkOptions) -> Link {
+pub fn connect_many(
+    urls: impl Into<BrokerUrls>,
+    endpoints: Vec<Endpoint>,
+    options: LinkOptions,
+) -> Link {
     let (mut link, plumbing) = plumbing(&options);
-    let task = tokio::spawn(amqp::run(url.clone(), endpoints, options, plumbing));
+    let task = tokio::spawn(amqp::run(urls.into(), endpoints, options, plumbing));
     link.closer.task = Some(task);
     link
 }
