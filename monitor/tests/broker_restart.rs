@@ -163,7 +163,11 @@ fn with_two_brokers_the_monitor_and_services_move_to_the_second_without_a_false_
         "first seen",
         transition(&name, "up", "first_seen"),
     );
-    assert_eq!(broker_in_use(&base), Some(redacted(first.url())));
+    // The status document is a snapshot: give it a moment to show the link.
+    let in_use = wait_for(Duration::from_secs(5), "a broker named in use", || {
+        broker_in_use(&base)
+    });
+    assert_eq!(in_use, redacted(first.url()), "{}", monitor.stderr());
 
     // The node in use dies: both move to the next one, by themselves.
     first.kill();
