@@ -160,6 +160,10 @@ pub async fn run(
                     LinkStatus::Connected => {
                         connected = true;
                         emit_all(detector.link_up(now));
+                        // Ping at once: STALE instances turn UP on their first
+                        // echo, so a broker's return shows within a round trip
+                        // for services already back, not an interval later.
+                        pings.reset_immediately();
                     }
                     LinkStatus::Blocked { .. } => {
                         connected = false;

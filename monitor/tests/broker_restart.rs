@@ -206,3 +206,68 @@ fn with_two_brokers_the_monitor_and_services_move_to_the_second_without_a_false_
         false_alarm(v, &name)
     });
 }
+
+/// The wall-clock time of the last `: connected` line a process logged.
+fn last_connected_at(proc: &Proc) -> chrono::DateTime<chrono::Utc> {
+    let stderr = proc.stderr();
+    let line = stderr
+        .lines()
+        .rfind(|l| l.contains(": connected"))
+        .unwrap_or_else(|| panic!("{} never connected:\n{stderr}", proc.name));
+    line.split_whitespace()
+        .next()
+        .and_then(|stamp| stamp.parse().ok())
+        .unwrap_or_else(|| panic!("no timestamp on {line:?}"))
+}
+
+#[test]
+fn after_the_broker_returns_a_live_service_is_up_within_two_intervals() {
+    const INTERVAL: u64 = 500;
+    let mut node = PrivateBroker::start();
+    let url = node.url();
+    let name = unique("returns");
+    let mut command = Command::new(monitor_bin());
+    command
+        .args(["--headless", "--url", &url, "--id", &unique("mon")])
+        .args(["--interval", &format!("{INTERVAL}ms"), "--timeout", "2s"]);
+    let mut monitor = Proc::spawn("monitor", with_fast_reconnect(command));
+    let mut command = Command::new(mock_bin());
+    command.args(["--url", &url, "--name", &name, "--instance", "r-1"]);
+    let mock = Proc::spawn("mock", with_fast_reconnect(command));
+    monitor.wait_json(
+        Duration::from_secs(15),
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+
+    node.kill();
+    monitor.wait_json(
+        Duration::from_secs(10),
+        "stale",
+        transition(&name, "stale", "link_down"),
+    );
+    mock.wait_stderr(Duration::from_secs(10), "unreachable");
+    node.spawn();
+    let back = Instant::now();
+    wait_both_reconnected(&monitor, &mock);
+    let up = monitor.wait_json(
+        Duration::from_secs(10),
+        "up again",
+        transition(&name, "up", "recovered"),
+    );
+    let since_listener = back.elapsed();
+    // Both ends back on the broker: the later of the two is when the service
+    // could be heard again; from then, UP within two intervals.
+    let reconnected = last_connected_at(&monitor).max(last_connected_at(&mock));
+    let up_at: chrono::DateTime<chrono::Utc> = up["at"].as_str().unwrap().parse().unwrap();
+    let after = (up_at - reconnected).to_std().unwrap_or_default();
+    println!(
+        "UP {after:?} after both reconnected, {since_listener:?} (test's clock, at most) after the broker listened again"
+    );
+    assert!(
+        after <= Duration::from_millis(2 * INTERVAL),
+        "UP {after:?} after both reconnected, over two intervals ({INTERVAL} ms each)\nmonitor:\n{}\nmock:\n{}",
+        monitor.stderr(),
+        mock.stderr()
+    );
+}
