@@ -322,7 +322,7 @@ impl Metrics {
                 let c = &report.change;
                 self.degraded
                     .get_or_create(&vec![("service", c.service.clone())])
-                    .set(i64::from(c.to == crate::detector::Strength::Degraded));
+                    .set(i64::from(c.to != crate::detector::Strength::Full));
             }
             Update::Forgotten(keys) => {
                 let mut models = self.phi_models.lock().unwrap_or_else(|e| e.into_inner());

@@ -383,7 +383,7 @@ impl Board {
             }
             Update::Service(report) => {
                 let c = &report.change;
-                if c.to == Strength::Degraded {
+                if c.to != Strength::Full {
                     let degraded = DegradedService {
                         service: c.service.clone(),
                         up: c.up,

@@ -83,7 +83,7 @@ fn a_service_below_its_instances_is_degraded_everywhere_then_full_again() {
     };
 
     let mut first = mock(BROKER, &name, "d-1", &[]);
-    let _second = mock(BROKER, &name, "d-2", &[]);
+    let mut second = mock(BROKER, &name, "d-2", &[]);
     for instance in ["d-1", "d-2"] {
         monitor.wait_json(UP_WITHIN, "first seen", |v| {
             transition(&name, "up", "first_seen")(v) && v["instance"] == instance
@@ -193,7 +193,7 @@ fn a_service_below_its_instances_is_degraded_everywhere_then_full_again() {
     assert!(metrics.contains(&series), "no {series} in:\n{metrics}");
 
     // Back to full strength: one line, resolved everywhere.
-    let _again = mock(BROKER, &name, "d-1", &[]);
+    let mut again = mock(BROKER, &name, "d-1", &[]);
     let full = monitor.wait_json(UP_WITHIN, "full again", service_line(&name, "full"));
     assert_eq!(
         (full["from"].as_str(), full["up"].as_u64()),
@@ -229,8 +229,37 @@ fn a_service_below_its_instances_is_degraded_everywhere_then_full_again() {
         v["kind"] == "service" && v["service"] == name.as_str()
     });
 
-    // The history keeps both changes.
-    let changes = wait_for(DELIVERED_WITHIN, "both changes in the history", || {
+    // None alive: the service is DOWN as a whole, and Alertmanager (which
+    // alerts on `down` by default) hears of it as a service.
+    again.kill();
+    second.kill();
+    let down = monitor.wait_json(
+        Duration::from_millis(TIMEOUT_MS + INTERVAL_MS) + Duration::from_secs(3),
+        "down as a whole",
+        service_line(&name, "down"),
+    );
+    assert_eq!(
+        (down["up"].as_u64(), down["expected"].as_u64()),
+        (Some(0), Some(2)),
+        "{down}"
+    );
+    hook.wait(
+        Duration::from_secs(15),
+        "HeartbeatServiceDown from Alertmanager",
+        |r| {
+            r.path == "/from-alertmanager"
+                && r.json["status"] == "firing"
+                && r.json["alerts"].as_array().is_some_and(|alerts| {
+                    alerts.iter().any(|a| {
+                        a["labels"]["service"] == name.as_str()
+                            && a["labels"]["alertname"] == "HeartbeatServiceDown"
+                    })
+                })
+        },
+    );
+
+    // The history keeps every change.
+    let changes = wait_for(DELIVERED_WITHIN, "the changes in the history", || {
         let (status, body) =
             http_get(&format!("{base}/api/v1/history?service={name}")).expect("history answers");
         assert_eq!(status, 200, "{body}");
@@ -239,11 +268,14 @@ fn a_service_below_its_instances_is_degraded_everywhere_then_full_again() {
             .as_array()
             .cloned()
             .unwrap_or_default();
-        (changes.len() >= 2).then_some(changes)
+        (changes.len() >= 3).then_some(changes)
     });
     let tos: Vec<&str> = changes.iter().filter_map(|c| c["to"].as_str()).collect();
-    assert_eq!(tos, ["full", "degraded"], "newest first: {changes:?}");
-    assert_eq!(changes[1]["up"], 1);
+    // Newest first; the two kills may land in one check or in two (a
+    // `degraded` between `full` and `down`).
+    assert_eq!(tos[0], "down", "{changes:?}");
+    assert_eq!(tos[tos.len() - 2..], ["full", "degraded"], "{changes:?}");
+    assert_eq!(changes[tos.len() - 1]["up"], 1);
     monitor.stop_cleanly("TERM", Duration::from_secs(5));
     let _ = std::fs::remove_dir_all(&dir);
 }

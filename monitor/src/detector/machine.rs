@@ -359,7 +359,9 @@ impl Detector {
                 continue;
             }
             let (up, _) = self.service_count(&service);
-            let to = if up < expected {
+            let to = if up == 0 {
+                Strength::Down
+            } else if up < expected {
                 Strength::Degraded
             } else {
                 Strength::Full

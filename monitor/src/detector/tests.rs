@@ -543,6 +543,12 @@ fn a_service_below_its_expected_instances_is_degraded_once_and_full_again_once()
         strengths(&d.service_changes(t0 + ms(16_500))),
         [("orders", Strength::Full, Strength::Degraded, 1)]
     );
+    // None alive: DOWN as a whole.
+    d.goodbye("orders", "a", t0 + ms(16_600));
+    assert_eq!(
+        strengths(&d.service_changes(t0 + ms(16_600))),
+        [("orders", Strength::Degraded, Strength::Down, 0)]
+    );
 }
 
 #[test]
@@ -571,7 +577,7 @@ fn our_own_blindness_never_degrades_a_service() {
     }
     assert_eq!(
         strengths(&all),
-        [("orders", Strength::Full, Strength::Degraded, 0)]
+        [("orders", Strength::Full, Strength::Down, 0)]
     );
 }
 
@@ -588,7 +594,7 @@ fn an_expected_service_that_never_answers_is_degraded_after_its_timeout() {
     assert!(d.service_changes(t0 + ms(2999)).is_empty());
     assert_eq!(
         strengths(&d.service_changes(t0 + T)),
-        [("orders", Strength::Full, Strength::Degraded, 0)]
+        [("orders", Strength::Full, Strength::Down, 0)]
     );
     assert!(d.service_changes(t0 + T * 2).is_empty(), "said once");
 }

@@ -193,16 +193,19 @@ impl fmt::Display for Reason {
 pub enum Strength {
     /// At least the expected number of instances alive.
     Full,
-    /// Fewer alive than expected.
+    /// Fewer alive than expected, but some.
     Degraded,
+    /// None alive: the service is DOWN as a whole.
+    Down,
 }
 
 impl Strength {
-    /// `"full"` or `"degraded"`: the JSON lines' and alerts' string.
+    /// `"full"`, `"degraded"` or `"down"`: the JSON lines' and alerts' string.
     pub fn code(self) -> &'static str {
         match self {
             Strength::Full => "full",
             Strength::Degraded => "degraded",
+            Strength::Down => "down",
         }
     }
 
@@ -210,11 +213,12 @@ impl Strength {
         match self {
             Strength::Full => "FULL",
             Strength::Degraded => "DEGRADED",
+            Strength::Down => "DOWN",
         }
     }
 }
 
-/// A service fell below its expected instances, or got back to full strength.
+/// A service fell below its expected instances (or to none), or got back to full strength.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceChange {
     pub service: String,
