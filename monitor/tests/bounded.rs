@@ -71,6 +71,17 @@ fn tracked_instances_are_capped_forgotten_when_gone_and_unknown_seqs_dropped() {
     let node = PrivateBroker::start();
     let url = node.url();
     let id = unique("mon");
+    // Alerts on DOWN, to see a forgotten instance's alert end.
+    let mut hook = Hook::start();
+    let config = std::env::temp_dir().join(format!("{}.toml", unique("bounded")));
+    std::fs::write(
+        &config,
+        format!(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"{}\"\ntransitions = [\"down\"]\n",
+            hook.url("/hook")
+        ),
+    )
+    .unwrap();
     let mut command = Command::new(monitor_bin());
     command
         .env("MONITOR__DETECTION__MODE", "fixed")
@@ -78,7 +89,12 @@ fn tracked_instances_are_capped_forgotten_when_gone_and_unknown_seqs_dropped() {
         .env("MONITOR__FORGET_AFTER", "2s")
         .env("MONITOR__HISTORY__PATH", "")
         .args(["--headless", "--url", &url, "--id", &id])
-        .args(["--listen", "127.0.0.1:0"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ])
         .args(["--interval", &format!("{INTERVAL_MS}ms")])
         .args(["--timeout", &format!("{TIMEOUT_MS}ms")]);
     let mut monitor = Proc::spawn("monitor", command);
@@ -121,6 +137,28 @@ fn tracked_instances_are_capped_forgotten_when_gone_and_unknown_seqs_dropped() {
         !metrics.contains(&format!("heartbeat_up{{service=\"{fleet}")),
         "forgotten instances keep series:\n{metrics}"
     );
+    // Their DOWN alerts fired, and ended when they were forgotten.
+    let crowd_event = |event: &'static str| {
+        let fleet = fleet.clone();
+        move |r: &Received| {
+            r.json["event"] == event
+                && r.json["service"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(&fleet))
+        }
+    };
+    hook.wait(
+        Duration::from_secs(10),
+        "a DOWN alert",
+        crowd_event("firing"),
+    );
+    let ended = hook.wait(
+        Duration::from_secs(10),
+        "a forgotten event",
+        crowd_event("forgotten"),
+    );
+    assert_eq!(ended.json["alert_state"], "down", "{}", ended.json);
+    let _ = std::fs::remove_file(&config);
     // The room is free again: a newcomer is tracked.
     let late = unique("late");
     let _late = mock(&url, &late, "l-1", &[]);

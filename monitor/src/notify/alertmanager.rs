@@ -150,7 +150,8 @@ impl Alertmanager {
                     let mut alert = self.alert(&event);
                     let id: Vec<String> = alert.labels.values().cloned().collect();
                     match event.event {
-                        "resolved" => {
+                        // Forgotten: nobody watches it any more; the alert ends.
+                        "resolved" | "forgotten" => {
                             firing.remove(&id);
                             alert.ends_at = stamp(event.at);
                         }

@@ -10,7 +10,7 @@ use super::policy::{EventKind, PolicyEvent};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
-    /// "firing", "reminder" or "resolved".
+    /// "firing", "reminder", "resolved" or "forgotten".
     pub event: &'static str,
     /// "instance", or "service" for a service's strength (`degraded`, `full`).
     pub scope: &'static str,
@@ -55,6 +55,11 @@ impl Event {
             }
             EventKind::Reminder => format!(
                 "{subject} is still {} (since {})",
+                alert_state.to_uppercase(),
+                alert.at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            EventKind::Forgotten => format!(
+                "{subject} is no longer watched: {} since {}, forgotten",
                 alert_state.to_uppercase(),
                 alert.at.format("%Y-%m-%d %H:%M:%S UTC")
             ),

@@ -211,23 +211,26 @@ async fn run_policies(
                     Update::Transition(report) => {
                         let code = state_code(report.transition.to);
                         states.insert(report.transition.key.clone(), code);
-                        Change::of_instance(&report)
+                        Some(Change::of_instance(&report))
                     }
-                    Update::Service(report) => Change::of_service(&report),
+                    Update::Service(report) => Some(Change::of_service(&report)),
                     Update::Forgotten(keys) => {
+                        let at = chrono::Utc::now();
                         for key in keys.iter() {
                             states.remove(key);
-                            for (policy, _, _) in targets.iter_mut() {
-                                policy.forget(&key.service, &key.instance);
+                            for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
+                                due.extend(policy.forget(&key.service, &key.instance, at).map(|e| (i, e)));
                             }
                         }
-                        continue;
+                        None
                     }
                     _ => continue,
                 };
                 let now = Instant::now().into_std();
                 for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
-                    due.extend(policy.transition(&change, now).into_iter().map(|e| (i, e)));
+                    if let Some(change) = &change {
+                        due.extend(policy.transition(change, now).into_iter().map(|e| (i, e)));
+                    }
                 }
             }
             _ = tick.tick() => {

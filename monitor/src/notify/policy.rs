@@ -81,6 +81,9 @@ pub enum EventKind {
     Reminder,
     /// It left the alerting state it was reported in.
     Resolved,
+    /// The monitor forgot it while its alert was firing (DOWN or LEFT for
+    /// `forget_after`): the alert ends, since nobody watches it any more.
+    Forgotten,
 }
 
 impl EventKind {
@@ -89,6 +92,7 @@ impl EventKind {
             EventKind::Firing => "firing",
             EventKind::Reminder => "reminder",
             EventKind::Resolved => "resolved",
+            EventKind::Forgotten => "forgotten",
         }
     }
 }
@@ -184,16 +188,28 @@ impl Policy {
         out
     }
 
-    /// The monitor forgot an instance: a pending alert for it is dropped. A
-    /// firing one is kept, to be resolved if the instance comes back.
-    pub fn forget(&mut self, service: &str, instance: &str) {
+    /// The monitor forgot an instance (at `at`): what is pending for it is
+    /// dropped, and a firing alert ends with a `forgotten` event (when
+    /// resolved events are sent), rather than being reminded of, or re-sent
+    /// to Alertmanager, forever.
+    pub fn forget(
+        &mut self,
+        service: &str,
+        instance: &str,
+        at: DateTime<Utc>,
+    ) -> Option<PolicyEvent> {
         let key = (service.to_owned(), Some(instance.to_owned()));
-        if let Some(entry) = self.instances.get_mut(&key) {
-            entry.pending = None;
-            if entry.firing.is_none() {
-                self.instances.remove(&key);
-            }
-        }
+        let firing = self.instances.remove(&key)?.firing?;
+        self.rules.send_resolved.then(|| PolicyEvent {
+            kind: EventKind::Forgotten,
+            change: Change {
+                at,
+                reason: "forgotten",
+                detail: "no longer watched".into(),
+                ..firing.change.clone()
+            },
+            ended: Some(firing.change),
+        })
     }
 
     /// Time passed: pendings that held for `for` fire; reminders fall due.
@@ -392,6 +408,26 @@ mod tests {
                 expected: 3,
             },
         })
+    }
+
+    #[test]
+    fn a_forgotten_instance_ends_its_firing_alert_and_nothing_follows() {
+        let t0 = Instant::now();
+        let mut p = policy(0, 10, true);
+        assert_eq!(step(&mut p, State::Down, t0), [EventKind::Firing]);
+        let ended = p.forget("orders", "o-1", chrono::Utc::now()).unwrap();
+        assert_eq!(ended.kind, EventKind::Forgotten);
+        assert_eq!(ended.ended.as_ref().unwrap().to, "down");
+        assert!(
+            p.tick(t0 + Duration::from_secs(60)).is_empty(),
+            "no reminders"
+        );
+        assert!(p.forget("orders", "o-1", chrono::Utc::now()).is_none());
+        // Pending only: dropped, nothing said.
+        let mut p = policy(30, 0, true);
+        assert!(step(&mut p, State::Down, t0).is_empty());
+        assert!(p.forget("orders", "o-1", chrono::Utc::now()).is_none());
+        assert!(p.tick(t0 + Duration::from_secs(60)).is_empty());
     }
 
     #[test]
