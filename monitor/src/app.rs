@@ -191,6 +191,8 @@ pub async fn run(
             );
             app.demo = fleet.is_some();
             app.timeout = settings.timeout;
+            // The dashboard runs on a terminal; NO_COLOR is the only question.
+            app.colour = orchestrator_lib::use_colour(true);
             app.signed = signed;
             app.expected = settings
                 .named_services()

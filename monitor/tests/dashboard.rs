@@ -425,3 +425,68 @@ fn a_second_process_with_the_same_service_and_instance_exits_2_after_a_grace() {
         v["service"] == name.as_str() && v["to"] != "up"
     });
 }
+
+/// Whether `screen` (captured with `-e`) sets any colour: SGR 30-38, 40-48,
+/// 90-97 or 100-107. Bold and reverse are emphasis, not colour.
+fn has_colour(screen: &str) -> bool {
+    screen.split("\x1b[").skip(1).any(|sequence| {
+        let params = sequence.split('m').next().unwrap_or("");
+        params.split(';').any(|p| {
+            matches!(
+                p.parse::<u32>(),
+                Ok(30..=38 | 40..=48 | 90..=97 | 100..=107)
+            )
+        })
+    })
+}
+
+#[test]
+fn no_color_turns_the_dashboards_colours_off_and_keeps_the_state_words() {
+    let tmux = Tmux::start(&under_shell(
+        "NO_COLOR=1 AMQP_URL=amqp://127.0.0.1:1",
+        &["--demo"],
+    ));
+    tmux.wait_line(Duration::from_secs(20), "with search UP", |line| {
+        line.starts_with("search ") && line.contains(" UP ")
+    });
+    let screen = tmux.capture(true);
+    assert!(!has_colour(&screen), "{screen:?}");
+    quit_and_check_the_terminal_is_restored(&tmux);
+}
+
+#[test]
+fn mock_service_colours_only_a_terminal_and_never_under_no_color() {
+    let mock_line = |env: &str, redirect: &str| {
+        format!(
+            "unset CLOUDAMQP_URL AMQP_URL RUST_LOG NO_COLOR; {env} {} --name {} --url amqp://127.0.0.1:1 {redirect}; echo EXITED:$?; sleep 600",
+            shell_quote(&mock_bin().to_string_lossy()),
+            short_name()
+        )
+    };
+    // The pane is 80 columns wide: a retry line wraps, its level does not.
+    let retrying = |line: &str| line.contains("WARN");
+    // A terminal: coloured, as a person reading it expects...
+    let tmux = Tmux::start(&mock_line("", ""));
+    tmux.wait_line(Duration::from_secs(10), "retrying", retrying);
+    assert!(has_colour(&tmux.capture(true)), "{:?}", tmux.capture(true));
+    drop(tmux);
+    // ...unless NO_COLOR says otherwise.
+    let tmux = Tmux::start(&mock_line("NO_COLOR=1", ""));
+    tmux.wait_line(Duration::from_secs(10), "retrying", retrying);
+    assert!(!has_colour(&tmux.capture(true)), "{:?}", tmux.capture(true));
+    drop(tmux);
+    // A file (a log, journald) never gets escape codes.
+    let log = std::env::temp_dir().join(unique("mock-stderr"));
+    let tmux = Tmux::start(&mock_line(
+        "",
+        &format!("2>{}", shell_quote(&log.to_string_lossy())),
+    ));
+    let text = support::wait_for(Duration::from_secs(10), "a retry in the file", || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("retrying"))
+    });
+    assert!(!text.contains('\x1b'), "{text:?}");
+    drop(tmux);
+    let _ = std::fs::remove_file(log);
+}

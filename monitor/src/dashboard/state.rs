@@ -597,6 +597,9 @@ pub struct App {
     pub history: Option<Arc<Health>>,
     /// Heartbeats carry an HMAC (`HEARTBEAT_KEY` is set); the header says when not.
     pub signed: bool,
+    /// Draw in colour; false under `NO_COLOR`, where every state is still
+    /// told by its word.
+    pub colour: bool,
 }
 
 impl App {
@@ -638,6 +641,7 @@ impl App {
             past: Past::default(),
             history: None,
             signed: false,
+            colour: true,
         };
         app.refresh();
         app

@@ -1624,3 +1624,28 @@ fn a_click_selects_a_row_and_a_double_click_opens_it() {
         "orders/orders-1"
     );
 }
+
+#[test]
+fn without_colour_nothing_is_coloured_and_every_state_is_still_a_word() {
+    let clock = Clock::new();
+    let mut app = fleet_mix(&clock);
+    app.colour = false;
+    let terminal = render(&mut app, clock.at(secs(30) + ms(500)), 120, 24);
+    let buffer = terminal.backend().buffer();
+    assert!(
+        buffer
+            .content
+            .iter()
+            .all(|cell| cell.fg == Color::Reset && cell.bg == Color::Reset)
+    );
+    // Emphasis is not colour: the selection still stands out.
+    assert!(
+        buffer[(0, 4)]
+            .modifier
+            .contains(ratatui::style::Modifier::REVERSED)
+    );
+    let screen = lines(&terminal);
+    assert!(line_with(&screen, "orders-2").contains(" DOWN "));
+    assert!(line_with(&screen, "search-1").contains(" UP "));
+    assert!(line_with(&screen, "billing").contains(" NEVER SEEN "));
+}

@@ -71,6 +71,12 @@ pub fn draw(frame: &mut Frame, app: &App, now: Instant) {
     if app.help {
         draw_help_overlay(frame, area, app);
     }
+    if !app.colour {
+        // NO_COLOR: colours go, emphasis (bold, reversed selection) stays.
+        for cell in frame.buffer_mut().content.iter_mut() {
+            cell.set_fg(Color::Reset).set_bg(Color::Reset);
+        }
+    }
 }
 
 fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Instant) {
