@@ -332,6 +332,8 @@ impl Metrics {
                     self.phi
                         .remove(&instance_labels(&key.service, &key.instance));
                 }
+                drop(models);
+                self.forget_empty_services(keys.iter().map(|k| k.service.as_str()));
             }
             Update::PingSent { .. } => {
                 self.pings.inc();
@@ -366,6 +368,42 @@ impl Metrics {
             self.up.remove(&labels);
             labels.push(("state", old));
             self.state.remove(&labels);
+        }
+    }
+
+    /// A service none of whose instances is known any more (all forgotten)
+    /// loses its per-service series too, so made-up names leave nothing.
+    fn forget_empty_services<'a>(&self, services: impl Iterator<Item = &'a str>) {
+        let mut candidates: Vec<&str> = services.collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let empty: Vec<&str> = {
+            let current = self.current_state.lock().unwrap_or_else(|e| e.into_inner());
+            let known: std::collections::HashSet<&str> = current
+                .keys()
+                .map(|(service, _)| service.as_str())
+                .collect();
+            candidates.retain(|s| !known.contains(s));
+            candidates
+        };
+        if empty.is_empty() {
+            return;
+        }
+        let mut by_service = self
+            .rtt_by_service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        for service in empty {
+            let labels = vec![("service", service.to_owned())];
+            by_service.remove(service);
+            self.rtt.remove(&labels);
+            self.degraded.remove(&labels);
+            for state in crate::detector::State::ALL {
+                self.transitions.remove(&vec![
+                    ("service", service.to_owned()),
+                    ("to", state.code().to_owned()),
+                ]);
+            }
         }
     }
 
@@ -559,6 +597,16 @@ mod tests {
         assert!(
             !text.contains("instance=\"-\""),
             "the placeholder gave way to the real instance:\n{text}"
+        );
+        // Forgotten: the instance's series go, and with its last instance
+        // the service's own.
+        metrics.observe(&Update::Forgotten(Arc::new([InstanceKey::new(
+            "orders", "o-1",
+        )])));
+        let text = metrics.encode();
+        assert!(
+            !text.contains("service=\"orders\""),
+            "a forgotten service keeps series:\n{text}"
         );
     }
 }
