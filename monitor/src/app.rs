@@ -331,10 +331,10 @@ async fn fan_out(
             match board.try_send(update.clone()) {
                 Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
                 // The board's states must stay true: a transition (an instance's
-                // or a service's) waits for room, in a task of its own so that
+                // or a service's), or a forgetting, waits for room, in a task of its own so that
                 // nothing else does.
                 Err(mpsc::error::TrySendError::Full(
-                    update @ (Update::Transition(_) | Update::Service(_)),
+                    update @ (Update::Transition(_) | Update::Service(_) | Update::Forgotten(_)),
                 )) => {
                     let board = board.clone();
                     tokio::spawn(async move {

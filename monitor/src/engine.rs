@@ -259,6 +259,9 @@ pub async fn run(
                 if now.saturating_duration_since(last_sweep) >= sweep_every {
                     last_sweep = now;
                     let gone = detector.forget(config.forget_after, now.into_std());
+                    for key in &gone {
+                        replays.forget(key);
+                    }
                     if !gone.is_empty() {
                         info!(count = gone.len(), "forgot instances DOWN or LEFT for {}", humantime::format_duration(config.forget_after));
                         must_send(&updates, Update::Forgotten(gone.into()));

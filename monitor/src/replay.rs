@@ -26,6 +26,11 @@ struct Window {
 }
 
 impl ReplayGuard {
+    /// The monitor forgot the instance: its window goes too.
+    pub fn forget(&mut self, key: &InstanceKey) {
+        self.seen.remove(key);
+    }
+
     /// True the first time `seq` is heard from `key`; false for a replay,
     /// or a seq too old to judge. Only signed echoes reach this, so only
     /// holders of the key can add instances (16 bytes each) to it.
