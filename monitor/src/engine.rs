@@ -199,6 +199,10 @@ pub async fn run(
                 // One reading of the clock for the batch: its messages arrived together.
                 let now = Instant::now();
                 let mut echoes = Vec::new();
+                // Reported after the batch's echoes: a sink that sees an
+                // instance UP has seen the echo that made it so (its RTT,
+                // its phi), as when echoes went out one at a time.
+                let mut transitions = Vec::new();
                 for Incoming { message, .. } in batch {
                     match message {
                         Message::Echo(echo) => {
@@ -234,10 +238,10 @@ pub async fn run(
                                 let phi = detector.phi_model(service, instance);
                                 echoes.push(EchoSeen { key, seq: echo.seq, rtt: outcome.rtt, phi, at: now });
                             }
-                            emit_all(outcome.transitions);
+                            transitions.extend(outcome.transitions);
                         }
                         Message::Goodbye(bye) => {
-                            emit_all(detector.goodbye(&bye.service, &bye.instance, now.into_std()).into_iter().collect());
+                            transitions.extend(detector.goodbye(&bye.service, &bye.instance, now.into_std()));
                         }
                         Message::Ping(ping) => debug!(monitor = %ping.monitor, "ignored a ping sent to a monitor"),
                     }
@@ -245,6 +249,7 @@ pub async fn run(
                 if !echoes.is_empty() {
                     emit(Update::Echoes(echoes.into()));
                 }
+                emit_all(transitions);
             }
             scheduled = checks.tick() => {
                 let now = Instant::now();
