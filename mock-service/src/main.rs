@@ -62,8 +62,7 @@ struct Cli {
 /// A fleet larger than this belongs in several processes (and a broker cluster).
 const MAX_COUNT: i64 = 100_000;
 
-// One worker: see orchestrator_lib::runtime.
-#[tokio::main(flavor = "multi_thread", worker_threads = 1)]
+#[tokio::main]
 async fn main() -> ExitCode {
     orchestrator_lib::abort_on_panic();
     let cli: Cli = match heartbeat_config::parse_flags() {

@@ -317,8 +317,8 @@ fn spawn_past_loader(
 /// Hand each engine update to the display and to the sinks that want it.
 /// Every hand-off is a `try_send`: a sink that falls behind loses updates
 /// (and counts them), it never slows the engine. The status board's lost
-/// updates are counted in `heartbeat_updates_dropped_total`, and it never
-/// loses a transition.
+/// updates are counted in `heartbeat_updates_dropped_total`; neither it nor
+/// the display loses a transition (one waits for room in a task of its own).
 async fn fan_out(
     mut engine: mpsc::Receiver<Update>,
     display: mpsc::Sender<Update>,
@@ -350,7 +350,17 @@ async fn fan_out(
         if let Some(history) = &history {
             history.offer(&update);
         }
-        let _ = display.try_send(update);
+        // Headless, the display is the JSON lines a script reads: a
+        // transition waits for room, like the board's, in a task of its own.
+        if let Err(mpsc::error::TrySendError::Full(
+            update @ (Update::Transition(_) | Update::Service(_)),
+        )) = display.try_send(update)
+        {
+            let display = display.clone();
+            tokio::spawn(async move {
+                let _ = display.send(update).await;
+            });
+        }
     }
 }
 

@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         // A one-shot HTTP request: no runtime, no logs, only the verdict.
         return monitor::check::run(args);
     }
-    match orchestrator_lib::runtime() {
+    match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(watch(cli)),
         Err(error) => {
             eprintln!("monitor: cannot start the async runtime: {error}");

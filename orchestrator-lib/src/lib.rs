@@ -11,7 +11,6 @@
 //! - `responder`: the ready-made heartbeat responder a service embeds in a few lines.
 //! - `monitor_book`: whom a responder answers and how often: its defence against floods.
 //! - `signals`: one shutdown token cancelled by Ctrl+C or SIGTERM; a panic ends the process.
-//! - `runtime`: the one async runtime both binaries use, and why it has one worker.
 //! - `logging`: one way to set up logs: `RUST_LOG`, `NO_COLOR`, the AMQP client capped.
 //! - `error`: the library's typed [`Error`].
 //!
@@ -34,7 +33,6 @@ mod error;
 mod logging;
 mod monitor_book;
 mod responder;
-mod runtime;
 mod signals;
 pub mod signing;
 mod topology;
@@ -46,7 +44,6 @@ pub use broker_url::{BrokerUrl, BrokerUrls, redact_credentials_in};
 pub use error::Error;
 pub use logging::{init_logging, use_colour};
 pub use responder::{Faults, Identity, respond, respond_fleet};
-pub use runtime::runtime;
 pub use signals::{abort_on_panic, cancel_on_shutdown_signal};
 pub use signing::Keys;
 pub use topology::{Endpoint, PING_EXCHANGE, Role};

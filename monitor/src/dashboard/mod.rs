@@ -127,6 +127,8 @@ pub async fn run(
     };
     input_thread.stop.store(true, Ordering::Relaxed);
     drop(terminal);
+    // Closed first, so an input thread blocked on a full channel wakes and ends.
+    drop(input);
     let _ = input_thread.handle.join();
     outcome
 }

@@ -344,7 +344,7 @@ impl Session {
         let mut batch = Vec::new();
         let mut next = first;
         let mut taken = 0;
-        loop {
+        let outcome = loop {
             match next {
                 Some((to, Some(Ok(delivery)))) => {
                     let reply_to = delivery
@@ -363,21 +363,23 @@ impl Session {
                     );
                     self.acks.add(delivery.delivery_tag);
                 }
-                Some((_, Some(Err(error)))) => return Err(error),
-                Some((_, None)) | None => return Err(lost("the broker cancelled our consumer")),
+                Some((_, Some(Err(error)))) => break Err(error),
+                Some((_, None)) | None => break Err(lost("the broker cancelled our consumer")),
             }
             taken += 1;
             if taken == MAX_BATCH {
-                break;
+                break Ok(());
             }
             // Only what is already here: never wait to fill a batch.
             match self.deliveries.next().now_or_never() {
                 Some(delivery) => next = delivery,
-                None => break,
+                None => break Ok(()),
             }
-        }
+        };
+        // What arrived before a failure is handed on all the same: a
+        // goodbye in it is still a goodbye.
         p.deliver(batch).await;
-        Ok(())
+        outcome
     }
 
     async fn publish(&self, outgoing: Outgoing, stats: &LinkStats) -> lapin::Result<()> {
@@ -570,19 +572,32 @@ fn describe(error: &lapin::Error, endpoints: &[Endpoint]) -> String {
     error.to_string()
 }
 
-/// Add `heartbeat=` and `frame_max=` unless the URL sets its own.
+/// Add `heartbeat=` and `frame_max=` to the query unless it sets its own.
+/// Only the query is looked at (a password may say anything), and a
+/// fragment stays last, where it cannot swallow what is added.
 fn with_defaults(url: &str) -> String {
+    let (url, fragment) = match url.split_once('#') {
+        Some((url, fragment)) => (url, Some(fragment)),
+        None => (url, None),
+    };
     let mut url = url.to_owned();
     for (option, value) in [
         ("heartbeat", DEFAULT_HEARTBEAT_SECS.to_string()),
         ("frame_max", DEFAULT_FRAME_MAX.to_string()),
     ] {
-        if !url.contains(&format!("{option}=")) {
+        let query = url.split_once('?').map_or("", |(_, query)| query);
+        let given = query
+            .split('&')
+            .any(|pair| pair.split('=').next() == Some(option));
+        if !given {
             let separator = if url.contains('?') { '&' } else { '?' };
             url = format!("{url}{separator}{option}={value}");
         }
     }
-    url
+    match fragment {
+        Some(fragment) => format!("{url}#{fragment}"),
+        None => url,
+    }
 }
 
 #[cfg(test)]
@@ -602,6 +617,11 @@ mod tests {
         assert_eq!(
             with_defaults("amqp://h/v?heartbeat=30"),
             "amqp://h/v?heartbeat=30&frame_max=131072"
+        );
+        // A password is not the query; a fragment stays last.
+        assert_eq!(
+            with_defaults("amqp://u:heartbeat=1@h/v#x"),
+            "amqp://u:heartbeat=1@h/v?heartbeat=10&frame_max=131072#x"
         );
     }
 }

@@ -371,11 +371,16 @@ impl Plumbing {
 
     /// Hand a batch of accepted messages to the inbox, waiting for room: a
     /// reader that falls behind slows the link's reading, not its judgement
-    /// of what it reads.
+    /// of what it reads. Not past a close, though: an owner that has stopped
+    /// reading and waits in [`Closer::close`] must not wait on us forever.
     async fn deliver(&self, batch: Vec<Incoming>) {
-        if !batch.is_empty() {
+        if batch.is_empty() {
+            return;
+        }
+        tokio::select! {
             // The owner may have dropped the inbox; a publish-only link is fine.
-            let _ = self.inbox_tx.send(batch).await;
+            _ = self.inbox_tx.send(batch) => {}
+            _ = self.token.cancelled() => {}
         }
     }
 
