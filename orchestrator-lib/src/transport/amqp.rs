@@ -170,13 +170,14 @@ struct PendingAcks {
     /// everything below it, including deliveries that the merged stream of
     /// several consumers yields out of order.
     settled: u64,
-    /// Held back at most this long: see [`LinkOptions::ack_delay`].
-    delay: Duration,
+    /// Held back at most this long; `None`: nothing is acked (see
+    /// [`LinkOptions::ack_delay`]).
+    delay: Option<Duration>,
     since: Option<tokio::time::Instant>,
 }
 
 impl PendingAcks {
-    fn new(delay: Duration) -> Self {
+    fn new(delay: Option<Duration>) -> Self {
         Self {
             highest: None,
             settled: 0,
@@ -186,7 +187,7 @@ impl PendingAcks {
     }
 
     fn add(&mut self, tag: u64) {
-        if tag > self.settled {
+        if self.delay.is_some() && tag > self.settled {
             self.highest = Some(self.highest.map_or(tag, |h| h.max(tag)));
             self.since.get_or_insert_with(tokio::time::Instant::now);
         }
@@ -194,7 +195,7 @@ impl PendingAcks {
 
     /// When the held-back acknowledgements are due, if any are held back.
     fn due_at(&self) -> Option<tokio::time::Instant> {
-        self.since.map(|since| since + self.delay)
+        Some(self.since? + self.delay?)
     }
 
     /// Send what is held back, if anything is.
@@ -282,7 +283,10 @@ impl Session {
                 .basic_consume(
                     endpoint.queue.as_str().into(),
                     tag.as_str().into(),
-                    BasicConsumeOptions::default(),
+                    BasicConsumeOptions {
+                        no_ack: options.ack_delay.is_none(),
+                        ..Default::default()
+                    },
                     FieldTable::default(),
                 )
                 .await?;
@@ -325,7 +329,7 @@ impl Session {
                 _ = sleep_until(acks_due), if acks_due.is_some() => self.acks.flush(&self.channel).await?,
                 delivery = self.deliveries.next() => {
                     self.take_batch(delivery, p).await?;
-                    if self.acks.delay.is_zero() {
+                    if self.acks.delay == Some(Duration::ZERO) {
                         self.acks.flush(&self.channel).await?;
                     }
                 }

@@ -32,9 +32,14 @@ pub struct LinkOptions {
     pub prefetch: u16,
     /// How long acknowledgements may be held back and sent as one
     /// (`multiple`). Zero: each batch of deliveries is acknowledged as soon
-    /// as it has been handed on. See [`LinkOptions::service`] for why a
-    /// service must not wait.
-    pub ack_delay: Duration,
+    /// as it has been handed on (see [`LinkOptions::service`] for why a
+    /// service must not wait). `None`: consumed without acknowledgements,
+    /// as the monitor's queue is: it is exclusive, so a message unread when
+    /// the connection dies dies with it whatever was acked, and an echo is
+    /// worthless after a reconnect anyway. Measured, an ack window also
+    /// throttled the broker's deliveries once it was busy (10,000 services:
+    /// a backlog of 240,000 and every service DOWN).
+    pub ack_delay: Option<Duration>,
     /// Messages waiting to be published before new ones are dropped.
     pub outgoing_capacity: usize,
     /// Shown in the broker's management UI next to the connection.
@@ -54,10 +59,8 @@ impl Default for LinkOptions {
         Self {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(5),
-            // Room for the acknowledgements held back for `ack_delay`: at
-            // 10,000 echoes a second, 50 ms is 500 deliveries.
-            prefetch: 2048,
-            ack_delay: Duration::from_millis(50),
+            prefetch: 256,
+            ack_delay: None,
             outgoing_capacity: 1024,
             connection_name: "heartbeat".into(),
             max_body: wire::DEFAULT_MAX_BODY,
@@ -76,7 +79,7 @@ impl LinkOptions {
     pub fn service() -> Self {
         Self {
             prefetch: SERVICE_PREFETCH,
-            ack_delay: Duration::ZERO,
+            ack_delay: Some(Duration::ZERO),
             ..Self::default()
         }
     }
