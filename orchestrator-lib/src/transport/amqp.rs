@@ -63,13 +63,18 @@ pub(super) async fn run(
     let connect_timeout = CONNECT_TIMEOUT + PER_QUEUE_SETUP * endpoints.len() as u32;
     // Since when our queue has been held by another connection, attempt after attempt.
     let mut locked_since: Option<std::time::Instant> = None;
+    let connect_to: Vec<String> = urls
+        .as_slice()
+        .iter()
+        .map(|url| with_defaults(url.expose_secret()))
+        .collect();
     loop {
         let url = &urls.as_slice()[at];
-        let connect_to = with_defaults(url.expose_secret());
+        let connect_to = &connect_to[at];
         let opened = tokio::select! {
             biased;
             _ = p.token.cancelled() => break,
-            opened = tokio::time::timeout(connect_timeout, Session::open(&connect_to, &endpoints, &options)) => opened,
+            opened = tokio::time::timeout(connect_timeout, Session::open(connect_to, &endpoints, &options)) => opened,
         };
         let error = match opened {
             Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
@@ -152,7 +157,8 @@ struct Session {
     deliveries: Deliveries,
     events: Pin<Box<dyn Stream<Item = Event> + Send + Sync>>,
     queues: Vec<String>,
-    acks: PendingAcks,
+    /// `None` on a link consumed without acks.
+    acks: Option<PendingAcks>,
 }
 
 /// Acknowledgements not yet sent. One `basic.ack` with `multiple` settles
@@ -163,51 +169,29 @@ struct Session {
 /// nobody declares. Acking everything is also what makes `multiple` safe:
 /// a reject of a tag a `multiple` ack already settled would close the
 /// channel.
+#[derive(Debug, Default)]
 struct PendingAcks {
     /// Tags are per channel and increase in the order the broker sends.
     highest: Option<u64>,
     /// The highest tag already acknowledged: a `multiple` ack has settled
     /// everything below it, including deliveries that the merged stream of
-    /// several consumers yields out of order.
+    /// several consumers yields out of order (acking one of those again
+    /// would close the channel).
     settled: u64,
-    /// Held back at most this long; `None`: nothing is acked (see
-    /// [`LinkOptions::ack_delay`]).
-    delay: Option<Duration>,
-    since: Option<tokio::time::Instant>,
 }
 
 impl PendingAcks {
-    fn new(delay: Option<Duration>) -> Self {
-        Self {
-            highest: None,
-            settled: 0,
-            delay,
-            since: None,
-        }
-    }
-
     fn add(&mut self, tag: u64) {
-        if self.delay.is_some() && tag > self.settled {
+        if tag > self.settled {
             self.highest = Some(self.highest.map_or(tag, |h| h.max(tag)));
-            self.since.get_or_insert_with(tokio::time::Instant::now);
         }
     }
 
-    /// When the held-back acknowledgements are due, if any are held back.
-    fn due_at(&self) -> Option<tokio::time::Instant> {
-        Some(self.since? + self.delay?)
-    }
-
-    /// Send what is held back, if anything is.
-    async fn flush(&mut self, channel: &Channel) -> lapin::Result<()> {
-        let Some(tag) = self.highest.take() else {
-            return Ok(());
-        };
-        self.since = None;
+    /// The tag to acknowledge with `multiple` now, if any is unsettled.
+    fn take(&mut self) -> Option<u64> {
+        let tag = self.highest.take()?;
         self.settled = tag;
-        channel
-            .basic_ack(tag, BasicAckOptions { multiple: true })
-            .await
+        Some(tag)
     }
 }
 
@@ -284,7 +268,7 @@ impl Session {
                     endpoint.queue.as_str().into(),
                     tag.as_str().into(),
                     BasicConsumeOptions {
-                        no_ack: options.ack_delay.is_none(),
+                        no_ack: !options.ack,
                         ..Default::default()
                     },
                     FieldTable::default(),
@@ -301,15 +285,13 @@ impl Session {
             deliveries,
             events,
             queues: endpoints.iter().map(|e| e.queue.clone()).collect(),
-            acks: PendingAcks::new(options.ack_delay),
+            acks: options.ack.then(PendingAcks::default),
         })
     }
 
     /// Pump messages both ways until the link is closed (`Ok`) or lost (`Err`).
     async fn serve(&mut self, p: &mut Plumbing) -> lapin::Result<()> {
         loop {
-            // With nothing held back this is a date that never comes.
-            let acks_due = self.acks.due_at();
             tokio::select! {
                 biased;
                 _ = p.token.cancelled() => return Ok(()),
@@ -326,11 +308,10 @@ impl Session {
                     Some(_) => {}
                     None => return Err(lost("the connection's event stream ended")),
                 },
-                _ = sleep_until(acks_due), if acks_due.is_some() => self.acks.flush(&self.channel).await?,
                 delivery = self.deliveries.next() => {
                     self.take_batch(delivery, p).await?;
-                    if self.acks.delay == Some(Duration::ZERO) {
-                        self.acks.flush(&self.channel).await?;
+                    if let Some(tag) = self.acks.as_mut().and_then(PendingAcks::take) {
+                        self.channel.basic_ack(tag, BasicAckOptions { multiple: true }).await?;
                     }
                 }
                 Some(outgoing) = p.out_rx.recv() => self.publish(outgoing, &p.stats).await?,
@@ -356,7 +337,11 @@ impl Session {
                         .reply_to()
                         .as_ref()
                         .map(ToString::to_string);
-                    let mac = mac_header(&delivery.properties);
+                    // Without keys the MAC is never read (ARCHITECTURE's invariant).
+                    let mac = p
+                        .keys
+                        .as_ref()
+                        .and_then(|_| mac_header(&delivery.properties));
                     p.accept(
                         &delivery.data,
                         mac,
@@ -365,7 +350,9 @@ impl Session {
                         &self.queues[to],
                         &mut batch,
                     );
-                    self.acks.add(delivery.delivery_tag);
+                    if let Some(acks) = &mut self.acks {
+                        acks.add(delivery.delivery_tag);
+                    }
                 }
                 Some((_, Some(Err(error)))) => break Err(error),
                 Some((_, None)) | None => break Err(lost("the broker cancelled our consumer")),
@@ -445,14 +432,6 @@ fn mac_header(properties: &BasicProperties) -> Option<&[u8]> {
         AMQPValue::LongString(text) => Some(text.as_bytes()),
         AMQPValue::ByteArray(bytes) => Some(bytes.as_slice()),
         _ => None,
-    }
-}
-
-/// `select!` needs a future even when its branch is disabled.
-async fn sleep_until(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => future::pending().await,
     }
 }
 
@@ -607,6 +586,22 @@ fn with_defaults(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multiple_ack_never_names_a_settled_tag_again() {
+        let mut acks = PendingAcks::default();
+        assert_eq!(acks.take(), None);
+        // The merged stream of several consumers yields 1 and 3 first...
+        acks.add(1);
+        acks.add(3);
+        assert_eq!(acks.take(), Some(3));
+        // ...then 2, which the ack of 3 already settled.
+        acks.add(2);
+        assert_eq!(acks.take(), None);
+        acks.add(5);
+        acks.add(4);
+        assert_eq!(acks.take(), Some(5));
+    }
 
     #[test]
     fn heartbeat_and_frame_max_are_added_once() {

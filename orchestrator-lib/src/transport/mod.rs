@@ -30,16 +30,15 @@ pub struct LinkOptions {
     pub reconnect_max: Duration,
     /// Unacknowledged deliveries the broker may push before waiting for acks.
     pub prefetch: u16,
-    /// How long acknowledgements may be held back and sent as one
-    /// (`multiple`). Zero: each batch of deliveries is acknowledged as soon
-    /// as it has been handed on (see [`LinkOptions::service`] for why a
-    /// service must not wait). `None`: consumed without acknowledgements,
-    /// as the monitor's queue is: it is exclusive, so a message unread when
-    /// the connection dies dies with it whatever was acked, and an echo is
-    /// worthless after a reconnect anyway. Measured, an ack window also
-    /// throttled the broker's deliveries once it was busy (10,000 services:
-    /// a backlog of 240,000 and every service DOWN).
-    pub ack_delay: Option<Duration>,
+    /// Acknowledge deliveries, one `multiple` ack per batch handed on (a
+    /// service: see [`LinkOptions::service`]). Off, the queue is consumed
+    /// without acknowledgements, as the monitor's is: it is exclusive, so a
+    /// message unread when the connection dies dies with it whatever was
+    /// acked, and an echo is worthless after a reconnect anyway. Measured,
+    /// an ack window (acks held back 50 ms, prefetch 2,048) throttled the
+    /// broker's deliveries once it was busy (10,000 services: a backlog of
+    /// 240,000 and every service DOWN).
+    pub ack: bool,
     /// Messages waiting to be published before new ones are dropped.
     pub outgoing_capacity: usize,
     /// Shown in the broker's management UI next to the connection.
@@ -60,7 +59,7 @@ impl Default for LinkOptions {
             reconnect_min: Duration::from_millis(250),
             reconnect_max: Duration::from_secs(5),
             prefetch: 256,
-            ack_delay: None,
+            ack: false,
             outgoing_capacity: 1024,
             connection_name: "heartbeat".into(),
             max_body: wire::DEFAULT_MAX_BODY,
@@ -79,7 +78,7 @@ impl LinkOptions {
     pub fn service() -> Self {
         Self {
             prefetch: SERVICE_PREFETCH,
-            ack_delay: Some(Duration::ZERO),
+            ack: true,
             ..Self::default()
         }
     }
