@@ -228,8 +228,10 @@ pub async fn run(
                             if detector.len() >= config.max_instances && detector.get(service, instance).is_none() {
                                 stats.count_rejected(RejectReason::InstanceCap);
                                 capped.warn(format_args!(
-                                    "already tracking {} instances (max_instances); refused {}/{}",
-                                    detector.len(), shown(service), shown(instance)
+                                    // Names passed wire's name rule: nothing to escape or cut,
+                                    // and nothing is formatted unless the line is written.
+                                    "already tracking {} instances (max_instances); refused {service:?}/{instance:?}",
+                                    detector.len()
                                 ));
                                 continue;
                             }
@@ -291,12 +293,6 @@ pub async fn run(
     info!(pings = seq, rejected = %rejected.join(" "), "monitor stopping");
     closer.close().await;
     outcome
-}
-
-/// A name off the wire, cut and escaped for a log line.
-fn shown(name: &str) -> String {
-    let cut: String = name.chars().take(64).collect();
-    format!("{cut:?}")
 }
 
 fn report_service(updates: &mpsc::Sender<Update>, change: ServiceChange) {

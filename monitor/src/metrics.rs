@@ -299,12 +299,16 @@ impl Metrics {
                 {
                     // Only an echo of a recent ping is a round trip, and a heartbeat for phi.
                     let Some(rtt) = rtt else { continue };
-                    match (phi, models.get_mut(key)) {
-                        (Some(model), Some(known)) => *known = (*model, *at),
-                        (Some(model), None) => {
-                            models.insert(key.clone(), (*model, *at));
-                        }
-                        (None, _) => {
+                    match phi {
+                        Some(model) => match models.get_mut(key) {
+                            Some(known) => *known = (*model, *at),
+                            None => {
+                                models.insert(key.clone(), (*model, *at));
+                            }
+                        },
+                        // Fixed mode keeps no model: no key to hash per echo.
+                        None if models.is_empty() => {}
+                        None => {
                             models.remove(key);
                         }
                     }

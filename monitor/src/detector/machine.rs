@@ -247,12 +247,7 @@ impl Detector {
     }
 
     pub fn policy_for(&self, service: &str) -> &Policy {
-        let index = self
-            .policy_by_service
-            .get(&service.to_lowercase())
-            .copied()
-            .unwrap_or(0);
-        &self.policies[index]
+        &self.policies[self.policy_index(service)]
     }
 
     /// A stall of our own loop longer than this makes every verdict stale.
@@ -407,6 +402,10 @@ impl Detector {
     }
 
     fn policy_index(&self, service: &str) -> usize {
+        // Asked once per echo: no lower-cased copy when no service has its own.
+        if self.policy_by_service.is_empty() {
+            return 0;
+        }
         self.policy_by_service
             .get(&service.to_lowercase())
             .copied()

@@ -69,7 +69,12 @@ impl Aggregator {
         out: &mut Vec<Minute>,
     ) {
         self.roll(now_ms, out);
-        let acc = self.accs.entry(key.clone()).or_default();
+        // Looked up before an entry is made: a clone of the key per echo is
+        // two allocations for an instance that is nearly always known.
+        let acc = match self.accs.get_mut(key) {
+            Some(acc) => acc,
+            None => self.accs.entry(key.clone()).or_default(),
+        };
         acc.echoes += 1;
         if let Some(rtt) = rtt {
             acc.rtts_ms.push(rtt.as_secs_f64() * 1e3);
