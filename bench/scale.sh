@@ -21,10 +21,15 @@
 #        MONITOR_BIN=... to measure another build of the monitor.
 #        BARE=no to leave the floor out: it doubles the pings the fleet
 #        answers, which a 2-core box cannot carry at 10,000 services.
+#        MONITOR_ENV="..." for the monitor's environment (default: history
+#        off, MONITOR__HISTORY__PATH=; set it empty for a build without
+#        history, which rejects that setting).
 set -u
 cd "$(dirname "$0")/.."
 n=${1:-2000} secs=${2:-60} mode=${3:-headless}
 mon=${MONITOR_BIN:-target/release/monitor}
+monitor_env=${MONITOR_ENV-MONITOR__HISTORY__PATH=}
+bare_wanted=${BARE:-yes}
 mock=target/release/mock-service bare=target/release/bare-consumer
 cargo build --release -q -p monitor -p mock-service -p heartbeat-bench || exit 1
 ctl() { rabbitmqctl -q "$@"; }
@@ -47,14 +52,14 @@ trap cleanup EXIT
 # The monitor keeps no history here: the store is measured by its own figures.
 if [ "$mode" = dashboard ]; then
   tmux new-session -d -s "$session" -x 160 -y 45 \
-    "exec env MONITOR__HISTORY__PATH= $mon --url '$url' --id $id --log-file $work/monitor.log"
+    "exec env $monitor_env $mon --url '$url' --id $id --log-file $work/monitor.log"
   # exec: the pane's process is the monitor itself.
   mpid=$(tmux display-message -p -t "$session" '#{pane_pid}')
 else
-  MONITOR__HISTORY__PATH= "$mon" --headless --url "$url" --id "$id" >"$work/lines" 2>"$work/monitor.log" &
+  env $monitor_env "$mon" --headless --url "$url" --id "$id" >"$work/lines" 2>"$work/monitor.log" &
   mpid=$!
 fi
-if [ "${BARE:-yes}" = no ]; then
+if [ "$bare_wanted" = no ]; then
   bpid=$$  # this shell stands in, so the reads below still work
   echo "0 0" >"$work/bare"
 else
@@ -116,10 +121,11 @@ mq=$(awk -v q="heartbeat.monitor.$id" '$1 == q && $2 > m {m = $2} END {print m +
 bq=$(awk '$1 ~ /^heartbeat.monitor.bare-/ && $2 > m {m = $2} END {print m + 0}' "$work/depths")
 awk -v n="$n" -v mode="$mode" -v m1="$m1" -v m2="$m2" -v b1="$b1" -v b2="$b2" -v f1="$f1" -v f2="$f2" \
     -v e1="$e1" -v e2="$e2" -v t1="$t1" -v t2="$t2" -v tck="$(getconf CLK_TCK)" -v rss="$rss" \
-    -v mq="$mq" -v bq="$bq" -v down="$((downs_after - downs_before))" -v key="$key_ms" 'BEGIN {
+    -v mq="$mq" -v bq="$bq" -v bare="$bare_wanted" -v down="$((downs_after - downs_before))" -v key="$key_ms" 'BEGIN {
   el = t2 - t1; echoes = e2 - e1   # the bare consumer counts; the monitor hears the same fleet
   pingers = 2
-  if (echoes == 0) { echoes = n * el; pingers = 1 }   # BARE=no: one echo a second each
+  if (bare == "no") { echoes = n * el; pingers = 1 }   # one echo a second each
+  else if (echoes == 0) { print "scale.sh: the bare consumer counted no echoes (HEARTBEAT_KEY set?)" > "/dev/stderr"; exit 1 }
   m = (m2 - m1) / tck * 1e6 / echoes; b = (pingers == 2) ? (b2 - b1) / tck * 1e6 / echoes : 0
   # The fleet answers both the monitor and the bare consumer.
   f = (f2 - f1) / tck * 1e6 / (pingers * echoes)
