@@ -237,44 +237,19 @@ fn a_bad_message_on_the_wire_is_counted_dropped_and_monitoring_goes_on() {
         vec![b'{'; 200_000],
     ];
     let queue = format!("heartbeat.monitor.{id}");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        use lapin::{
-            BasicProperties, Connection, ConnectionProperties, options::BasicPublishOptions,
-        };
-        let connection = Connection::connect(BROKER, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        // A flood to the monitor: it is all counted, but logged at a limited
-        // rate. Each kind three times to every service on the broker.
-        let to_monitor = kinds
-            .iter()
-            .cycle()
-            .take(300)
-            .map(|body| ("", queue.as_str(), body));
-        let to_services = kinds
-            .iter()
-            .cycle()
-            .take(3 * kinds.len())
-            .map(|body| ("heartbeat.ping", "", body));
-        for (exchange, routing_key, body) in to_monitor.chain(to_services) {
-            channel
-                .basic_publish(
-                    exchange.into(),
-                    routing_key.into(),
-                    BasicPublishOptions::default(),
-                    body,
-                    BasicProperties::default().with_reply_to(queue.as_str().into()),
-                )
-                .await
-                .unwrap();
-        }
-        connection.close(200, "done".into()).await.unwrap();
-    });
+    // A flood to the monitor: it is all counted, but logged at a limited
+    // rate. Each kind three times to every service on the broker.
+    let to_monitor = kinds
+        .iter()
+        .cycle()
+        .take(300)
+        .map(|body| ("", queue.as_str(), body.as_slice()));
+    let to_services = kinds
+        .iter()
+        .cycle()
+        .take(3 * kinds.len())
+        .map(|body| ("heartbeat.ping", "", body.as_slice()));
+    publish_raw(BROKER, to_monitor.chain(to_services), Some(&queue));
     monitor.wait_stderr(Duration::from_secs(5), "dropped a bad message");
     early_mock.wait_stderr(Duration::from_secs(5), "dropped a bad message");
 

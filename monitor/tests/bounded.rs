@@ -16,13 +16,8 @@ const CAP: usize = 20;
 
 /// `heartbeat_messages_rejected_total{reason="..."}` in `/metrics`.
 fn rejected(base: &str, reason: &str) -> f64 {
-    let (_, metrics) = http_get(&format!("{base}/metrics")).expect("metrics answer");
-    let series = format!("heartbeat_messages_rejected_total{{reason=\"{reason}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    let series = format!("heartbeat_messages_rejected_total{{reason=\"{reason}\"}}");
+    metric(base, &series).unwrap_or(0.0)
 }
 
 /// The status document's rows whose service starts with `prefix`.
@@ -34,36 +29,6 @@ fn rows(base: &str, prefix: &str) -> Vec<Value> {
         .filter(|e| e["service"].as_str().is_some_and(|s| s.starts_with(prefix)))
         .cloned()
         .collect()
-}
-
-/// Publish one body straight to a queue, as anyone on the broker could.
-fn publish(url: &str, queue: &str, body: &[u8]) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        use lapin::{
-            BasicProperties, Connection, ConnectionProperties, options::BasicPublishOptions,
-        };
-        let connection = Connection::connect(url, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        channel
-            .basic_publish(
-                "".into(),
-                queue.into(),
-                BasicPublishOptions::default(),
-                body,
-                BasicProperties::default(),
-            )
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-        connection.close(200, "done".into()).await.unwrap();
-    });
 }
 
 #[test]
@@ -98,13 +63,7 @@ fn tracked_instances_are_capped_forgotten_when_gone_and_unknown_seqs_dropped() {
         .args(["--interval", &format!("{INTERVAL_MS}ms")])
         .args(["--timeout", &format!("{TIMEOUT_MS}ms")]);
     let mut monitor = Proc::spawn("monitor", command);
-    let marker = "status API and page on http://";
-    monitor.wait_stderr(Duration::from_secs(10), marker);
-    let base = {
-        let stderr = monitor.stderr();
-        let rest = &stderr[stderr.find(marker).unwrap() + marker.len()..];
-        format!("http://{}", rest.split('/').next().unwrap())
-    };
+    let base = monitor.listen_base();
 
     // A fleet three times the cap: the cap is tracked, the rest refused.
     let fleet = unique("crowd");
@@ -174,7 +133,8 @@ fn tracked_instances_are_capped_forgotten_when_gone_and_unknown_seqs_dropped() {
     let body = format!(
         r#"{{"v":1,"type":"echo","service":"{forged}","instance":"f-1","monitor":"{id}","seq":999999999}}"#
     );
-    publish(&url, &format!("heartbeat.monitor.{id}"), body.as_bytes());
+    let queue = format!("heartbeat.monitor.{id}");
+    publish_raw(&url, [("", queue.as_str(), body.as_bytes())], None);
     wait_for(Duration::from_secs(5), "the forged echo counted", || {
         (rejected(&base, "unknown_seq") > before).then_some(())
     });

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -18,23 +17,6 @@ const DELIVERED_WITHIN: Duration = Duration::from_secs(10);
 
 fn service_line<'a>(service: &'a str, to: &'a str) -> impl Fn(&Value) -> bool + 'a {
     move |v| v["kind"] == "service" && v["service"] == service && v["to"] == to
-}
-
-/// The lines of `path` about `service`, once there are `n`.
-fn wait_lines(path: &PathBuf, service: &str, n: usize) -> Vec<String> {
-    wait_for(
-        DELIVERED_WITHIN,
-        &format!("{n} lines in {}", path.display()),
-        || {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            let lines: Vec<String> = text
-                .lines()
-                .filter(|line| line.contains(service))
-                .map(str::to_owned)
-                .collect();
-            (lines.len() >= n).then_some(lines)
-        },
-    )
 }
 
 #[test]
@@ -74,13 +56,7 @@ fn a_service_below_its_instances_is_degraded_everywhere_then_full_again() {
         ],
         &[("MONITOR__HISTORY__PATH", db.to_str().unwrap())],
     );
-    let marker = "status API and page on http://";
-    monitor.wait_stderr(Duration::from_secs(10), marker);
-    let base = {
-        let stderr = monitor.stderr();
-        let rest = &stderr[stderr.find(marker).unwrap() + marker.len()..];
-        format!("http://{}", rest.split('/').next().unwrap())
-    };
+    let base = monitor.listen_base();
 
     let mut first = mock(BROKER, &name, "d-1", &[]);
     let mut second = mock(BROKER, &name, "d-2", &[]);
@@ -147,7 +123,7 @@ fn a_service_below_its_instances_is_degraded_everywhere_then_full_again() {
         r.path == "/hook" && hook_event(&name, "reminder")(r)
     });
     // The command.
-    let lines = wait_lines(&log, &name, 1);
+    let lines = wait_lines(&log, &name, 1, DELIVERED_WITHIN);
     assert_eq!(lines[0], format!("firing service {name} [] 1/2"));
     // Alertmanager: one alert for the service, without an instance label.
     let about = |status: &'static str| {
@@ -210,7 +186,7 @@ fn a_service_below_its_instances_is_degraded_everywhere_then_full_again() {
         ),
         (Some("full"), Some("degraded"))
     );
-    let lines = wait_lines(&log, &name, 2);
+    let lines = wait_lines(&log, &name, 2, DELIVERED_WITHIN);
     assert_eq!(lines[1], format!("resolved service {name} [] 2/2"));
     hook.wait(
         Duration::from_secs(15),

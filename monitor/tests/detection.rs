@@ -31,7 +31,8 @@ fn is_service(name: &str) -> impl Fn(&Value) -> bool + '_ {
 
 #[test]
 fn a_hung_service_is_suspect_then_down_with_phi_and_up_after_sigcont_with_no_stale_echo() {
-    let mut monitor = monitor(BROKER, &["--mode", "phi"]);
+    let mut monitor = monitor(BROKER, &["--mode", "phi", "--listen", "127.0.0.1:0"]);
+    let base = monitor.listen_base();
     let name = unique("stopped");
     let service = mock(BROKER, &name, "s-1", &[]);
     monitor.wait_json(
@@ -39,8 +40,18 @@ fn a_hung_service_is_suspect_then_down_with_phi_and_up_after_sigcont_with_no_sta
         "first seen",
         transition(&name, "up", "first_seen"),
     );
-    // Let phi learn the rhythm.
-    std::thread::sleep(Duration::from_secs(2));
+    // Let phi learn the rhythm: a few echoes, each moving `last_echo` on.
+    let mut heard: Vec<String> = Vec::new();
+    wait_for(UP_WITHIN, "three more echoes", || {
+        let document = status_document(&base);
+        let last = status_entry(&document, &name)?["last_echo"]
+            .as_str()?
+            .to_owned();
+        if heard.last() != Some(&last) {
+            heard.push(last);
+        }
+        (heard.len() > 3).then_some(())
+    });
 
     // SIGSTOP: still connected, silent.
     let stopped = now_stamp();
@@ -62,8 +73,12 @@ fn a_hung_service_is_suspect_then_down_with_phi_and_up_after_sigcont_with_no_sta
     assert_eq!(down["from"], "suspect");
     assert!(down["phi"].as_f64().is_some(), "{down}");
 
-    // Paused long enough for several pings to expire unread.
-    std::thread::sleep(Duration::from_secs(2));
+    // Paused long enough for several pings to expire unread: two more sent.
+    let pings = || metric(&base, "heartbeat_pings_sent_total").unwrap_or(0.0);
+    let sent_by_down = pings();
+    wait_for(Duration::from_secs(10), "two more pings", || {
+        (pings() >= sent_by_down + 2.0).then_some(())
+    });
     let resumed = now_stamp();
     service.signal("CONT");
     let up = monitor.wait_json(

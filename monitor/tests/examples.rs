@@ -83,6 +83,13 @@ fn every_example_comes_up_on_a_monitor_and_says_goodbye() {
         );
     }
     fleet.signal("INT");
+    for member in [format!("{shop}-0"), format!("{shop}-1")] {
+        monitor.wait_json(
+            Duration::from_secs(2),
+            "a fleet member left",
+            transition(&member, "left", "left"),
+        );
+    }
     assert!(fleet.wait_exit(Duration::from_secs(5)).success());
 
     // Signed: a monitor with the same key hears it.
@@ -99,6 +106,12 @@ fn every_example_comes_up_on_a_monitor_and_says_goodbye() {
         transition(&payments, "up", "first_seen"),
     );
     signed.signal("INT");
+    // Its goodbye is signed too, or the monitor would refuse it.
+    signed_monitor.wait_json(
+        Duration::from_secs(2),
+        "the signed example left",
+        transition(&payments, "left", "left"),
+    );
     assert!(signed.wait_exit(Duration::from_secs(5)).success());
     // Without a key it says what is missing, and fails.
     let mut unkeyed = example(&dir, "signed", &[&payments, "p-2"], &[]);

@@ -316,23 +316,17 @@ fn the_history_api_returns_a_services_stored_transitions_and_metrics_count_the_w
     // Written in batches once a second: poll until all three (first seen,
     // SUSPECT, DOWN) are there.
     let url = format!("{base}/api/v1/history?service={name}");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let document = loop {
-        let (status, body) = http_get(&url).expect("the history API answers");
-        assert_eq!(status, 200, "{body}");
-        let document: serde_json::Value = serde_json::from_str(&body).unwrap();
-        if document["transitions"]
-            .as_array()
-            .is_some_and(|t| t.len() == 3)
-        {
-            break document;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not all three stored within 5s: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let document = wait_for(
+        Duration::from_secs(5),
+        "all three transitions stored",
+        || {
+            let (status, body) = http_get(&url).expect("the history API answers");
+            assert_eq!(status, 200, "{body}");
+            let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+            let stored = document["transitions"].as_array().map(Vec::len);
+            (stored == Some(3)).then_some(document)
+        },
+    );
     assert_eq!(document["service"], name.as_str());
     let newest = &document["transitions"][0];
     assert_eq!(
@@ -380,10 +374,7 @@ fn the_history_api_returns_a_services_stored_transitions_and_metrics_count_the_w
         metrics.contains("heartbeat_history_store_up 1"),
         "{metrics}"
     );
-    let written = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("heartbeat_history_records_written_total "))
-        .and_then(|v| v.parse::<f64>().ok())
+    let written = metric_in(&metrics, "heartbeat_history_records_written_total")
         .expect("records written in the metrics");
     assert!(written >= 2.0, "{written}");
     assert!(

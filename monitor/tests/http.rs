@@ -561,33 +561,14 @@ fn rejected_messages_are_counted_by_reason_in_the_metrics() {
         .into_bytes()
     };
     let bodies = [b"{not json".to_vec(), echo(2, "x"), echo(1, "")];
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(async {
-        use lapin::{
-            BasicProperties, Connection, ConnectionProperties, options::BasicPublishOptions,
-        };
-        let connection = Connection::connect(BROKER, ConnectionProperties::default())
-            .await
-            .unwrap();
-        let channel = connection.create_channel().await.unwrap();
-        let queue = format!("heartbeat.monitor.{id}");
-        for body in &bodies {
-            channel
-                .basic_publish(
-                    "".into(),
-                    queue.as_str().into(),
-                    BasicPublishOptions::default(),
-                    body,
-                    BasicProperties::default(),
-                )
-                .await
-                .unwrap();
-        }
-        connection.close(200, "done".into()).await.unwrap();
-    });
+    let queue = format!("heartbeat.monitor.{id}");
+    publish_raw(
+        BROKER,
+        bodies
+            .iter()
+            .map(|body| ("", queue.as_str(), body.as_slice())),
+        None,
+    );
     let wanted = [
         "heartbeat_messages_rejected_total{reason=\"not_json\"} 1",
         "heartbeat_messages_rejected_total{reason=\"unsupported_version\"} 1",

@@ -61,30 +61,6 @@ fn wait_down(monitor: &mut Proc, service: &str) {
     );
 }
 
-/// The lines the command target appended to `path` about `service` (the
-/// monitor hears every test's services), once there are `n`.
-fn wait_lines(path: &PathBuf, service: &str, n: usize, within: Duration) -> Vec<String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text
-            .lines()
-            .filter(|line| line.contains(service))
-            .map(str::to_owned)
-            .collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} has {} lines, wanted {n} within {within:?}: {lines:#?}",
-            path.display(),
-            lines.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn webhook_and_command_get_one_down_and_one_recovery_per_kill_and_restart() {
     let mut hook = Hook::start();
@@ -345,13 +321,7 @@ fn receivers_that_are_down_or_hang_do_not_slow_detection() {
         BROKER,
         &["--config", &config.path(), "--listen", "127.0.0.1:0"],
     );
-    let marker = "status API and page on http://";
-    monitor.wait_stderr(Duration::from_secs(10), marker);
-    let base = {
-        let stderr = monitor.stderr();
-        let rest = &stderr[stderr.find(marker).unwrap() + marker.len()..];
-        format!("http://{}", rest.split('/').next().unwrap())
-    };
+    let base = monitor.listen_base();
     let names: Vec<String> = (0..3).map(|i| unique(&format!("unheard{i}"))).collect();
     let mut services: Vec<Proc> = names.iter().map(|n| mock(BROKER, n, "u-1", &[])).collect();
     for name in &names {
@@ -368,13 +338,7 @@ fn receivers_that_are_down_or_hang_do_not_slow_detection() {
     monitor.wait_stderr(Duration::from_secs(10), "notify[0] webhook");
     monitor.wait_stderr(Duration::from_secs(10), "notify[1]: queue full");
     // Counted per target in the metrics.
-    let counter = |metrics: &str, name: &str| -> f64 {
-        metrics
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0.0)
-    };
+    let counter = |metrics: &str, series: &str| metric_in(metrics, series).unwrap_or(0.0);
     let (status, metrics) = http_get(&format!("{base}/metrics")).expect("metrics answer");
     assert_eq!(status, 200);
     assert!(

@@ -104,6 +104,8 @@ pub struct Proc {
     /// Lines read but not yet matched by a wait.
     pending: Vec<String>,
     stderr: Arc<Mutex<String>>,
+    /// Disconnected once the child's stderr is closed and read to the end.
+    stderr_read: Receiver<()>,
 }
 
 impl Proc {
@@ -144,7 +146,10 @@ impl Proc {
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut pipe = child.stderr.take().unwrap();
         let sink = stderr.clone();
+        let (stderr_done, stderr_read) = channel::<()>();
         thread::spawn(move || {
+            // Dropped when the pipe ends: the receiver then sees a disconnect.
+            let _done = stderr_done;
             let mut buf = [0u8; 4096];
             while let Ok(n) = pipe.read(&mut buf) {
                 if n == 0 {
@@ -161,6 +166,7 @@ impl Proc {
             lines,
             pending: Vec::new(),
             stderr,
+            stderr_read,
         }
     }
 
@@ -170,6 +176,16 @@ impl Proc {
 
     pub fn stderr(&self) -> String {
         self.stderr.lock().unwrap().clone()
+    }
+
+    /// The base URL (`http://127.0.0.1:PORT`) of a monitor started with
+    /// `--listen 127.0.0.1:0`, from the line it logs once it serves.
+    pub fn listen_base(&self) -> String {
+        let marker = "status API and page on http://";
+        self.wait_stderr(Duration::from_secs(10), marker);
+        let stderr = self.stderr();
+        let rest = &stderr[stderr.find(marker).unwrap() + marker.len()..];
+        format!("http://{}", rest.split('/').next().unwrap())
     }
 
     /// The next stdout line, within `within`, that is JSON and satisfies
@@ -309,6 +325,13 @@ impl Proc {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // The exit can be seen before the reader thread has read the
+                // last of stderr: wait for the pipe's end, so the caller reads
+                // everything the process wrote.
+                let left = deadline.saturating_duration_since(Instant::now());
+                let _ = self
+                    .stderr_read
+                    .recv_timeout(left.max(Duration::from_secs(1)));
                 return status;
             }
             if Instant::now() >= deadline {
@@ -450,12 +473,7 @@ pub fn http_monitor(url: &str, env: &[(&str, &str)]) -> (Proc, String) {
         ])
         .envs(env.iter().copied());
     let monitor = Proc::spawn(&format!("monitor {id}"), command);
-    let marker = "status API and page on http://";
-    monitor.wait_stderr(Duration::from_secs(10), marker);
-    let stderr = monitor.stderr();
-    let rest = &stderr[stderr.find(marker).unwrap() + marker.len()..];
-    let address = rest.split('/').next().unwrap();
-    let base = format!("http://{address}");
+    let base = monitor.listen_base();
     (monitor, base)
 }
 
@@ -521,4 +539,75 @@ impl Proc {
             })
             .unwrap_or(0)
     }
+}
+
+/// The lines of the file at `path` that mention `needle`, once there are at
+/// least `n` (a command notifier's log, say: every test's services reach it).
+pub fn wait_lines(path: &std::path::Path, needle: &str, n: usize, within: Duration) -> Vec<String> {
+    wait_for(
+        within,
+        &format!("{n} lines about {needle} in {}", path.display()),
+        || {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let lines: Vec<String> = text
+                .lines()
+                .filter(|line| line.contains(needle))
+                .map(str::to_owned)
+                .collect();
+            (lines.len() >= n).then_some(lines)
+        },
+    )
+}
+
+/// Bodies published as anyone on the broker could: no checks, no signing.
+/// Each is `(exchange, routing_key, body)`; `reply_to`, when given, goes on
+/// every one. Returns once the broker has taken them all and the connection
+/// is closed.
+pub fn publish_raw<'a>(
+    url: &str,
+    messages: impl IntoIterator<Item = (&'a str, &'a str, &'a [u8])>,
+    reply_to: Option<&str>,
+) {
+    use lapin::{BasicProperties, Connection, ConnectionProperties, options::BasicPublishOptions};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let connection = Connection::connect(url, ConnectionProperties::default())
+            .await
+            .unwrap();
+        let channel = connection.create_channel().await.unwrap();
+        let mut properties = BasicProperties::default();
+        if let Some(queue) = reply_to {
+            properties = properties.with_reply_to(queue.into());
+        }
+        for (exchange, routing_key, body) in messages {
+            channel
+                .basic_publish(
+                    exchange.into(),
+                    routing_key.into(),
+                    BasicPublishOptions::default(),
+                    body,
+                    properties.clone(),
+                )
+                .await
+                .unwrap();
+        }
+        connection.close(200, "done".into()).await.unwrap();
+    });
+}
+
+/// The value of one series (`name{labels}`, exactly as exposed) in a
+/// Prometheus text page; `None` when the page has no such series.
+pub fn metric_in(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse().ok())
+}
+
+/// The value of one series on a monitor's `/metrics`.
+pub fn metric(base: &str, series: &str) -> Option<f64> {
+    let (_, page) = http_get(&format!("{base}/metrics")).expect("metrics answer");
+    metric_in(&page, series)
 }
