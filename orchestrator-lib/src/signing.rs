@@ -80,13 +80,7 @@ impl Keys {
 
     /// The lowercase hex HMAC-SHA256 of `body` under the current key.
     pub fn sign(&self, body: &[u8]) -> String {
-        let tag = mac(&self.current, body).finalize().into_bytes();
-        let mut out = String::with_capacity(tag.len() * 2);
-        for byte in tag {
-            out.push(char::from(HEX[usize::from(byte >> 4)]));
-            out.push(char::from(HEX[usize::from(byte & 0x0f)]));
-        }
-        out
+        hmac_sha256_hex(&self.current, body)
     }
 
     /// Whether `header` (the [`MAC_HEADER`] value, if any) is a MAC of
@@ -113,6 +107,18 @@ fn check_key(key: &[u8]) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// The lowercase hex HMAC-SHA256 of `body` under `key`: the heartbeat MAC,
+/// and what the monitor's webhooks sign their bodies with.
+pub fn hmac_sha256_hex(key: &[u8], body: &[u8]) -> String {
+    let tag = mac(key, body).finalize().into_bytes();
+    let mut out = String::with_capacity(tag.len() * 2);
+    for byte in tag {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
 }
 
 fn mac(key: &[u8], body: &[u8]) -> Hmac<Sha256> {

@@ -1,9 +1,7 @@
 //! The generic webhook: one JSON POST per event, optionally signed.
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
 use heartbeat_config::NotifySettings;
+use orchestrator_lib::signing::hmac_sha256_hex;
 
 use super::Event;
 
@@ -47,15 +45,7 @@ impl Webhook {
 
 /// `sha256=` and the lowercase hex HMAC-SHA256 of `body` under `secret`.
 pub fn sign(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(7 + digest.len() * 2);
-    out.push_str("sha256=");
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    format!("sha256={}", hmac_sha256_hex(secret, body))
 }
 
 /// reqwest's errors name the URL, which may carry a token; say what failed without it.
