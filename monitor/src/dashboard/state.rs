@@ -380,8 +380,16 @@ impl Fleet {
                 self.link_since = now;
             }
             Update::Stall { lag, .. } => self.stall = Some((now, lag)),
+            // The engine forgot them (gone past `forget_after`): their rows
+            // go too, or a flood of made-up names would stay on screen and in
+            // memory for as long as the dashboard runs.
+            Update::Forgotten(keys) => {
+                for key in keys.iter() {
+                    self.remove(key);
+                }
+            }
             // The dashboard counts each service's instances itself.
-            Update::Service(_) | Update::Forgotten(_) => {}
+            Update::Service(_) => {}
         }
     }
 
@@ -453,10 +461,10 @@ impl Fleet {
         // Instances of one service stay together: services are ordered by
         // their most telling instance, then instances within each service.
         let mut by_group: HashMap<&str, Rank> = HashMap::new();
-        let shown: Vec<usize> = shown.collect();
-        for &i in &shown {
+        // Each rank once per row (by RTT it takes a median).
+        let shown: Vec<(usize, Rank)> = shown.map(|i| (i, Rank::of(sort, &rows[i]))).collect();
+        for &(i, rank) in &shown {
             let row = &rows[i];
-            let rank = Rank::of(sort, row);
             by_group
                 .entry(row.key.service.as_str())
                 .and_modify(|group| *group = (*group).min(rank))
@@ -465,13 +473,13 @@ impl Fleet {
         // Each key is computed once, not once per comparison.
         let mut keyed: Vec<_> = shown
             .into_iter()
-            .map(|i| {
+            .map(|(i, rank)| {
                 let row = &rows[i];
                 let group = by_group[row.key.service.as_str()];
                 let key = (
                     group,
                     row.key.service.as_str(),
-                    Rank::of(sort, row),
+                    rank,
                     row.key.instance.as_str(),
                 );
                 (key, i)
@@ -533,9 +541,25 @@ impl Lens<'_> {
         self.state_filter.is_none_or(|s| row.state == s)
             && (!self.not_up_only || row.state != State::Up)
             && (self.needle.is_empty()
-                || row.key.service.to_lowercase().contains(&self.needle)
-                || row.key.instance.to_lowercase().contains(&self.needle))
+                || contains_ignoring_case(&row.key.service, &self.needle)
+                || contains_ignoring_case(&row.key.instance, &self.needle))
     }
+}
+
+/// Whether `haystack` holds `needle` (already lower case), ignoring ASCII
+/// case without building a lower-cased copy per row: names are ASCII by the
+/// wire's rule, and this runs over every row at each rebuild.
+fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if !needle.is_ascii() {
+        return haystack.to_lowercase().contains(needle);
+    }
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Where the dashboard is and what it shows.
@@ -999,6 +1023,11 @@ impl App {
         } else if let Some(key) = &self.selected_key {
             let at = |position: usize| &fleet.rows[fleet.order[position]].key;
             // Its row, or the one its folded service is shown as.
+            if fleet.row(key).is_none() {
+                // Its instance is gone (forgotten): a detail view must not
+                // go on under the name of another.
+                self.screen = Screen::List;
+            }
             let found = (0..fleet.order.len())
                 .find(|&p| at(p) == key)
                 .or_else(|| (0..fleet.order.len()).find(|&p| at(p).service == key.service));

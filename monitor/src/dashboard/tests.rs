@@ -893,6 +893,45 @@ fn an_expected_service_placeholder_gives_way_to_its_first_instance() {
 }
 
 #[test]
+fn forgotten_instances_leave_the_table_and_the_selection_moves_on() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    up(&mut app, &clock, secs(1), ("orders", "a"));
+    up(&mut app, &clock, secs(1), ("orders", "b"));
+    up(&mut app, &clock, secs(1), ("search", "c"));
+    // The detail view is open on orders/b when the engine forgets it.
+    press(&mut app, &clock, secs(2), KeyCode::Down);
+    assert_eq!(app.selected_row().unwrap().key.to_string(), "orders/b");
+    press(&mut app, &clock, secs(2), KeyCode::Enter);
+    assert_eq!(app.screen, Screen::Detail);
+    app.update(
+        Event::Engine(Update::Forgotten(std::sync::Arc::new([
+            InstanceKey::new("orders", "b"),
+            InstanceKey::new("search", "c"),
+        ]))),
+        clock.at(secs(3)),
+    );
+    assert_eq!(order(&mut app), ["orders/a"]);
+    assert_eq!(
+        app.shown()
+            .row(&InstanceKey::new("orders", "b"))
+            .map(|row| row.state),
+        None
+    );
+    // The selection moves to what is left of its service, and the detail
+    // view, whose instance is gone, gives way to the list.
+    assert_eq!(app.selected_row().unwrap().key.to_string(), "orders/a");
+    assert_eq!(app.screen, Screen::List);
+    // No row for it; the event log (bounded) still tells what happened.
+    let shown = screen(&mut app, clock.at(secs(3)), 100, 20);
+    assert!(
+        !shown.iter().any(|line| line.starts_with("search")),
+        "{}",
+        shown.join("\n")
+    );
+}
+
+#[test]
 fn missed_pings_count_the_pings_left_unanswered() {
     let clock = Clock::new();
     let mut app = new_app(&clock, &[]);
