@@ -159,9 +159,12 @@ pub async fn run(
         (board, metrics)
     });
     let (display_tx, updates_rx) = mpsc::channel(4096);
+    // Headless lines are verdicts and link changes: echoes and pings, there
+    // for the other sinks, would only wake it.
+    let display_wants_traffic = !matches!(output, Output::Headless);
     let fan_out = tokio::spawn(fan_out(
         engine_rx,
-        display_tx,
+        (display_tx, display_wants_traffic),
         notifier.as_ref().map(notify::Notifier::intake),
         history.as_ref().map(history::History::intake),
         status,
@@ -318,30 +321,19 @@ fn spawn_past_loader(
 /// Every hand-off is a `try_send`: a sink that falls behind loses updates
 /// (and counts them), it never slows the engine. The status board's lost
 /// updates are counted in `heartbeat_updates_dropped_total`; neither it nor
-/// the display loses a transition (one waits for room in a task of its own).
+/// the display loses a verdict (see [`engine::offer`]).
 async fn fan_out(
     mut engine: mpsc::Receiver<Update>,
-    display: mpsc::Sender<Update>,
+    (display, display_wants_traffic): (mpsc::Sender<Update>, bool),
     notify: Option<notify::Intake>,
     history: Option<history::Intake>,
     status: Option<(mpsc::Sender<Update>, Arc<Metrics>)>,
 ) {
     while let Some(update) = engine.recv().await {
         if let Some((board, metrics)) = &status {
-            match board.try_send(update.clone()) {
-                Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
-                // The board's states must stay true: a transition (an instance's
-                // or a service's), or a forgetting, waits for room, in a task of its own so that
-                // nothing else does.
-                Err(mpsc::error::TrySendError::Full(
-                    update @ (Update::Transition(_) | Update::Service(_) | Update::Forgotten(_)),
-                )) => {
-                    let board = board.clone();
-                    tokio::spawn(async move {
-                        let _ = board.send(update).await;
-                    });
-                }
-                Err(mpsc::error::TrySendError::Full(_)) => metrics.sink_dropped("status"),
+            // The board's states must stay true: a verdict waits for room.
+            if !engine::offer(board, update.clone()) {
+                metrics.sink_dropped("status");
             }
         }
         if let Some(notify) = &notify {
@@ -350,17 +342,12 @@ async fn fan_out(
         if let Some(history) = &history {
             history.offer(&update);
         }
-        // Headless, the display is the JSON lines a script reads: a
-        // transition waits for room, like the board's, in a task of its own.
-        if let Err(mpsc::error::TrySendError::Full(
-            update @ (Update::Transition(_) | Update::Service(_)),
-        )) = display.try_send(update)
-        {
-            let display = display.clone();
-            tokio::spawn(async move {
-                let _ = display.send(update).await;
-            });
+        if !display_wants_traffic && !update.must_arrive() {
+            continue;
         }
+        // Headless, the display is the JSON lines a script reads: a verdict
+        // waits for room there too.
+        engine::offer(&display, update);
     }
 }
 

@@ -19,6 +19,11 @@ use crate::replay::ReplayGuard;
 
 /// The finest grain at which timeouts are judged.
 const MAX_CHECK_PERIOD: Duration = Duration::from_millis(100);
+/// Echoes go to the sinks in one update per check (every
+/// [`MAX_CHECK_PERIOD`] at most), or as soon as this many are held: a
+/// display drawing a few frames a second gains nothing from one update per
+/// batch, and each update wakes every sink. Each echo keeps its own instant.
+const ECHO_FLUSH_AT: usize = 4096;
 /// Forgetting walks the fleet: at most this often (or a quarter of
 /// `forget_after`, if shorter, so it is kept to within a quarter).
 const FORGET_SWEEP: Duration = Duration::from_secs(60);
@@ -64,9 +69,11 @@ pub enum Update {
     Transition(Report),
     /// A service fell below its expected instances, or is back to full strength.
     Service(ServiceReport),
-    /// The echoes of one batch off the inbox, in the order they arrived: one
-    /// update per batch, not per echo, so that thousands of echoes a second
-    /// cost the sinks a few hand-offs. Shared, since every sink gets a copy.
+    /// Echoes in the order they arrived, gathered until the next check (at
+    /// most [`MAX_CHECK_PERIOD`]): one update for many, not one per echo or per
+    /// batch, so that thousands of echoes a second cost the sinks a few
+    /// hand-offs a second. Never overtaken: any other update goes out after
+    /// the echoes taken before it. Shared, since every sink gets a copy.
     Echoes(Arc<[EchoSeen]>),
     /// Instances forgotten: DOWN or LEFT for `forget_after`. Sinks drop
     /// what they keep about them.
@@ -82,6 +89,33 @@ pub enum Update {
         at: Instant,
     },
     Link(LinkStatus),
+}
+
+impl Update {
+    /// Verdicts and what a reader needs to trust them (a link change, a
+    /// stall, a forgetting): few, and no sink may lose one. Echoes and pings
+    /// are figures, many, and a slow sink may lose some.
+    pub fn must_arrive(&self) -> bool {
+        !matches!(self, Update::Echoes(_) | Update::PingSent { .. })
+    }
+}
+
+/// Hand `update` to a sink's bounded queue without waiting. When the queue
+/// is full, an update that [must arrive](Update::must_arrive) waits for
+/// room in a task of its own, so that nothing else waits; any other is
+/// dropped, and `false` says so (for the sink's drop count).
+pub fn offer(sink: &mpsc::Sender<Update>, update: Update) -> bool {
+    match sink.try_send(update) {
+        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
+        Err(mpsc::error::TrySendError::Full(update)) if update.must_arrive() => {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let _ = sink.send(update).await;
+            });
+            true
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => false,
+    }
 }
 
 /// One echo, as the detector took it.
@@ -135,15 +169,7 @@ pub async fn run(
     if !connected {
         detector.link_down(Blindness::LinkDown, start.into_std());
     }
-    let emit = |update: Update| {
-        // A display that has gone away must not stop the monitoring.
-        let _ = updates.try_send(update);
-    };
-    let emit_all = |transitions: Vec<Transition>| {
-        for transition in transitions {
-            report(&updates, transition);
-        }
-    };
+    let mut out = Outbox::new(updates);
 
     let outcome = loop {
         tokio::select! {
@@ -155,11 +181,11 @@ pub async fn run(
                 }
                 let now_status = status.borrow_and_update().clone();
                 let now = Instant::now().into_std();
-                emit(Update::Link(now_status.clone()));
+                out.emit(Update::Link(now_status.clone()));
                 match &now_status {
                     LinkStatus::Connected => {
                         connected = true;
-                        emit_all(detector.link_up(now));
+                        out.transitions(detector.link_up(now));
                         // Ping at once: STALE instances turn UP on their first
                         // echo, so a broker's return shows within a round trip
                         // for services already back, not an interval later.
@@ -167,12 +193,12 @@ pub async fn run(
                     }
                     LinkStatus::Blocked { .. } => {
                         connected = false;
-                        emit_all(detector.link_down(Blindness::Blocked, now));
+                        out.transitions(detector.link_down(Blindness::Blocked, now));
                     }
                     LinkStatus::Failed(error) => break Err(error.clone()),
                     _ => {
                         connected = false;
-                        emit_all(detector.link_down(Blindness::LinkDown, now));
+                        out.transitions(detector.link_down(Blindness::LinkDown, now));
                     }
                 }
             }
@@ -183,7 +209,7 @@ pub async fn run(
                     Ok(()) => {
                         let now = Instant::now();
                         detector.ping_sent(seq, now.into_std());
-                        emit(Update::PingSent { seq, at: now });
+                        out.emit(Update::PingSent { seq, at: now });
                     }
                     Err(error) => debug!(%error, seq, "ping not sent"),
                 }
@@ -198,7 +224,6 @@ pub async fn run(
                 };
                 // One reading of the clock for the batch: its messages arrived together.
                 let now = Instant::now();
-                let mut echoes = Vec::new();
                 // Reported after the batch's echoes: a sink that sees an
                 // instance UP has seen the echo that made it so (its RTT,
                 // its phi), as when echoes went out one at a time.
@@ -207,14 +232,13 @@ pub async fn run(
                     match message {
                         Message::Echo(echo) => {
                             let key = InstanceKey::new(echo.service, echo.instance);
-                            // The link has checked the MAC, which covers the seq;
-                            // what is left to refuse is the same signed echo twice.
-                            // And an echo signed for another monitor's ping, whose
-                            // seqs may overlap ours.
+                            // The link has checked the MAC, which covers the seq.
+                            // An echo signed for another monitor's ping, whose
+                            // seqs may overlap ours, is refused first.
                             let ours = echo.monitor.as_deref() == Some(config.monitor_id.as_str());
-                            if config.signed && (!ours || !replays.first_time(&key, echo.seq)) {
+                            if config.signed && !ours {
                                 stats.count_rejected(RejectReason::Replayed);
-                                debug!(service = %key.service, instance = %key.instance, seq = echo.seq, "refused a replayed echo, or one for another monitor");
+                                debug!(service = %key.service, instance = %key.instance, seq = echo.seq, "refused an echo signed for another monitor");
                                 continue;
                             }
                             let InstanceKey { service, instance } = &key;
@@ -235,10 +259,17 @@ pub async fn run(
                                 ));
                                 continue;
                             }
+                            // What is left to refuse is the same signed echo twice.
+                            // Judged last, so only instances the detector tracks
+                            // (bounded by the cap, forgotten with them) get a window.
+                            if config.signed && !replays.first_time(&key, echo.seq) {
+                                stats.count_rejected(RejectReason::Replayed);
+                                debug!(%service, %instance, seq = echo.seq, "refused a replayed echo");
+                                continue;
+                            }
                             let outcome = detector.echo(service, instance, echo.seq, now.into_std());
                             if config.echoes_wanted {
-                                let phi = detector.phi_model(service, instance);
-                                echoes.push(EchoSeen { key, seq: echo.seq, rtt: outcome.rtt, phi, at: now });
+                                out.echo(EchoSeen { key, seq: echo.seq, rtt: outcome.rtt, phi: outcome.phi, at: now });
                             }
                             transitions.extend(outcome.transitions);
                         }
@@ -248,21 +279,22 @@ pub async fn run(
                         Message::Ping(ping) => debug!(monitor = %ping.monitor, "ignored a ping sent to a monitor"),
                     }
                 }
-                if !echoes.is_empty() {
-                    emit(Update::Echoes(echoes.into()));
+                out.transitions(transitions);
+                if out.held() >= ECHO_FLUSH_AT {
+                    out.flush_echoes();
                 }
-                emit_all(transitions);
             }
             scheduled = checks.tick() => {
                 let now = Instant::now();
                 // The stall guard: a check that runs late means this process
                 // was paused or starved, and what it knows is out of date.
                 let lag = now.saturating_duration_since(scheduled);
+                out.flush_echoes();
                 if lag > detector.stall_threshold() {
-                    emit(Update::Stall { lag, at: now });
-                    emit_all(detector.stalled(lag, now.into_std()));
+                    out.emit(Update::Stall { lag, at: now });
+                    out.transitions(detector.stalled(lag, now.into_std()));
                 }
-                emit_all(detector.check(now.into_std()));
+                out.transitions(detector.check(now.into_std()));
                 if now.saturating_duration_since(last_sweep) >= sweep_every {
                     last_sweep = now;
                     let gone = detector.forget(config.forget_after, now.into_std());
@@ -271,16 +303,17 @@ pub async fn run(
                     }
                     if !gone.is_empty() {
                         info!(count = gone.len(), "forgot instances DOWN or LEFT for {}", humantime::format_duration(config.forget_after));
-                        must_send(&updates, Update::Forgotten(gone.into()));
+                        out.emit(Update::Forgotten(gone.into()));
                     }
                 }
             }
         }
         // Whatever changed above may have changed a service's strength.
         for change in detector.service_changes(Instant::now().into_std()) {
-            report_service(&updates, change);
+            out.service_change(change);
         }
     };
+    out.flush_echoes();
     // Every rejection, by reason, once at the end: a flood is logged at a
     // limited rate while it lasts, so this is where its full size shows.
     let rejected: Vec<String> = RejectReason::ALL
@@ -295,45 +328,72 @@ pub async fn run(
     outcome
 }
 
-fn report_service(updates: &mpsc::Sender<Update>, change: ServiceChange) {
-    info!(
-        service = %change.service,
-        "{} -> {}: {change}",
-        change.from.label(),
-        change.to.label(),
-    );
-    must_send(
-        updates,
-        Update::Service(ServiceReport {
+/// The engine's side of the update stream: holds echoes back for one
+/// update each check, and sends everything else after them,
+/// so no sink ever sees an echo after an update that came later.
+struct Outbox {
+    updates: mpsc::Sender<Update>,
+    echoes: Vec<EchoSeen>,
+}
+
+impl Outbox {
+    fn new(updates: mpsc::Sender<Update>) -> Self {
+        Self {
+            updates,
+            echoes: Vec::new(),
+        }
+    }
+
+    fn echo(&mut self, echo: EchoSeen) {
+        self.echoes.push(echo);
+    }
+
+    fn held(&self) -> usize {
+        self.echoes.len()
+    }
+
+    fn flush_echoes(&mut self) {
+        if !self.echoes.is_empty() {
+            let echoes = std::mem::take(&mut self.echoes);
+            offer(&self.updates, Update::Echoes(echoes.into()));
+        }
+    }
+
+    /// Never waits: see [`offer`]. A display that has gone away must not
+    /// stop the monitoring.
+    fn emit(&mut self, update: Update) {
+        self.flush_echoes();
+        offer(&self.updates, update);
+    }
+
+    fn transitions(&mut self, transitions: Vec<Transition>) {
+        for transition in transitions {
+            let report = Report {
+                at: Utc::now(),
+                transition,
+            };
+            info!(
+                service = %report.transition.key.service,
+                instance = %report.transition.key.instance,
+                "{} -> {}: {}",
+                report.transition.from.label(),
+                report.transition.to.label(),
+                report.transition.reason
+            );
+            self.emit(Update::Transition(report));
+        }
+    }
+
+    fn service_change(&mut self, change: ServiceChange) {
+        info!(
+            service = %change.service,
+            "{} -> {}: {change}",
+            change.from.label(),
+            change.to.label(),
+        );
+        self.emit(Update::Service(ServiceReport {
             at: Utc::now(),
             change,
-        }),
-    );
-}
-
-fn report(updates: &mpsc::Sender<Update>, transition: Transition) {
-    let report = Report {
-        at: Utc::now(),
-        transition,
-    };
-    info!(
-        service = %report.transition.key.service,
-        instance = %report.transition.key.instance,
-        "{} -> {}: {}",
-        report.transition.from.label(),
-        report.transition.to.label(),
-        report.transition.reason
-    );
-    must_send(updates, Update::Transition(report));
-}
-
-/// Transitions are few and must not be lost: wait for room if need be,
-/// but never for long enough to stall monitoring.
-fn must_send(updates: &mpsc::Sender<Update>, update: Update) {
-    if let Err(mpsc::error::TrySendError::Full(update)) = updates.try_send(update) {
-        let updates = updates.clone();
-        tokio::spawn(async move {
-            let _ = updates.send(update).await;
-        });
+        }));
     }
 }

@@ -174,6 +174,8 @@ impl Tracked {
 pub struct EchoOutcome {
     pub transitions: Vec<Transition>,
     pub rtt: Option<Duration>,
+    /// Phi's view of the instance after this echo, when phi judges it.
+    pub phi: Option<PhiModel>,
 }
 
 pub struct Detector {
@@ -285,8 +287,7 @@ impl Detector {
     }
 
     /// Phi's statistics for an instance, for a display to compute phi itself.
-    pub fn phi_model(&self, service: &str, instance: &str) -> Option<PhiModel> {
-        let tracked = self.get(service, instance)?;
+    fn phi_model_of(&self, tracked: &Tracked) -> Option<PhiModel> {
         let policy = &self.policies[tracked.policy];
         (policy.mode == Mode::Phi && !tracked.window.is_empty()).then(|| {
             let (mean, std_dev) = tracked.window.stats();
@@ -543,17 +544,25 @@ impl Detector {
     }
 
     pub fn echo(&mut self, service: &str, instance: &str, seq: u64, now: Instant) -> EchoOutcome {
-        let before = self.get(service, instance).map(Tracked::alive);
-        let outcome = self.judge_echo(service, instance, seq, now);
-        if let Some(&slot) = self.by_name.get(service).and_then(|m| m.get(instance)) {
-            self.noted(slot, before);
-        }
+        // One look-up by name per echo: this runs for every echo of the fleet.
+        let known = self
+            .by_name
+            .get(service)
+            .and_then(|m| m.get(instance))
+            .copied();
+        let before = known.map(|slot| self.slots[slot].alive());
+        let (slot, created) = match known {
+            Some(slot) => (slot, false),
+            None => self.slot_for(service, instance, now),
+        };
+        let mut outcome = self.judge_echo(slot, created, seq, now);
+        self.noted(slot, before);
+        outcome.phi = self.phi_model_of(&self.slots[slot]);
         outcome
     }
 
-    fn judge_echo(&mut self, service: &str, instance: &str, seq: u64, now: Instant) -> EchoOutcome {
+    fn judge_echo(&mut self, slot: usize, created: bool, seq: u64, now: Instant) -> EchoOutcome {
         let sent = self.sent_at(seq);
-        let (slot, created) = self.slot_for(service, instance, now);
         let blind = self.blind;
         let policy = &self.policies[self.slots[slot].policy];
         let tracked = &mut self.slots[slot];
@@ -582,6 +591,7 @@ impl Detector {
             return EchoOutcome {
                 transitions: out,
                 rtt,
+                phi: None,
             };
         }
         if tracked
@@ -610,6 +620,7 @@ impl Detector {
             return EchoOutcome {
                 transitions: out,
                 rtt: Some(rtt),
+                phi: None,
             };
         }
 
@@ -655,6 +666,7 @@ impl Detector {
         EchoOutcome {
             transitions: out,
             rtt: Some(rtt),
+            phi: None,
         }
     }
 

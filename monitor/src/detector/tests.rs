@@ -65,7 +65,8 @@ fn first_echo_is_first_seen_with_rtt() {
         out,
         EchoOutcome {
             transitions: vec![],
-            rtt: Some(ms(5))
+            rtt: Some(ms(5)),
+            phi: None,
         }
     );
 }
