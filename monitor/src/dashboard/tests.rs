@@ -519,7 +519,8 @@ fn reconnecting_and_blocked_links_are_spelled_out_in_the_header() {
 fn rates_wait_for_a_whole_window() {
     let clock = Clock::new();
     let mut app = new_app(&clock, &[]);
-    // One ping a second, one echo back: a tick every 250 ms, as the run loop does.
+    // One ping a second, one echo back: ticks every 250 ms (the run loop's
+    // are a second apart; the rule is about the window, not the tick).
     let tick = |app: &mut App, at: Duration| {
         let n = at.as_millis() as u64 / 1000;
         app.update(
