@@ -605,7 +605,12 @@ impl Detector {
             return EchoOutcome::default();
         };
         match tracked.last_arrival {
-            Some(previous) if blind.is_none() => {
+            // A gap that ended a DOWN was an outage, not the instance's
+            // rhythm: learnt, it would teach phi that hangs of that length
+            // are normal, and the next one would go unseen. (A gap that
+            // only reached SUSPECT is kept: on an irregular service it is
+            // the tail phi must know, or it would accuse more.)
+            Some(previous) if blind.is_none() && tracked.health != State::Down => {
                 tracked.window.push(now.saturating_duration_since(previous))
             }
             _ if tracked.window.is_empty() => tracked.window = PhiWindow::seeded(self.interval),

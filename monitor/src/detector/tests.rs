@@ -399,6 +399,42 @@ fn a_service_that_keeps_hanging_is_flapping_once_then_stable() {
 }
 
 #[test]
+fn phi_sees_every_hang_of_the_same_length_and_calls_it_flapping() {
+    // The defaults: phi, threshold 8, DOWN on the second missed deadline.
+    let policy = Policy {
+        mode: Mode::Phi,
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, policy);
+    let t0 = Instant::now();
+    let mut all = beat(&mut d, t0, 1, 20, &["orders"]);
+    // Hung 6 s, then answering 6 s, five times in a minute. Were each hang's
+    // gap learnt as an interval, phi would take the second one as normal.
+    let mut at = 20;
+    let mut downs = Vec::new();
+    for _ in 0..5 {
+        for s in at + 1..=at + 6 {
+            d.ping_sent(s, t0 + ms(s * 1000));
+            for tenth in 0..10 {
+                all.extend(d.check(t0 + ms(s * 1000 + tenth * 100)));
+            }
+        }
+        downs.push(all.iter().filter(|t| t.to == State::Down).count());
+        at += 6;
+        all.extend(beat(&mut d, t0, at + 1, at + 6, &["orders"]));
+        at += 6;
+    }
+    let codes: Vec<_> = all.iter().map(|t| (t.to, t.reason.code())).collect();
+    // Each hang before FLAPPING is a DOWN; then one FLAPPING line.
+    assert_eq!(downs[..2], [1, 2], "{codes:?}");
+    assert_eq!(
+        codes.iter().filter(|c| c.0 == State::Flapping).count(),
+        1,
+        "{codes:?}"
+    );
+}
+
+#[test]
 fn phi_mode_adapts_to_the_rhythm_and_says_phi() {
     let policy = Policy {
         mode: Mode::Phi,
