@@ -618,13 +618,22 @@ pub fn parse_flags<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
     T::try_parse().map_err(|error| {
         let text = orchestrator_lib::redact_credentials_in(&error.to_string());
         if error.use_stderr() {
-            eprint!("{text}");
+            eprintln!("{}", one_line(&text));
             std::process::ExitCode::from(2)
         } else {
             print!("{text}");
             std::process::ExitCode::SUCCESS
         }
     })
+}
+
+/// A clap error as one line, as every other bad setting is: its first
+/// paragraph (the error, and the arguments it names on the lines below it),
+/// joined; the usage and the tips after it are left to `--help`.
+fn one_line(error: &str) -> String {
+    let first = error.trim_start().split("\n\n").next().unwrap_or_default();
+    let words: Vec<&str> = first.split_whitespace().collect();
+    format!("{} (see --help)", words.join(" "))
 }
 
 /// `127.0.0.1:9464`, `[::1]:9464`, `localhost:9464`: a host (or IP) and a port.

@@ -90,6 +90,22 @@ fn bad_settings_stop_with_one_line_and_exit_code_2() {
         (&["--expect", "a b"], &[], "invalid setting `expect`"),
         (&["--id", &LONG_NAME], &[], "invalid setting `id`"),
         (&["--id", "ops/1"], &[], "invalid setting `id`"),
+        // The argument parser's own errors are one line too.
+        (
+            &["--interval", "abc"],
+            &[],
+            "invalid value 'abc' for '--interval",
+        ),
+        (
+            &["--mode", "bogus"],
+            &[],
+            "invalid value 'bogus' for '--mode",
+        ),
+        (
+            &["--no-such-flag"],
+            &[],
+            "unexpected argument '--no-such-flag'",
+        ),
     ];
     for (args, env, expected) in cases {
         let (code, stderr) = run(monitor_bin(), args, env);
@@ -121,6 +137,11 @@ fn bad_mock_flags_stop_with_one_line_and_exit_code_2() {
             "drop rate must be between 0 and 1",
         ),
         (&["--name", "ok", "--url", "amqp://"], "invalid broker URL"),
+        (&[], "required arguments were not provided: --name"),
+        (
+            &["--name", "ok", "--count", "many"],
+            "invalid value 'many' for '--count",
+        ),
     ];
     for (args, expected) in cases {
         let (code, stderr) = run(mock_bin(), args, &[]);
