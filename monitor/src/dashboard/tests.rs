@@ -933,6 +933,27 @@ fn forgotten_instances_leave_the_table_and_the_selection_moves_on() {
 }
 
 #[test]
+fn a_state_filter_that_matches_nothing_says_so() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    up(&mut app, &clock, secs(1), ("orders", "a"));
+    for _ in 0..10 {
+        if app.state_filter == Some(State::Down) {
+            break;
+        }
+        press(&mut app, &clock, secs(2), KeyCode::Char('f'));
+    }
+    assert_eq!(app.state_filter, Some(State::Down));
+    let shown = screen(&mut app, clock.at(secs(2)), 100, 20);
+    line_with(&shown, "nothing is DOWN now (f shows the next state)");
+    assert!(
+        !shown
+            .iter()
+            .any(|line| line.contains("waiting for the first echo"))
+    );
+}
+
+#[test]
 fn missed_pings_count_the_pings_left_unanswered() {
     let clock = Clock::new();
     let mut app = new_app(&clock, &[]);

@@ -423,7 +423,12 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
                 "  nothing matches the filter \"{}\" (Esc clears it)",
                 app.filter
             )
-        } else if app.not_up_only && app.state_filter.is_none() && !fleet.rows.is_empty() {
+        } else if let Some(state) = app.state_filter.filter(|_| !fleet.rows.is_empty()) {
+            format!(
+                "  nothing is {} now (f shows the next state)",
+                state.label()
+            )
+        } else if app.not_up_only && !fleet.rows.is_empty() {
             "  everything is UP (t shows every row)".to_string()
         } else if fleet.link == orchestrator_lib::LinkStatus::Connected {
             "  waiting for the first echo… services appear here as they answer pings".to_string()
@@ -502,7 +507,8 @@ fn phi_text(phi: Option<f64>) -> String {
     match phi {
         None => "-".to_string(),
         Some(p) if p > 99.0 => ">99".to_string(),
-        Some(p) => format!("{p:.1}"),
+        // Phi just after an echo can be a hair below zero: never "-0.0".
+        Some(p) => format!("{:.1}", p.max(0.0)),
     }
 }
 
