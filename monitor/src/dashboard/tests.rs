@@ -1504,6 +1504,10 @@ fn at_160_by_45_every_column_the_log_and_the_whole_help_fit() {
     let top = help.iter().find(|l| l.contains("┌ keys")).unwrap();
     assert!(top.contains("┌ keys ─"), "no scrolling needed: {top}");
     line_with(&help, "logs: /tmp/state/heartbeat/monitor.log");
+    // Every state's description whole, none cut.
+    for (_, what) in super::view::STATE_HELP {
+        line_with(&help, what);
+    }
 }
 
 // ---- fleets ----

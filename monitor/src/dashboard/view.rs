@@ -961,12 +961,18 @@ fn help_lines(app: &App, inner: u16) -> Vec<Line<'static>> {
     let per_line = if inner >= 70 { 2 } else { 1 };
     for group in STATE_HELP.chunks(per_line) {
         let mut spans = Vec::new();
-        for (state, what) in group {
+        for (i, (state, what)) in group.iter().enumerate() {
             spans.push(Span::styled(
                 format!(" {:<10} ", state.label()),
                 state_style(*state),
             ));
-            spans.push(Span::raw(format!("{what:<24}")));
+            // Two to a line fill the 70 columns exactly: 12 + 23 + 12 + 23.
+            let last = i + 1 == group.len();
+            spans.push(Span::raw(if last {
+                what.to_string()
+            } else {
+                format!("{what:<23}")
+            }));
         }
         lines.push(Line::from(spans));
     }
