@@ -547,19 +547,16 @@ impl Lens<'_> {
 }
 
 /// Whether `haystack` holds `needle` (already lower case), ignoring ASCII
-/// case without building a lower-cased copy per row: names are ASCII by the
-/// wire's rule, and this runs over every row at each rebuild.
+/// case without building a lower-cased copy per row: this runs over every
+/// row at each rebuild. Names are ASCII by the wire's rule (flags and
+/// config follow it too), so a needle that is not cannot match.
 fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
-    if needle.is_empty() {
-        return true;
-    }
-    if !needle.is_ascii() {
-        return haystack.to_lowercase().contains(needle);
-    }
-    haystack
-        .as_bytes()
-        .windows(needle.len())
-        .any(|window| window.eq_ignore_ascii_case(needle.as_bytes()))
+    needle.is_empty()
+        || (needle.is_ascii()
+            && haystack
+                .as_bytes()
+                .windows(needle.len())
+                .any(|window| window.eq_ignore_ascii_case(needle.as_bytes())))
 }
 
 /// Where the dashboard is and what it shows.
