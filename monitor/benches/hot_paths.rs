@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use monitor::dashboard::{App, Event, Sort, Traffic, draw};
-use monitor::detector::{Detector, InstanceKey, Mode, Policy, State};
+use monitor::detector::{Detector, InstanceId, InstanceKey, Mode, Policy, State};
 use monitor::{EchoSeen, Update};
 use orchestrator_lib::wire::{self, Echo, Message};
 use rand::Rng;
@@ -169,11 +169,13 @@ fn dashboard() {
         let at = start + Duration::from_secs(seq);
         app.update(Event::Engine(Update::PingSent { seq, at }), at);
         // In batches, as the engine hands them on.
-        for batch in fleet.chunks(256) {
+        for (b, batch) in fleet.chunks(256).enumerate() {
             let echoes: Vec<EchoSeen> = batch
                 .iter()
-                .map(|(service, instance)| EchoSeen {
+                .enumerate()
+                .map(|(i, (service, instance))| EchoSeen {
                     key: InstanceKey::new(service.as_str(), instance.as_str()),
+                    id: InstanceId((b * 256 + i) as u64),
                     seq,
                     rtt: Some(Duration::from_micros(800 + seq % 400)),
                     phi: None,

@@ -13,7 +13,9 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::detector::{Blindness, Detector, InstanceKey, PhiModel, ServiceChange, Transition};
+use crate::detector::{
+    Blindness, Detector, InstanceId, InstanceKey, PhiModel, ServiceChange, Transition,
+};
 use crate::notify::Limited;
 use crate::replay::ReplayGuard;
 
@@ -122,6 +124,8 @@ pub fn offer(sink: &mpsc::Sender<Update>, update: Update) -> bool {
 #[derive(Debug, Clone)]
 pub struct EchoSeen {
     pub key: InstanceKey,
+    /// The same instance, cheaper to look up: see [`InstanceId`].
+    pub id: InstanceId,
     /// The ping it answers, so a display can count the ones that went unanswered.
     pub seq: u64,
     pub rtt: Option<Duration>,
@@ -269,7 +273,7 @@ pub async fn run(
                             }
                             let outcome = detector.echo(service, instance, echo.seq, now.into_std());
                             if config.echoes_wanted {
-                                out.echo(EchoSeen { key, seq: echo.seq, rtt: outcome.rtt, phi: outcome.phi, at: now });
+                                out.echo(EchoSeen { key, id: outcome.id, seq: echo.seq, rtt: outcome.rtt, phi: outcome.phi, at: now });
                             }
                             transitions.extend(outcome.transitions);
                         }

@@ -563,6 +563,7 @@ mod tests {
         metrics.observe(&transition(State::Down));
         metrics.observe(&Update::Echoes(Arc::new([EchoSeen {
             key: InstanceKey::new("orders", "o-1"),
+            id: crate::detector::InstanceId(1),
             seq: 1,
             rtt: Some(Duration::from_millis(3)),
             phi: Some(crate::detector::PhiModel {

@@ -680,6 +680,7 @@ mod tests {
         board.apply(
             &Update::Echoes(std::sync::Arc::new([crate::engine::EchoSeen {
                 key: key.clone(),
+                id: crate::detector::InstanceId(1),
                 seq: 3,
                 rtt: Some(Duration::from_micros(2250)),
                 phi: Some(model),

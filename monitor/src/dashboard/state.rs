@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use super::event::{Event, Traffic};
 use super::view;
 use crate::demo::FleetCommand;
-use crate::detector::{InstanceKey, PhiModel, State, UNSEEN_INSTANCE};
+use crate::detector::{InstanceId, InstanceKey, PhiModel, State, UNSEEN_INSTANCE};
 use crate::engine::{EchoSeen, Report, Update};
 use crate::history::{Health, Past};
 
@@ -42,6 +42,8 @@ pub const RESORT_EVERY: Duration = Duration::from_secs(3);
 #[derive(Debug, Clone)]
 pub struct Row {
     pub key: InstanceKey,
+    /// The detector's id for it, once an echo said so.
+    id: Option<InstanceId>,
     pub state: State,
     /// When the current state began.
     pub since: Instant,
@@ -67,6 +69,7 @@ impl Row {
     fn new(key: InstanceKey, now: Instant) -> Self {
         Self {
             key,
+            id: None,
             state: State::NeverSeen,
             since: now,
             watched_since: now,
@@ -236,6 +239,10 @@ pub struct Totals {
 pub struct Fleet {
     pub rows: Vec<Row>,
     index: HashMap<InstanceKey, usize>,
+    /// The same rows by the detector's id: every echo is looked up, and an
+    /// id is one number to hash and compare where a key is two strings in
+    /// memory the cache no longer holds.
+    by_id: HashMap<InstanceId, usize>,
     /// Newest first.
     pub log: VecDeque<Report>,
     pub seq: u64,
@@ -265,6 +272,7 @@ impl Fleet {
         Self {
             rows: Vec::new(),
             index: HashMap::new(),
+            by_id: HashMap::new(),
             log: VecDeque::new(),
             seq: 0,
             link: LinkStatus::Connecting,
@@ -296,12 +304,24 @@ impl Fleet {
 
     fn remove(&mut self, key: &InstanceKey) {
         if let Some(i) = self.index.remove(key) {
-            self.rows.swap_remove(i);
+            let removed = self.rows.swap_remove(i);
+            if let Some(id) = removed.id {
+                self.by_id.remove(&id);
+            }
             if let Some(moved) = self.rows.get(i) {
                 self.index.insert(moved.key.clone(), i);
+                if let Some(id) = moved.id {
+                    self.by_id.insert(id, i);
+                }
             }
             self.stale = true;
         }
+    }
+
+    /// How many ids are known: one per row that has had an echo.
+    #[cfg(test)]
+    pub fn ids(&self) -> usize {
+        self.by_id.len()
     }
 
     pub fn row(&self, key: &InstanceKey) -> Option<&Row> {
@@ -309,7 +329,23 @@ impl Fleet {
     }
 
     fn echo(&mut self, echo: &EchoSeen) {
-        let row = self.row_mut(&echo.key, echo.at);
+        let i = match self.by_id.get(&echo.id) {
+            Some(&i) => i,
+            None => {
+                // First echo under this id: found by name (or new), and
+                // known by id from now on. A new id for a known row (the
+                // detector forgot the instance and met it again) replaces
+                // the old one.
+                self.row_mut(&echo.key, echo.at);
+                let i = self.index[&echo.key];
+                if let Some(old) = self.rows[i].id.replace(echo.id) {
+                    self.by_id.remove(&old);
+                }
+                self.by_id.insert(echo.id, i);
+                i
+            }
+        };
+        let row = &mut self.rows[i];
         // Only an echo of a recent ping is a heartbeat for phi.
         if echo.rtt.is_some() {
             if let Some(before) = row.phi_at(echo.at) {

@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use super::{App, Event, Screen, Sort, Traffic, draw};
 use crate::demo::FleetCommand;
-use crate::detector::{InstanceKey, Reason, State, Transition};
+use crate::detector::{InstanceId, InstanceKey, Reason, State, Transition};
 use crate::engine::{Report, Update};
 
 const BROKER: &str = "amqp://guest:***@127.0.0.1:5672/%2f";
@@ -74,11 +74,32 @@ fn transition(
     app.update(Event::Engine(Update::Transition(report)), clock.at(at));
 }
 
+/// One id per name, as the detector gives while it tracks an instance.
+fn id_of(key: &InstanceKey) -> InstanceId {
+    use std::hash::BuildHasher;
+    InstanceId(std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(key))
+}
+
 fn echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: u64, rtt: Duration) {
+    echo_as(app, clock, at, key, None, seq, rtt);
+}
+
+/// An echo under a given id (`None`: the name's usual one).
+fn echo_as(
+    app: &mut App,
+    clock: &Clock,
+    at: Duration,
+    key: (&str, &str),
+    id: Option<u64>,
+    seq: u64,
+    rtt: Duration,
+) {
+    let key = InstanceKey::new(key.0, key.1);
     app.update(
         Event::Engine(Update::Echoes(std::sync::Arc::new([
             crate::engine::EchoSeen {
-                key: InstanceKey::new(key.0, key.1),
+                id: id.map_or_else(|| id_of(&key), InstanceId),
+                key,
                 seq,
                 rtt: Some(rtt),
                 phi: None,
@@ -894,6 +915,71 @@ fn an_expected_service_placeholder_gives_way_to_its_first_instance() {
 }
 
 #[test]
+fn echoes_find_their_row_by_id_after_rows_move_and_ids_change() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        echo_as(
+            &mut app,
+            &clock,
+            secs(1),
+            ("orders", name),
+            Some(i as u64),
+            1,
+            ms(1),
+        );
+    }
+    let rtt = |app: &App, name: &str| {
+        app.shown()
+            .row(&InstanceKey::new("orders", name))
+            .and_then(|row| row.last_rtt())
+    };
+    // Forgetting a moves c into its place: c's id must follow it.
+    app.update(
+        Event::Engine(Update::Forgotten(std::sync::Arc::new([InstanceKey::new(
+            "orders", "a",
+        )]))),
+        clock.at(secs(2)),
+    );
+    echo_as(
+        &mut app,
+        &clock,
+        secs(3),
+        ("orders", "c"),
+        Some(2),
+        2,
+        ms(7),
+    );
+    assert_eq!(rtt(&app, "c"), Some(ms(7)));
+    assert_eq!(rtt(&app, "b"), Some(ms(1)));
+    // a met again under a new id: a row of its own, b and c untouched.
+    echo_as(
+        &mut app,
+        &clock,
+        secs(4),
+        ("orders", "a"),
+        Some(9),
+        3,
+        ms(5),
+    );
+    assert_eq!(rtt(&app, "a"), Some(ms(5)));
+    // b under a new id (the detector forgot it while we still showed it):
+    // the same row, and the old id is let go.
+    echo_as(
+        &mut app,
+        &clock,
+        secs(5),
+        ("orders", "b"),
+        Some(10),
+        4,
+        ms(8),
+    );
+    assert_eq!(rtt(&app, "b"), Some(ms(8)));
+    assert_eq!(app.shown().rows.len(), 3);
+    assert_eq!(app.shown().ids(), 3);
+}
+
+#[test]
 fn forgotten_instances_leave_the_table_and_the_selection_moves_on() {
     let clock = Clock::new();
     let mut app = new_app(&clock, &[]);
@@ -1138,6 +1224,7 @@ fn phi_echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: 
         Event::Engine(Update::Echoes(std::sync::Arc::new([
             crate::engine::EchoSeen {
                 key: InstanceKey::new(key.0, key.1),
+                id: id_of(&InstanceKey::new(key.0, key.1)),
                 seq,
                 rtt: Some(ms(2)),
                 phi: Some(model),

@@ -12,7 +12,8 @@ use super::flapping::FlapWindow;
 use super::phi::{self, PhiModel, PhiWindow};
 use super::policy::{Mode, Policy};
 use super::types::{
-    Blindness, InstanceKey, Reason, ServiceChange, State, Strength, Transition, UNSEEN_INSTANCE,
+    Blindness, InstanceId, InstanceKey, Reason, ServiceChange, State, Strength, Transition,
+    UNSEEN_INSTANCE,
 };
 
 /// Ping send times kept for round-trip measurement. An echo for an older
@@ -27,6 +28,7 @@ const TICK: Duration = Duration::from_nanos(1);
 #[derive(Debug, Clone)]
 pub struct Tracked {
     pub key: InstanceKey,
+    pub id: InstanceId,
     /// What it is shown as.
     pub state: State,
     /// When the current state began.
@@ -66,9 +68,10 @@ pub struct Tracked {
 }
 
 impl Tracked {
-    fn new(key: InstanceKey, health: State, policy: usize, now: Instant) -> Self {
+    fn new(key: InstanceKey, id: InstanceId, health: State, policy: usize, now: Instant) -> Self {
         Self {
             key,
+            id,
             state: health,
             since: now,
             health,
@@ -172,6 +175,8 @@ impl Tracked {
 /// when it answered a recent ping.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EchoOutcome {
+    /// The instance the echo was taken for.
+    pub id: InstanceId,
     pub transitions: Vec<Transition>,
     pub rtt: Option<Duration>,
     /// Phi's view of the instance after this echo, when phi judges it.
@@ -184,6 +189,8 @@ pub struct Detector {
     /// Lower-cased service name to its policy; absent means `policies[0]`.
     policy_by_service: HashMap<String, usize>,
     slots: Vec<Tracked>,
+    /// The next [`InstanceId`] to give.
+    next_id: u64,
     by_name: HashMap<String, HashMap<String, usize>>,
     /// (deadline, slot), earliest first: what `check` has to look at.
     deadlines: BTreeSet<(Instant, usize)>,
@@ -218,6 +225,7 @@ impl Detector {
             policies: vec![default],
             policy_by_service: HashMap::new(),
             slots: Vec::new(),
+            next_id: 0,
             by_name: HashMap::new(),
             deadlines: BTreeSet::new(),
             sent: VecDeque::with_capacity(RTT_WINDOW),
@@ -384,8 +392,10 @@ impl Detector {
         }
         let policy = self.policy_index(service);
         let slot = self.slots.len();
+        let id = self.new_id();
         self.slots.push(Tracked::new(
             InstanceKey::new(service, UNSEEN_INSTANCE),
+            id,
             State::NeverSeen,
             policy,
             now,
@@ -519,12 +529,24 @@ impl Detector {
 
     /// The slot of an instance, created (UP, first seen) on its first echo;
     /// an expected service's placeholder gives way to its first real instance.
+    fn new_id(&mut self) -> InstanceId {
+        self.next_id += 1;
+        InstanceId(self.next_id)
+    }
+
     fn slot_for(&mut self, service: &str, instance: &str, now: Instant) -> (usize, bool) {
         if let Some(&slot) = self.by_name.get(service).and_then(|m| m.get(instance)) {
             return (slot, false);
         }
         let policy = self.policy_index(service);
-        let fresh = Tracked::new(InstanceKey::new(service, instance), State::Up, policy, now);
+        let id = self.new_id();
+        let fresh = Tracked::new(
+            InstanceKey::new(service, instance),
+            id,
+            State::Up,
+            policy,
+            now,
+        );
         let instances = self.by_name.entry(service.to_owned()).or_default();
         let slot = match instances.remove(UNSEEN_INSTANCE) {
             Some(placeholder) => {
@@ -558,6 +580,7 @@ impl Detector {
         let mut outcome = self.judge_echo(slot, created, seq, now);
         self.noted(slot, before);
         outcome.phi = self.phi_model_of(&self.slots[slot]);
+        outcome.id = self.slots[slot].id;
         outcome
     }
 
@@ -591,7 +614,7 @@ impl Detector {
             return EchoOutcome {
                 transitions: out,
                 rtt,
-                phi: None,
+                ..EchoOutcome::default()
             };
         }
         if tracked
@@ -625,7 +648,7 @@ impl Detector {
             return EchoOutcome {
                 transitions: out,
                 rtt: Some(rtt),
-                phi: None,
+                ..EchoOutcome::default()
             };
         }
 
@@ -671,7 +694,7 @@ impl Detector {
         EchoOutcome {
             transitions: out,
             rtt: Some(rtt),
-            phi: None,
+            ..EchoOutcome::default()
         }
     }
 

@@ -26,5 +26,6 @@ pub use machine::{Detector, EchoOutcome, Tracked};
 pub use phi::{PhiModel, PhiParams};
 pub use policy::{Mode, Policy};
 pub use types::{
-    Blindness, InstanceKey, Reason, ServiceChange, State, Strength, Transition, UNSEEN_INSTANCE,
+    Blindness, InstanceId, InstanceKey, Reason, ServiceChange, State, Strength, Transition,
+    UNSEEN_INSTANCE,
 };

@@ -64,6 +64,7 @@ fn first_echo_is_first_seen_with_rtt() {
     assert_eq!(
         out,
         EchoOutcome {
+            id: out.id,
             transitions: vec![],
             rtt: Some(ms(5)),
             phi: None,
@@ -185,7 +186,13 @@ fn an_echo_of_an_old_ping_is_no_round_trip_and_no_proof_of_life() {
     assert_eq!(state(&d, "orders"), State::Down);
     // A service resumed after a pause answers ping 2, sent 10 s ago.
     let out = d.echo("orders", "a", 2, t0 + ms(11_000));
-    assert_eq!(out, EchoOutcome::default());
+    assert_eq!(
+        out,
+        EchoOutcome {
+            id: out.id,
+            ..Default::default()
+        }
+    );
     assert_eq!(d.get("orders", "a").unwrap().last_rtt, Some(ms(2)));
     assert_eq!(d.get("orders", "a").unwrap().last_seq, Some(2));
 }
@@ -201,9 +208,13 @@ fn goodbye_is_left_late_echoes_do_not_revive_and_a_return_is_rejoined() {
         (t.from, t.to, t.reason),
         (State::Up, State::Left, Reason::Left)
     );
+    let late = d.echo("orders", "a", 2, t0 + ms(1002));
     assert_eq!(
-        d.echo("orders", "a", 2, t0 + ms(1002)),
-        EchoOutcome::default()
+        late,
+        EchoOutcome {
+            id: late.id,
+            ..Default::default()
+        }
     );
     assert!(
         d.check(t0 + ms(60_000)).is_empty(),
@@ -749,9 +760,12 @@ fn instances_down_or_left_long_enough_are_forgotten_and_the_rest_still_judged() 
     let (mut d, t0) = detector();
     d.expect("never", t0);
     d.ping_sent(1, t0);
-    for i in 0..6 {
-        d.echo("fleet", &i.to_string(), 1, t0 + ms(5));
-    }
+    let ids_before: Vec<_> = (0..6)
+        .map(|i| d.echo("fleet", &i.to_string(), 1, t0 + ms(5)).id)
+        .collect();
+    // One id each, kept while the instance is tracked.
+    assert!((1..6).all(|i| !ids_before[..i].contains(&ids_before[i])));
+    assert_eq!(d.echo("fleet", "3", 1, t0 + ms(6)).id, ids_before[3]);
     // 0, 2 and 4 go silent; 1 says goodbye; 3 and 5 keep answering.
     let mut down = Vec::new();
     for s in 2..=4u64 {
@@ -797,4 +811,7 @@ fn instances_down_or_left_long_enough_are_forgotten_and_the_rest_still_judged() 
         moves(&back.transitions),
         [(State::NeverSeen, State::Up, "first_seen")]
     );
+    // Under an id of its own: a sink that kept the old one is not misled.
+    assert_ne!(back.id, d.echo("fleet", "3", 13, t0 + ms(13_006)).id);
+    assert!(ids_before.iter().all(|&id| id != back.id));
 }

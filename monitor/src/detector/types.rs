@@ -8,6 +8,12 @@ use serde::Serialize;
 /// Placeholder instance name for an expected service that has not answered.
 pub const UNSEEN_INSTANCE: &str = "-";
 
+/// One instance for as long as the detector tracks it: never given to
+/// another, also after it is forgotten. A sink that sees every echo keys its
+/// own table by this instead of hashing and comparing two names per echo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct InstanceId(pub u64);
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InstanceKey {
     pub service: String,
