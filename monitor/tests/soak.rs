@@ -3,7 +3,8 @@
 //! monitor's connection is closed from the broker's side every few minutes
 //! and the broker is killed and restarted once, halfway. It prints one line:
 //! false DOWNs and services lost (both should be 0) and the monitor's RSS at
-//! the start and the end (should be flat), and fails if either count is not 0.
+//! the start, just before each close (`monitor_rss_kib_before_closes`, in
+//! order) and at the end (should be flat), and fails if either count is not 0.
 
 mod support;
 
@@ -77,9 +78,11 @@ fn soak() {
     let mut next_close = start + close_every;
     let mut restarted = false;
     let mut closes = 0;
+    let mut rss_before_closes = Vec::new();
     while Instant::now() < end {
         tally(monitor.drain_json(Duration::from_secs(1)), &mut state);
         if Instant::now() >= next_close {
+            rss_before_closes.push(monitor.rss_kib().to_string());
             closes += node.close_connections_of(&id);
             next_close += close_every;
         }
@@ -96,9 +99,10 @@ fn soak() {
     println!(
         "soak: services={services} minutes={minutes} monitor_connection_closes={closes} \
          broker_restarts={} false_down={} lost={lost} monitor_rss_kib_start={rss_start} \
-         monitor_rss_kib_end={rss_end}",
+         monitor_rss_kib_before_closes={} monitor_rss_kib_end={rss_end}",
         u8::from(restarted),
-        false_down.len()
+        false_down.len(),
+        rss_before_closes.join(","),
     );
     assert!(
         false_down.is_empty(),
