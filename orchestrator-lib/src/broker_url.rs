@@ -119,37 +119,60 @@ pub fn redact_credentials_in(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(scheme_end) = rest.find("://") {
-        let authority_start = scheme_end + 3;
-        out.push_str(&rest[..authority_start]);
-        rest = &rest[authority_start..];
-        let authority_len = rest
-            .find(|c: char| c.is_whitespace() || matches!(c, '/' | '\'' | '"' | '`'))
+        let after_scheme = scheme_end + 3;
+        out.push_str(&rest[..after_scheme]);
+        rest = &rest[after_scheme..];
+        // The whole word, not only up to the first '/': a password with an
+        // unescaped '/' in it is a broken URL, and still a password.
+        let word_len = rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '`'))
             .unwrap_or(rest.len());
-        let authority = &rest[..authority_len];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":****");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &rest[authority_len..];
+        redact_after_scheme(&rest[..word_len], &mut out);
+        rest = &rest[word_len..];
     }
     out.push_str(rest);
     out
 }
 
-/// Best effort for URLs too broken to parse: hide whatever sits between the
-/// first ':' after the scheme and the '@'.
+/// Best effort for URLs too broken to parse.
 fn redact_unparsed(raw: &str) -> String {
-    let Some(at) = raw.rfind('@') else {
-        return raw.to_owned();
-    };
     let start = raw.find("://").map_or(0, |i| i + 3);
-    match raw[start..at].find(':') {
-        Some(colon) => format!("{}:****{}", &raw[..start + colon], &raw[at..]),
-        None => raw.to_owned(),
+    let mut out = raw[..start].to_owned();
+    redact_after_scheme(&raw[start..], &mut out);
+    out
+}
+
+/// One URL's text after `scheme://`, onto `out` with the password masked:
+/// between the first ':' and the last '@'; with no '@', whatever follows a
+/// ':' in the host part that is not a port number (`amqp://user:secret`,
+/// the host forgotten). Masks too much rather than too little.
+fn redact_after_scheme(word: &str, out: &mut String) {
+    if let Some(at) = word.rfind('@') {
+        match word[..at].find(':') {
+            Some(colon) => {
+                out.push_str(&word[..colon]);
+                out.push_str(":****");
+                out.push_str(&word[at..]);
+            }
+            None => out.push_str(word),
+        }
+        return;
+    }
+    let host_end = word.find(['/', '?', '#']).unwrap_or(word.len());
+    let host = &word[..host_end];
+    // An IPv6 address's colons are not a password's.
+    let search_from = if host.starts_with('[') {
+        host.find(']').map_or(host.len(), |i| i + 1)
+    } else {
+        0
+    };
+    match host[search_from..].find(':').map(|i| i + search_from) {
+        Some(colon) if !host[colon + 1..].bytes().all(|b| b.is_ascii_digit()) => {
+            out.push_str(&word[..colon]);
+            out.push_str(":****");
+            out.push_str(&word[host_end..]);
+        }
+        _ => out.push_str(word),
     }
 }
 
@@ -359,6 +382,32 @@ mod tests {
             redact_credentials_in("amqp://a:b@c and amqp://d@e and https://x"),
             "amqp://a:****@c and amqp://d@e and https://x"
         );
+    }
+
+    #[test]
+    fn a_password_is_hidden_in_urls_too_broken_to_parse() {
+        for (text, shown) in [
+            // An unescaped '/' in the password.
+            (
+                "unrecognized subcommand 'amqp://hb:ab/Pw-S3cr3t@127.0.0.1:5672/%2f'",
+                "unrecognized subcommand 'amqp://hb:****@127.0.0.1:5672/%2f'",
+            ),
+            // The host forgotten: the password parses as a port.
+            ("amqp://hb:Pw-S3cr3t", "amqp://hb:****"),
+            ("amqp://hb:Pw-S3cr3t/%2f", "amqp://hb:****/%2f"),
+            // Ports and IPv6 addresses are not passwords.
+            ("amqp://host:5672/%2f", "amqp://host:5672/%2f"),
+            ("amqp://[::1]:5672/vh", "amqp://[::1]:5672/vh"),
+            ("amqp://[::1]/vh", "amqp://[::1]/vh"),
+        ] {
+            assert_eq!(redact_credentials_in(text), shown, "{text}");
+        }
+        let error = "amqp://hb:Pw-S3cr3t".parse::<BrokerUrl>().unwrap_err();
+        assert!(!error.to_string().contains("Pw-S3cr3t"), "{error}");
+        let error = "amqp://hb:ab/Pw-S3cr3t@h/%2f"
+            .parse::<BrokerUrl>()
+            .map(|url| url.to_string());
+        assert!(!format!("{error:?}").contains("Pw-S3cr3t"), "{error:?}");
     }
 
     #[test]
