@@ -397,11 +397,8 @@ impl Settings {
                     ca_file.display()
                 ))
             })?;
-            if !pem.contains("-----BEGIN CERTIFICATE-----") {
-                return bad(
-                    "broker.ca_file",
-                    format!("{} holds no PEM certificate", ca_file.display()),
-                );
+            if let Err(why) = orchestrator_lib::check_ca_pem(&pem) {
+                return bad("broker.ca_file", format!("{} {why}", ca_file.display()));
             }
         }
         if !self.http.listen.is_empty() && !is_host_and_port(&self.http.listen) {

@@ -33,6 +33,14 @@ static LONG_NAME: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| "x".
 
 #[test]
 fn bad_settings_stop_with_one_line_and_exit_code_2() {
+    // Looks like PEM, is not: the TLS client would fail on it at every attempt.
+    let corrupt_ca = std::env::temp_dir().join(format!("{}.pem", unique("corrupt-ca")));
+    std::fs::write(
+        &corrupt_ca,
+        "-----BEGIN CERTIFICATE-----\nnot!base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let corrupt_ca = corrupt_ca.to_string_lossy().into_owned();
     let cases: &[Case] = &[
         (
             &["--interval", "0s"],
@@ -86,6 +94,11 @@ fn bad_settings_stop_with_one_line_and_exit_code_2() {
             &[("MONITOR__BROKER__CA_FILE", "/nonexistent/ca.pem")],
             "invalid setting `broker.ca_file`",
         ),
+        (
+            &[],
+            &[("MONITOR__BROKER__CA_FILE", &corrupt_ca)],
+            "not a readable PEM certificate",
+        ),
         // Names follow the wire's rule wherever they enter.
         (&["--expect", "a b"], &[], "invalid setting `expect`"),
         (&["--id", &LONG_NAME], &[], "invalid setting `id`"),
@@ -107,8 +120,12 @@ fn bad_settings_stop_with_one_line_and_exit_code_2() {
             "unexpected argument '--no-such-flag'",
         ),
     ];
-    for (args, env, expected) in cases {
-        let (code, stderr) = run(monitor_bin(), args, env);
+    let outcomes: Vec<_> = cases
+        .iter()
+        .map(|(args, env, expected)| (args, env, expected, run(monitor_bin(), args, env)))
+        .collect();
+    let _ = std::fs::remove_file(&corrupt_ca);
+    for (args, env, expected, (code, stderr)) in outcomes {
         assert_eq!(code, 2, "{args:?} {env:?}: {stderr}");
         assert!(stderr.contains(expected), "{args:?} {env:?}: {stderr}");
         assert_eq!(

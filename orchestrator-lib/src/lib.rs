@@ -49,6 +49,6 @@ pub use signing::Keys;
 pub use topology::{Endpoint, PING_EXCHANGE, Role};
 pub use transport::{
     Closer, Inbox, Incoming, Link, LinkOptions, LinkStats, LinkStatus, MemoryBroker, Publisher,
-    connect, connect_many,
+    check_ca_pem, connect, connect_many,
 };
 pub use wire::Message;

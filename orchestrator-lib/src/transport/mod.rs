@@ -53,6 +53,23 @@ pub struct LinkOptions {
     pub keys: Option<Keys>,
 }
 
+/// Check a CA file's text as the TLS client will read it, at every
+/// connection attempt: a file that cannot be read that way is a mistake no
+/// retry mends. Returns how many certificates it holds.
+pub fn check_ca_pem(pem: &str) -> Result<usize, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut count = 0;
+    for certificate in CertificateDer::pem_slice_iter(pem.as_bytes()) {
+        certificate.map_err(|error| format!("not a readable PEM certificate ({error})"))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err("holds no PEM certificate".into());
+    }
+    Ok(count)
+}
+
 impl Default for LinkOptions {
     fn default() -> Self {
         Self {
