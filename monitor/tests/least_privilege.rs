@@ -108,4 +108,22 @@ fn a_monitor_and_services_work_with_least_privilege_and_cannot_read_each_other()
         v["service"] == orders.as_str() && v["reason"] == "left"
     });
     assert!(first.wait_exit(Duration::from_secs(5)).success());
+
+    // A service started under another's name: its user may not declare that
+    // queue, and the one line says so as a permission, not as a password.
+    let mut command = Command::new(mock_bin());
+    command.args([
+        "--url",
+        &url("hb-orders"),
+        "--name",
+        &billing,
+        "--instance",
+        "b-2",
+    ]);
+    let mut impostor = Proc::spawn("mock under another service's name", command);
+    assert!(!impostor.wait_exit(Duration::from_secs(20)).success());
+    let stderr = impostor.stderr();
+    assert!(stderr.contains("denied this user access"), "{stderr}");
+    assert!(stderr.contains("Least privilege"), "{stderr}");
+    assert!(!stderr.contains("password"), "{stderr}");
 }

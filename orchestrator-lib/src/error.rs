@@ -12,6 +12,13 @@ pub enum Error {
     )]
     AccessRefused { url: String, detail: String },
 
+    /// Logged in, then refused an exchange, a queue or the vhost: the
+    /// user's permissions, not its password.
+    #[error(
+        "the broker at {url} denied this user access ({detail}); give it the permissions in the README's \"Least privilege\" on the URL's vhost"
+    )]
+    PermissionDenied { url: String, detail: String },
+
     /// TLS could not be set up: a certificate that does not verify, a host
     /// name it does not name, or a port that does not speak TLS. Retrying
     /// cannot fix it, and falling back to plain text must never happen.

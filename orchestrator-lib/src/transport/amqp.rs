@@ -470,12 +470,19 @@ fn fatal(error: &lapin::Error, url: &BrokerUrl) -> Option<Error> {
         return None;
     };
     let detail = amqp.get_message().to_string();
+    let url = url.redacted().to_owned();
     match amqp.kind() {
+        // RabbitMQ says "Login was refused" for a bad user or password;
+        // anything else refused is a permission the user lacks.
         AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
-        | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => Some(Error::AccessRefused {
-            url: url.redacted().to_owned(),
-            detail,
-        }),
+            if detail.contains("Login was refused") =>
+        {
+            Some(Error::AccessRefused { url, detail })
+        }
+        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+        | AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED) => {
+            Some(Error::PermissionDenied { url, detail })
+        }
         _ => None,
     }
 }
