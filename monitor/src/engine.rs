@@ -327,7 +327,12 @@ pub async fn run(
             (count > 0).then(|| format!("{}={count}", reason.code()))
         })
         .collect();
-    info!(pings = seq, rejected = %rejected.join(" "), "monitor stopping");
+    let rejected = if rejected.is_empty() {
+        "none".to_owned()
+    } else {
+        rejected.join(" ")
+    };
+    info!(pings = seq, %rejected, "monitor stopping");
     closer.close().await;
     outcome
 }

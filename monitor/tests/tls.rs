@@ -38,24 +38,39 @@ fn amqps_works_with_the_configured_ca_and_fails_clearly_without_it() {
     service.stop_cleanly("INT", Duration::from_secs(5));
     monitor.stop_cleanly("INT", Duration::from_secs(5));
 
+    // The CA file that is set, if any (`Some("")`: the node's own), and
+    // what the one line must say.
     let failures = [
-        ("no CA configured", good.clone(), false),
+        ("no CA configured", good.clone(), None, "set broker.ca_file"),
+        (
+            // Valid certificates, none of them the node's CA.
+            "another CA configured",
+            good.clone(),
+            Some("/etc/ssl/certs/ca-certificates.crt"),
+            "is broker.ca_file the CA that signed",
+        ),
         (
             "a host name the certificate does not name",
             format!("amqps://guest:guest@127.0.0.1:{tls_port}/%2f"),
-            true,
+            Some(""),
+            "use the host name the certificate names",
         ),
         (
             "a port that does not speak TLS",
             format!("amqps://guest:guest@localhost:{}/%2f", node.port),
-            true,
+            Some(""),
+            "is this port TLS?",
         ),
     ];
-    for (case, url, ca) in failures {
+    for (case, url, ca, hint) in failures {
         let mut command = Command::new(monitor_bin());
         command.args(["--headless", "--url", &url]);
-        if ca {
-            command = with_ca(command, &node);
+        match ca {
+            Some("") => command = with_ca(command, &node),
+            Some(other) => {
+                command.env("MONITOR__BROKER__CA_FILE", other);
+            }
+            None => {}
         }
         let mut proc = Proc::spawn(case, command);
         let status = proc.wait_exit(Duration::from_secs(20));
@@ -66,6 +81,7 @@ fn amqps_works_with_the_configured_ca_and_fails_clearly_without_it() {
             last.starts_with("monitor: TLS with the broker"),
             "{case}: {stderr}"
         );
+        assert!(last.contains(hint), "{case}: {stderr}");
         assert!(!stderr.contains("retrying"), "{case} was retried: {stderr}");
     }
 }

@@ -79,7 +79,7 @@ pub(super) async fn run(
         };
         let error = match opened {
             Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
-            Ok(Err(error)) => match fatal(&error, url)
+            Ok(Err(error)) => match fatal(&error, url, options.ca_file.is_some())
                 .or_else(|| held_elsewhere(&error, &endpoints, &mut locked_since))
             {
                 Some(fatal) => {
@@ -459,11 +459,11 @@ fn lost(why: &str) -> lapin::Error {
 }
 
 /// Errors no retry can fix. Everything else is worth another attempt.
-fn fatal(error: &lapin::Error, url: &BrokerUrl) -> Option<Error> {
+fn fatal(error: &lapin::Error, url: &BrokerUrl, ca_file_set: bool) -> Option<Error> {
     if let Some(tls) = tls_failure(error) {
         return Some(Error::Tls {
             url: url.redacted().to_owned(),
-            detail: explain_tls(tls),
+            detail: explain_tls(tls, ca_file_set),
         });
     }
     let ErrorKind::ProtocolError(amqp) = error.kind() else {
@@ -497,9 +497,12 @@ fn tls_failure(error: &lapin::Error) -> Option<&rustls::Error> {
     io.get_ref()?.downcast_ref::<rustls::Error>()
 }
 
-fn explain_tls(error: &rustls::Error) -> String {
+fn explain_tls(error: &rustls::Error, ca_file_set: bool) -> String {
     use rustls::{CertificateError, Error as E};
     let hint = match error {
+        E::InvalidCertificate(CertificateError::UnknownIssuer) if ca_file_set => {
+            "; is broker.ca_file the CA that signed the broker's certificate?"
+        }
         E::InvalidCertificate(CertificateError::UnknownIssuer) => {
             "; if the broker uses a private CA, set broker.ca_file"
         }
