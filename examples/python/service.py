@@ -15,7 +15,7 @@ KEYS = [k.encode() for k in os.environ.get("HEARTBEAT_KEY", "").split(",") if k]
 MAC_HEADER = "x-heartbeat-mac"
 NAME = re.compile(r"[A-Za-z0-9._-]{1,100}\Z")
 QUEUE = f"heartbeat.service.{SERVICE}/{INSTANCE}"
-monitors = {}  # reply_to -> when it last pinged us (monotonic seconds)
+monitors = {}  # reply_to -> (when it last pinged us (monotonic s), its id, that seq)
 rejected, last_warning = 0, 0.0
 
 
@@ -87,19 +87,19 @@ def on_ping(ch, method, properties, body):
             last_warning = time.monotonic()
             log(f"rejected {rejected} bad or unsigned messages so far")
         return
-    monitors[properties.reply_to] = time.monotonic()
+    monitors[properties.reply_to] = (time.monotonic(), ping["monitor"], ping["seq"])
     if len(monitors) > 100:  # remember the most recent monitors only
-        del monitors[min(monitors, key=monitors.get)]
+        del monitors[min(monitors, key=lambda queue: monitors[queue][0])]
     send(ch, properties.reply_to, {"type": "echo", "service": SERVICE, "instance": INSTANCE,
                                    "monitor": ping["monitor"], "seq": ping["seq"], "at": now()})
     ch.basic_ack(method.delivery_tag)
 
 
 def goodbye(ch):
-    for to, heard in monitors.items():
-        if time.monotonic() - heard < 600:
-            send(ch, to, {"type": "goodbye", "service": SERVICE,
-                          "instance": INSTANCE, "at": now()})
+    for to, (heard, monitor, seq) in monitors.items():
+        if time.monotonic() - heard < 600:  # the latest ping it sent us, signed in
+            send(ch, to, {"type": "goodbye", "service": SERVICE, "instance": INSTANCE,
+                          "monitor": monitor, "seq": seq, "at": now()})
 
 
 def main():

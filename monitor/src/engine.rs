@@ -151,6 +151,9 @@ pub async fn run(
         ..
     } = link;
     let mut replays = ReplayGuard::default();
+    // Goodbyes name the last ping they heard, often the one just echoed:
+    // a guard of their own, so an echo does not use up its goodbye's seq.
+    let mut farewells = ReplayGuard::default();
     let start = Instant::now();
     for service in &config.expect {
         detector.expect(service, start.into_std());
@@ -278,6 +281,31 @@ pub async fn run(
                             transitions.extend(outcome.transitions);
                         }
                         Message::Goodbye(bye) => {
+                            // Signed, a goodbye must be fresh as an echo is: for
+                            // us, naming a recent ping of ours, and only once;
+                            // a recording played back later is refused.
+                            if config.signed {
+                                let ours = bye.monitor.as_deref() == Some(config.monitor_id.as_str());
+                                let fresh = bye.seq.filter(|&seq| detector.is_recent_ping(&bye.service, seq, now.into_std()));
+                                let refused = match fresh {
+                                    // Signed for another monitor's ping (seqs overlap).
+                                    Some(_) if !ours => Some(RejectReason::Replayed),
+                                    // No seq, or none of ours still recent.
+                                    None => Some(RejectReason::UnknownSeq),
+                                    // Only tracked instances get a window (the cap bounds
+                                    // it); the detector ignores a goodbye of any other.
+                                    Some(seq) => {
+                                        let key = InstanceKey::new(bye.service.as_str(), bye.instance.as_str());
+                                        (detector.get(&bye.service, &bye.instance).is_some() && !farewells.first_time(&key, seq))
+                                            .then_some(RejectReason::Replayed)
+                                    }
+                                };
+                                if let Some(reason) = refused {
+                                    stats.count_rejected(reason);
+                                    debug!(service = %bye.service, instance = %bye.instance, seq = ?bye.seq, reason = reason.code(), "refused a goodbye");
+                                    continue;
+                                }
+                            }
                             transitions.extend(detector.goodbye(&bye.service, &bye.instance, now.into_std()));
                         }
                         Message::Ping(ping) => debug!(monitor = %ping.monitor, "ignored a ping sent to a monitor"),
@@ -304,6 +332,7 @@ pub async fn run(
                     let gone = detector.forget(config.forget_after, now.into_std());
                     for key in &gone {
                         replays.forget(key);
+                        farewells.forget(key);
                     }
                     if !gone.is_empty() {
                         info!(count = gone.len(), "forgot instances DOWN or LEFT for {}", humantime::format_duration(config.forget_after));

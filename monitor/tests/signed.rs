@@ -289,3 +289,60 @@ fn a_replayed_signed_echo_is_refused() {
     );
     monitor.stop_cleanly("INT", Duration::from_secs(3));
 }
+
+#[test]
+fn a_signed_goodbye_is_heard_once_fresh_and_refused_when_played_back() {
+    let key = [("HEARTBEAT_KEY", KEY)];
+    let mut monitor = monitor_with_env(BROKER, &[], &key);
+    // Ping 1 goes out after this: it is old once a timeout has passed since.
+    let seq_1_old_at = Instant::now() + Duration::from_millis(TIMEOUT_MS + INTERVAL_MS);
+    let monitor_id = monitor.name.strip_prefix("monitor ").unwrap().to_owned();
+    let queue = monitor_queue(&monitor);
+    let (service, instance) = (unique("farewell"), "g-1");
+    let mut first = mock_with_env(BROKER, &service, instance, &[], &key);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&service, "up", "first_seen"),
+    );
+    // The real goodbye, signed and naming our latest ping: LEFT at once.
+    first.stop_cleanly("INT", Duration::from_secs(5));
+    monitor.wait_json(
+        Duration::from_secs(2),
+        "left",
+        transition(&service, "left", "left"),
+    );
+    let _again = mock_with_env(BROKER, &service, instance, &[], &key);
+    monitor.wait_json(UP_WITHIN, "back", |v| {
+        v["service"] == service.as_str() && v["to"] == "up"
+    });
+
+    // A recorder's goodbyes, validly signed: one naming a ping long gone
+    // (seq 1, many timeouts ago), one naming none. Neither is news.
+    let keys = Keys::parse(KEY).unwrap();
+    let goodbye = |seq: Option<u64>| {
+        let seq = seq.map(|s| format!(r#","monitor":"{monitor_id}","seq":{s}"#));
+        format!(
+            r#"{{"v":1,"type":"goodbye","service":"{service}","instance":"{instance}"{}}}"#,
+            seq.unwrap_or_default()
+        )
+        .into_bytes()
+    };
+    // What makes seq 1 old is time itself: wait out its age, if not yet.
+    std::thread::sleep(seq_1_old_at.saturating_duration_since(Instant::now()));
+    runtime().block_on(async {
+        let (connection, channel) = channel().await;
+        for body in [goodbye(Some(1)), goodbye(None)] {
+            publish(&channel, &queue, &body, Some(&keys.sign(&body))).await;
+        }
+        connection.close(200, "done".into()).await.unwrap();
+    });
+    monitor.expect_no_json(
+        Duration::from_secs(2),
+        "LEFT on a played-back goodbye",
+        |v| v["service"] == service.as_str() && v["to"] == "left",
+    );
+    monitor.stop_cleanly("INT", Duration::from_secs(3));
+    let stopping = summary(&monitor);
+    assert!(stopping.contains("unknown_seq=2"), "{stopping}");
+}

@@ -72,6 +72,8 @@ impl Bucket {
 struct Heard {
     last: Instant,
     bucket: Bucket,
+    /// The id and seq of the latest ping from this queue, for the goodbye.
+    latest: Option<(String, u64)>,
 }
 
 /// One service's view of the monitors pinging it.
@@ -119,9 +121,32 @@ impl MonitorBook {
         }
         let mut bucket = Bucket::full(PER_MONITOR_BURST, now);
         bucket.take(PER_MONITOR_RATE, PER_MONITOR_BURST, now);
-        self.heard
-            .insert(reply_to.to_owned(), Heard { last: now, bucket });
+        self.heard.insert(
+            reply_to.to_owned(),
+            Heard {
+                last: now,
+                bucket,
+                latest: None,
+            },
+        );
         Ok(())
+    }
+
+    /// Note the latest ping admitted from `reply_to`: a goodbye names it,
+    /// so that, signed, it cannot be played back once that ping is old.
+    pub fn note_ping(&mut self, reply_to: &str, monitor: &str, seq: u64) {
+        if let Some(heard) = self.heard.get_mut(reply_to) {
+            match &mut heard.latest {
+                Some((id, latest)) if id == monitor => *latest = (*latest).max(seq),
+                latest => *latest = Some((monitor.to_owned(), seq)),
+            }
+        }
+    }
+
+    /// The id and seq of the latest ping noted from `reply_to`.
+    pub fn latest_ping(&self, reply_to: &str) -> Option<(&str, u64)> {
+        let (monitor, seq) = self.heard.get(reply_to)?.latest.as_ref()?;
+        Some((monitor.as_str(), *seq))
     }
 
     /// The monitors to say goodbye to, most recently heard first, forgetting
@@ -222,5 +247,22 @@ mod tests {
         );
         let later = t0 + MONITOR_MEMORY + ms(100);
         assert_eq!(book.goodbye_list(later), ["heartbeat.monitor.new"]);
+    }
+
+    #[test]
+    fn the_latest_ping_of_each_monitor_is_kept_for_its_goodbye() {
+        let t0 = Instant::now();
+        let mut book = MonitorBook::new(t0);
+        let queue = "heartbeat.monitor.m";
+        assert_eq!(book.latest_ping(queue), None);
+        book.note_ping(queue, "m", 3);
+        assert_eq!(book.latest_ping(queue), None, "never admitted");
+        book.admit(queue, t0).unwrap();
+        book.note_ping(queue, "m", 7);
+        book.note_ping(queue, "m", 5);
+        assert_eq!(book.latest_ping(queue), Some(("m", 7)), "a late ping");
+        // The monitor restarted under the same queue: its seqs start over.
+        book.note_ping(queue, "m2", 1);
+        assert_eq!(book.latest_ping(queue), Some(("m2", 1)));
     }
 }

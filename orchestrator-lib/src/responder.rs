@@ -130,6 +130,7 @@ pub async fn respond_fleet(
                     }
                     continue;
                 }
+                book.note_ping(&reply_to, &ping.monitor, ping.seq);
                 if faults.hang_after.is_some_and(|after| started.elapsed() >= after) {
                     if !std::mem::replace(&mut hung_logged, true) {
                         warn!("hanging on purpose: pings are read but no longer answered");
@@ -162,9 +163,12 @@ pub async fn respond_fleet(
         let now = std::time::Instant::now();
         for (me, book) in members.iter().zip(&monitors) {
             for monitor in book.goodbye_list(now) {
+                let latest = book.latest_ping(monitor);
                 let goodbye = Message::Goodbye(Goodbye {
                     service: me.service.clone(),
                     instance: me.instance.clone(),
+                    monitor: latest.map(|(id, _)| id.to_owned()),
+                    seq: latest.map(|(_, seq)| seq),
                     at: Some(Utc::now()),
                 });
                 match publisher.send_to(monitor, &goodbye) {

@@ -67,6 +67,14 @@ pub struct Echo {
 pub struct Goodbye {
     pub service: String,
     pub instance: String,
+    /// The monitor it is addressed to and the last `seq` the service heard
+    /// from it, as in an echo: inside the signed body they make a goodbye
+    /// fresh, so a recorded one played back later is refused. Optional for
+    /// unsigned services.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// Informative only, as in [`Echo::at`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
@@ -297,6 +305,11 @@ pub fn decode_within(body: &[u8], max_body: usize) -> Result<Message, DecodeErro
         _ => Message::Goodbye(Goodbye {
             service: need(raw.service, "service")?,
             instance: need(raw.instance, "instance")?,
+            monitor: match raw.monitor {
+                Some(monitor) => Some(need(Some(monitor), "monitor")?),
+                None => None,
+            },
+            seq: raw.seq,
             at: raw.at,
         }),
     })
@@ -396,6 +409,15 @@ mod tests {
             Message::Goodbye(Goodbye {
                 service: "orders".into(),
                 instance: "orders-1".into(),
+                monitor: Some("mon-1".into()),
+                seq: Some(41),
+                at: Some(at()),
+            }),
+            Message::Goodbye(Goodbye {
+                service: "orders".into(),
+                instance: "orders-1".into(),
+                monitor: None,
+                seq: None,
                 at: Some(at()),
             }),
         ];

@@ -37,13 +37,17 @@ fn message() -> impl Strategy<Value = Message> {
                 at,
             })
         }),
-        (name(), name(), timestamp()).prop_map(|(service, instance, at)| {
-            Message::Goodbye(Goodbye {
-                service,
-                instance,
-                at,
-            })
-        }),
+        (name(), name(), any::<Option<u64>>(), timestamp()).prop_map(
+            |(service, instance, seq, at)| {
+                Message::Goodbye(Goodbye {
+                    service,
+                    instance,
+                    monitor: seq.map(|_| "mon-1".into()),
+                    seq,
+                    at,
+                })
+            }
+        ),
     ]
 }
 
