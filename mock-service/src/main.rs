@@ -12,7 +12,7 @@ use clap::Parser;
 use heartbeat_config::Settings;
 use orchestrator_lib::{Endpoint, Faults, Identity, LinkOptions};
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -138,6 +138,12 @@ async fn main() -> ExitCode {
         ..defaults
     };
     info!(service = %cli.name, count = members.len(), instance = %instance, broker = %url, from = %from, signed = keys.is_some(), "answering pings");
+    if keys.is_none() {
+        // As the monitor says it: a monitor with a key will not hear us.
+        warn!(
+            "heartbeats are unsigned: anyone who can publish to the broker can ping as a monitor, and a monitor with a key refuses our echoes; set HEARTBEAT_KEY"
+        );
+    }
     let endpoints = members.iter().map(Endpoint::service).collect();
     let link = orchestrator_lib::connect_many(&url, endpoints, options);
     let shutdown = CancellationToken::new();

@@ -148,6 +148,7 @@ pub async fn run(
             kept,
             &shutdown,
         );
+        metrics.set_signed(signed);
         metrics.watch_sinks(metrics::SinkStats {
             notify: notifier
                 .as_ref()

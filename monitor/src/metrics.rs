@@ -71,6 +71,9 @@ pub struct Metrics {
     echoes: Counter,
     pings: Counter,
     link_up: Gauge,
+    /// 1 with a key (HEARTBEAT_KEY): an alert on 0 catches a monitor
+    /// started without one.
+    signed: Gauge,
     link_state: Family<Labels, Gauge>,
     lag: FloatGauge,
     sink_dropped: Family<Labels, Counter>,
@@ -119,6 +122,7 @@ impl Metrics {
             echoes: Counter::default(),
             pings: Counter::default(),
             link_up: Gauge::default(),
+            signed: Gauge::default(),
             link_state: Family::default(),
             lag: FloatGauge::default(),
             sink_dropped: Family::default(),
@@ -188,6 +192,11 @@ impl Metrics {
             "heartbeat_broker_link_up",
             "1 while the monitor's link to the broker is connected",
             metrics.link_up.clone(),
+        );
+        registry.register(
+            "heartbeat_signed",
+            "1 when heartbeats are signed (HEARTBEAT_KEY set); 0 when anyone who can publish to the broker can forge them",
+            metrics.signed.clone(),
         );
         registry.register(
             "heartbeat_broker_link_state",
@@ -434,6 +443,10 @@ impl Metrics {
         self.sink_dropped
             .get_or_create(&vec![("sink", sink.to_owned())])
             .inc();
+    }
+
+    pub fn set_signed(&self, signed: bool) {
+        self.signed.set(i64::from(signed));
     }
 
     pub fn set_event_loop_lag(&self, lag: Duration) {

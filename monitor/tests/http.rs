@@ -198,6 +198,8 @@ fn metrics_are_prometheus_text_and_a_real_prometheus_sees_a_killed_service_go_do
     );
     let up_line = format!("heartbeat_up{{service=\"{name}\",instance=\"m-1\"}} 1");
     assert!(text.contains(&up_line), "no {up_line:?} in:\n{text}");
+    // Started without HEARTBEAT_KEY.
+    assert!(text.contains("\nheartbeat_signed 0\n"), "{text}");
     for family in [
         "heartbeat_state",
         "heartbeat_rtt_seconds",

@@ -293,7 +293,7 @@ fn a_replayed_signed_echo_is_refused() {
 #[test]
 fn a_signed_goodbye_is_heard_once_fresh_and_refused_when_played_back() {
     let key = [("HEARTBEAT_KEY", KEY)];
-    let mut monitor = monitor_with_env(BROKER, &[], &key);
+    let mut monitor = monitor_with_env(BROKER, &["--listen", "127.0.0.1:0"], &key);
     // Ping 1 goes out after this: it is old once a timeout has passed since.
     let seq_1_old_at = Instant::now() + Duration::from_millis(TIMEOUT_MS + INTERVAL_MS);
     let monitor_id = monitor.name.strip_prefix("monitor ").unwrap().to_owned();
@@ -304,6 +304,10 @@ fn a_signed_goodbye_is_heard_once_fresh_and_refused_when_played_back() {
         UP_WITHIN,
         "first seen",
         transition(&service, "up", "first_seen"),
+    );
+    assert_eq!(
+        metric(&monitor.listen_base(), "heartbeat_signed"),
+        Some(1.0)
     );
     // The real goodbye, signed and naming our latest ping: LEFT at once.
     first.stop_cleanly("INT", Duration::from_secs(5));
