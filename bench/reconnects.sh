@@ -10,12 +10,7 @@
 set -u
 cd "$(dirname "$0")/.."
 closes=${1:-30} gap=${2:-5} n=${3:-500}
-mon=${MONITOR_BIN:-target/release/monitor}
-cargo build --release -q -p monitor -p mock-service || exit 1
-vhost=heartbeat-bench
-rabbitmqctl -q add_vhost "$vhost" >/dev/null 2>&1
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null || exit 1
-url="amqp://guest:guest@127.0.0.1:5672/$vhost"
+. bench/common.sh
 id="reconnects-$$"
 target/release/mock-service --url "$url" --name "reconnects$$" --instance i --count "$n" >/dev/null 2>&1 &
 fleet=$!

@@ -15,12 +15,7 @@
 set -u
 cd "$(dirname "$0")/.."
 n=${1:-2000} secs=${2:-40} modes=${3:-headless dashboard}
-mon=${MONITOR_BIN:-target/release/monitor}
-cargo build --release -q -p monitor -p mock-service || exit 1
-vhost=heartbeat-bench
-rabbitmqctl -q add_vhost "$vhost" >/dev/null 2>&1
-rabbitmqctl -q set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null || exit 1
-url="amqp://guest:guest@127.0.0.1:5672/$vhost"
+. bench/common.sh
 socket="threads$$" work=$(mktemp -d)
 target/release/mock-service --url "$url" --name "threads$$" --instance i --count "$n" >/dev/null 2>&1 &
 fleet=$!
