@@ -37,6 +37,18 @@ impl FromStr for BrokerUrl {
             url: redact_unparsed(raw),
             why: why.to_owned(),
         };
+        // The parser ends the host part at the first '/', '?' or '#': a
+        // password holding one of them leaves its '@' behind, and the rest
+        // would pass for a port and a path, and be shown unmasked.
+        let after_scheme = raw.find("://").map_or(0, |i| i + 3);
+        let host_part_end = raw[after_scheme..]
+            .find(['/', '?', '#'])
+            .map_or(raw.len(), |i| after_scheme + i);
+        if raw[host_part_end..].contains('@') {
+            return Err(invalid(
+                "an '@' after the host: percent-encode a password's '/', '?' or '#' (%2F, %3F, %23), and a vhost's '@' (%40)",
+            ));
+        }
         let mut parsed = url::Url::parse(raw).map_err(|e| invalid(&e.to_string()))?;
         if !matches!(parsed.scheme(), "amqp" | "amqps") {
             return Err(invalid("the scheme must be amqp:// or amqps://"));
@@ -123,10 +135,19 @@ pub fn redact_credentials_in(text: &str) -> String {
         out.push_str(&rest[..after_scheme]);
         rest = &rest[after_scheme..];
         // The whole word, not only up to the first '/': a password with an
-        // unescaped '/' in it is a broken URL, and still a password.
-        let word_len = rest
+        // unescaped '/' in it is a broken URL, and still a password. Up to
+        // the next URL, though, when several are joined with commas.
+        let mut word_len = rest
             .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | '`'))
             .unwrap_or(rest.len());
+        if let Some(next) = rest[..word_len].find("://") {
+            let scheme_start = rest[..next]
+                .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+                .map_or(0, |i| i + 1);
+            if rest[..scheme_start].ends_with(',') {
+                word_len = scheme_start - 1;
+            }
+        }
         redact_after_scheme(&rest[..word_len], &mut out);
         rest = &rest[word_len..];
     }
@@ -395,6 +416,16 @@ mod tests {
             // The host forgotten: the password parses as a port.
             ("amqp://hb:Pw-S3cr3t", "amqp://hb:****"),
             ("amqp://hb:Pw-S3cr3t/%2f", "amqp://hb:****/%2f"),
+            // Several URLs joined with commas, each masked.
+            (
+                "amqp://h/%2f,amqp://u:secret@h2",
+                "amqp://h/%2f,amqp://u:****@h2",
+            ),
+            (
+                "amqp://u:p@h,amqps://v:secret@h2/vh",
+                "amqp://u:****@h,amqps://v:****@h2/vh",
+            ),
+            ("amqp://a,amqp://u:secret", "amqp://a,amqp://u:****"),
             // Ports and IPv6 addresses are not passwords.
             ("amqp://host:5672/%2f", "amqp://host:5672/%2f"),
             ("amqp://[::1]:5672/vh", "amqp://[::1]:5672/vh"),
@@ -404,10 +435,19 @@ mod tests {
         }
         let error = "amqp://hb:Pw-S3cr3t".parse::<BrokerUrl>().unwrap_err();
         assert!(!error.to_string().contains("Pw-S3cr3t"), "{error}");
-        let error = "amqp://hb:ab/Pw-S3cr3t@h/%2f"
-            .parse::<BrokerUrl>()
-            .map(|url| url.to_string());
-        assert!(!format!("{error:?}").contains("Pw-S3cr3t"), "{error:?}");
+        // URLs the parser would take, with the password's tail as a path,
+        // a query or a fragment: refused, and masked in the refusal.
+        for raw in [
+            "amqp://hb:ab/Pw-S3cr3t@h/%2f",
+            "amqp://hb:2024/Pw-S3cr3t@host/%2f",
+            "amqp://hb:/Pw-S3cr3t@host/%2f",
+            "amqp://hb:2024#Pw-S3cr3t@host",
+            "amqp://hb:2024?Pw-S3cr3t@host",
+        ] {
+            let error = raw.parse::<BrokerUrl>().unwrap_err().to_string();
+            assert!(!error.contains("Pw-S3cr3t"), "{raw}: {error}");
+            assert!(error.contains("percent-encode"), "{raw}: {error}");
+        }
     }
 
     #[test]

@@ -134,12 +134,12 @@ impl MonitorBook {
 
     /// Note the latest ping admitted from `reply_to`: a goodbye names it,
     /// so that, signed, it cannot be played back once that ping is old.
+    /// The latest received, not the highest: a monitor restarted under the
+    /// same id counts from 1 again, and a goodbye naming its previous run's
+    /// seq would be refused.
     pub fn note_ping(&mut self, reply_to: &str, monitor: &str, seq: u64) {
         if let Some(heard) = self.heard.get_mut(reply_to) {
-            match &mut heard.latest {
-                Some((id, latest)) if id == monitor => *latest = (*latest).max(seq),
-                latest => *latest = Some((monitor.to_owned(), seq)),
-            }
+            heard.latest = Some((monitor.to_owned(), seq));
         }
     }
 
@@ -258,11 +258,11 @@ mod tests {
         book.note_ping(queue, "m", 3);
         assert_eq!(book.latest_ping(queue), None, "never admitted");
         book.admit(queue, t0).unwrap();
-        book.note_ping(queue, "m", 7);
-        book.note_ping(queue, "m", 5);
-        assert_eq!(book.latest_ping(queue), Some(("m", 7)), "a late ping");
-        // The monitor restarted under the same queue: its seqs start over.
-        book.note_ping(queue, "m2", 1);
-        assert_eq!(book.latest_ping(queue), Some(("m2", 1)));
+        book.note_ping(queue, "m", 86_400);
+        assert_eq!(book.latest_ping(queue), Some(("m", 86_400)));
+        // The monitor restarted under the same id: its seqs start over, and
+        // the goodbye must name one of the new run's.
+        book.note_ping(queue, "m", 1);
+        assert_eq!(book.latest_ping(queue), Some(("m", 1)));
     }
 }
