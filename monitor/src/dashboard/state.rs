@@ -290,7 +290,13 @@ impl Fleet {
     }
 
     fn row_mut(&mut self, key: &InstanceKey, now: Instant) -> &mut Row {
-        let i = match self.index.get(key) {
+        let i = self.row_index(key, now);
+        &mut self.rows[i]
+    }
+
+    /// Where `key`'s row is, added if it has none.
+    fn row_index(&mut self, key: &InstanceKey, now: Instant) -> usize {
+        match self.index.get(key) {
             Some(&i) => i,
             None => {
                 self.rows.push(Row::new(key.clone(), now));
@@ -298,8 +304,7 @@ impl Fleet {
                 self.stale = true;
                 self.rows.len() - 1
             }
-        };
-        &mut self.rows[i]
+        }
     }
 
     fn remove(&mut self, key: &InstanceKey) {
@@ -336,8 +341,7 @@ impl Fleet {
                 // known by id from now on. A new id for a known row (the
                 // detector forgot the instance and met it again) replaces
                 // the old one.
-                self.row_mut(&echo.key, echo.at);
-                let i = self.index[&echo.key];
+                let i = self.row_index(&echo.key, echo.at);
                 if let Some(old) = self.rows[i].id.replace(echo.id) {
                     self.by_id.remove(&old);
                 }

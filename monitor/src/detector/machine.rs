@@ -527,13 +527,13 @@ impl Detector {
         self.sent.get(usize::try_from(index).ok()?).copied()
     }
 
-    /// The slot of an instance, created (UP, first seen) on its first echo;
-    /// an expected service's placeholder gives way to its first real instance.
     fn new_id(&mut self) -> InstanceId {
         self.next_id += 1;
         InstanceId(self.next_id)
     }
 
+    /// The slot of an instance, created (UP, first seen) on its first echo;
+    /// an expected service's placeholder gives way to its first real instance.
     fn slot_for(&mut self, service: &str, instance: &str, now: Instant) -> (usize, bool) {
         if let Some(&slot) = self.by_name.get(service).and_then(|m| m.get(instance)) {
             return (slot, false);

@@ -12,6 +12,15 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Phi with its default threshold and failures before DOWN.
+fn phi_detector() -> (Detector, Instant) {
+    let phi = Policy {
+        mode: Mode::Phi,
+        ..Policy::fixed(T)
+    };
+    (Detector::new(I, phi), Instant::now())
+}
+
 fn detector() -> (Detector, Instant) {
     let slow = Policy {
         timeout: Duration::from_secs(10),
@@ -412,12 +421,7 @@ fn a_service_that_keeps_hanging_is_flapping_once_then_stable() {
 #[test]
 fn phi_sees_every_hang_of_the_same_length_and_calls_it_flapping() {
     // The defaults: phi, threshold 8, DOWN on the second missed deadline.
-    let policy = Policy {
-        mode: Mode::Phi,
-        ..Policy::fixed(T)
-    };
-    let mut d = Detector::new(I, policy);
-    let t0 = Instant::now();
+    let (mut d, t0) = phi_detector();
     let mut all = beat(&mut d, t0, 1, 20, &["orders"]);
     // Hung 6 s, then answering 6 s, five times in a minute. Were each hang's
     // gap learnt as an interval, phi would take the second one as normal.
@@ -724,12 +728,7 @@ fn a_check_looks_only_at_instances_whose_deadline_passed() {
 
 #[test]
 fn after_a_blind_spell_phi_waits_a_whole_timeout_too() {
-    let policy = Policy {
-        mode: Mode::Phi,
-        ..Policy::fixed(T)
-    };
-    let mut d = Detector::new(I, policy);
-    let t0 = Instant::now();
+    let (mut d, t0) = phi_detector();
     beat(&mut d, t0, 1, 20, &["orders"]);
     // Phi alone would suspect it about 1.5 s after its last beat.
     let now = t0 + ms(20_500);
