@@ -72,8 +72,8 @@ impl Bucket {
 struct Heard {
     last: Instant,
     bucket: Bucket,
-    /// The id and seq of the latest ping from this queue, for the goodbye.
-    latest: Option<(String, u64)>,
+    /// The seq of the latest ping from this queue, for the goodbye.
+    latest_seq: Option<u64>,
 }
 
 /// One service's view of the monitors pinging it.
@@ -126,7 +126,7 @@ impl MonitorBook {
             Heard {
                 last: now,
                 bucket,
-                latest: None,
+                latest_seq: None,
             },
         );
         Ok(())
@@ -137,16 +137,17 @@ impl MonitorBook {
     /// The latest received, not the highest: a monitor restarted under the
     /// same id counts from 1 again, and a goodbye naming its previous run's
     /// seq would be refused.
-    pub fn note_ping(&mut self, reply_to: &str, monitor: &str, seq: u64) {
+    pub fn note_ping(&mut self, reply_to: &str, seq: u64) {
         if let Some(heard) = self.heard.get_mut(reply_to) {
-            heard.latest = Some((monitor.to_owned(), seq));
+            heard.latest_seq = Some(seq);
         }
     }
 
-    /// The id and seq of the latest ping noted from `reply_to`.
-    pub fn latest_ping(&self, reply_to: &str) -> Option<(&str, u64)> {
-        let (monitor, seq) = self.heard.get(reply_to)?.latest.as_ref()?;
-        Some((monitor.as_str(), *seq))
+    /// The monitor's id (its queue's name says it) and the seq of the
+    /// latest ping noted from `reply_to`.
+    pub fn latest_ping<'q>(&self, reply_to: &'q str) -> Option<(&'q str, u64)> {
+        let seq = self.heard.get(reply_to)?.latest_seq?;
+        Some((monitor_id_of(reply_to)?, seq))
     }
 
     /// The monitors to say goodbye to, most recently heard first, forgetting
@@ -255,14 +256,14 @@ mod tests {
         let mut book = MonitorBook::new(t0);
         let queue = "heartbeat.monitor.m";
         assert_eq!(book.latest_ping(queue), None);
-        book.note_ping(queue, "m", 3);
+        book.note_ping(queue, 3);
         assert_eq!(book.latest_ping(queue), None, "never admitted");
         book.admit(queue, t0).unwrap();
-        book.note_ping(queue, "m", 86_400);
+        book.note_ping(queue, 86_400);
         assert_eq!(book.latest_ping(queue), Some(("m", 86_400)));
         // The monitor restarted under the same id: its seqs start over, and
         // the goodbye must name one of the new run's.
-        book.note_ping(queue, "m", 1);
+        book.note_ping(queue, 1);
         assert_eq!(book.latest_ping(queue), Some(("m", 1)));
     }
 }

@@ -130,7 +130,7 @@ pub async fn respond_fleet(
                     }
                     continue;
                 }
-                book.note_ping(&reply_to, &ping.monitor, ping.seq);
+                book.note_ping(&reply_to, ping.seq);
                 if faults.hang_after.is_some_and(|after| started.elapsed() >= after) {
                     if !std::mem::replace(&mut hung_logged, true) {
                         warn!("hanging on purpose: pings are read but no longer answered");
