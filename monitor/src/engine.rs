@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use orchestrator_lib::wire::{Message, Ping, RejectReason};
+use orchestrator_lib::wire::{Goodbye, Message, Ping, RejectReason};
 use orchestrator_lib::{Error, Incoming, Link, LinkStatus};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -281,30 +281,12 @@ pub async fn run(
                             transitions.extend(outcome.transitions);
                         }
                         Message::Goodbye(bye) => {
-                            // Signed, a goodbye must be fresh as an echo is: for
-                            // us, naming a recent ping of ours, and only once;
-                            // a recording played back later is refused.
-                            if config.signed {
-                                let ours = bye.monitor.as_deref() == Some(config.monitor_id.as_str());
-                                let fresh = bye.seq.filter(|&seq| detector.is_recent_ping(&bye.service, seq, now.into_std()));
-                                let refused = match fresh {
-                                    // Signed for another monitor's ping (seqs overlap).
-                                    Some(_) if !ours => Some(RejectReason::Replayed),
-                                    // No seq, or none of ours still recent.
-                                    None => Some(RejectReason::UnknownSeq),
-                                    // Only tracked instances get a window (the cap bounds
-                                    // it); the detector ignores a goodbye of any other.
-                                    Some(seq) => {
-                                        let key = InstanceKey::new(bye.service.as_str(), bye.instance.as_str());
-                                        (detector.get(&bye.service, &bye.instance).is_some() && !farewells.first_time(&key, seq))
-                                            .then_some(RejectReason::Replayed)
-                                    }
-                                };
-                                if let Some(reason) = refused {
-                                    stats.count_rejected(reason);
-                                    debug!(service = %bye.service, instance = %bye.instance, seq = ?bye.seq, reason = reason.code(), "refused a goodbye");
-                                    continue;
-                                }
+                            if config.signed
+                                && let Some(reason) = stale_goodbye(&bye, &config.monitor_id, &detector, &mut farewells, now.into_std())
+                            {
+                                stats.count_rejected(reason);
+                                debug!(service = %bye.service, instance = %bye.instance, seq = ?bye.seq, reason = reason.code(), "refused a goodbye");
+                                continue;
                             }
                             transitions.extend(detector.goodbye(&bye.service, &bye.instance, now.into_std()));
                         }
@@ -364,6 +346,34 @@ pub async fn run(
     info!(pings = seq, %rejected, "monitor stopping");
     closer.close().await;
     outcome
+}
+
+/// Why a signed goodbye is not news, if it is not. It must be fresh as an
+/// echo is: for us, naming a recent ping of ours, and only once, so a
+/// recording played back later is refused.
+fn stale_goodbye(
+    bye: &Goodbye,
+    monitor_id: &str,
+    detector: &Detector,
+    farewells: &mut ReplayGuard,
+    now: std::time::Instant,
+) -> Option<RejectReason> {
+    let Some(seq) = bye
+        .seq
+        .filter(|&seq| detector.is_recent_ping(&bye.service, seq, now))
+    else {
+        // No seq, or none of ours still recent.
+        return Some(RejectReason::UnknownSeq);
+    };
+    if bye.monitor.as_deref() != Some(monitor_id) {
+        // Signed for another monitor's ping (seqs overlap), or for none.
+        return Some(RejectReason::Replayed);
+    }
+    // Only tracked instances get a window (the cap bounds it); the
+    // detector ignores a goodbye of any other.
+    let key = InstanceKey::new(bye.service.as_str(), bye.instance.as_str());
+    (detector.get(&bye.service, &bye.instance).is_some() && !farewells.first_time(&key, seq))
+        .then_some(RejectReason::Replayed)
 }
 
 /// The engine's side of the update stream: holds echoes back for one
