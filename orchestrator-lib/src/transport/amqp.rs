@@ -178,6 +178,11 @@ struct Session {
     queues: Vec<String>,
     /// `None` on a link consumed without acks.
     acks: Option<PendingAcks>,
+    /// See [`LinkOptions::linger`].
+    linger: Duration,
+    /// When the last batch was handed on: a stream of messages is dense
+    /// enough to linger on while batches follow each other within `linger`.
+    last_batch: Option<tokio::time::Instant>,
 }
 
 /// Acknowledgements not yet sent. One `basic.ack` with `multiple` settles
@@ -305,6 +310,8 @@ impl Session {
             events,
             queues: endpoints.iter().map(|e| e.queue.clone()).collect(),
             acks: options.ack.then(PendingAcks::default),
+            linger: options.linger,
+            last_batch: None,
         })
     }
 
@@ -339,7 +346,8 @@ impl Session {
     }
 
     /// Take `first` and whatever else has already arrived (up to
-    /// [`MAX_BATCH`]), and hand it on to the inbox as one batch.
+    /// [`MAX_BATCH`]), and, while messages come densely, whatever arrives
+    /// within [`LinkOptions::linger`] more; hand it on to the inbox as one batch.
     async fn take_batch(
         &mut self,
         first: Option<(usize, Option<lapin::Result<Delivery>>)>,
@@ -348,6 +356,8 @@ impl Session {
         let mut batch = Vec::new();
         let mut next = first;
         let mut taken = 0;
+        let mut may_linger =
+            !self.linger.is_zero() && self.last_batch.is_some_and(|at| at.elapsed() < self.linger);
         let outcome = loop {
             match next {
                 Some((to, Some(Ok(delivery)))) => {
@@ -380,15 +390,28 @@ impl Session {
             if taken == MAX_BATCH {
                 break Ok(());
             }
-            // Only what is already here: never wait to fill a batch.
-            match self.deliveries.next().now_or_never() {
-                Some(delivery) => next = delivery,
+            // What is already here; then, once, what comes within the
+            // linger. `now_or_never` leaves lapin a waker that wakes nobody,
+            // which is the point: what arrives during the sleep is queued
+            // for us without a wake-up. Not raced against the shutdown
+            // token: a close waits 2 ms at most.
+            next = match self.deliveries.next().now_or_never() {
+                Some(delivery) => delivery,
+                None if may_linger => {
+                    may_linger = false;
+                    tokio::time::sleep(self.linger).await;
+                    match self.deliveries.next().now_or_never() {
+                        Some(delivery) => delivery,
+                        None => break Ok(()),
+                    }
+                }
                 None => break Ok(()),
-            }
+            };
         };
         // What arrived before a failure is handed on all the same: a
         // goodbye in it is still a goodbye.
         p.deliver(batch).await;
+        self.last_batch = Some(tokio::time::Instant::now());
         outcome
     }
 
