@@ -229,13 +229,14 @@ pub async fn run(
                         _ => Ok(()),
                     };
                 };
-                // One reading of the clock for the batch: its messages arrived together.
-                let now = Instant::now();
                 // Reported after the batch's echoes: a sink that sees an
                 // instance UP has seen the echo that made it so (its RTT,
                 // its phi), as when echoes went out one at a time.
                 let mut transitions = Vec::new();
-                for Incoming { message, .. } in batch {
+                // Each message is timed by when the link took it, not by when
+                // its batch reached us: the link may have held it (a linger)
+                // and the hand-off takes a moment, neither of them the round trip's.
+                for Incoming { message, received_at: now, .. } in batch {
                     match message {
                         Message::Echo(echo) => {
                             let key = InstanceKey::new(echo.service, echo.instance);

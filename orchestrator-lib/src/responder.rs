@@ -116,7 +116,7 @@ pub async fn respond_fleet(
             }
             incoming = inbox.recv() => {
                 let Some(incoming) = incoming else { break ended(&status) };
-                let Incoming { message: Message::Ping(ping), reply_to: Some(reply_to), to } = incoming else {
+                let Incoming { message: Message::Ping(ping), reply_to: Some(reply_to), to, .. } = incoming else {
                     debug!(?incoming, "ignored: only pings with a reply_to are answered");
                     continue;
                 };

@@ -26,7 +26,7 @@ use lapin::{
 };
 use tracing::{debug, info, warn};
 
-use super::{LinkOptions, LinkStats, LinkStatus, MAX_BATCH, Outgoing, Plumbing, Route};
+use super::{Incoming, LinkOptions, LinkStats, LinkStatus, MAX_BATCH, Outgoing, Plumbing, Route};
 use crate::signing::MAC_HEADER;
 use crate::{Backoff, BrokerUrl, BrokerUrls, Endpoint, Error, PING_EXCHANGE, Role};
 
@@ -356,29 +356,31 @@ impl Session {
         let mut batch = Vec::new();
         let mut next = first;
         let mut taken = 0;
+        // Dense: the last batch went on less than a linger ago. The first
+        // message after a quiet spell is never held.
         let mut may_linger =
             !self.linger.is_zero() && self.last_batch.is_some_and(|at| at.elapsed() < self.linger);
+        let mut taken_at = tokio::time::Instant::now();
         let outcome = loop {
             match next {
                 Some((to, Some(Ok(delivery)))) => {
-                    let reply_to = delivery
-                        .properties
-                        .reply_to()
-                        .as_ref()
-                        .map(ToString::to_string);
                     // Without keys the MAC is never read (ARCHITECTURE's invariant).
                     let mac = p
                         .keys
                         .as_ref()
                         .and_then(|_| mac_header(&delivery.properties));
-                    p.accept(
-                        &delivery.data,
-                        mac,
-                        reply_to,
-                        to,
-                        &self.queues[to],
-                        &mut batch,
-                    );
+                    if let Some(message) = p.accept(&delivery.data, mac, &self.queues[to]) {
+                        batch.push(Incoming {
+                            message,
+                            reply_to: delivery
+                                .properties
+                                .reply_to()
+                                .as_ref()
+                                .map(ToString::to_string),
+                            to,
+                            received_at: taken_at,
+                        });
+                    }
                     if let Some(acks) = &mut self.acks {
                         acks.add(delivery.delivery_tag);
                     }
@@ -391,15 +393,17 @@ impl Session {
                 break Ok(());
             }
             // What is already here; then, once, what comes within the
-            // linger. `now_or_never` leaves lapin a waker that wakes nobody,
-            // which is the point: what arrives during the sleep is queued
-            // for us without a wake-up. Not raced against the shutdown
-            // token: a close waits 2 ms at most.
+            // linger. `now_or_never` leaves the merged stream a waker that
+            // wakes nobody, which is the point: what lapin receives during
+            // the linger is queued for us without waking a thread.
             next = match self.deliveries.next().now_or_never() {
                 Some(delivery) => delivery,
                 None if may_linger => {
                     may_linger = false;
-                    tokio::time::sleep(self.linger).await;
+                    if let Err(error) = self.linger(p).await {
+                        break Err(error);
+                    }
+                    taken_at = tokio::time::Instant::now();
                     match self.deliveries.next().now_or_never() {
                         Some(delivery) => delivery,
                         None => break Ok(()),
@@ -413,6 +417,22 @@ impl Session {
         p.deliver(batch).await;
         self.last_batch = Some(tokio::time::Instant::now());
         outcome
+    }
+
+    /// Wait out [`LinkOptions::linger`], publishing whatever is queued
+    /// meanwhile (a ping must not wait behind a batch: its round trip is
+    /// timed from when it was queued), and ending early on a close.
+    async fn linger(&self, p: &mut Plumbing) -> lapin::Result<()> {
+        let end = tokio::time::sleep(self.linger);
+        tokio::pin!(end);
+        loop {
+            tokio::select! {
+                biased;
+                _ = p.token.cancelled() => return Ok(()),
+                _ = &mut end => return Ok(()),
+                Some(outgoing) = p.out_rx.recv() => self.publish(outgoing, &p.stats).await?,
+            }
+        }
     }
 
     async fn publish(&self, outgoing: Outgoing, stats: &LinkStats) -> lapin::Result<()> {

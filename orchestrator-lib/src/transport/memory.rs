@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
 
-use super::{Link, LinkOptions, LinkStats, LinkStatus, Outgoing, Plumbing, Route, plumbing};
+use super::{
+    Incoming, Link, LinkOptions, LinkStats, LinkStatus, Outgoing, Plumbing, Route, plumbing,
+};
 use crate::{Endpoint, Role};
 
 /// Bodies a queue holds before new ones are dropped, like a broker's max-length.
@@ -127,10 +129,16 @@ impl MemoryBroker {
                 _ = p.token.cancelled() => break,
                 Some(outgoing) = p.out_rx.recv() => self.route(outgoing, &p.stats),
                 Some(raw) = rx.recv() => {
-                    let mut batch = Vec::new();
                     let mac = raw.mac.as_deref().map(str::as_bytes);
-                    p.accept(&raw.body, mac, raw.reply_to, raw.to, &queues[raw.to], &mut batch);
-                    p.deliver(batch).await;
+                    if let Some(message) = p.accept(&raw.body, mac, &queues[raw.to]) {
+                        let incoming = Incoming {
+                            message,
+                            reply_to: raw.reply_to,
+                            to: raw.to,
+                            received_at: tokio::time::Instant::now(),
+                        };
+                        p.deliver(vec![incoming]).await;
+                    }
                 }
             }
         }
@@ -212,6 +220,7 @@ mod tests {
                     message: ping(1).clone_with_time(&got.message),
                     reply_to: Some("heartbeat.monitor.m".into()),
                     to: 0,
+                    received_at: got.received_at,
                 }
             );
         }

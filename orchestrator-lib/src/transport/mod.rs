@@ -23,7 +23,8 @@ use crate::{BrokerUrls, Endpoint, Error, Keys};
 
 pub use memory::MemoryBroker;
 
-/// Tuning for a link. The defaults suit a heartbeat on a local or hosted broker.
+/// Tuning for a link. The defaults suit a monitor's link, on a local or
+/// hosted broker; a service starts from [`LinkOptions::service`].
 #[derive(Debug, Clone)]
 pub struct LinkOptions {
     pub reconnect_min: Duration,
@@ -51,16 +52,17 @@ pub struct LinkOptions {
     /// these keys (unsigned and badly signed ones are rejected and counted).
     /// `None`: heartbeats are unsigned, and signatures are not looked at.
     pub keys: Option<Keys>,
-    /// On the AMQP link, while messages come in faster than one per
-    /// `linger` (the last batch went on less than `linger` ago), a batch
-    /// waits this long for more before it is handed on. While it waits,
-    /// nobody is listening on lapin's consumer, so the deliveries that
-    /// arrive meanwhile are queued without waking a thread: measured at
-    /// 2,000 echoes a second, a monitor's CPU per echo fell by a quarter,
-    /// most of it futex wake-ups. The price: a message that arrives within
-    /// `linger` of another may be read up to `linger` (plus the timer's
-    /// 1 ms granularity) later, so a round trip measured on it looks that
-    /// much longer. A lone message is never held. Zero: never wait.
+    /// On the AMQP link, while messages come densely (the last batch went
+    /// on less than `linger` ago), a batch waits this long for more before
+    /// it is handed on. Meanwhile lapin queues what it receives without
+    /// waking a thread: measured at 2,000 echoes a second, a monitor's CPU
+    /// per echo fell by a quarter, most of it futex wake-ups. The first
+    /// message after a quiet spell of `linger` is never held, outgoing
+    /// messages are published during the wait, and a close ends it. Each
+    /// message's [`Incoming::received_at`] is when the link took it, so
+    /// only one that arrived during a wait reads late, by up to `linger`
+    /// (plus the timer's 1 ms granularity). Zero: never wait (a service's
+    /// link, which answers each ping at once). The in-memory broker ignores it.
     pub linger: Duration,
 }
 
@@ -104,8 +106,7 @@ impl LinkOptions {
     /// still queued, where their expiration drops them, instead of a
     /// backlog of stale pings to answer as if fresh. With so little room,
     /// every ping is acknowledged at once, or the next would not come.
-    ///
-    /// A service answers each ping at once: it does not linger.
+    /// It does not linger: see [`LinkOptions::linger`].
     pub fn service() -> Self {
         Self {
             prefetch: SERVICE_PREFETCH,
@@ -116,9 +117,9 @@ impl LinkOptions {
     }
 }
 
-/// The default [`LinkOptions::linger`]: 1 ms held back at most (2 with the
-/// timer's granularity), against round trips of a few milliseconds and a
-/// detector that looks every 100 ms.
+/// The default [`LinkOptions::linger`]: measured at 2,000 echoes a second,
+/// 1 ms saved as much as 5 or 10 (BENCHMARKS.md), and a detector that
+/// looks every 100 ms cannot tell it.
 const MONITOR_LINGER: Duration = Duration::from_millis(1);
 
 /// Unacknowledged pings a service may hold: see [`LinkOptions::service`].
@@ -302,8 +303,8 @@ impl Publisher {
     }
 }
 
-/// A decoded message, the queue its sender wants answers on, and which of
-/// the link's endpoints it arrived on.
+/// A decoded message, the queue its sender wants answers on, which of the
+/// link's endpoints it arrived on, and when the link took it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incoming {
     pub message: Message,
@@ -311,6 +312,11 @@ pub struct Incoming {
     /// The index, in the endpoints the link was opened with, of the queue it
     /// came from: always 0 on a link to one endpoint.
     pub to: usize,
+    /// When the link took it from the broker, before any wait for company
+    /// ([`LinkOptions::linger`]) and the hand-off to the inbox's reader: the
+    /// time to measure a round trip by. One that arrived during a linger
+    /// reads its end, up to the linger after it arrived.
+    pub received_at: tokio::time::Instant,
 }
 
 /// The receiving half of a link: decoded messages only.
@@ -423,19 +429,11 @@ impl Plumbing {
         }
     }
 
-    /// Check a body's signature (when the link has keys) and decode it into
-    /// `batch`, for [`Plumbing::deliver`]. A rejected body is counted and
-    /// logged at a limited rate, and goes no further. `mac` is the
-    /// `signing::MAC_HEADER` value.
-    fn accept(
-        &self,
-        body: &[u8],
-        mac: Option<&[u8]>,
-        reply_to: Option<String>,
-        to: usize,
-        queue: &str,
-        batch: &mut Vec<Incoming>,
-    ) {
+    /// Check a body's signature (when the link has keys) and decode it. A
+    /// rejected body is counted and logged at a limited rate, and goes no
+    /// further. `mac` is the `signing::MAC_HEADER` value; `queue` names
+    /// where it came from in the log.
+    fn accept(&self, body: &[u8], mac: Option<&[u8]>, queue: &str) -> Option<Message> {
         LinkStats::count(&self.stats.received);
         // The size limit first, so an oversized body costs no hashing.
         let verified = match &self.keys {
@@ -447,19 +445,16 @@ impl Plumbing {
             if let Some(suppressed) = self.bad_message_log.permit(std::time::Instant::now()) {
                 tracing::warn!(%queue, reason = reason.code(), bytes = body.len(), suppressed, "dropped a message not signed with our key");
             }
-            return;
+            return None;
         }
         match wire::decode_within(body, self.max_body) {
-            Ok(message) => batch.push(Incoming {
-                message,
-                reply_to,
-                to,
-            }),
+            Ok(message) => Some(message),
             Err(error) => {
                 self.stats.reject(error.reason());
                 if let Some(suppressed) = self.bad_message_log.permit(std::time::Instant::now()) {
                     tracing::warn!(%queue, %error, bytes = body.len(), suppressed, "dropped a bad message");
                 }
+                None
             }
         }
     }
