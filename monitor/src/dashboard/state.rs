@@ -22,6 +22,8 @@ use crate::detector::{InstanceId, InstanceKey, PhiModel, State, UNSEEN_INSTANCE}
 use crate::engine::{EchoSeen, Report, Update};
 use crate::history::{Health, Past};
 
+use super::rtts::Rtts;
+
 /// Round trips kept per instance for the percentiles and the sparkline.
 pub const RTT_SAMPLES: usize = 120;
 const HISTORY_PER_INSTANCE: usize = 100;
@@ -54,15 +56,15 @@ pub struct Row {
     pub last_echo: Option<Instant>,
     last_seq: Option<u64>,
     pub missed: u64,
-    /// Oldest first.
-    pub rtts: VecDeque<Duration>,
+    pub rtts: Rtts,
     /// Newest first.
     pub history: VecDeque<Report>,
     /// Phi's view after the last echo, when phi judges this instance.
     pub phi: Option<PhiModel>,
     /// Phi reached just before each echo arrived: how suspicious the gap
     /// looked. Oldest first.
-    pub phi_history: VecDeque<f64>,
+    /// `f32`: the detail view draws it in hundredths.
+    pub phi_history: VecDeque<f32>,
 }
 
 impl Row {
@@ -77,7 +79,7 @@ impl Row {
             last_echo: None,
             last_seq: None,
             missed: 0,
-            rtts: VecDeque::with_capacity(RTT_SAMPLES),
+            rtts: Rtts::with_capacity(RTT_SAMPLES),
             history: VecDeque::new(),
             phi: None,
             phi_history: VecDeque::new(),
@@ -111,30 +113,21 @@ impl Row {
     }
 
     pub fn last_rtt(&self) -> Option<Duration> {
-        self.rtts.back().copied()
+        self.rtts.last()
     }
 
     /// The median of the recent round trips: steadier than the last one, so
-    /// sorting by it does not reshuffle rows at every echo. Selects on a copy.
+    /// sorting by it does not reshuffle rows at every echo.
     pub fn p50(&self) -> Option<Duration> {
-        if self.rtts.is_empty() {
-            return None;
-        }
-        let mut copy: Vec<Duration> = self.rtts.iter().copied().collect();
-        let middle = ((copy.len() - 1) as f64 * 0.5).round() as usize;
-        Some(*copy.select_nth_unstable(middle).1)
+        self.rtts.quantiles([0.5]).map(|[p50]| p50)
     }
 
     /// p50 and p99 of the recent round trips. Sorts a copy, so call it only
     /// for rows on screen.
     pub fn percentiles(&self) -> Option<(Duration, Duration)> {
-        if self.rtts.is_empty() {
-            return None;
-        }
-        let mut sorted: Vec<Duration> = self.rtts.iter().copied().collect();
-        sorted.sort_unstable();
-        let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-        Some((at(0.5), at(0.99)))
+        self.rtts
+            .quantiles([0.5, 0.99])
+            .map(|[p50, p99]| (p50, p99))
     }
 
     fn is_placeholder(&self) -> bool {
@@ -356,7 +349,7 @@ impl Fleet {
                 if row.phi_history.len() == PHI_SAMPLES {
                     row.phi_history.pop_front();
                 }
-                row.phi_history.push_back(before);
+                row.phi_history.push_back(before as f32);
             }
             row.phi = echo.phi;
         }
@@ -365,10 +358,7 @@ impl Fleet {
             row.last_seq = Some(echo.seq);
         }
         if let Some(rtt) = echo.rtt {
-            if row.rtts.len() == RTT_SAMPLES {
-                row.rtts.pop_front();
-            }
-            row.rtts.push_back(rtt);
+            row.rtts.push(rtt);
         }
     }
 

@@ -590,7 +590,7 @@ fn cell<'a>(
 
 /// The latest round trips as block characters, scaled to the row's own range.
 fn spark_text(row: &Row, width: usize) -> String {
-    let recent: Vec<Duration> = row.rtts.iter().rev().take(width).rev().copied().collect();
+    let recent: Vec<Duration> = row.rtts.iter().rev().take(width).rev().collect();
     let Some(&max) = recent.iter().max() else {
         return String::new();
     };
@@ -748,8 +748,8 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
         .collect();
     frame.render_widget(Paragraph::new(lines), summary);
 
-    let data: Vec<u64> = row.rtts.iter().map(|d| d.as_micros() as u64).collect();
-    let max = row.rtts.iter().max().copied();
+    let data: Vec<u64> = row.rtts.micros().collect();
+    let max = row.rtts.iter().max();
     let block = Block::new().borders(Borders::TOP).title(format!(
         " round trip, last {} echoes (top {}) ",
         row.rtts.len(),
@@ -773,7 +773,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
             .iter()
             .map(|p| (p.clamp(0.0, 99.0) * 100.0) as u64)
             .collect();
-        let top = row.phi_history.iter().copied().fold(0.0f64, f64::max);
+        let top = f64::from(row.phi_history.iter().copied().fold(0.0f32, f32::max));
         let block = Block::new().borders(Borders::TOP).title(format!(
             " phi before each echo, last {} (top {}) ",
             row.phi_history.len(),
@@ -814,7 +814,7 @@ fn answering_now(row: &Row, at: Instant) -> Line<'static> {
         None => Line::from(" answering now: never heard from").dark_gray(),
         Some(last) => {
             let ago = at.saturating_duration_since(last);
-            let recent = row.rtts.back().is_some() && ago <= ANSWERING_WITHIN;
+            let recent = !row.rtts.is_empty() && ago <= ANSWERING_WITHIN;
             if recent {
                 Line::from(format!(" answering now: yes, last echo {} ago", short(ago))).green()
             } else {
