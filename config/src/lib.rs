@@ -22,6 +22,8 @@ use serde::Deserialize;
 /// The documented defaults, built into the binaries.
 pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 pub const ENV_PREFIX: &str = "MONITOR";
+/// `broker.url` in [`DEFAULT_TOML`]: the local RabbitMQ as installed.
+pub const DEFAULT_BROKER_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -667,6 +669,8 @@ pub enum UrlSource {
     CloudAmqpUrl,
     AmqpUrl,
     Settings,
+    /// Nothing set it: the built-in `broker.url`.
+    Default,
 }
 
 impl fmt::Display for UrlSource {
@@ -676,6 +680,7 @@ impl fmt::Display for UrlSource {
             UrlSource::CloudAmqpUrl => "CLOUDAMQP_URL",
             UrlSource::AmqpUrl => "AMQP_URL",
             UrlSource::Settings => "configuration (broker.url)",
+            UrlSource::Default => "default (broker.url)",
         })
     }
 }
@@ -709,6 +714,8 @@ pub fn resolve_broker_url(
         (url, UrlSource::CloudAmqpUrl)
     } else if let Some(url) = non_empty(env("AMQP_URL")) {
         (url, UrlSource::AmqpUrl)
+    } else if settings.broker.url == DEFAULT_BROKER_URL {
+        (settings.broker.url.clone(), UrlSource::Default)
     } else {
         (settings.broker.url.clone(), UrlSource::Settings)
     };
@@ -741,7 +748,7 @@ mod tests {
         let s = load(&[]).unwrap();
         assert_eq!(s.interval, Duration::from_secs(1));
         assert_eq!(s.timeout, Duration::from_secs(3));
-        assert_eq!(s.broker.url, "amqp://guest:guest@127.0.0.1:5672/%2f");
+        assert_eq!(s.broker.url, DEFAULT_BROKER_URL);
         assert!(s.expect.is_empty() && s.timeouts.is_empty() && s.id.is_empty());
         assert_eq!(s.http.listen, "", "no HTTP endpoint unless asked for");
         assert_eq!(s.max_instances, 10_000);
@@ -1015,6 +1022,11 @@ mod tests {
         );
         assert_eq!(
             resolve_broker_url(None, &s, vars(&[])).unwrap().1,
+            UrlSource::Default
+        );
+        let configured = load(&[("MONITOR__BROKER__URL", "amqp://u:pw@elsewhere/")]).unwrap();
+        assert_eq!(
+            resolve_broker_url(None, &configured, vars(&[])).unwrap().1,
             UrlSource::Settings
         );
         let err = resolve_broker_url(None, &s, vars(&[("CLOUDAMQP_URL", "nope")])).unwrap_err();
