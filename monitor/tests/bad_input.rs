@@ -216,6 +216,27 @@ fn no_broker_keeps_trying_and_says_so_then_stops_cleanly() {
 }
 
 #[test]
+fn plain_amqp_to_the_tls_port_is_told_to_use_amqps() {
+    // 5671 is AMQP over TLS (CloudAMQP's port): a TLS listener fails a
+    // plain handshake with an error that names neither, and a closed port
+    // is refused; either way the hint is what the user needs.
+    let mut monitor = monitor("amqp://guest:secret@127.0.0.1:5671/%2f", &[]);
+    monitor.wait_stderr(
+        Duration::from_secs(10),
+        "port 5671 is AMQP over TLS: use amqps://",
+    );
+    let mut mock = mock(
+        "amqp://guest:secret@127.0.0.1:5671/%2f",
+        "tlsport",
+        "t-1",
+        &[],
+    );
+    mock.wait_stderr(Duration::from_secs(10), "use amqps://");
+    monitor.stop_cleanly("INT", Duration::from_secs(3));
+    mock.stop_cleanly("INT", Duration::from_secs(3));
+}
+
+#[test]
 fn a_bad_message_on_the_wire_is_counted_dropped_and_monitoring_goes_on() {
     let id = unique("mon");
     let mut command = Command::new(monitor_bin());

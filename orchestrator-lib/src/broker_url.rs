@@ -26,7 +26,20 @@ impl BrokerUrl {
     pub fn redacted(&self) -> &str {
         &self.redacted
     }
+
+    /// What to add when a connection to this URL fails, if its shape
+    /// explains it: plain `amqp://` to 5671, the port of AMQP over TLS
+    /// (CloudAMQP's and RabbitMQ's), fails at the first byte of the handshake
+    /// with an error that names neither.
+    pub fn connect_hint(&self) -> Option<&'static str> {
+        let port = url::Url::parse(&self.raw).ok()?.port();
+        (!self.is_tls() && port == Some(AMQPS_PORT))
+            .then_some("port 5671 is AMQP over TLS: use amqps:// (plain amqp:// is port 5672)")
+    }
 }
+
+/// The IANA port of AMQP over TLS.
+const AMQPS_PORT: u16 = 5671;
 
 impl FromStr for BrokerUrl {
     type Err = Error;
@@ -310,6 +323,24 @@ impl fmt::Debug for BrokerUrls {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_amqp_to_the_tls_port_gets_a_hint_and_nothing_else_does() {
+        let hint = |url: &str| url.parse::<BrokerUrl>().unwrap().connect_hint();
+        assert!(
+            hint("amqp://u:p@host:5671/vh")
+                .unwrap()
+                .contains("amqps://")
+        );
+        for fine in [
+            "amqps://u:p@host:5671/vh",
+            "amqp://u:p@host:5672/vh",
+            "amqp://u:p@host/vh",
+            "amqps://u:p@host/vh",
+        ] {
+            assert_eq!(hint(fine), None, "{fine}");
+        }
+    }
 
     #[test]
     fn several_urls_in_order_redacted_and_a_comma_inside_one_kept() {

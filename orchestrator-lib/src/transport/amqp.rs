@@ -87,7 +87,10 @@ pub(super) async fn run(
                     p.set_status(LinkStatus::Failed(fatal));
                     return;
                 }
-                None => describe(&error, &endpoints),
+                None => match url.connect_hint() {
+                    Some(hint) => format!("{}; {hint}", describe(&error, &endpoints)),
+                    None => describe(&error, &endpoints),
+                },
             },
             Ok(Ok(mut session)) => {
                 backoff.reset();
