@@ -3,17 +3,17 @@
 //! - `event`: the one [`Event`] type keys, ticks and engine updates flow into.
 //! - `state`: [`App`], changed only by events; keys set flags, never exit.
 //! - `view`: draws an [`App`] at an instant; no I/O.
-//! - `rtts`: each instance's recent round trips, compactly.
+//! - `window`: each instance's recent round trips and phi values, compactly.
 //!
 //! This module is the I/O edge: the terminal, its input stream and the
 //! redraw timer. The terminal is restored on every way out, panics included.
 
 mod event;
-mod rtts;
 mod state;
 #[cfg(test)]
 mod tests;
 mod view;
+mod window;
 
 use std::io::{self, Stdout};
 use std::sync::Arc;

@@ -22,7 +22,7 @@ use crate::detector::{InstanceId, InstanceKey, PhiModel, State, UNSEEN_INSTANCE}
 use crate::engine::{EchoSeen, Report, Update};
 use crate::history::{Health, Past};
 
-use super::rtts::Rtts;
+use super::window::{Rtts, Window};
 
 /// Round trips kept per instance for the percentiles and the sparkline.
 pub const RTT_SAMPLES: usize = 120;
@@ -56,7 +56,7 @@ pub struct Row {
     pub last_echo: Option<Instant>,
     last_seq: Option<u64>,
     pub missed: u64,
-    pub rtts: Rtts,
+    pub rtts: Rtts<RTT_SAMPLES>,
     /// Newest first.
     pub history: VecDeque<Report>,
     /// Phi's view after the last echo, when phi judges this instance.
@@ -64,7 +64,7 @@ pub struct Row {
     /// Phi reached just before each echo arrived: how suspicious the gap
     /// looked. Oldest first.
     /// `f32`: the detail view draws it in hundredths.
-    pub phi_history: VecDeque<f32>,
+    pub phi_history: Window<f32, PHI_SAMPLES>,
 }
 
 impl Row {
@@ -79,10 +79,10 @@ impl Row {
             last_echo: None,
             last_seq: None,
             missed: 0,
-            rtts: Rtts::with_capacity(RTT_SAMPLES),
+            rtts: Rtts::new(),
             history: VecDeque::new(),
             phi: None,
-            phi_history: VecDeque::new(),
+            phi_history: Window::new(),
         }
     }
 
@@ -119,15 +119,13 @@ impl Row {
     /// The median of the recent round trips: steadier than the last one, so
     /// sorting by it does not reshuffle rows at every echo.
     pub fn p50(&self) -> Option<Duration> {
-        self.rtts.quantiles([0.5]).map(|[p50]| p50)
+        self.rtts.median()
     }
 
     /// p50 and p99 of the recent round trips. Sorts a copy, so call it only
     /// for rows on screen.
     pub fn percentiles(&self) -> Option<(Duration, Duration)> {
-        self.rtts
-            .quantiles([0.5, 0.99])
-            .map(|[p50, p99]| (p50, p99))
+        self.rtts.p50_p99()
     }
 
     fn is_placeholder(&self) -> bool {
@@ -346,10 +344,7 @@ impl Fleet {
         // Only an echo of a recent ping is a heartbeat for phi.
         if echo.rtt.is_some() {
             if let Some(before) = row.phi_at(echo.at) {
-                if row.phi_history.len() == PHI_SAMPLES {
-                    row.phi_history.pop_front();
-                }
-                row.phi_history.push_back(before as f32);
+                row.phi_history.push(before as f32);
             }
             row.phi = echo.phi;
         }

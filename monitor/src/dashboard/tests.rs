@@ -1310,7 +1310,7 @@ fn new_states_are_coloured_filtered_by_f_and_phi_has_a_column_and_a_history() {
     assert_eq!(row.key.service, "orders");
     assert_eq!(row.phi_history.len(), 2);
     assert!(
-        (row.phi_history[1] - 2.909).abs() < 0.01,
+        (row.phi_history.last().unwrap() - 2.909).abs() < 0.01,
         "{:?}",
         row.phi_history
     );

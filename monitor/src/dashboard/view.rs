@@ -773,7 +773,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
             .iter()
             .map(|p| (p.clamp(0.0, 99.0) * 100.0) as u64)
             .collect();
-        let top = f64::from(row.phi_history.iter().copied().fold(0.0f32, f32::max));
+        let top = f64::from(row.phi_history.iter().fold(0.0f32, f32::max));
         let block = Block::new().borders(Borders::TOP).title(format!(
             " phi before each echo, last {} (top {}) ",
             row.phi_history.len(),
