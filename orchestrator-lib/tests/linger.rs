@@ -67,6 +67,7 @@ async fn next_batch_seqs(link: &mut Link) -> Vec<u64> {
 async fn a_lone_message_is_not_held_and_dense_ones_cross_as_one_batch() {
     let id = format!("linger-{}", std::process::id());
     let queue = Endpoint::monitor(&id).queue;
+    let sender_id = format!("{id}-sender");
     let mut monitor = connect(
         broker(),
         Endpoint::monitor(&id),
@@ -78,7 +79,7 @@ async fn a_lone_message_is_not_held_and_dense_ones_cross_as_one_batch() {
     // Only its publisher is used: it sends straight to the monitor's queue.
     let mut sender = connect(
         broker(),
-        Endpoint::monitor(&format!("{id}-sender")),
+        Endpoint::monitor(&sender_id),
         LinkOptions::default(),
     );
     connected(&mut monitor).await;
@@ -119,7 +120,7 @@ async fn a_lone_message_is_not_held_and_dense_ones_cross_as_one_batch() {
     sender.publisher.send_to(&queue, &echo(4)).unwrap();
     tokio::time::sleep(LINGER / 8).await;
     let sent = Instant::now();
-    let sender_queue = Endpoint::monitor(&format!("{id}-sender")).queue;
+    let sender_queue = Endpoint::monitor(&sender_id).queue;
     monitor
         .publisher
         .send_to(&sender_queue, &echo(100))

@@ -87,10 +87,13 @@ pub(super) async fn run(
                     p.set_status(LinkStatus::Failed(fatal));
                     return;
                 }
-                None => match url.connect_hint() {
-                    Some(hint) => format!("{}; {hint}", describe(&error, &endpoints)),
-                    None => describe(&error, &endpoints),
-                },
+                None => {
+                    let why = describe(&error, &endpoints);
+                    match url.connect_hint() {
+                        Some(hint) => format!("{why}; {hint}"),
+                        None => why,
+                    }
+                }
             },
             Ok(Ok(mut session)) => {
                 backoff.reset();

@@ -56,7 +56,7 @@ pub struct LinkOptions {
     /// on less than `linger` ago), a batch waits this long for more before
     /// it is handed on. Meanwhile lapin queues what it receives without
     /// waking a thread: measured at 2,000 echoes a second, a monitor's CPU
-    /// per echo fell by a quarter, most of it futex wake-ups. The first
+    /// per echo fell by 10 to 25% (BENCHMARKS.md), futex wake-ups saved. The first
     /// message after a quiet spell of `linger` is never held, outgoing
     /// messages are published during the wait, and a close ends it. Each
     /// message's [`Incoming::received_at`] is when the link took it, so
@@ -118,8 +118,8 @@ impl LinkOptions {
 }
 
 /// The default [`LinkOptions::linger`]: measured at 2,000 echoes a second,
-/// 1 ms saved as much as 5 or 10 (BENCHMARKS.md), and a detector that
-/// looks every 100 ms cannot tell it.
+/// 1 ms saved about as much as 5 or 10 (BENCHMARKS.md, one run each), and a
+/// detector that looks every 100 ms cannot tell it.
 const MONITOR_LINGER: Duration = Duration::from_millis(1);
 
 /// Unacknowledged pings a service may hold: see [`LinkOptions::service`].
