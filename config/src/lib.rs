@@ -399,7 +399,7 @@ impl Settings {
                     ca_file.display()
                 ))
             })?;
-            if let Err(why) = orchestrator_lib::check_ca_pem(&pem) {
+            if let Err(why) = orchestrator_lib::plumbing::check_ca_pem(&pem) {
                 return bad("broker.ca_file", format!("{} {why}", ca_file.display()));
             }
         }
@@ -615,7 +615,7 @@ fn without_quoted_source(message: &str) -> String {
 /// and `--version`, as clap itself would.
 pub fn parse_flags<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
     T::try_parse().map_err(|error| {
-        let text = orchestrator_lib::redact_credentials_in(&error.to_string());
+        let text = orchestrator_lib::plumbing::redact_credentials_in(&error.to_string());
         if error.use_stderr() {
             eprintln!("{}", one_line(&text));
             std::process::ExitCode::from(2)

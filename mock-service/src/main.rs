@@ -64,7 +64,7 @@ const MAX_COUNT: i64 = 100_000;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    orchestrator_lib::abort_on_panic();
+    orchestrator_lib::plumbing::abort_on_panic();
     let cli: Cli = match heartbeat_config::parse_flags() {
         Ok(cli) => cli,
         Err(exit) => return exit,
@@ -145,10 +145,10 @@ async fn main() -> ExitCode {
         );
     }
     let endpoints = members.iter().map(Endpoint::service).collect();
-    let link = orchestrator_lib::connect_many(&url, endpoints, options);
+    let link = orchestrator_lib::plumbing::connect_many(&url, endpoints, options);
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
-    match orchestrator_lib::respond_fleet(link, members, faults, shutdown).await {
+    match orchestrator_lib::plumbing::respond_fleet(link, members, faults, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mock-service: {error}");

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use heartbeat_config::{HistorySettings, Settings, UrlSource};
-use orchestrator_lib::{BrokerUrls, Endpoint, Keys, LinkOptions, MemoryBroker};
+use orchestrator_lib::plumbing::MemoryBroker;
+use orchestrator_lib::{BrokerUrls, Endpoint, Keys, LinkOptions};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -237,7 +238,7 @@ pub async fn run(
 /// and the HTTP server that reads it. Returns the board's input.
 fn serve_http(
     listener: tokio::net::TcpListener,
-    stats: Arc<orchestrator_lib::LinkStats>,
+    stats: Arc<orchestrator_lib::plumbing::LinkStats>,
     settings: &Settings,
     monitor_id: &str,
     history: Option<HistorySettings>,

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use orchestrator_lib::{Endpoint, Faults, Identity, LinkOptions, MemoryBroker, respond};
+use orchestrator_lib::plumbing::MemoryBroker;
+use orchestrator_lib::{Endpoint, Faults, Identity, LinkOptions, respond};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

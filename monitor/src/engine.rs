@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use orchestrator_lib::plumbing::{Incoming, LinkStatus};
 use orchestrator_lib::wire::{Goodbye, Message, Ping, RejectReason};
-use orchestrator_lib::{Error, Incoming, Link, LinkStatus};
+use orchestrator_lib::{Error, Link};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;

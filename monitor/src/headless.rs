@@ -11,7 +11,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use orchestrator_lib::LinkStatus;
+use orchestrator_lib::plumbing::LinkStatus;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;

@@ -5,7 +5,7 @@ use monitor::{Cli, Command, Output, Source};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
-    orchestrator_lib::abort_on_panic();
+    orchestrator_lib::plumbing::abort_on_panic();
     let cli: Cli = match heartbeat_config::parse_flags() {
         Ok(cli) => cli,
         Err(exit) => return exit,

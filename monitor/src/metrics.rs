@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use orchestrator_lib::LinkStats;
+use orchestrator_lib::plumbing::LinkStats;
 use orchestrator_lib::wire::RejectReason;
 use prometheus_client::encoding::prometheus_text;
 use prometheus_client::metrics::counter::Counter;
@@ -273,7 +273,9 @@ impl Metrics {
             registry,
             ..metrics
         };
-        metrics.observe(&Update::Link(orchestrator_lib::LinkStatus::Connecting));
+        metrics.observe(&Update::Link(
+            orchestrator_lib::plumbing::LinkStatus::Connecting,
+        ));
         metrics
     }
 
@@ -590,7 +592,9 @@ mod tests {
             }),
             at: tokio::time::Instant::now(),
         }])));
-        metrics.observe(&Update::Link(orchestrator_lib::LinkStatus::Connected));
+        metrics.observe(&Update::Link(
+            orchestrator_lib::plumbing::LinkStatus::Connected,
+        ));
         let text = metrics.encode();
         for line in [
             "heartbeat_up{service=\"orders\",instance=\"o-1\"} 0",

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use orchestrator_lib::{LinkStats, LinkStatus};
+use orchestrator_lib::plumbing::{LinkStats, LinkStatus};
 use serde::Serialize;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;

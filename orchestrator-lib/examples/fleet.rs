@@ -31,9 +31,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         outgoing_capacity: LinkOptions::service().outgoing_capacity.max(4 * count),
         ..LinkOptions::service()
     };
-    let link = orchestrator_lib::connect_many(&url, endpoints, options);
+    let link = orchestrator_lib::plumbing::connect_many(&url, endpoints, options);
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
-    orchestrator_lib::respond_fleet(link, members, Faults::default(), shutdown).await?;
+    orchestrator_lib::plumbing::respond_fleet(link, members, Faults::default(), shutdown).await?;
     Ok(())
 }

@@ -6,13 +6,19 @@
 //! - `topology`: exchange and queue names, and the [`Endpoint`] a participant listens on.
 //! - `backoff`: capped exponential reconnect delays with jitter.
 //! - `transport`: the [`Link`] handle (publish, inbox, status) and its two back ends:
-//!   AMQP through lapin, and an in-process [`MemoryBroker`].
+//!   AMQP through lapin, and an in-process [`MemoryBroker`](plumbing::MemoryBroker).
 //! - `signing`: HMAC-SHA256 [`Keys`] from `HEARTBEAT_KEY`: sign and verify bodies.
 //! - `responder`: the ready-made heartbeat responder a service embeds in a few lines.
 //! - `monitor_book`: whom a responder answers and how often: its defence against floods.
 //! - `signals`: one shutdown token cancelled by Ctrl+C or SIGTERM; a panic ends the process.
 //! - `logging`: one way to set up logs: `RUST_LOG`, `NO_COLOR`, the AMQP client capped.
+//! - `identity`: [`Identity`], who a service instance is (below `topology` and `responder`).
 //! - `error`: the library's typed [`Error`].
+//!
+//! The root holds what a service author uses (the names the snippet below
+//! needs, and the `wire` and `signing` modules, which are the protocol);
+//! [`plumbing`] holds what the monitor and the mock fleet build on (the
+//! link's parts, the in-process broker, many endpoints on one connection).
 //!
 //! A service joins the heartbeat like this:
 //!
@@ -30,8 +36,10 @@
 mod backoff;
 mod broker_url;
 mod error;
+mod identity;
 mod logging;
 mod monitor_book;
+pub mod plumbing;
 mod responder;
 mod signals;
 pub mod signing;
@@ -39,16 +47,12 @@ mod topology;
 mod transport;
 pub mod wire;
 
-pub use backoff::Backoff;
-pub use broker_url::{BrokerUrl, BrokerUrls, redact_credentials_in};
+pub use broker_url::{BrokerUrl, BrokerUrls};
 pub use error::Error;
+pub use identity::Identity;
 pub use logging::{init_logging, use_colour};
-pub use responder::{Faults, Identity, respond, respond_fleet};
-pub use signals::{abort_on_panic, cancel_on_shutdown_signal};
+pub use responder::{Faults, respond};
+pub use signals::cancel_on_shutdown_signal;
 pub use signing::Keys;
-pub use topology::{Endpoint, PING_EXCHANGE, Role};
-pub use transport::{
-    Closer, Inbox, Incoming, Link, LinkOptions, LinkStats, LinkStatus, MemoryBroker, Publisher,
-    check_ca_pem, connect, connect_many,
-};
-pub use wire::Message;
+pub use topology::Endpoint;
+pub use transport::{Link, LinkOptions, connect};

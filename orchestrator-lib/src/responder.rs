@@ -10,26 +10,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::Error;
+use crate::identity::Identity;
 use crate::monitor_book::MonitorBook;
 use crate::transport::LogLimiter;
+use crate::transport::{Incoming, Link, LinkStatus};
 use crate::wire::{Echo, Goodbye, Message, Ping};
-use crate::{Error, Incoming, Link, LinkStatus};
-
-/// Who answers: a service name shared by its replicas, and this replica's id.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Identity {
-    pub service: String,
-    pub instance: String,
-}
-
-impl Identity {
-    pub fn new(service: impl Into<String>, instance: impl Into<String>) -> Self {
-        Self {
-            service: service.into(),
-            instance: instance.into(),
-        }
-    }
-}
 
 /// Ways to misbehave on purpose, for demos and tests. The default is a
 /// well-behaved service.
@@ -183,7 +169,7 @@ pub async fn respond_fleet(
     outcome
 }
 
-fn answer(publisher: &crate::Publisher, me: &Identity, ping: &Ping, reply_to: &str) {
+fn answer(publisher: &crate::transport::Publisher, me: &Identity, ping: &Ping, reply_to: &str) {
     let echo = Message::Echo(Echo {
         service: me.service.clone(),
         instance: me.instance.clone(),
@@ -199,7 +185,8 @@ fn answer(publisher: &crate::Publisher, me: &Identity, ping: &Ping, reply_to: &s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Endpoint, LinkOptions, MemoryBroker};
+    use crate::transport::MemoryBroker;
+    use crate::{Endpoint, LinkOptions};
 
     fn ping(seq: u64) -> Message {
         Message::Ping(Ping {
@@ -209,7 +196,7 @@ mod tests {
         })
     }
 
-    async fn next(inbox: &mut crate::Inbox) -> Message {
+    async fn next(inbox: &mut crate::transport::Inbox) -> Message {
         tokio::time::timeout(Duration::from_secs(5), inbox.recv())
             .await
             .expect("a message within 5 s")

@@ -1,4 +1,4 @@
-use crate::responder::Identity;
+use crate::identity::Identity;
 
 /// The fanout exchange monitors publish pings to; every service queue is bound
 /// to it. Durable, so it survives a broker restart; the messages themselves

@@ -7,10 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use orchestrator_lib::wire::Echo;
-use orchestrator_lib::{
-    BrokerUrl, Endpoint, Incoming, Link, LinkOptions, LinkStatus, Message, connect,
-};
+use orchestrator_lib::plumbing::{Incoming, LinkStatus};
+use orchestrator_lib::wire::{Echo, Message};
+use orchestrator_lib::{BrokerUrl, Endpoint, Link, LinkOptions, connect};
 
 const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// Long, so that "not held" and "held" cannot be confused on a loaded machine.

@@ -12,7 +12,8 @@ use std::time::Duration;
 use crossterm::event::{
     KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
 };
-use orchestrator_lib::{Identity, LinkStatus};
+use orchestrator_lib::Identity;
+use orchestrator_lib::plumbing::LinkStatus;
 use tokio::time::Instant;
 
 use super::event::{Event, Traffic};

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
-use orchestrator_lib::{Identity, LinkStatus};
+use orchestrator_lib::Identity;
+use orchestrator_lib::plumbing::LinkStatus;
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::style::Color;

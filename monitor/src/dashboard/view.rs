@@ -207,7 +207,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
 }
 
 fn link_spans(fleet: &Fleet, at: Instant) -> Vec<Span<'static>> {
-    use orchestrator_lib::LinkStatus::*;
+    use orchestrator_lib::plumbing::LinkStatus::*;
     match &fleet.link {
         Connecting => vec![Span::styled(
             "◌ connecting…",
@@ -430,7 +430,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
             )
         } else if app.not_up_only && !fleet.rows.is_empty() {
             "  everything is UP (t shows every row)".to_string()
-        } else if fleet.link == orchestrator_lib::LinkStatus::Connected {
+        } else if fleet.link == orchestrator_lib::plumbing::LinkStatus::Connected {
             "  waiting for the first echo… services appear here as they answer pings".to_string()
         } else {
             "  no link to the broker yet (see above); services appear once there is".to_string()

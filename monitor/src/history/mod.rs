@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use heartbeat_config::HistorySettings;
-use orchestrator_lib::Backoff;
+use orchestrator_lib::plumbing::Backoff;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;

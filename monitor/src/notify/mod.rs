@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use heartbeat_config::{NotifyKind, NotifySettings};
-use orchestrator_lib::Backoff;
+use orchestrator_lib::plumbing::Backoff;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;

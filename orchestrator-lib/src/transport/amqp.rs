@@ -27,8 +27,10 @@ use lapin::{
 use tracing::{debug, info, warn};
 
 use super::{Incoming, LinkOptions, LinkStats, LinkStatus, MAX_BATCH, Outgoing, Plumbing, Route};
+use crate::backoff::Backoff;
 use crate::signing::MAC_HEADER;
-use crate::{Backoff, BrokerUrl, BrokerUrls, Endpoint, Error, PING_EXCHANGE, Role};
+use crate::topology::{PING_EXCHANGE, Role};
+use crate::{BrokerUrl, BrokerUrls, Endpoint, Error};
 
 /// A TCP connect to an address that never answers must not hang the link.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);

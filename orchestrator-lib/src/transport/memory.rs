@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use super::{
     Incoming, Link, LinkOptions, LinkStats, LinkStatus, Outgoing, Plumbing, Route, plumbing,
 };
-use crate::{Endpoint, Role};
+use crate::topology::{Endpoint, Role};
 
 /// Bodies a queue holds before new ones are dropped, like a broker's max-length.
 const QUEUE_CAPACITY: usize = 1024;
@@ -182,8 +182,9 @@ impl MemoryBroker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Identity;
+    use crate::transport::Incoming;
     use crate::wire::{Message, Ping, RejectReason};
-    use crate::{Identity, Incoming};
     use std::time::Duration;
 
     fn ping(seq: u64) -> Message {

@@ -1,0 +1,14 @@
+//! What the monitor, the mock fleet and the tests build on, beneath the
+//! service author's surface at the crate's root: the parts of a [`Link`](crate::Link),
+//! the in-process broker, many endpoints on one connection, and the helpers
+//! the binaries share. A service that only answers pings needs none of it.
+
+pub use crate::backoff::Backoff;
+pub use crate::broker_url::redact_credentials_in;
+pub use crate::responder::respond_fleet;
+pub use crate::signals::abort_on_panic;
+pub use crate::topology::{PING_EXCHANGE, Role};
+pub use crate::transport::{
+    Closer, Inbox, Incoming, LinkStats, LinkStatus, MemoryBroker, Publisher, check_ca_pem,
+    connect_many,
+};
