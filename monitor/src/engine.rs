@@ -246,7 +246,7 @@ pub async fn run(
                             // seqs may overlap ours, is refused first.
                             let ours = echo.monitor.as_deref() == Some(config.monitor_id.as_str());
                             if config.signed && !ours {
-                                stats.count_rejected(RejectReason::Replayed);
+                                stats.count_rejected(RejectReason::OtherMonitor);
                                 debug!(service = %key.service, instance = %key.instance, seq = echo.seq, "refused an echo signed for another monitor");
                                 continue;
                             }
@@ -369,7 +369,7 @@ fn stale_goodbye(
     };
     if bye.monitor.as_deref() != Some(monitor_id) {
         // Signed for another monitor's ping (seqs overlap), or for none.
-        return Some(RejectReason::Replayed);
+        return Some(RejectReason::OtherMonitor);
     }
     // Only tracked instances get a window (the cap bounds it); the
     // detector ignores a goodbye of any other.

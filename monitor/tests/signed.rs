@@ -288,6 +288,10 @@ fn a_replayed_signed_echo_is_refused() {
         },
     );
     monitor.stop_cleanly("INT", Duration::from_secs(3));
+    // The echo for another monitor is counted as that, not as a replay.
+    let stopping = summary(&monitor);
+    assert!(stopping.contains("other_monitor=1"), "{stopping}");
+    assert!(stopping.contains("replayed="), "{stopping}");
 }
 
 #[test]

@@ -127,8 +127,9 @@ pub enum RejectReason {
     Unsigned,
     /// A MAC that no accepted key produced for this body.
     BadSignature,
-    /// A validly signed echo whose seq this instance already answered:
-    /// a recording played back. Counted by the monitor's engine.
+    /// A validly signed echo or goodbye whose seq this instance already
+    /// used (or one too old to tell): a recording played back. Counted by
+    /// the monitor's engine.
     Replayed,
     /// An echo of no ping this monitor sent within the service's timeout:
     /// a seq never sent, long forgotten, or made up. Counted by the monitor's engine.
@@ -136,10 +137,14 @@ pub enum RejectReason {
     /// An echo from a new instance while the monitor already tracks as many
     /// as it may (`max_instances`). Counted by the monitor's engine.
     InstanceCap,
+    /// A validly signed echo or goodbye naming another monitor, or none:
+    /// meant for someone else (or moved there), never news here. Counted
+    /// by the monitor's engine.
+    OtherMonitor,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 10] = [
+    pub const ALL: [RejectReason; 11] = [
         RejectReason::TooLarge,
         RejectReason::NotJson,
         RejectReason::BadShape,
@@ -150,6 +155,7 @@ impl RejectReason {
         RejectReason::Replayed,
         RejectReason::UnknownSeq,
         RejectReason::InstanceCap,
+        RejectReason::OtherMonitor,
     ];
 
     pub fn code(self) -> &'static str {
@@ -164,6 +170,7 @@ impl RejectReason {
             RejectReason::Replayed => "replayed",
             RejectReason::UnknownSeq => "unknown_seq",
             RejectReason::InstanceCap => "instance_cap",
+            RejectReason::OtherMonitor => "other_monitor",
         }
     }
 
@@ -549,6 +556,13 @@ mod tests {
             decode_within(deep.as_bytes(), deep.len()),
             Ok(Message::Echo(Echo { seq: 4, .. }))
         ));
+    }
+
+    #[test]
+    fn every_reason_counts_in_its_own_slot() {
+        for (i, reason) in RejectReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), i, "{}", reason.code());
+        }
     }
 
     #[test]
