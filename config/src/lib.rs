@@ -51,6 +51,15 @@ pub struct Settings {
     pub notify: Vec<NotifySettings>,
     pub history: HistorySettings,
     pub http: HttpSettings,
+    pub group: GroupSettings,
+}
+
+/// A monitor group: several monitors of which one, the leader, notifies.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSettings {
+    /// Monitors with the same name form a group; empty: no group.
+    pub name: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -126,6 +135,21 @@ pub struct BrokerSettings {
     /// A PEM file of certificate authorities to trust for `amqps://`, on top
     /// of the system's. Empty: the system's only.
     pub ca_file: String,
+    /// What several URLs are: one cluster's nodes, or brokers on their own.
+    pub nodes: BrokerNodes,
+}
+
+/// What several broker URLs are, and so how the monitor reaches them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerNodes {
+    /// One RabbitMQ cluster: one connection, to the first node that answers,
+    /// suffices (the cluster routes between its nodes).
+    Cluster,
+    /// Brokers that are not one cluster (a primary and a standby): a
+    /// connection to each, pinging and hearing on each, so a service is
+    /// heard whichever of them it connects to.
+    Independent,
 }
 
 impl BrokerSettings {
@@ -354,6 +378,12 @@ impl Settings {
         }
         if self.max_instances == 0 {
             return bad("max_instances", "must be at least 1".into());
+        }
+        if !self.group.name.is_empty() && !is_valid_name(&self.group.name) {
+            return bad(
+                "group.name",
+                format!("{:?}: {}", self.group.name, name_rule()),
+            );
         }
         if self.forget_after < self.timeout {
             return bad(

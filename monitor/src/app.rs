@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use heartbeat_config::{HistorySettings, Settings, UrlSource};
+use heartbeat_config::{BrokerNodes, HistorySettings, Settings, UrlSource};
 use orchestrator_lib::plumbing::MemoryBroker;
 use orchestrator_lib::{BrokerUrls, Endpoint, Keys, LinkOptions};
 use tokio::sync::mpsc;
@@ -15,7 +15,7 @@ use crate::engine::Update;
 use crate::engine::{self, EngineConfig};
 use crate::metrics::{self, Metrics};
 use crate::status::{self, Board, state_code};
-use crate::{dashboard, demo, headless, history, http, notify};
+use crate::{dashboard, demo, group, headless, history, http, notify};
 use heartbeat_config::DetectionMode;
 
 /// Updates waiting for the status board before new ones are dropped.
@@ -76,6 +76,7 @@ pub async fn run(
         keys,
         ..LinkOptions::default()
     };
+    let group_link = options.clone();
     let config = EngineConfig {
         monitor_id: monitor_id.clone(),
         reply_to: endpoint.queue.clone(),
@@ -107,7 +108,12 @@ pub async fn run(
                     "heartbeats are unsigned: anyone who can publish to the broker can fake a service's echoes; set HEARTBEAT_KEY"
                 );
             }
-            let link = orchestrator_lib::connect(url, endpoint, options);
+            let link = match settings.broker.nodes {
+                BrokerNodes::Cluster => orchestrator_lib::connect(url, endpoint, options),
+                BrokerNodes::Independent => {
+                    orchestrator_lib::plumbing::connect_each(url, endpoint, options)
+                }
+            };
             (link, None, url.to_string())
         }
         Source::Demo => {
@@ -133,9 +139,25 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    // A monitor group meets on the broker; the demo has none.
+    let group = match &source {
+        Source::Broker { url, .. } if !settings.group.name.is_empty() => Some(group::spawn(
+            group::Config {
+                name: settings.group.name.clone(),
+                member: monitor_id.clone(),
+                interval: settings.interval,
+                urls: url.clone(),
+                link: group_link,
+            },
+            shutdown.clone(),
+        )),
+        _ => None,
+    };
     // One stream out of the engine, many sinks, each behind its own bounded queue.
-    let notifier = (!settings.notify.is_empty())
-        .then(|| notify::spawn(&settings.notify, &monitor_id, shutdown.clone()));
+    let notifier = (!settings.notify.is_empty()).then(|| {
+        let group = group.as_ref().map(|g| g.group.clone());
+        notify::spawn(&settings.notify, &monitor_id, group, shutdown.clone())
+    });
     // The demo's made-up services are kept out of the history.
     let history = (settings.history.enabled() && fleet.is_none())
         .then(|| history::spawn(&settings.history, shutdown.clone()));
@@ -227,6 +249,9 @@ pub async fn run(
     }
     if let Some(history) = history {
         history.finish().await;
+    }
+    if let Some(group) = group {
+        group.finish().await;
     }
     if let Some((_, fleet)) = fleet {
         let _ = fleet.await;

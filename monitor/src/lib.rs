@@ -9,6 +9,7 @@
 //! - `headless`: JSON lines on stdout, one per transition.
 //! - `dashboard`: the full-screen terminal dashboard (event, state, view).
 //! - `notify`: alerts to webhooks, Alertmanager and commands; a sink of the engine's updates.
+//! - `group`: a monitor group: leadership through the broker, what the leader sent.
 //! - `history`: transitions and per-minute figures in SQLite or PostgreSQL; a sink too.
 //! - `demo`: simulated services on the in-process broker for `--demo`.
 //! - `logfile`: the dashboard's log file: private, never through a symlink, capped.
@@ -24,6 +25,7 @@ pub mod dashboard;
 mod demo;
 pub mod detector;
 mod engine;
+pub mod group;
 mod headless;
 pub mod history;
 mod http;

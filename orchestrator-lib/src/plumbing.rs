@@ -10,5 +10,14 @@ pub use crate::signals::abort_on_panic;
 pub use crate::topology::{PING_EXCHANGE, Role};
 pub use crate::transport::{
     Closer, Inbox, Incoming, LinkStats, LinkStatus, MemoryBroker, Publisher, check_ca_pem,
-    connect_many,
+    connect_each, connect_many,
 };
+
+/// A monitor group's link: leadership through the broker, and a channel
+/// every member hears.
+pub mod group {
+    pub use crate::transport::{
+        GroupLink, GroupOptions, GroupPublisher, Leadership, group_exchange, join_group,
+        leader_queue, member_queue,
+    };
+}

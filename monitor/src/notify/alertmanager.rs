@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 
 use super::webhook::describe;
 use super::{Event, Limited, TargetStats, with_retries};
+use crate::group::Group;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,6 +29,10 @@ pub struct Alertmanager {
     client: reqwest::Client,
     endpoint: String,
     entry: NotifySettings,
+    /// In a monitor group, firing alerts are re-pushed only while this
+    /// member leads: a standby (an old leader that woke up) must not
+    /// revive what the new leader resolved.
+    group: Option<Group>,
 }
 
 fn stamp(at: DateTime<Utc>) -> String {
@@ -53,11 +58,12 @@ fn alertname(state: &str, service_wide: bool) -> String {
 }
 
 impl Alertmanager {
-    pub fn new(client: reqwest::Client, entry: &NotifySettings) -> Self {
+    pub fn new(client: reqwest::Client, entry: &NotifySettings, group: Option<Group>) -> Self {
         Self {
             client,
             endpoint: format!("{}/api/v2/alerts", entry.url.trim_end_matches('/')),
             entry: entry.clone(),
+            group,
         }
     }
 
@@ -165,6 +171,11 @@ impl Alertmanager {
                     self.push(&[alert], &stats, &mut log).await;
                 }
                 _ = resend.tick() => {
+                    if self.group.as_ref().is_some_and(|g| !g.leads()) {
+                        // A new leader pushes them; this one forgets them.
+                        firing.clear();
+                        continue;
+                    }
                     let until = self.valid_until();
                     let alerts: Vec<Alert> = firing
                         .values()

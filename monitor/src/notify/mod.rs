@@ -5,6 +5,8 @@
 //! - `policy`: per entry, when to send (states, `for`, reminders, resolved). Pure.
 //! - `event`: the event and its JSON payload.
 //! - `webhook`, `command`, `alertmanager`: the three kinds of target.
+//! - `gate`: in a monitor group, only the leader sends, and only what the
+//!   group has not sent already.
 //!
 //! One task runs the policies; each target has its own bounded queue and
 //! its own delivery task, so a slow or dead receiver only ever fills its own
@@ -13,6 +15,7 @@
 mod alertmanager;
 mod command;
 mod event;
+mod gate;
 mod policy;
 mod webhook;
 
@@ -35,7 +38,9 @@ use policy::{Change, Policy, PolicyEvent, Rules};
 
 use crate::detector::InstanceKey;
 use crate::engine::Update;
+use crate::group::Group;
 use crate::headless::state_code;
+use gate::Gate;
 
 /// How often pending `for` delays and reminders are looked at.
 const TICK: Duration = Duration::from_millis(100);
@@ -123,6 +128,7 @@ impl Notifier {
 pub fn spawn(
     entries: &[NotifySettings],
     monitor_id: &str,
+    group: Option<Group>,
     shutdown: CancellationToken,
 ) -> Notifier {
     let (updates, rx) = mpsc::channel(4096);
@@ -165,7 +171,7 @@ pub fn spawn(
                 ));
             }
             NotifyKind::Alertmanager => {
-                let am = alertmanager::Alertmanager::new(client.clone(), entry);
+                let am = alertmanager::Alertmanager::new(client.clone(), entry, group.clone());
                 tasks.spawn(am.run(events, stat.clone(), log));
             }
         }
@@ -179,7 +185,14 @@ pub fn spawn(
         targets.push((Policy::new(rules), tx, stat.clone()));
         stats.push(stat);
     }
-    tasks.spawn(run_policies(rx, targets, monitor_id.to_owned(), shutdown));
+    let gate = group.map(|group| Gate::new(group, entries.iter().map(|e| e.kind).collect()));
+    tasks.spawn(run_policies(
+        rx,
+        targets,
+        gate,
+        monitor_id.to_owned(),
+        shutdown,
+    ));
     Notifier {
         updates,
         stats,
@@ -193,6 +206,7 @@ type Target = (Policy, mpsc::Sender<Event>, Arc<TargetStats>);
 async fn run_policies(
     mut updates: mpsc::Receiver<Update>,
     mut targets: Vec<Target>,
+    mut gate: Option<Gate>,
     monitor: String,
     shutdown: CancellationToken,
 ) {
@@ -203,6 +217,8 @@ async fn run_policies(
         .collect();
     loop {
         let mut due: Vec<(usize, PolicyEvent)> = Vec::new();
+        // Already admitted: a takeover's events.
+        let mut squared: Vec<(usize, PolicyEvent)> = Vec::new();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             update = updates.recv() => {
@@ -218,6 +234,9 @@ async fn run_policies(
                         let at = chrono::Utc::now();
                         for key in keys.iter() {
                             states.remove(key);
+                            if let Some(gate) = &mut gate {
+                                gate.forget(&key.service, &key.instance);
+                            }
                             for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
                                 due.extend(policy.forget(&key.service, &key.instance, at).map(|e| (i, e)));
                             }
@@ -227,6 +246,9 @@ async fn run_policies(
                     _ => continue,
                 };
                 let now = Instant::now().into_std();
+                if let (Some(gate), Some(change)) = (&mut gate, &change) {
+                    gate.observe(change);
+                }
                 for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
                     if let Some(change) = &change {
                         due.extend(policy.transition(change, now).into_iter().map(|e| (i, e)));
@@ -238,8 +260,15 @@ async fn run_policies(
                 for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
                     due.extend(policy.tick(now).into_iter().map(|e| (i, e)));
                 }
+                if let Some(gate) = &mut gate {
+                    squared = gate.check();
+                }
             }
         }
+        if let Some(gate) = &mut gate {
+            due.retain(|(i, event)| gate.admit(*i, event));
+        }
+        due.extend(squared);
         if due.is_empty() {
             continue;
         }

@@ -26,6 +26,9 @@ use lapin::{
 };
 use tracing::{debug, info, warn};
 
+use super::group::{
+    GroupOptions, GroupPlumbing, Leadership, group_exchange, leader_queue, member_queue,
+};
 use super::{Incoming, LinkOptions, LinkStats, LinkStatus, MAX_BATCH, Outgoing, Plumbing, Route};
 use crate::backoff::Backoff;
 use crate::signing::MAC_HEADER;
@@ -101,10 +104,10 @@ pub(super) async fn run(
                 backoff.reset();
                 locked_since = None;
                 info!(broker = %url, queue = %endpoints[0].queue, queues = endpoints.len(), "connected");
-                p.stats.set_broker(Some(url.redacted().to_owned()));
+                p.stats.broker_connected(url.redacted());
                 p.set_status(LinkStatus::Connected);
                 let served = session.serve(&mut p).await;
-                p.stats.set_broker(None);
+                p.stats.broker_lost(url.redacted());
                 match served {
                     Ok(()) => {
                         session.shut_down(&mut p).await;
@@ -229,22 +232,7 @@ impl PendingAcks {
 
 impl Session {
     async fn open(url: &str, endpoints: &[Endpoint], options: &LinkOptions) -> lapin::Result<Self> {
-        let properties = ConnectionProperties::default()
-            .with_connection_name(options.connection_name.clone().into());
-        let tls = OwnedTLSConfig {
-            identity: None,
-            cert_chain: match &options.ca_file {
-                Some(path) => Some(std::fs::read_to_string(path)?),
-                None => None,
-            },
-        };
-        let connection = Connection::connect_with_config(
-            url,
-            properties,
-            tls,
-            lapin::runtime::default_runtime()?,
-        )
-        .await?;
+        let connection = open_connection(url, options).await?;
         let events = Box::pin(connection.events_listener());
         let channel = connection.create_channel().await?;
         channel
@@ -495,6 +483,20 @@ impl Session {
     }
 }
 
+/// A connection with the link's name and, for `amqps://`, its CA file.
+async fn open_connection(url: &str, options: &LinkOptions) -> lapin::Result<Connection> {
+    let properties = ConnectionProperties::default()
+        .with_connection_name(options.connection_name.clone().into());
+    let tls = OwnedTLSConfig {
+        identity: None,
+        cert_chain: match &options.ca_file {
+            Some(path) => Some(std::fs::read_to_string(path)?),
+            None => None,
+        },
+    };
+    Connection::connect_with_config(url, properties, tls, lapin::runtime::default_runtime()?).await
+}
+
 /// The `x-heartbeat-mac` header's bytes: a long string as most clients
 /// write a `str` header, or a byte array.
 fn mac_header(properties: &BasicProperties) -> Option<&[u8]> {
@@ -660,6 +662,273 @@ fn with_defaults(url: &str) -> String {
     match fragment {
         Some(fragment) => format!("{url}#{fragment}"),
         None => url,
+    }
+}
+
+/// A monitor group's link (see `transport::group`): the reconnect loop
+/// around a [`GroupSession`], to the next broker after each failure.
+pub(super) async fn run_group(urls: BrokerUrls, options: GroupOptions, mut p: GroupPlumbing) {
+    keep_big_buffers_in_their_own_mappings();
+    let mut backoff = Backoff::new(options.link.reconnect_min, options.link.reconnect_max);
+    let mut at = 0;
+    let connect_to: Vec<String> = urls
+        .as_slice()
+        .iter()
+        .map(|url| with_defaults(url.expose_secret()))
+        .collect();
+    let bad_bodies = super::LogLimiter::new(super::BAD_MESSAGE_LOG_PERIOD);
+    loop {
+        let url = &urls.as_slice()[at];
+        let opened = tokio::select! {
+            biased;
+            _ = p.token.cancelled() => break,
+            opened = tokio::time::timeout(CONNECT_TIMEOUT, GroupSession::open(&connect_to[at], &options)) => opened,
+        };
+        let error = match opened {
+            Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
+            Ok(Err(error)) => match fatal(&error, url, options.link.ca_file.is_some()) {
+                Some(fatal) => {
+                    warn!(%fatal, "giving up on the monitor group's link");
+                    p.status.send_replace(LinkStatus::Failed(fatal));
+                    p.leadership.send_replace(Leadership::Standby);
+                    return;
+                }
+                None => error.to_string(),
+            },
+            Ok(Ok(mut session)) => {
+                backoff.reset();
+                info!(broker = %url, group = %options.group, member = %options.member, "joined the monitor group");
+                p.status.send_replace(LinkStatus::Connected);
+                let served = session.serve(&mut p, &options, &bad_bodies).await;
+                p.leadership.send_replace(Leadership::Standby);
+                match served {
+                    Ok(()) => {
+                        let close = session.connection.close(200, "closing".into());
+                        let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+                        break;
+                    }
+                    Err(error) => error.to_string(),
+                }
+            }
+        };
+        p.leadership.send_replace(Leadership::Standby);
+        let retry_in = backoff.next_delay();
+        let attempt = backoff.attempt();
+        at = (at + 1) % urls.len();
+        warn!(group = %options.group, "monitor group link to {url} lost: {error}; retrying in {retry_in:.1?} (attempt {attempt})");
+        p.status.send_replace(LinkStatus::Reconnecting {
+            attempt,
+            retry_in,
+            error,
+        });
+        let sleep = tokio::time::sleep(retry_in);
+        tokio::pin!(sleep);
+        let cancelled = loop {
+            tokio::select! {
+                _ = &mut sleep => break false,
+                _ = p.token.cancelled() => break true,
+                Some(_) = p.out_rx.recv() => {}
+            }
+        };
+        if cancelled {
+            break;
+        }
+    }
+    p.leadership.send_replace(Leadership::Standby);
+    p.status.send_replace(LinkStatus::Closed);
+}
+
+/// One connection of a group member: its queue on the group's exchange,
+/// and the channel that holds (or keeps trying for) the leader's queue.
+struct GroupSession {
+    connection: Connection,
+    channel: Channel,
+    deliveries: lapin::Consumer,
+    events: Pin<Box<dyn Stream<Item = Event> + Send + Sync>>,
+    /// The channel that declared the leader's queue, while we hold it.
+    claim: Option<Channel>,
+    exchange: String,
+    leader_queue: String,
+}
+
+impl GroupSession {
+    async fn open(url: &str, options: &GroupOptions) -> lapin::Result<Self> {
+        let connection = open_connection(url, &options.link).await?;
+        let events = Box::pin(connection.events_listener());
+        let channel = connection.create_channel().await?;
+        let exchange = group_exchange(&options.group);
+        channel
+            .exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let queue = member_queue(&options.group, &options.member);
+        channel
+            .queue_declare(
+                queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                queue.as_str().into(),
+                exchange.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let deliveries = channel
+            .basic_consume(
+                queue.as_str().into(),
+                options.link.connection_name.as_str().into(),
+                BasicConsumeOptions {
+                    no_ack: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(Self {
+            connection,
+            channel,
+            deliveries,
+            events,
+            claim: None,
+            exchange,
+            leader_queue: leader_queue(&options.group),
+        })
+    }
+
+    async fn serve(
+        &mut self,
+        p: &mut GroupPlumbing,
+        options: &GroupOptions,
+        bad_bodies: &super::LogLimiter,
+    ) -> lapin::Result<()> {
+        let mut claims = tokio::time::interval(options.claim_every);
+        claims.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A claim that gets no answer within this is a connection lost.
+        let answer_within = options.claim_every.max(Duration::from_secs(1)) * 2;
+        loop {
+            tokio::select! {
+                biased;
+                _ = p.token.cancelled() => return Ok(()),
+                event = self.events.next() => match event {
+                    Some(Event::Error(error)) => return Err(error),
+                    Some(_) => {}
+                    None => return Err(lost("the connection's event stream ended")),
+                },
+                _ = claims.tick() => {
+                    match tokio::time::timeout(answer_within, self.claim(p, &options.group)).await {
+                        Ok(outcome) => outcome?,
+                        Err(_) => return Err(lost("the broker did not answer a leadership claim")),
+                    }
+                }
+                delivery = self.deliveries.next() => match delivery {
+                    Some(Ok(delivery)) => {
+                        let mac = p.keys.as_ref().and_then(|_| mac_header(&delivery.properties));
+                        let verified = if delivery.data.len() > options.link.max_body {
+                            Err("too large")
+                        } else {
+                            match &p.keys {
+                                Some(keys) => keys.verify(&delivery.data, mac).map_err(|r| r.code()),
+                                None => Ok(()),
+                            }
+                        };
+                        match verified {
+                            // A reader that falls behind loses bodies, not the link.
+                            Ok(()) => { let _ = p.inbox_tx.try_send(delivery.data); }
+                            Err(why) => {
+                                if let Some(suppressed) = bad_bodies.permit(std::time::Instant::now()) {
+                                    warn!(group = %options.group, why, suppressed, "dropped a group message");
+                                }
+                            }
+                        }
+                    }
+                    Some(Err(error)) => return Err(error),
+                    None => return Err(lost("the broker cancelled our group consumer")),
+                },
+                Some(signed) = p.out_rx.recv() => {
+                    let mut properties = BasicProperties::default()
+                        .with_content_type("application/json".into())
+                        .with_delivery_mode(TRANSIENT);
+                    if let Some(mac) = signed.mac {
+                        let mut headers = FieldTable::default();
+                        headers.insert(MAC_HEADER.into(), AMQPValue::LongString(mac.into()));
+                        properties = properties.with_headers(headers);
+                    }
+                    let confirm = self
+                        .channel
+                        .basic_publish(
+                            self.exchange.as_str().into(),
+                            "".into(),
+                            BasicPublishOptions::default(),
+                            &signed.body,
+                            properties,
+                        )
+                        .await?;
+                    drop(confirm);
+                }
+            }
+        }
+    }
+
+    /// A standby declares the leader's queue, exclusively: refused while
+    /// another connection holds it. A leader declares it passively on the
+    /// channel that holds it: the round trip confirms the claim.
+    async fn claim(&mut self, p: &GroupPlumbing, group: &str) -> lapin::Result<()> {
+        let sent = tokio::time::Instant::now();
+        if let Some(claim) = &self.claim {
+            claim
+                .queue_declare(
+                    self.leader_queue.as_str().into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            p.leadership
+                .send_replace(Leadership::Leader { confirmed: sent });
+            return Ok(());
+        }
+        let channel = self.connection.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                self.leader_queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(_) => {
+                info!(%group, "leading the monitor group");
+                self.claim = Some(channel);
+                p.leadership
+                    .send_replace(Leadership::Leader { confirmed: sent });
+                Ok(())
+            }
+            // Another member leads; the broker closed that channel.
+            Err(error) if locked(&error).is_some() => Ok(()),
+            Err(error) => Err(error),
+        }
     }
 }
 

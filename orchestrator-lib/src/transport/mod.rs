@@ -8,6 +8,8 @@
 //! same [`accept`], so a bad body is counted and dropped the same way.
 
 mod amqp;
+mod group;
+mod joint;
 mod memory;
 
 use std::sync::Arc;
@@ -21,6 +23,10 @@ use tokio_util::sync::CancellationToken;
 use crate::wire::{self, Message, RejectReason};
 use crate::{BrokerUrls, Endpoint, Error, Keys};
 
+pub use group::{
+    GroupLink, GroupOptions, GroupPublisher, Leadership, group_exchange, join_group, leader_queue,
+    member_queue,
+};
 pub use memory::MemoryBroker;
 
 /// Tuning for a link. The defaults suit a monitor's link, on a local or
@@ -173,8 +179,10 @@ pub struct LinkStats {
     /// `rejected`, by [`RejectReason::index`].
     rejected_by: [AtomicU64; RejectReason::ALL.len()],
     dropped: AtomicU64,
-    /// The broker the link is connected to (redacted), while it is.
-    broker: std::sync::Mutex<Option<String>>,
+    /// The brokers the link is connected to (redacted), while it is: one,
+    /// or on a link to each of several nodes ([`connect_each`]) every one
+    /// that answers, in the order they connected.
+    brokers: std::sync::Mutex<Vec<String>>,
 }
 
 impl LinkStats {
@@ -201,15 +209,21 @@ impl LinkStats {
         Self::count(&self.rejected_by[reason.index()]);
     }
     /// Which of the configured brokers the link is connected to (its
-    /// redacted URL), while it is connected to one.
+    /// redacted URL), while it is connected to one; on a link to each of
+    /// several nodes, those connected, comma-separated.
     pub fn broker_in_use(&self) -> Option<String> {
-        self.broker
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        let brokers = self.brokers.lock().unwrap_or_else(|e| e.into_inner());
+        (!brokers.is_empty()).then(|| brokers.join(", "))
     }
-    pub(crate) fn set_broker(&self, broker: Option<String>) {
-        *self.broker.lock().unwrap_or_else(|e| e.into_inner()) = broker;
+    pub(crate) fn broker_connected(&self, broker: &str) {
+        let mut brokers = self.brokers.lock().unwrap_or_else(|e| e.into_inner());
+        if !brokers.iter().any(|b| b == broker) {
+            brokers.push(broker.to_owned());
+        }
+    }
+    pub(crate) fn broker_lost(&self, broker: &str) {
+        let mut brokers = self.brokers.lock().unwrap_or_else(|e| e.into_inner());
+        brokers.retain(|b| b != broker);
     }
     pub fn dropped(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
@@ -219,7 +233,7 @@ impl LinkStats {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Route {
     /// To every service, through the ping fanout exchange.
     Broadcast,
@@ -227,7 +241,7 @@ pub(crate) enum Route {
     Direct(String),
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Outgoing {
     route: Route,
     body: Vec<u8>,
@@ -494,10 +508,14 @@ impl LogLimiter {
 }
 
 fn plumbing(options: &LinkOptions) -> (Link, Plumbing) {
+    plumbing_with(options, Arc::new(LinkStats::default()))
+}
+
+/// [`plumbing`] counting into `stats`, which the links of a joint share.
+fn plumbing_with(options: &LinkOptions, stats: Arc<LinkStats>) -> (Link, Plumbing) {
     let (out_tx, out_rx) = mpsc::channel(options.outgoing_capacity.max(1));
     let (inbox_tx, inbox_rx) = mpsc::channel(INBOX_BATCHES);
     let (status_tx, status_rx) = watch::channel(LinkStatus::Connecting);
-    let stats = Arc::new(LinkStats::default());
     let token = CancellationToken::new();
     let keys = options.keys.clone().map(Arc::new);
     let link = Link {
@@ -552,6 +570,27 @@ pub fn connect_many(
 ) -> Link {
     let (mut link, plumbing) = plumbing(&options);
     let task = tokio::spawn(amqp::run(urls.into(), endpoints, options, plumbing));
+    link.closer.task = Some(task);
+    link
+}
+
+/// Like [`connect`], but to every one of several brokers at once, for nodes
+/// that are *not* one cluster (a primary and a standby, each on its own):
+/// one connection to each, each reconnecting to its own node only. What is
+/// published goes out on every connection that is up (a ping reaches the
+/// services on each node), and what arrives on any of them comes in on the
+/// one inbox, so a participant is heard wherever it connects. The link is
+/// `Connected` while at least one node is; [`LinkStats`] counts for them
+/// all. With a single URL this is [`connect`]. On one cluster use
+/// [`connect`]: the cluster routes between its nodes, and the same
+/// exclusive queue cannot be declared on two of them.
+pub fn connect_each(urls: impl Into<BrokerUrls>, endpoint: Endpoint, options: LinkOptions) -> Link {
+    let urls = urls.into();
+    if urls.len() == 1 {
+        return connect(urls, endpoint, options);
+    }
+    let (mut link, plumbing) = plumbing(&options);
+    let task = tokio::spawn(joint::run(urls, endpoint, options, plumbing));
     link.closer.task = Some(task);
     link
 }

@@ -1,0 +1,206 @@
+//! In a monitor group, what passes from the policies to the targets: only
+//! the leader sends, and only what the group has not sent already (its
+//! ledger, which standbys follow). On becoming leader, a member squares its
+//! own view with the ledger: it resolves what the group fired and it sees
+//! ended, and fires what it sees firing and the group never sent. Pure but
+//! for the group handle it reads and publishes through.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::Utc;
+use heartbeat_config::NotifyKind;
+use tracing::info;
+
+use super::policy::{Change, EventKind, PolicyEvent};
+use crate::group::{AlertKey, Fired, Group};
+
+pub struct Gate {
+    group: Group,
+    /// Per target: its kind (an Alertmanager is told again of alerts it
+    /// already has on a takeover: it re-pushes firing alerts, and the same
+    /// labels are the same alert there).
+    kinds: Vec<NotifyKind>,
+    /// What this member's own policies have firing now.
+    mine: BTreeMap<AlertKey, PolicyEvent>,
+    /// The latest state code of each subject, as this member judges it.
+    current: HashMap<(String, Option<String>), String>,
+    leading: bool,
+}
+
+fn key(target: usize, event: &PolicyEvent) -> AlertKey {
+    let alert = event.ended.as_ref().unwrap_or(&event.change);
+    AlertKey {
+        target,
+        service: alert.service.clone(),
+        instance: alert.instance.clone(),
+        state: alert.to.clone(),
+    }
+}
+
+fn fired(event: &PolicyEvent, by: &str) -> Fired {
+    Fired {
+        since: event.change.at,
+        from: event.change.from.clone(),
+        by: by.to_owned(),
+    }
+}
+
+impl Gate {
+    pub fn new(group: Group, kinds: Vec<NotifyKind>) -> Self {
+        Self {
+            group,
+            kinds,
+            mine: BTreeMap::new(),
+            current: HashMap::new(),
+            leading: false,
+        }
+    }
+
+    /// A change this member judged.
+    pub fn observe(&mut self, change: &Change) {
+        self.current.insert(
+            (change.service.clone(), change.instance.clone()),
+            change.to.clone(),
+        );
+    }
+
+    /// The monitor forgot an instance.
+    pub fn forget(&mut self, service: &str, instance: &str) {
+        self.current
+            .remove(&(service.to_owned(), Some(instance.to_owned())));
+    }
+
+    /// Whether `event`, due for `target` by this member's policy, is sent.
+    pub fn admit(&mut self, target: usize, event: &PolicyEvent) -> bool {
+        let key = key(target, event);
+        match event.kind {
+            EventKind::Firing => {
+                self.mine.insert(key.clone(), event.clone());
+            }
+            EventKind::Resolved | EventKind::Forgotten => {
+                self.mine.remove(&key);
+            }
+            EventKind::Reminder => {}
+        }
+        if !self.leading_now() {
+            return false;
+        }
+        let admitted = self.group.ledger(|ledger| match event.kind {
+            EventKind::Firing if ledger.is_firing(&key) => None,
+            EventKind::Firing => {
+                let fired = fired(event, &self.group.me);
+                ledger.fire(key.clone(), fired.clone());
+                Some(Some(fired))
+            }
+            EventKind::Resolved | EventKind::Forgotten => ledger.resolve(&key).then_some(None),
+            EventKind::Reminder => None,
+        });
+        match admitted {
+            Some(entry) => {
+                self.group.publish_sent(vec![(key, entry)]);
+                true
+            }
+            // A reminder goes out only for what the group has firing.
+            None => event.kind == EventKind::Reminder && self.group.ledger(|l| l.is_firing(&key)),
+        }
+    }
+
+    /// Looked at every tick: on becoming leader, the events that square
+    /// this member's view with what the group has sent (already entered in
+    /// the ledger and published).
+    pub fn check(&mut self) -> Vec<(usize, PolicyEvent)> {
+        let leading = self.group.leads();
+        let took_over = leading && !self.leading;
+        self.leading = leading;
+        if took_over {
+            self.take_over()
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn leading_now(&mut self) -> bool {
+        // A takeover's events are sent from `check`; until it has run, this
+        // member does not act as leader.
+        self.leading && self.group.leads()
+    }
+
+    fn take_over(&mut self) -> Vec<(usize, PolicyEvent)> {
+        let me = self.group.me.clone();
+        let now = Utc::now();
+        let mut out = Vec::new();
+        let mut published = Vec::new();
+        let ledger: Vec<(AlertKey, Fired)> = self
+            .group
+            .ledger(|l| l.firing().map(|(k, f)| (k.clone(), f.clone())).collect());
+        for (key, was) in &ledger {
+            if self.mine.contains_key(key) {
+                // Firing for both: an Alertmanager gets it again, to keep
+                // re-pushing it; nobody else hears of it twice.
+                if self.kinds.get(key.target) == Some(&NotifyKind::Alertmanager) {
+                    out.push((key.target, self.mine[key].clone()));
+                }
+                continue;
+            }
+            // Ended, as this member sees it: resolve it. Unknown here, or
+            // still in that state (its `for` not yet run out): leave it.
+            let subject = (key.service.clone(), key.instance.clone());
+            let Some(now_state) = self.current.get(&subject).cloned() else {
+                continue;
+            };
+            if now_state == key.state {
+                continue;
+            }
+            let ended = Change {
+                at: was.since,
+                service: key.service.clone(),
+                instance: key.instance.clone(),
+                from: was.from.clone(),
+                to: key.state.clone(),
+                reason: "",
+                detail: String::new(),
+                count: None,
+            };
+            let change = Change {
+                at: now,
+                from: key.state.clone(),
+                reason: if now_state == "left" {
+                    "left"
+                } else {
+                    "recovered"
+                },
+                detail: format!("ended while {} led", was.by),
+                to: now_state,
+                ..ended.clone()
+            };
+            self.group.ledger(|l| l.resolve(key));
+            published.push((key.clone(), None));
+            out.push((
+                key.target,
+                PolicyEvent {
+                    kind: EventKind::Resolved,
+                    change,
+                    ended: Some(ended),
+                },
+            ));
+        }
+        for (key, event) in &self.mine {
+            if self.group.ledger(|l| l.is_firing(key)) {
+                continue;
+            }
+            let fired = fired(event, &me);
+            self.group.ledger(|l| l.fire(key.clone(), fired.clone()));
+            published.push((key.clone(), Some(fired)));
+            out.push((key.target, event.clone()));
+        }
+        info!(
+            group = %self.group.name,
+            resolved = published.iter().filter(|(_, f)| f.is_none()).count(),
+            fired = published.iter().filter(|(_, f)| f.is_some()).count(),
+            "took over the group's alerts"
+        );
+        self.group.publish_sent(published);
+        self.group.publish_ledger();
+        out
+    }
+}
