@@ -75,6 +75,11 @@ need openssl openssl            # makes the CA and certificate of the TLS test
 # The Python example of docs/PROTOCOL.md runs for real: python3 and pika.
 need python3 python3
 python3 -c "import pika" 2>/dev/null || python3 -m pip install --quiet pika || apt_install python3-pika
+# The Node.js example runs for real too: node, and amqplib from npm at the
+# versions examples/node/package-lock.json pins.
+need node nodejs
+need npm npm
+(cd examples/node && npm ci --no-audit --no-fund --silent)
 
 log "tests"
 cargo test --workspace "$@"

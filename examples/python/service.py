@@ -5,18 +5,23 @@
         python3 service.py billing billing-py-1
 """
 import datetime, hashlib, hmac, json, os, random, re, signal, sys, time
+import urllib.parse
 import pika
 
 SERVICE = sys.argv[1] if len(sys.argv) > 1 else "billing"
 INSTANCE = sys.argv[2] if len(sys.argv) > 2 else "billing-py-1"
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
-# "key", or "key,other" while keys rotate: the first signs, both are accepted.
-KEYS = [k.encode() for k in os.environ.get("HEARTBEAT_KEY", "").split(",") if k]
 MAC_HEADER = "x-heartbeat-mac"
+MAX_BODY = 64 * 1024  # checked first: a bigger body is neither hashed nor parsed
 NAME = re.compile(r"[A-Za-z0-9._-]{1,100}\Z")
+MONITOR_QUEUE = "heartbeat.monitor."
 QUEUE = f"heartbeat.service.{SERVICE}/{INSTANCE}"
+REQUIRED = {"ping": ("monitor", "seq"), "echo": ("service", "instance", "seq"),
+            "goodbye": ("service", "instance")}
+LOCKED_GRACE = 3.0  # our queue held elsewhere this long: another process runs as us
 monitors = {}  # reply_to -> (when it last pinged us (monotonic s), its id, that seq)
-rejected, last_warning = 0, 0.0
+rejected = {}  # reason -> count
+last_warning = 0.0
 
 
 class Stop(Exception):
@@ -31,6 +36,18 @@ def log(text):
     print(f"{SERVICE}/{INSTANCE}: {text}", file=sys.stderr, flush=True)
 
 
+def keys_from_env():
+    """HEARTBEAT_KEY: "key", or "key,other" while keys rotate (the first signs,
+    both are accepted). The bytes between the commas, nothing trimmed."""
+    value = os.environ.get("HEARTBEAT_KEY")
+    if value is None:
+        return []
+    keys = [k.encode() for k in value.split(",")]
+    if len(keys) > 2 or any(len(k) < 16 for k in keys):
+        raise ValueError("HEARTBEAT_KEY holds one or two keys of at least 16 bytes, comma-separated")
+    return keys
+
+
 def now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat()
 
@@ -39,79 +56,117 @@ def mac(key, body):
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def signed(body, properties):
-    """With a key, only bodies whose MAC one of our keys produced count."""
-    if not KEYS:
-        return True
-    given = (properties.headers or {}).get(MAC_HEADER)
-    if isinstance(given, bytes):
-        given = given.decode("ascii", "replace")
-    if not isinstance(given, str):
-        return False
-    return any(hmac.compare_digest(mac(k, body), given.lower()) for k in KEYS)
-
-
-def send(ch, to, message):
+def send(ch, keys, to, message):
     body = json.dumps({"v": 1, **message}, separators=(",", ":")).encode()
-    headers = {MAC_HEADER: mac(KEYS[0], body)} if KEYS else None
+    headers = {MAC_HEADER: mac(keys[0], body)} if keys else None
     props = pika.BasicProperties(content_type="application/json",
                                  delivery_mode=1, headers=headers)
     ch.basic_publish("", to, body, props)
 
 
-def valid_ping(body, properties):
-    if not signed(body, properties):
-        return None
+def is_name(value):
+    return isinstance(value, str) and NAME.match(value) is not None
+
+
+def is_u64(value):
+    return type(value) is int and 0 <= value < 2**64  # not bool, not float
+
+
+def check_ping(body, properties, keys):
+    """The ping, or the reason it is rejected (docs/PROTOCOL.md, "Checking a message")."""
+    if len(body) > MAX_BODY:
+        return None, "too_large"
+    if keys:
+        given = (properties.headers or {}).get(MAC_HEADER)
+        if isinstance(given, bytes):
+            given = given.decode("ascii", "replace")
+        if not isinstance(given, str):
+            return None, "unsigned"
+        if not any(hmac.compare_digest(mac(k, body), given.lower()) for k in keys):
+            return None, "bad_signature"
     try:
         ping = json.loads(body)
     except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep
-        return None
-    reply_to = properties.reply_to
-    if (isinstance(ping, dict) and ping.get("v") == 1 and ping.get("type") == "ping"
-            and isinstance(ping.get("monitor"), str) and NAME.match(ping["monitor"])
-            and type(ping.get("seq")) is int and ping["seq"] >= 0
-            and isinstance(reply_to, str) and reply_to.startswith("heartbeat.monitor.")
-            and NAME.match(reply_to[len("heartbeat.monitor."):])):
-        return ping
-    return None
+        return None, "not_json"
+    if not isinstance(ping, dict) or ping.get("type") not in ("ping", "echo", "goodbye"):
+        return None, "bad_shape"
+    for field in ("monitor", "service", "instance"):  # typed in every message
+        if ping.get(field) is not None and not isinstance(ping[field], str):
+            return None, "bad_shape"
+    if ping.get("seq") is not None and not is_u64(ping["seq"]):
+        return None, "bad_shape"
+    v = ping.get("v")
+    if type(v) is not int or not 0 <= v < 2**32:  # missing, "1" or true
+        return None, "bad_shape"
+    if v != 1:
+        return None, "unsupported_version"
+    if any(ping.get(field) is None for field in REQUIRED[ping["type"]]):
+        return None, "bad_shape"
+    names = ("monitor",) if ping["type"] == "ping" else ("service", "instance", "monitor")
+    if any(ping.get(field) is not None and not is_name(ping[field]) for field in names):
+        return None, "bad_name"
+    return ping, None
 
 
-def on_ping(ch, method, properties, body):
-    global rejected, last_warning
-    ping = valid_ping(body, properties)
-    if ping is None:
-        # Dropped and counted, never fatal; logged at most once a second.
-        ch.basic_reject(method.delivery_tag, requeue=False)
-        rejected += 1
-        if time.monotonic() - last_warning >= 1:
-            last_warning = time.monotonic()
-            log(f"rejected {rejected} bad or unsigned messages so far")
-        return
-    monitors[properties.reply_to] = (time.monotonic(), ping["monitor"], ping["seq"])
-    if len(monitors) > 100:  # remember the most recent monitors only
-        del monitors[min(monitors, key=lambda queue: monitors[queue][0])]
-    send(ch, properties.reply_to, {"type": "echo", "service": SERVICE, "instance": INSTANCE,
-                                   "monitor": ping["monitor"], "seq": ping["seq"], "at": now()})
+def on_message(ch, method, properties, body, keys):
+    global last_warning
+    ping, reason = check_ping(body, properties, keys)
+    # Settled once, bad or not, never requeued (docs/PROTOCOL.md).
     ch.basic_ack(method.delivery_tag)
+    if reason is not None:
+        rejected[reason] = rejected.get(reason, 0) + 1
+        if time.monotonic() - last_warning >= 1:  # at most a line a second
+            last_warning = time.monotonic()
+            log(f"rejected {tally()}")
+        return
+    reply_to = properties.reply_to
+    # Only pings, and only to a monitor's queue: never echo into a queue a stranger names.
+    if (ping["type"] != "ping" or not isinstance(reply_to, str)
+            or not reply_to.startswith(MONITOR_QUEUE) or not is_name(reply_to[len(MONITOR_QUEUE):])):
+        return
+    monitors[reply_to] = (time.monotonic(), ping["monitor"], ping["seq"])
+    if len(monitors) > 32:  # remember the most recent monitors only
+        del monitors[min(monitors, key=lambda queue: monitors[queue][0])]
+    send(ch, keys, reply_to, {"type": "echo", "service": SERVICE, "instance": INSTANCE,
+                              "monitor": ping["monitor"], "seq": ping["seq"], "at": now()})
 
 
-def goodbye(ch):
+def tally():
+    return " ".join(f"{reason}={count}" for reason, count in sorted(rejected.items())) or "none"
+
+
+def goodbye(ch, keys):
     for to, (heard, monitor, seq) in monitors.items():
         if time.monotonic() - heard < 600:  # the latest ping it sent us, signed in
-            send(ch, to, {"type": "goodbye", "service": SERVICE, "instance": INSTANCE,
-                          "monitor": monitor, "seq": seq, "at": now()})
+            send(ch, keys, to, {"type": "goodbye", "service": SERVICE, "instance": INSTANCE,
+                                "monitor": monitor, "seq": seq, "at": now()})
+
+
+def close(connection):
+    """One connection at a time: what is left of the last one goes first."""
+    try:
+        if connection is not None and connection.is_open:
+            connection.close()
+    except pika.exceptions.AMQPError:
+        pass
 
 
 def main():
-    if not (NAME.match(SERVICE) and NAME.match(INSTANCE)):
+    if not (is_name(SERVICE) and is_name(INSTANCE)):
         log("names are 1 to 100 letters, digits, '-', '_' or '.'")
+        return 2
+    try:
+        keys = keys_from_env()
+    except ValueError as error:
+        log(str(error))
         return 2
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     params = pika.URLParameters(URL)
-    params.heartbeat = 10  # a dead network path is noticed within seconds
+    if "heartbeat" not in urllib.parse.parse_qs(urllib.parse.urlsplit(URL).query):
+        params.heartbeat = 10  # a dead network path is noticed within seconds
     params.client_properties = {"connection_name": f"python {SERVICE}/{INSTANCE}"}
-    delay = 0.25
+    delay, locked_since = 0.25, None
     while True:
         connection = ch = None
         try:
@@ -121,22 +176,32 @@ def main():
             ch.queue_declare(QUEUE, exclusive=True, auto_delete=True)
             ch.queue_bind(QUEUE, "heartbeat.ping", routing_key="")
             ch.basic_qos(prefetch_count=2)
-            ch.basic_consume(QUEUE, on_ping)
-            log(f"connected, {'signed' if KEYS else 'UNSIGNED'}")
-            delay = 0.25
+            ch.basic_consume(QUEUE, lambda c, m, p, b: on_message(c, m, p, b, keys))
+            log(f"connected, {'signed' if keys else 'UNSIGNED'}")
+            delay, locked_since = 0.25, None
             ch.start_consuming()
         except Stop:
             if ch is not None and ch.is_open:
-                goodbye(ch)
-                connection.close()
+                goodbye(ch, keys)
+            close(connection)
+            log(f"stopping; rejected {tally()}")
             return 0
         except (pika.exceptions.ProbableAuthenticationError,
                 pika.exceptions.ProbableAccessDeniedError) as error:
             log(f"the broker refused the login: {error.__class__.__name__}")
             return 1
         except pika.exceptions.AMQPError as error:
-            # Lost or refused: back off (exponential, capped, jittered), then
-            # reconnect and declare everything again.
+            # The channel is closed, perhaps not the connection: close it before the next.
+            close(connection)
+            if getattr(error, "reply_code", None) == 405:  # RESOURCE_LOCKED
+                locked_since = locked_since or time.monotonic()
+                if time.monotonic() - locked_since >= LOCKED_GRACE:
+                    log(f"queue {QUEUE} is held by another connection: "
+                        "is another process running as this service and instance?")
+                    return 2
+            else:
+                locked_since = None
+            # Back off (exponential, capped, jittered), then reconnect and declare again.
             wait = delay / 2 + random.uniform(0, delay / 2)
             log(f"lost the broker ({error.__class__.__name__}); retrying in {wait:.2f}s")
             delay = min(delay * 2, 5.0)
