@@ -17,7 +17,7 @@ use tracing::{info, warn};
 #[derive(Debug, Parser)]
 #[command(
     name = "mock-service",
-    version,
+    version = env!("HEARTBEAT_VERSION"),
     about = "A stand-in service that answers heartbeat pings"
 )]
 struct Cli {

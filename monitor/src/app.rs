@@ -6,7 +6,7 @@ use anyhow::Context;
 use heartbeat_config::{BrokerNodes, HistorySettings, Settings, UrlSource};
 use orchestrator_lib::plumbing::MemoryBroker;
 use orchestrator_lib::{BrokerUrls, Endpoint, Keys, LinkOptions};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -14,6 +14,7 @@ use crate::detector::{Detector, Mode, PhiParams, Policy, State, UNSEEN_INSTANCE}
 use crate::engine::Update;
 use crate::engine::{self, EngineConfig};
 use crate::metrics::{self, Metrics};
+use crate::sdnotify::Pulse;
 use crate::status::{self, Board, state_code};
 use crate::{dashboard, demo, group, headless, history, http, notify};
 use heartbeat_config::DetectionMode;
@@ -46,11 +47,13 @@ pub enum Output {
 ///
 /// With `keys` (from `HEARTBEAT_KEY`), pings are signed and only signed
 /// echoes and goodbyes are heard; the demo's in-process fleet stays unsigned.
+/// The engine shows it is alive through `pulse` (see `sdnotify`).
 pub async fn run(
     settings: Settings,
     source: Source,
     output: Output,
     keys: Option<Keys>,
+    pulse: watch::Sender<Pulse>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let keys = match source {
@@ -89,6 +92,7 @@ pub async fn run(
         echoes_wanted: matches!(output, Output::Dashboard { .. })
             || !settings.http.listen.is_empty()
             || settings.history.enabled(),
+        pulse,
     };
     // Bound before anything starts, so a taken port stops the monitor at once.
     let listener = if settings.http.listen.is_empty() {

@@ -22,7 +22,11 @@ pub struct Verdict {
 }
 
 pub fn run(args: &StatusArgs) -> ExitCode {
-    let verdict = check(args);
+    let verdict = if args.healthz {
+        healthz(args)
+    } else {
+        check(args)
+    };
     if args.json {
         match &verdict.document {
             Some(document) => println!(
@@ -84,6 +88,47 @@ pub fn check(args: &StatusArgs) -> Verdict {
         Err(error) => return unknown(format!("{url} did not return a status document: {error}")),
     };
     judge(document, args.service.as_deref())
+}
+
+/// `--healthz`: the monitor's own health, from its `/healthz`.
+fn healthz(args: &StatusArgs) -> Verdict {
+    let verdict = |severity, summary| Verdict {
+        severity,
+        summary,
+        document: None,
+    };
+    let base = args.url.trim_end_matches('/');
+    if !base.starts_with("http://") {
+        return verdict(
+            Severity::Unknown,
+            format!("--url {base:?} is not an http:// URL, like http://127.0.0.1:9464"),
+        );
+    }
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(args.timeout))
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = match agent.get(format!("{base}/healthz")).call() {
+        Ok(response) => response,
+        Err(error) => {
+            return verdict(
+                Severity::Unknown,
+                format!("cannot reach the monitor at {base}: {error}"),
+            );
+        }
+    };
+    let status = response.status();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    let said = body.lines().next().unwrap_or_default().to_owned();
+    match status.as_u16() {
+        200 => verdict(Severity::Ok, said),
+        503 => verdict(Severity::Critical, said),
+        other => verdict(
+            Severity::Unknown,
+            format!("the monitor answered /healthz with {other}: {said}"),
+        ),
+    }
 }
 
 /// The verdict on a status document: the worst of every instance's state and
@@ -301,6 +346,7 @@ mod tests {
             url: url.into(),
             service: None,
             json: false,
+            healthz: false,
             timeout: std::time::Duration::from_secs(2),
         };
         let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,4 +1,5 @@
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
@@ -7,7 +8,11 @@ use heartbeat_config::{DetectionMode, Settings, SettingsError};
 /// Heartbeat failure detector for services on RabbitMQ: pings every service
 /// through a fanout exchange and reports who is UP and who is DOWN.
 #[derive(Debug, Parser)]
-#[command(name = "monitor", version, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "monitor",
+    version = env!("HEARTBEAT_VERSION"),
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -64,6 +69,45 @@ pub enum Command {
     /// Ask a running monitor how its services are, print a table, and exit
     /// as a Nagios plugin does: 0 all UP, 1 warning, 2 critical, 3 unknown.
     Status(StatusArgs),
+    /// Check a settings file without starting: the file over the built-in
+    /// defaults, with the MONITOR__ environment on top, validated as at start
+    /// (and the broker URL it resolves to). Exit 0 when the monitor would
+    /// start with it, else 2 and the one line saying why.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The file to check (default: the built-in defaults and the environment only).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl CheckConfigArgs {
+    /// What `monitor check-config` prints and its exit code.
+    pub fn run(&self) -> ExitCode {
+        let checked = Settings::load(self.config.as_deref())
+            .and_then(|settings| settings.validate().map(|()| settings))
+            .and_then(|settings| {
+                heartbeat_config::resolve_broker_url(None, &settings, |name| {
+                    std::env::var(name).ok()
+                })
+            });
+        let what = match &self.config {
+            Some(path) => path.display().to_string(),
+            None => "the built-in defaults".to_owned(),
+        };
+        match checked {
+            Ok(_) => {
+                println!("{what}: ok");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("monitor: {error}");
+                ExitCode::from(2)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -79,6 +123,12 @@ pub struct StatusArgs {
     /// Print the status document (JSON) instead of the table.
     #[arg(long)]
     pub json: bool,
+
+    /// Only the monitor's own health (its /healthz: a broker link, a loop
+    /// that runs), not its services': 0 when it can judge, 2 when it cannot,
+    /// 3 when it cannot be reached. For a container's HEALTHCHECK.
+    #[arg(long, conflicts_with_all = ["service", "json"])]
+    pub healthz: bool,
 
     /// Give up on the monitor after this long (exit 3).
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use orchestrator_lib::plumbing::{Incoming, LinkStatus};
 use orchestrator_lib::wire::{Goodbye, Message, Ping, RejectReason};
 use orchestrator_lib::{Error, Link};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -19,6 +19,7 @@ use crate::detector::{
 };
 use crate::notify::Limited;
 use crate::replay::ReplayGuard;
+use crate::sdnotify::Pulse;
 
 /// The finest grain at which timeouts are judged.
 const MAX_CHECK_PERIOD: Duration = Duration::from_millis(100);
@@ -50,6 +51,9 @@ pub struct EngineConfig {
     /// history). Headless with neither wants transitions only, and is spared
     /// building an update per echo.
     pub echoes_wanted: bool,
+    /// Where the loop shows it is alive, at every check, for a supervisor
+    /// (`sdnotify`); nobody need read it.
+    pub pulse: watch::Sender<Pulse>,
 }
 
 /// A transition stamped with wall-clock time for people and logs.
@@ -189,6 +193,12 @@ pub async fn run(
                 }
                 let now_status = status.borrow_and_update().clone();
                 let now = Instant::now().into_std();
+                config.pulse.send_modify(|pulse| {
+                    if now_status == LinkStatus::Connected {
+                        pulse.engine_seen = now.into();
+                    }
+                    pulse.link = now_status.clone();
+                });
                 out.emit(Update::Link(now_status.clone()));
                 match &now_status {
                     LinkStatus::Connected => {
@@ -217,6 +227,7 @@ pub async fn run(
                     Ok(()) => {
                         let now = Instant::now();
                         detector.ping_sent(seq, now.into_std());
+                        config.pulse.send_modify(|pulse| pulse.engine_seen = now);
                         out.emit(Update::PingSent { seq, at: now });
                     }
                     Err(error) => debug!(%error, seq, "ping not sent"),
@@ -308,9 +319,18 @@ pub async fn run(
                 out.flush_echoes();
                 if lag > detector.stall_threshold() {
                     out.emit(Update::Stall { lag, at: now });
+                    config.pulse.send_modify(|pulse| {
+                        pulse.engine_seen = now;
+                        pulse.stall = Some((now, lag));
+                    });
                     out.transitions(detector.stalled(lag, now.into_std()));
                 }
                 out.transitions(detector.check(now.into_std()));
+                config.pulse.send_modify(|pulse| {
+                    pulse.checked_at = now;
+                    pulse.judging = connected && detector.blind().is_none();
+                    pulse.tracked = detector.len();
+                });
                 if now.saturating_duration_since(last_sweep) >= sweep_every {
                     last_sweep = now;
                     let gone = detector.forget(config.forget_after, now.into_std());

@@ -17,6 +17,7 @@
 //! - `metrics`: Prometheus metrics, fed by the same sink.
 //! - `http`: the HTTP endpoint: `/metrics`, `/api/v1/status`, `/healthz`, `/`.
 //! - `check`: `monitor status`, the one-shot check with Nagios exit codes.
+//! - `sdnotify`: readiness, watchdog and status for systemd (`Type=notify`).
 
 mod app;
 pub mod check;
@@ -33,8 +34,9 @@ pub mod logfile;
 mod metrics;
 pub mod notify;
 mod replay;
+pub mod sdnotify;
 pub mod status;
 
 pub use app::{Output, Source, run};
-pub use cli::{Cli, Command, StatusArgs};
+pub use cli::{CheckConfigArgs, Cli, Command, StatusArgs};
 pub use engine::{EchoSeen, Report, Update};

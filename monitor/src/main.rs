@@ -1,7 +1,9 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use monitor::sdnotify::{self, Notifier, Pulse};
 use monitor::{Cli, Command, Output, Source};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -14,8 +16,16 @@ fn main() -> ExitCode {
         // A one-shot HTTP request: no runtime, no logs, only the verdict.
         return monitor::check::run(args);
     }
+    if let Some(Command::CheckConfig(args)) = &cli.command {
+        return args.run();
+    }
+    // Before the runtime starts any thread: it takes variables out of the environment.
+    let supervisor = match Notifier::take_from_env() {
+        Ok(supervisor) => supervisor,
+        Err(error) => return usage_error(error),
+    };
     match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(watch(cli)),
+        Ok(runtime) => runtime.block_on(watch(cli, supervisor)),
         Err(error) => {
             eprintln!("monitor: cannot start the async runtime: {error}");
             ExitCode::FAILURE
@@ -23,7 +33,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn watch(cli: Cli) -> ExitCode {
+async fn watch(cli: Cli, supervisor: Option<Notifier>) -> ExitCode {
     let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(error) => return usage_error(error),
@@ -69,7 +79,20 @@ async fn watch(cli: Cli) -> ExitCode {
     };
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
-    match monitor::run(settings, source, output, keys, shutdown).await {
+    let (pulse, pulse_rx) = watch::channel(Pulse::new(tokio::time::Instant::now()));
+    let supervised = supervisor.map(|notifier| {
+        let timings = sdnotify::Timings {
+            interval: settings.interval,
+            grace: settings.timeout,
+        };
+        tokio::spawn(sdnotify::run(notifier, pulse_rx, timings, shutdown.clone()))
+    });
+    let outcome = monitor::run(settings, source, output, keys, pulse, shutdown.clone()).await;
+    shutdown.cancel();
+    if let Some(task) = supervised {
+        let _ = task.await;
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("monitor: {error:#}");

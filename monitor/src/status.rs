@@ -184,34 +184,57 @@ pub struct Snapshot {
 impl Snapshot {
     /// `Ok` while the monitor can judge; otherwise why not, in one line.
     pub fn health(&self, now: Instant) -> Result<(), String> {
-        if !self.link_connected {
-            let link = &self.document.link;
-            return Err(match &link.detail {
-                Some(detail) => format!("broker link {}: {detail}", link.state),
-                None => format!("broker link {}", link.state),
-            });
-        }
-        if let Some((at, lag)) = self.stall {
-            let ago = now.saturating_duration_since(at);
-            if ago < self.grace {
-                return Err(format!(
-                    "monitoring loop stalled: it ran {:.1}s late {:.1}s ago; judging again {:.1}s after",
-                    lag.as_secs_f64(),
-                    ago.as_secs_f64(),
-                    self.grace.as_secs_f64()
-                ));
-            }
-        }
-        let quiet = now.saturating_duration_since(self.engine_seen);
-        if quiet > stall_after(self.interval) {
+        let link = &self.document.link;
+        liveness(
+            (link.state, link.detail.as_deref()),
+            self.link_connected,
+            self.engine_seen,
+            self.interval,
+            self.stall,
+            self.grace,
+            now,
+        )
+    }
+}
+
+/// Whether the monitor can judge, from what its own loop last showed: `Ok`,
+/// or why not in one line. What `/healthz` says and what a supervisor is
+/// told (`STATUS=`, see `sdnotify`).
+pub fn liveness(
+    (state, detail): (&str, Option<&str>),
+    link_connected: bool,
+    engine_seen: Instant,
+    interval: Duration,
+    stall: Option<(Instant, Duration)>,
+    grace: Duration,
+    now: Instant,
+) -> Result<(), String> {
+    if !link_connected {
+        return Err(match detail {
+            Some(detail) => format!("broker link {state}: {detail}"),
+            None => format!("broker link {state}"),
+        });
+    }
+    if let Some((at, lag)) = stall {
+        let ago = now.saturating_duration_since(at);
+        if ago < grace {
             return Err(format!(
-                "monitoring loop stalled: no ping sent for {:.1}s (interval {})",
-                quiet.as_secs_f64(),
-                humantime::format_duration(self.interval)
+                "monitoring loop stalled: it ran {:.1}s late {:.1}s ago; judging again {:.1}s after",
+                lag.as_secs_f64(),
+                ago.as_secs_f64(),
+                grace.as_secs_f64()
             ));
         }
-        Ok(())
     }
+    let quiet = now.saturating_duration_since(engine_seen);
+    if quiet > stall_after(interval) {
+        return Err(format!(
+            "monitoring loop stalled: no ping sent for {:.1}s (interval {})",
+            quiet.as_secs_f64(),
+            humantime::format_duration(interval)
+        ));
+    }
+    Ok(())
 }
 
 /// A connected engine pings every interval; this much silence means its loop

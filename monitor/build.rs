@@ -1,0 +1,2 @@
+// The version line with the commit: see packaging/version.rs.
+include!("../packaging/version.rs");
