@@ -2,7 +2,7 @@
 # The test command: make sure everything the tests use is installed and
 # running, then run every test. On a fresh Debian or Ubuntu machine (as
 # root, or with sudo) it brings RabbitMQ, PostgreSQL, tmux, Prometheus,
-# Alertmanager and Chromium itself. Safe on a developer's machine: it never stops or reconfigures a
+# Alertmanager, Chromium, podman and systemd's tools itself. Safe on a developer's machine: it never stops or reconfigures a
 # broker or a database that is already running.
 #
 #   scripts/test.sh                 # the whole workspace
@@ -72,6 +72,15 @@ need prometheus prometheus      # scrapes /metrics (promtool comes with it)
 need chromium chromium          # loads the status page
 need prometheus-alertmanager prometheus-alertmanager   # receives alerts (each test starts its own)
 need openssl openssl            # makes the CA and certificate of the TLS test
+# Packaging (monitor/tests/packaging.rs): scripts/package.sh builds a .deb, an
+# archive and an image; the test installs the .deb into a throwaway root,
+# verifies the systemd units and runs the image under podman (with runc).
+need dpkg-deb dpkg
+need systemd-analyze systemd
+need strip binutils
+need podman podman
+need runc runc
+[ -f /etc/ssl/certs/ca-certificates.crt ] || apt_install ca-certificates
 # The Python example of docs/PROTOCOL.md runs for real: python3 and pika.
 need python3 python3
 python3 -c "import pika" 2>/dev/null || python3 -m pip install --quiet pika || apt_install python3-pika

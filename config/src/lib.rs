@@ -19,6 +19,8 @@ use orchestrator_lib::BrokerUrls;
 use orchestrator_lib::wire::{is_valid_name, name_rule};
 use serde::Deserialize;
 
+mod generate;
+
 /// The documented defaults, built into the binaries.
 pub const DEFAULT_TOML: &str = include_str!("../default.toml");
 pub const ENV_PREFIX: &str = "MONITOR";
@@ -642,8 +644,12 @@ fn without_quoted_source(message: &str) -> String {
 /// Parse flags as clap does, except that clap's message for a bad argument
 /// quotes it, and a URL typed without `--url` would show its password:
 /// print it with credentials hidden. Exits 2 for bad flags, 0 for `--help`
-/// and `--version`, as clap itself would.
+/// and `--version`, as clap itself would; `--generate` writes the man page
+/// or a shell completion instead (see `generate`).
 pub fn parse_flags<T: clap::Parser>() -> Result<T, std::process::ExitCode> {
+    if let Some(exit) = generate::from_args::<T>() {
+        return Err(exit);
+    }
     T::try_parse().map_err(|error| {
         let text = orchestrator_lib::plumbing::redact_credentials_in(&error.to_string());
         if error.use_stderr() {
