@@ -354,10 +354,7 @@ fn waits_out_a_restart_race_then_refuses_a_duplicate(language: Language) {
         // A duplicate: retried for the grace on one connection at a time, then
         // refused with a line that says why, exit code 2.
         let mut py = example(language, &py_url, &service, "py-1");
-        py.wait_stderr(
-            Duration::from_secs(15),
-            "lost the broker (ChannelClosedByBroker)",
-        );
+        py.wait_stderr(Duration::from_secs(15), "lost the broker (");
         let started = std::time::Instant::now();
         while started.elapsed() < Duration::from_millis(2500)
             && py.stderr().matches("lost the broker").count() < 4
@@ -386,10 +383,7 @@ fn waits_out_a_restart_race_then_refuses_a_duplicate(language: Language) {
         // A restart race: the queue is free again within the grace, and the
         // service takes it and runs, on one connection.
         let mut py = example(language, &py_url, &service, "py-2");
-        py.wait_stderr(
-            Duration::from_secs(15),
-            "lost the broker (ChannelClosedByBroker)",
-        );
+        py.wait_stderr(Duration::from_secs(15), "lost the broker (");
         holder.close(200, "done".into()).await.unwrap();
         py.wait_stderr(Duration::from_secs(10), "connected, signed");
         assert_eq!(connections_of(&node, "py").len(), 1, "{}", py.stderr());
