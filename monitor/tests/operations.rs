@@ -105,7 +105,13 @@ fn check_config_accepts_a_valid_file_and_the_shipped_example() {
 #[test]
 fn check_config_refuses_a_bad_file_with_one_line_and_exit_code_2() {
     let missing = std::env::temp_dir().join(unique("no-such-file"));
-    let cases: Vec<(std::path::PathBuf, &[(&str, &str)], &str)> = vec![
+    // A file, the environment beside it, and what the one line must name.
+    type Case = (
+        std::path::PathBuf,
+        &'static [(&'static str, &'static str)],
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             write_config("short", "interval = \"2s\"\ntimeout = \"1s\"\n"),
             &[],
