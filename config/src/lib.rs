@@ -284,6 +284,13 @@ pub struct HistorySettings {
     /// Older records are deleted.
     #[serde(with = "humantime_serde")]
     pub retention: Duration,
+    /// Every call to the store (connect, write, read) is given up after this long.
+    #[serde(default = "default_store_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_store_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 impl HistorySettings {
@@ -465,6 +472,12 @@ impl Settings {
         }
         if self.history.enabled() && self.history.retention < Duration::from_secs(3600) {
             return bad("history.retention", "must be at least 1h".into());
+        }
+        if self.history.enabled()
+            && !(Duration::from_millis(100)..=Duration::from_secs(300))
+                .contains(&self.history.timeout)
+        {
+            return bad("history.timeout", "must be between 100ms and 5m".into());
         }
         Ok(())
     }

@@ -106,7 +106,7 @@ pub async fn run(
     // The label is what the dashboard shows; a URL's Display is redacted.
     let (link, fleet, broker_label) = match &source {
         Source::Broker { url, from } => {
-            info!(broker = %url, from = %from, id = %monitor_id, interval = ?settings.interval, timeout = ?settings.timeout, signed, "monitor starting");
+            info!(broker = %url, from = %from, id = %monitor_id, interval = ?settings.interval, timeout = ?settings.timeout, signed, history = %history::describe(&settings.history), "monitor starting");
             if !signed {
                 warn!(
                     "heartbeats are unsigned: anyone who can publish to the broker can fake a service's echoes; set HEARTBEAT_KEY"
@@ -166,7 +166,9 @@ pub async fn run(
     let history = (settings.history.enabled() && fleet.is_none())
         .then(|| history::spawn(&settings.history, shutdown.clone()));
     let status = listener.map(|listener| {
-        let kept = history.as_ref().map(|_| settings.history.clone());
+        let kept = history
+            .as_ref()
+            .map(|h| (settings.history.clone(), h.health.clone()));
         let (board, metrics) = serve_http(
             listener,
             stats.clone(),
@@ -270,7 +272,7 @@ fn serve_http(
     stats: Arc<orchestrator_lib::plumbing::LinkStats>,
     settings: &Settings,
     monitor_id: &str,
-    history: Option<HistorySettings>,
+    history: Option<(HistorySettings, Arc<history::Health>)>,
     shutdown: &CancellationToken,
 ) -> (mpsc::Sender<Update>, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new(stats.clone()));

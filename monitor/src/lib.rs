@@ -13,6 +13,7 @@
 //! - `history`: transitions and per-minute figures in SQLite or PostgreSQL; a sink too.
 //! - `demo`: simulated services on the in-process broker for `--demo`.
 //! - `logfile`: the dashboard's log file: private, never through a symlink, capped.
+//! - `statedir`: the monitor's state directory (log file, history database).
 //! - `status`: the status board, a sink of [`Update`]s; snapshots of it on demand.
 //! - `metrics`: Prometheus metrics, fed by the same sink.
 //! - `http`: the HTTP endpoint: `/metrics`, `/api/v1/status`, `/healthz`, `/`.
@@ -35,6 +36,7 @@ mod metrics;
 pub mod notify;
 mod replay;
 pub mod sdnotify;
+mod statedir;
 pub mod status;
 
 pub use app::{Output, Source, run};

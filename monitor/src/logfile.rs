@@ -1,5 +1,6 @@
 //! Where the dashboard's logs go, since the terminal is the UI: one file in
-//! the user's state directory (`$XDG_STATE_HOME/heartbeat/monitor.log`, else
+//! the monitor's state directory (`statedir`: `$STATE_DIRECTORY/monitor.log`
+//! under systemd, else `$XDG_STATE_HOME/heartbeat/monitor.log`, else
 //! `~/.local/state/heartbeat/monitor.log`), or `--log-file PATH`.
 //!
 //! The file is the user's alone (0600, in a 0700 directory we create), is
@@ -17,16 +18,7 @@ pub const MAX_BYTES: u64 = 5 * 1024 * 1024;
 
 /// The default location, when the environment names a home for it.
 pub fn default_path() -> Option<PathBuf> {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .filter(|dir| !dir.is_empty())
-        .map(PathBuf::from)
-        .filter(|dir| dir.is_absolute())
-        .or_else(|| {
-            std::env::var_os("HOME")
-                .filter(|home| !home.is_empty())
-                .map(|home| PathBuf::from(home).join(".local/state"))
-        })?;
-    Some(state.join("heartbeat").join("monitor.log"))
+    Some(crate::statedir::state_dir()?.join("monitor.log"))
 }
 
 /// A log file that rotates itself. Use it behind a `Mutex` as a tracing writer.

@@ -25,7 +25,13 @@ fn main() -> ExitCode {
         Err(error) => return usage_error(error),
     };
     match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime.block_on(watch(cli, supervisor)),
+        Ok(runtime) => {
+            let code = runtime.block_on(watch(cli, supervisor));
+            // Whatever a store call still does on a blocking thread, the stop
+            // does not wait for it: its own deadline ends it, or the exit does.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            code
+        }
         Err(error) => {
             eprintln!("monitor: cannot start the async runtime: {error}");
             ExitCode::FAILURE

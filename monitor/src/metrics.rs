@@ -92,6 +92,7 @@ pub struct Metrics {
     history_failures: Counter,
     history_dropped: Counter,
     history_up: Gauge,
+    history_waiting: Gauge,
     scrape: Mutex<()>,
 }
 
@@ -139,6 +140,7 @@ impl Metrics {
             history_failures: Counter::default(),
             history_dropped: Counter::default(),
             history_up: Gauge::default(),
+            history_waiting: Gauge::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -266,8 +268,13 @@ impl Metrics {
         );
         registry.register(
             "heartbeat_history_store_up",
-            "1 while the history store takes writes; 0 from a failed write until one succeeds",
+            "1 while the history store takes writes; 0 from a failed write, a missing file or a call past its deadline until a write succeeds",
             metrics.history_up.clone(),
+        );
+        registry.register(
+            "heartbeat_history_records_waiting",
+            "History records waiting for the store to take them (bounded; past the bound the oldest are dropped and counted)",
+            metrics.history_waiting.clone(),
         );
         let metrics = Self {
             registry,
@@ -512,6 +519,8 @@ impl Metrics {
             );
             self.history_up
                 .set(i64::from(health.reachable.load(Ordering::Relaxed)));
+            self.history_waiting
+                .set(i64::try_from(health.waiting.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         }
         let now = tokio::time::Instant::now();
         for (key, (model, last_echo)) in self

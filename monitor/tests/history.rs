@@ -34,6 +34,7 @@ fn settings(path: &str, url: &str) -> HistorySettings {
         path: path.into(),
         url: url.into(),
         retention: Duration::from_secs(30 * 24 * 3600),
+        timeout: Duration::from_secs(5),
     }
 }
 
@@ -223,6 +224,16 @@ fn history_survives_a_restart(env: (&str, &str), settings: &HistorySettings) {
         transition(&name, "up", "first_seen"),
     );
     second.stop_cleanly("TERM", Duration::from_secs(8));
+    // The startup line names the store; the server's NOTICEs about tables
+    // that already exist stay out of the log.
+    let stderr = second.stderr();
+    let named = if settings.url.is_empty() {
+        format!("history={}", settings.path)
+    } else {
+        format!("history={}", settings.url)
+    };
+    assert!(stderr.contains(&named), "{named} in {stderr}");
+    assert!(!stderr.contains("skipping"), "{stderr}");
 
     let mut store = history::open(settings).unwrap();
     let kept = store.transitions(Who::Service(&name), 0, 10).unwrap();
@@ -391,4 +402,42 @@ fn without_history_the_api_says_so() {
         (status, body.trim_end()),
         (404, "no history is kept: set [history] path or url")
     );
+}
+
+/// By default the database is `heartbeat.db` in the state directory,
+/// readable by its user only, and never in the working directory.
+#[test]
+fn the_default_history_database_is_private_in_the_state_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new();
+    let work = dir.0.join("work");
+    let state = dir.0.join("state");
+    std::fs::create_dir_all(&work).unwrap();
+    for (variable, expected) in [
+        ("XDG_STATE_HOME", state.join("heartbeat/heartbeat.db")),
+        ("STATE_DIRECTORY", state.join("heartbeat.db")),
+    ] {
+        let id = unique("mon");
+        let mut command = Command::new(monitor_bin());
+        command
+            .current_dir(&work)
+            .args(["--headless", "--url", BROKER, "--id", &id])
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("XDG_STATE_HOME")
+            .env("MONITOR__HISTORY__PATH", "heartbeat.db")
+            .env(variable, &state);
+        let mut monitor = Proc::spawn(&format!("monitor {id}"), command);
+        monitor.wait_stderr(
+            UP_WITHIN,
+            &format!("history={}", expected.to_string_lossy()),
+        );
+        wait_for(Duration::from_secs(10), "the database created", || {
+            expected.exists().then_some(())
+        });
+        let mode = std::fs::metadata(&expected).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{variable}: {}", expected.display());
+        assert!(!work.join("heartbeat.db").exists());
+        monitor.stop_cleanly("TERM", Duration::from_secs(8));
+        std::fs::remove_dir_all(&state).unwrap();
+    }
 }

@@ -11,9 +11,12 @@
 //!
 //! Writes leave the detection path twice over: the engine's updates reach
 //! this sink through a bounded queue (full: dropped, counted), and batches
-//! are written on a blocking thread. An unreachable store or a full disk
-//! keeps the records in a bounded backlog, is counted and shown, and is
-//! tried again with backoff; monitoring never waits for it.
+//! are written on a blocking thread. An unreachable store, a full disk, a
+//! database file deleted or corrupted underneath keep the records in a
+//! bounded backlog, are counted and shown (`Health`), and are tried again
+//! with backoff; monitoring never waits for it. Every call to a store has a
+//! deadline (`[history] timeout`): one that never answers is reported down
+//! within it, and a stop waits for it at most [`LAST_WRITE`].
 
 mod aggregate;
 mod postgres;
@@ -21,6 +24,7 @@ mod schema;
 mod sqlite;
 
 use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -38,7 +42,6 @@ use tracing::{info, warn};
 use crate::detector::{InstanceKey, Reason};
 use crate::engine::{Report, ServiceReport, Update};
 use crate::headless::state_code;
-use crate::notify::Limited;
 use aggregate::Aggregator;
 
 /// Batches are written this often.
@@ -48,8 +51,13 @@ const MAX_BACKLOG: usize = 100_000;
 /// Records per write.
 const BATCH: usize = 2_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// With nothing to write, the store is still looked at this often (the
+/// SQLite file still there, the server still answering).
+const PROBE_EVERY: Duration = Duration::from_secs(5);
 /// On shutdown, the last batch gets this long.
-const LAST_WRITE: Duration = Duration::from_secs(3);
+pub const LAST_WRITE: Duration = Duration::from_secs(3);
+/// While the store keeps failing, its failure is logged again this often.
+const RELOG_EVERY: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum HistoryError {
@@ -140,6 +148,11 @@ pub enum Who<'a> {
 /// Where history is kept. Implementations block; callers run them off the
 /// async threads.
 pub trait Store: Send {
+    /// Is the store still what we write to (the file still there, the
+    /// server still answering)?
+    fn check(&mut self) -> Result<(), HistoryError> {
+        Ok(())
+    }
     fn write(&mut self, batch: &Batch) -> Result<(), HistoryError>;
     /// Newest first; everyone's, one service's, or one instance's.
     fn transitions(
@@ -161,30 +174,96 @@ pub trait Store: Send {
     fn prune(&mut self, before_ms: i64) -> Result<u64, HistoryError>;
 }
 
-/// Open (and migrate) the configured store. Blocks.
+/// Open (and migrate) the configured store. Blocks, at most about
+/// `settings.timeout` per step.
 pub fn open(settings: &HistorySettings) -> Result<Box<dyn Store>, HistoryError> {
     if !settings.url.trim().is_empty() {
-        Ok(Box::new(postgres::Postgres::connect(settings.url.trim())?))
-    } else if !settings.path.trim().is_empty() {
-        Ok(Box::new(sqlite::Sqlite::open(settings.path.trim())?))
+        Ok(Box::new(postgres::Postgres::connect(
+            settings.url.trim(),
+            settings.timeout,
+        )?))
+    } else if let Some(path) = sqlite_path(settings) {
+        Ok(Box::new(sqlite::Sqlite::open(&path, settings.timeout)?))
     } else {
         Err(HistoryError::Off)
     }
 }
 
-/// Run `f` against a fresh connection to the store, off the async threads.
+/// The SQLite file: `path` as given when absolute, else in the monitor's
+/// state directory (the working directory when there is none).
+pub fn sqlite_path(settings: &HistorySettings) -> Option<PathBuf> {
+    let path = PathBuf::from(settings.path.trim());
+    if path.as_os_str().is_empty() {
+        return None;
+    }
+    if path.is_absolute() {
+        return Some(path);
+    }
+    Some(match crate::statedir::state_dir() {
+        Some(dir) => dir.join(path),
+        None => path,
+    })
+}
+
+/// Which store is in use, for the startup line: the SQLite file, or the
+/// PostgreSQL server and database (never the password).
+pub fn describe(settings: &HistorySettings) -> String {
+    let url = settings.url.trim();
+    if !url.is_empty() {
+        return match url.parse::<tokio_postgres::Config>() {
+            Ok(config) => {
+                let hosts: Vec<String> = config
+                    .get_hosts()
+                    .iter()
+                    .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+                    .map(|(host, port)| match host {
+                        tokio_postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+                        tokio_postgres::config::Host::Unix(dir) => dir.display().to_string(),
+                    })
+                    .collect();
+                format!(
+                    "postgres://{}{}/{}",
+                    config
+                        .get_user()
+                        .map(|u| format!("{u}@"))
+                        .unwrap_or_default(),
+                    hosts.join(","),
+                    config.get_dbname().unwrap_or("")
+                )
+            }
+            Err(_) => "postgres (history.url does not parse)".into(),
+        };
+    }
+    match sqlite_path(settings) {
+        Some(path) => path.display().to_string(),
+        None => "off".into(),
+    }
+}
+
+/// Run `f` against a fresh connection to the store, off the async threads,
+/// within `settings.timeout` (opening and reading) or an error says so.
 /// For readers: the HTTP API, the dashboard's restore.
 pub async fn query<T: Send + 'static>(
     settings: &HistorySettings,
     f: impl FnOnce(&mut dyn Store) -> Result<T, HistoryError> + Send + 'static,
 ) -> Result<T, HistoryError> {
+    let deadline = settings.timeout;
     let settings = settings.clone();
-    tokio::task::spawn_blocking(move || {
+    // The store bounds each of its own calls; this bounds them all together,
+    // and a reader left behind ends on its own deadlines.
+    let read = tokio::task::spawn_blocking(move || {
         let mut store = open(&settings)?;
         f(store.as_mut())
-    })
-    .await
-    .map_err(|e| HistoryError::Store(format!("the reader panicked: {e}")))?
+    });
+    match tokio::time::timeout(deadline, read).await {
+        Ok(outcome) => {
+            outcome.map_err(|e| HistoryError::Store(format!("the reader panicked: {e}")))?
+        }
+        Err(_) => Err(HistoryError::Store(format!(
+            "the store did not answer within {} (history.timeout)",
+            humantime::format_duration(deadline)
+        ))),
+    }
 }
 
 /// Transitions the dashboard restores into its event log and detail view.
@@ -315,21 +394,42 @@ pub async fn service_history(
     .await
 }
 
-/// What `/metrics`, the dashboard and the logs say about the store.
+/// What `/metrics`, `/healthz`, the dashboard and the logs say about the store.
 #[derive(Debug, Default)]
 pub struct Health {
     /// Records (transitions and minutes) written.
     pub written: AtomicU64,
-    /// Writes that failed (each is tried again).
+    /// Writes (and checks) that failed; the records are tried again.
     pub failures: AtomicU64,
     /// Records dropped: sink queue full, or backlog over its bound.
     pub dropped: AtomicU64,
-    /// False from a failed write until a write succeeds.
+    /// Records waiting to be written (at most [`MAX_BACKLOG`]).
+    pub waiting: AtomicU64,
+    /// False from a failed write, a failed check (the file gone, the server
+    /// silent) or a call past its deadline, until a write succeeds.
     pub reachable: AtomicBool,
     pub last_error: Mutex<Option<String>>,
 }
 
 impl Health {
+    /// `None` while the store takes writes; otherwise what is wrong, in one
+    /// line, for `/healthz`.
+    pub fn problem(&self) -> Option<String> {
+        if self.reachable.load(Ordering::Relaxed) {
+            return None;
+        }
+        let error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "history store failing".into());
+        Some(format!(
+            "{error}; {} records waiting",
+            self.waiting.load(Ordering::Relaxed)
+        ))
+    }
+
     fn failed(&self, error: &HistoryError) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.reachable.store(false, Ordering::Relaxed);
@@ -433,15 +533,23 @@ struct Writer {
     settings: HistorySettings,
     store: Option<Box<dyn Store>>,
     busy: Option<JoinHandle<Written>>,
+    /// When the running call started, and whether it is already reported late.
+    busy_since: Instant,
+    overdue: bool,
+    /// Records in the running call.
+    in_flight: usize,
     backoff: Backoff,
     retry_at: Instant,
     last_prune: Option<Instant>,
+    last_probe: Instant,
+    /// When the failure was last logged, while the store keeps failing.
+    logged_at: Option<Instant>,
 }
 
 impl Drop for Writer {
-    /// The PostgreSQL client is synchronous and runs its own runtime: dropped
-    /// on an async thread it panics ("Cannot start a runtime from within a
-    /// runtime"), which now ends the process. Close it on a thread of its own.
+    /// A store may hold a runtime of its own (PostgreSQL's client): dropped
+    /// on an async thread that panics ("Cannot drop a runtime in a context
+    /// where blocking is not allowed"). Close it on a thread of its own.
     fn drop(&mut self) {
         if let Some(store) = self.store.take() {
             let _ = std::thread::Builder::new()
@@ -452,20 +560,46 @@ impl Drop for Writer {
 }
 
 impl Writer {
-    /// Start a write of up to [`BATCH`] records from `backlog`, unless one
-    /// is running or the store is resting after a failure.
+    fn new(settings: HistorySettings) -> Self {
+        Self {
+            settings,
+            store: None,
+            busy: None,
+            busy_since: Instant::now(),
+            overdue: false,
+            in_flight: 0,
+            backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+            retry_at: Instant::now(),
+            last_prune: None,
+            last_probe: Instant::now(),
+            logged_at: None,
+        }
+    }
+
+    /// Start a write of up to [`BATCH`] records from `backlog` (or, with
+    /// nothing to write, a check of the store every [`PROBE_EVERY`]),
+    /// unless a call is running or the store is resting after a failure.
     fn start(&mut self, backlog: &mut Backlog) {
-        if self.busy.is_some() || backlog.is_empty() || Instant::now() < self.retry_at {
+        let now = Instant::now();
+        if self.busy.is_some() || now < self.retry_at {
             return;
         }
+        let probe = backlog.is_empty();
+        if probe && (self.store.is_none() || now < self.last_probe + PROBE_EVERY) {
+            return;
+        }
+        self.last_probe = now;
         let batch = backlog.take(BATCH);
         let settings = self.settings.clone();
         let store = self.store.take();
-        let prune_due = self.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
+        let prune_due = !probe && self.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
         if prune_due {
-            self.last_prune = Some(Instant::now());
+            self.last_prune = Some(now);
         }
         let retention = settings.retention;
+        self.in_flight = batch.len();
+        self.busy_since = now;
+        self.overdue = false;
         self.busy = Some(tokio::task::spawn_blocking(move || {
             let mut store = match store {
                 Some(store) => store,
@@ -474,42 +608,69 @@ impl Writer {
                     Err(error) => return (None, Err(error), batch),
                 },
             };
-            let mut outcome = store.write(&batch);
+            let mut outcome = if probe {
+                store.check()
+            } else {
+                store.write(&batch)
+            };
             if outcome.is_ok() && prune_due {
                 let before = Utc::now() - retention;
                 outcome = store.prune(before.timestamp_millis()).map(|_| ());
             }
             match outcome {
                 Ok(()) => (Some(store), Ok(()), batch),
-                // The connection may be what broke: open a new one next time.
+                // The connection (or the file) may be what broke: open anew next time.
                 Err(error) => (None, Err(error), batch),
             }
         }));
     }
 
-    fn finished(
-        &mut self,
-        written: Written,
-        backlog: &mut Backlog,
-        health: &Health,
-        log: &mut Limited,
-    ) {
+    /// The running call is past the store's deadline: say so now, whatever it does later.
+    fn overdue(&mut self, backlog: &Backlog, health: &Health) {
+        self.overdue = true;
+        let error = HistoryError::Store(format!(
+            "no answer within {} (history.timeout)",
+            humantime::format_duration(self.settings.timeout)
+        ));
+        self.report(&error, backlog.len() + self.in_flight, health);
+    }
+
+    /// Count a failure and log it: once when the store starts failing, then
+    /// at most every [`RELOG_EVERY`] while it goes on.
+    fn report(&mut self, error: &HistoryError, waiting: usize, health: &Health) {
+        let was_up = health.reachable.load(Ordering::Relaxed);
+        health.failed(error);
+        let now = Instant::now();
+        if was_up || self.logged_at.is_none_or(|at| now >= at + RELOG_EVERY) {
+            warn!("history: {error}; {waiting} records waiting, retried with backoff");
+            self.logged_at = Some(now);
+        }
+    }
+
+    fn finished(&mut self, written: Written, backlog: &mut Backlog, health: &Health) {
         let (store, outcome, batch) = written;
         self.store = store;
+        self.in_flight = 0;
         match outcome {
             Ok(()) => {
                 if !health.reachable.load(Ordering::Relaxed) {
-                    info!("history: the store is reachable again");
+                    info!(
+                        "history: the store takes writes again; {} records waiting",
+                        backlog.len()
+                    );
                 }
+                self.logged_at = None;
                 health.succeeded(batch.len());
                 self.backoff.reset();
             }
             Err(error) => {
-                health.failed(&error);
-                log.warn(format_args!(
-                    "{error}; {} records waiting, will retry",
-                    backlog.len() + batch.len()
-                ));
+                let waiting = backlog.len() + batch.len();
+                // Already reported when it went past its deadline.
+                if self.overdue {
+                    health.failed(&error);
+                } else {
+                    self.report(&error, waiting, health);
+                }
                 backlog.put_back(batch);
                 self.retry_at = Instant::now() + self.backoff.next_delay();
             }
@@ -587,21 +748,15 @@ async fn run(
     health: Arc<Health>,
     shutdown: CancellationToken,
 ) {
+    let deadline = settings.timeout;
     let mut aggregator = Aggregator::new(Utc::now().timestamp_millis());
     let mut backlog = Backlog::default();
     let mut minutes = Vec::new();
-    let mut log = Limited::new("history".into());
-    let mut writer = Writer {
-        settings,
-        store: None,
-        busy: None,
-        backoff: Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
-        retry_at: Instant::now(),
-        last_prune: None,
-    };
+    let mut writer = Writer::new(settings);
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let late = writer.busy_since + deadline;
         tokio::select! {
             _ = shutdown.cancelled() => break,
             update = updates.recv() => {
@@ -631,9 +786,12 @@ async fn run(
             written = async { writer.busy.as_mut().expect("guarded").await }, if writer.busy.is_some() => {
                 writer.busy = None;
                 match written {
-                    Ok(written) => writer.finished(written, &mut backlog, &health, &mut log),
+                    Ok(written) => writer.finished(written, &mut backlog, &health),
                     Err(error) => warn!(%error, "history: the writer panicked"),
                 }
+            }
+            _ = tokio::time::sleep_until(late), if writer.busy.is_some() && !writer.overdue => {
+                writer.overdue(&backlog, &health);
             }
             _ = flush.tick() => {
                 aggregator.roll(Utc::now().timestamp_millis(), &mut minutes);
@@ -648,6 +806,9 @@ async fn run(
                 .fetch_add(std::mem::take(&mut backlog.dropped), Ordering::Relaxed);
         }
         writer.start(&mut backlog);
+        health
+            .waiting
+            .store((backlog.len() + writer.in_flight) as u64, Ordering::Relaxed);
     }
     // Keep what the queue still holds, close the minute so far, and write it all once more.
     while let Ok(update) = updates.try_recv() {
@@ -663,7 +824,7 @@ async fn run(
         if let Some(busy) = writer.busy.take()
             && let Ok(written) = busy.await
         {
-            writer.finished(written, &mut backlog, &health, &mut log);
+            writer.finished(written, &mut backlog, &health);
         }
         writer.retry_at = Instant::now();
         while !backlog.is_empty() {
@@ -673,16 +834,27 @@ async fn run(
             };
             let Ok(written) = busy.await else { break };
             let failed = written.1.is_err();
-            writer.finished(written, &mut backlog, &health, &mut log);
+            writer.finished(written, &mut backlog, &health);
             if failed {
                 break;
             }
         }
     };
-    if tokio::time::timeout(LAST_WRITE, last).await.is_err() || !backlog.is_empty() {
-        warn!(
-            records = backlog.len(),
-            "history: some records were not written before stopping"
-        );
+    let finished_in_time = tokio::time::timeout(LAST_WRITE, last).await.is_ok();
+    // A call cut off here keeps its batch: count it as unwritten too.
+    let unwritten = backlog.len() + writer.in_flight;
+    if !finished_in_time || unwritten > 0 {
+        let why = health
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| {
+                format!(
+                    "the store did not finish within {}",
+                    humantime::format_duration(LAST_WRITE)
+                )
+            });
+        warn!("history: {unwritten} records not written before stopping: {why}");
     }
 }

@@ -1,19 +1,32 @@
 //! The shared store: PostgreSQL, for a team. The same schema and queries as
-//! SQLite; the synchronous client runs on a blocking thread like SQLite does.
+//! SQLite, called from a blocking thread like SQLite's.
+//!
+//! The async client on a small runtime of its own, rather than the
+//! synchronous `postgres` crate, so that every call has a deadline: the
+//! synchronous client bounds only the TCP connect, and a server that
+//! accepts connections and never answers held the writer, the history API
+//! and the monitor's stop forever. A call past its deadline is dropped with
+//! its connection, and the next one connects afresh.
 
+use std::future::Future;
 use std::time::Duration;
 
-use postgres::{Client, NoTls};
+use tokio_postgres::tls::NoTlsStream;
+use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, Socket};
+use tracing::debug;
 
 use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL};
 use super::{Batch, HistoryError, Store, StoredServiceChange, StoredTransition, Uptime, Who};
 
 pub struct Postgres {
+    runtime: tokio::runtime::Runtime,
     client: Client,
+    connection: Connection<Socket, NoTlsStream>,
+    deadline: Duration,
 }
 
 /// The client's own Display says only "db error"; the cause is in its source.
-fn err(e: postgres::Error) -> HistoryError {
+fn err(e: tokio_postgres::Error) -> HistoryError {
     let mut text = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
@@ -24,50 +37,117 @@ fn err(e: postgres::Error) -> HistoryError {
     HistoryError::Store(format!("PostgreSQL: {}", text.replace('\n', " ")))
 }
 
+fn no_answer(deadline: Duration) -> HistoryError {
+    HistoryError::Store(format!(
+        "PostgreSQL did not answer within {} (history.timeout)",
+        humantime::format_duration(deadline)
+    ))
+}
+
+/// Drive the connection (its socket) until it ends; what the server says
+/// on the side (a NOTICE such as "relation ... already exists, skipping")
+/// is no news for the operator's log.
+async fn drive(connection: &mut Connection<Socket, NoTlsStream>) -> HistoryError {
+    loop {
+        match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notice(notice))) => {
+                debug!(target: "monitor::history", "PostgreSQL says: {}", notice.message());
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return err(e),
+            None => return HistoryError::Store("PostgreSQL closed the connection".into()),
+        }
+    }
+}
+
 impl Postgres {
-    pub fn connect(url: &str) -> Result<Self, HistoryError> {
+    /// Connect and migrate, within `deadline` for the connection and within
+    /// it again for each statement.
+    pub fn connect(url: &str, deadline: Duration) -> Result<Self, HistoryError> {
         // The URL holds a password: errors never repeat it.
-        let mut config: postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| HistoryError::Store(format!("PostgreSQL: invalid history.url: {e}")))?;
         if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(5));
+            config.connect_timeout(deadline);
         }
-        let client = config.connect(NoTls).map_err(err)?;
-        let mut store = Self { client };
+        // A peer that stops acknowledging what we send is given up too.
+        config.tcp_user_timeout(deadline);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| HistoryError::Store(format!("PostgreSQL: cannot start a runtime: {e}")))?;
+        let (client, connection) = runtime
+            .block_on(async { tokio::time::timeout(deadline, config.connect(NoTls)).await })
+            .map_err(|_| no_answer(deadline))?
+            .map_err(err)?;
+        let mut store = Self {
+            runtime,
+            client,
+            connection,
+            deadline,
+        };
         store.migrate()?;
         Ok(store)
     }
 
+    /// Run one call on the client, driving the connection meanwhile, within the deadline.
+    fn call<'a, T, Fut>(&'a mut self, op: impl FnOnce(&'a Client) -> Fut) -> Result<T, HistoryError>
+    where
+        Fut: Future<Output = Result<T, tokio_postgres::Error>> + 'a,
+    {
+        let Self {
+            runtime,
+            client,
+            connection,
+            deadline,
+        } = self;
+        let deadline = *deadline;
+        let call = op(client);
+        runtime.block_on(async move {
+            let both = async {
+                tokio::select! {
+                    outcome = call => outcome.map_err(err),
+                    ended = drive(connection) => Err(ended),
+                }
+            };
+            tokio::time::timeout(deadline, both)
+                .await
+                .unwrap_or_else(|_| Err(no_answer(deadline)))
+        })
+    }
+
     fn migrate(&mut self) -> Result<(), HistoryError> {
-        self.client.batch_execute(CREATE_VERSIONS).map_err(err)?;
+        self.call(|c| c.batch_execute(CREATE_VERSIONS))?;
         for (version, sql) in MIGRATIONS {
-            let mut tx = self.client.transaction().map_err(err)?;
-            // Two monitors starting at once on one database take turns here.
-            tx.batch_execute("LOCK TABLE heartbeat_schema IN EXCLUSIVE MODE")
-                .map_err(err)?;
-            let done = tx
-                .query_opt(
-                    "SELECT 1 FROM heartbeat_schema WHERE version = $1",
-                    &[version],
-                )
-                .map_err(err)?
-                .is_some();
-            if !done {
-                tx.batch_execute(sql).map_err(err)?;
-                tx.execute(
-                    "INSERT INTO heartbeat_schema (version, applied_at_ms) VALUES ($1, $2)",
-                    &[version, &chrono::Utc::now().timestamp_millis()],
-                )
-                .map_err(err)?;
-            }
-            tx.commit().map_err(err)?;
+            self.call(|c| async move {
+                c.batch_execute("BEGIN").await?;
+                // Two monitors starting at once on one database take turns here.
+                c.batch_execute("LOCK TABLE heartbeat_schema IN EXCLUSIVE MODE")
+                    .await?;
+                let done = c
+                    .query_opt(
+                        "SELECT 1 FROM heartbeat_schema WHERE version = $1",
+                        &[version],
+                    )
+                    .await?
+                    .is_some();
+                if !done {
+                    c.batch_execute(sql).await?;
+                    c.execute(
+                        "INSERT INTO heartbeat_schema (version, applied_at_ms) VALUES ($1, $2)",
+                        &[version, &chrono::Utc::now().timestamp_millis()],
+                    )
+                    .await?;
+                }
+                c.batch_execute("COMMIT").await
+            })?;
         }
         Ok(())
     }
 }
 
-fn to_transition(row: &postgres::Row) -> StoredTransition {
+fn to_transition(row: &tokio_postgres::Row) -> StoredTransition {
     StoredTransition {
         at_ms: row.get(0),
         service: row.get(1),
@@ -83,67 +163,73 @@ fn to_transition(row: &postgres::Row) -> StoredTransition {
 const SELECT_TRANSITIONS: &str = "SELECT at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms FROM transitions";
 
 impl Store for Postgres {
+    fn check(&mut self) -> Result<(), HistoryError> {
+        self.call(|c| c.batch_execute("SELECT 1"))
+    }
+
     fn write(&mut self, batch: &Batch) -> Result<(), HistoryError> {
-        let mut tx = self.client.transaction().map_err(err)?;
-        let insert = tx
-            .prepare(
-                "INSERT INTO transitions (at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .map_err(err)?;
-        for t in &batch.transitions {
-            tx.execute(
-                &insert,
-                &[
-                    &t.at_ms,
-                    &t.service,
-                    &t.instance,
-                    &t.from,
-                    &t.to,
-                    &t.reason,
-                    &t.rtt_ms,
-                    &t.silent_ms,
-                ],
-            )
-            .map_err(err)?;
-        }
-        let change = tx
-            .prepare(
-                "INSERT INTO service_changes (at_ms, service, from_state, to_state, up, expected)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .map_err(err)?;
-        for c in &batch.services {
-            tx.execute(
-                &change,
-                &[&c.at_ms, &c.service, &c.from, &c.to, &c.up, &c.expected],
-            )
-            .map_err(err)?;
-        }
-        let upsert = tx
-            .prepare(&format!(
-                "INSERT INTO minutes (minute_ms, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {UPSERT_MINUTE_TAIL}"
-            ))
-            .map_err(err)?;
-        for m in &batch.minutes {
-            tx.execute(
-                &upsert,
-                &[
-                    &m.minute_ms,
-                    &m.service,
-                    &m.instance,
-                    &m.echoes,
-                    &m.misses,
-                    &m.rtt_p50_ms,
-                    &m.rtt_p99_ms,
-                    &m.up_ms,
-                    &m.observed_ms,
-                ],
-            )
-            .map_err(err)?;
-        }
-        tx.commit().map_err(err)
+        self.call(|c| async move {
+            c.batch_execute("BEGIN").await?;
+            let insert = c
+                .prepare(
+                    "INSERT INTO transitions (at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .await?;
+            for t in &batch.transitions {
+                c.execute(
+                    &insert,
+                    &[
+                        &t.at_ms,
+                        &t.service,
+                        &t.instance,
+                        &t.from,
+                        &t.to,
+                        &t.reason,
+                        &t.rtt_ms,
+                        &t.silent_ms,
+                    ],
+                )
+                .await?;
+            }
+            let change = c
+                .prepare(
+                    "INSERT INTO service_changes (at_ms, service, from_state, to_state, up, expected)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .await?;
+            for s in &batch.services {
+                c.execute(
+                    &change,
+                    &[&s.at_ms, &s.service, &s.from, &s.to, &s.up, &s.expected],
+                )
+                .await?;
+            }
+            let upsert = c
+                .prepare(&format!(
+                    "INSERT INTO minutes (minute_ms, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {UPSERT_MINUTE_TAIL}"
+                ))
+                .await?;
+            for m in &batch.minutes {
+                c.execute(
+                    &upsert,
+                    &[
+                        &m.minute_ms,
+                        &m.service,
+                        &m.instance,
+                        &m.echoes,
+                        &m.misses,
+                        &m.rtt_p50_ms,
+                        &m.rtt_p99_ms,
+                        &m.up_ms,
+                        &m.observed_ms,
+                    ],
+                )
+                .await?;
+            }
+            c.batch_execute("COMMIT").await
+        })
     }
 
     fn transitions(
@@ -161,21 +247,18 @@ impl Store for Postgres {
                 vec![service, instance],
             ),
         };
-        let mut values: Vec<&(dyn postgres::types::ToSql + Sync)> = vec![&since_ms, &limit];
-        values.extend(
-            names
-                .iter()
-                .map(|n| n as &(dyn postgres::types::ToSql + Sync)),
-        );
-        let rows = self
-            .client
-            .query(
-                &format!(
-                    "{SELECT_TRANSITIONS} WHERE {filter} at_ms >= $1 ORDER BY at_ms DESC LIMIT $2"
-                ),
-                &values,
-            )
-            .map_err(err)?;
+        let sql =
+            format!("{SELECT_TRANSITIONS} WHERE {filter} at_ms >= $1 ORDER BY at_ms DESC LIMIT $2");
+        let rows = self.call(|c| async move {
+            let mut values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                vec![&since_ms, &limit];
+            values.extend(
+                names
+                    .iter()
+                    .map(|n| n as &(dyn tokio_postgres::types::ToSql + Sync)),
+            );
+            c.query(&sql, &values).await
+        })?;
         Ok(rows.iter().map(to_transition).collect())
     }
 
@@ -186,14 +269,14 @@ impl Store for Postgres {
         limit: usize,
     ) -> Result<Vec<StoredServiceChange>, HistoryError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .client
-            .query(
+        let rows = self.call(|c| async move {
+            c.query(
                 "SELECT at_ms, service, from_state, to_state, up, expected FROM service_changes
                  WHERE service = $1 AND at_ms >= $2 ORDER BY at_ms DESC LIMIT $3",
                 &[&service, &since_ms, &limit],
             )
-            .map_err(err)?;
+            .await
+        })?;
         Ok(rows
             .iter()
             .map(|row| StoredServiceChange {
@@ -208,14 +291,14 @@ impl Store for Postgres {
     }
 
     fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError> {
-        let rows = self
-            .client
-            .query(
+        let rows = self.call(|c| async move {
+            c.query(
                 "SELECT service, instance, SUM(up_ms)::BIGINT, SUM(observed_ms)::BIGINT FROM minutes
                  WHERE minute_ms >= $1 GROUP BY service, instance",
                 &[&since_ms],
             )
-            .map_err(err)?;
+            .await
+        })?;
         Ok(rows
             .iter()
             .map(|row| Uptime {
@@ -228,21 +311,20 @@ impl Store for Postgres {
     }
 
     fn prune(&mut self, before_ms: i64) -> Result<u64, HistoryError> {
-        let a = self
-            .client
-            .execute("DELETE FROM transitions WHERE at_ms < $1", &[&before_ms])
-            .map_err(err)?;
-        let b = self
-            .client
-            .execute("DELETE FROM minutes WHERE minute_ms < $1", &[&before_ms])
-            .map_err(err)?;
-        let c = self
-            .client
-            .execute(
-                "DELETE FROM service_changes WHERE at_ms < $1",
-                &[&before_ms],
-            )
-            .map_err(err)?;
-        Ok(a + b + c)
+        self.call(|c| async move {
+            let mut gone = 0;
+            for table in ["transitions", "service_changes"] {
+                gone += c
+                    .execute(
+                        &format!("DELETE FROM {table} WHERE at_ms < $1"),
+                        &[&before_ms],
+                    )
+                    .await?;
+            }
+            gone += c
+                .execute("DELETE FROM minutes WHERE minute_ms < $1", &[&before_ms])
+                .await?;
+            Ok(gone)
+        })
     }
 }

@@ -1,4 +1,13 @@
 //! The embedded store: one SQLite file, no server.
+//!
+//! Nothing here is memory-mapped: a rollback journal instead of WAL (whose
+//! `-shm` wal-index is an mmap) and `mmap_size = 0`, so a full disk, or a
+//! file truncated, unwritable or deleted underneath, is an error from a
+//! system call, never a SIGBUS that kills detection with it.
+
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
@@ -7,26 +16,95 @@ use super::{Batch, HistoryError, Store, StoredServiceChange, StoredTransition, U
 
 pub struct Sqlite {
     conn: Connection,
+    path: PathBuf,
+    /// The file opened (device, inode): the path must still name it.
+    identity: (u64, u64),
 }
 
 fn err(e: rusqlite::Error) -> HistoryError {
     HistoryError::Store(format!("SQLite: {e}"))
 }
 
+/// Create the file readable by its user only (and its directory, 0700, if
+/// missing), never through a symlink; an existing file is left as it is.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.exists()
+    {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    std::fs::metadata(path).map(|m| (m.dev(), m.ino()))
+}
+
 impl Sqlite {
-    pub fn open(path: &str) -> Result<Self, HistoryError> {
-        let conn = Connection::open(path)
-            .map_err(|e| HistoryError::Store(format!("SQLite file {path}: {e}")))?;
-        // WAL lets a reader (the HTTP API, a restart's restore) run beside the writer.
-        conn.pragma_update(None, "journal_mode", "WAL")
+    /// Open (creating, 0600) and migrate; every lock wait is bounded by `timeout`.
+    pub fn open(path: &Path, timeout: Duration) -> Result<Self, HistoryError> {
+        let file_err = |e: &dyn std::fmt::Display| {
+            HistoryError::Store(format!("SQLite file {}: {e}", path.display()))
+        };
+        create_private(path).map_err(|e| file_err(&e))?;
+        let conn = Connection::open(path).map_err(|e| file_err(&e))?;
+        conn.busy_timeout(timeout).map_err(err)?;
+        conn.pragma_update(None, "mmap_size", 0).map_err(err)?;
+        // A database an older version left in WAL mode is turned back here;
+        // that fails only while another process has it open.
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "DELETE", |row| row.get(0))
             .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("delete") {
+            return Err(file_err(&format!(
+                "still in {mode} journal mode (another process has it open?); stop it and start again"
+            )));
+        }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(err)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(err)?;
-        let mut store = Self { conn };
+        let identity = identity(path).map_err(|e| file_err(&e))?;
+        let mut store = Self {
+            conn,
+            path: path.to_owned(),
+            identity,
+        };
         store.migrate()?;
         Ok(store)
+    }
+
+    /// The file we write is the one the path names: a deleted or replaced
+    /// file would take writes that nobody can ever read.
+    fn same_file(&self) -> Result<(), HistoryError> {
+        match identity(&self.path) {
+            Ok(found) if found == self.identity => Ok(()),
+            Ok(_) => Err(HistoryError::Store(format!(
+                "SQLite file {} was replaced while in use; it is opened again at the next write",
+                self.path.display()
+            ))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(HistoryError::Store(format!(
+                    "SQLite file {} was deleted while in use; a new one is created at the next write",
+                    self.path.display()
+                )))
+            }
+            Err(e) => Err(HistoryError::Store(format!(
+                "SQLite file {}: {e}",
+                self.path.display()
+            ))),
+        }
     }
 
     fn migrate(&mut self) -> Result<(), HistoryError> {
@@ -69,9 +147,10 @@ fn row_to_transition(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredTransiti
 
 const SELECT_TRANSITIONS: &str = "SELECT at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms FROM transitions";
 
-impl Store for Sqlite {
-    fn write(&mut self, batch: &Batch) -> Result<(), HistoryError> {
+impl Sqlite {
+    fn write_rows(&mut self, batch: &Batch) -> Result<(), HistoryError> {
         let tx = self.conn.transaction().map_err(err)?;
+
         {
             let mut insert = tx
                 .prepare_cached(
@@ -127,6 +206,19 @@ impl Store for Sqlite {
             }
         }
         tx.commit().map_err(err)
+    }
+}
+
+impl Store for Sqlite {
+    fn check(&mut self) -> Result<(), HistoryError> {
+        self.same_file()
+    }
+
+    fn write(&mut self, batch: &Batch) -> Result<(), HistoryError> {
+        self.same_file()?;
+        self.write_rows(batch)?;
+        // Deleted while writing: the rows went nowhere; write them again.
+        self.same_file()
     }
 
     fn transitions(

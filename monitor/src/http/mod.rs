@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::history::Health;
 use crate::metrics::{self, Metrics};
 use crate::status::Snapshots;
 use heartbeat_config::HistorySettings;
@@ -26,8 +27,9 @@ const PAGE: &str = include_str!("page.html");
 struct Shared {
     snapshots: Snapshots,
     metrics: Arc<Metrics>,
-    /// The store `/api/v1/history` reads, when history is kept.
+    /// The store `/api/v1/history` reads, when history is kept, and how its writes go.
     history: Option<HistorySettings>,
+    history_health: Option<Arc<Health>>,
 }
 
 /// Serve until `shutdown`. The listener is bound by the caller, so a bad
@@ -36,13 +38,15 @@ pub async fn serve(
     listener: TcpListener,
     snapshots: Snapshots,
     metrics: Arc<Metrics>,
-    history: Option<HistorySettings>,
+    history: Option<(HistorySettings, Arc<Health>)>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let (history, history_health) = history.unzip();
     let shared = Shared {
         snapshots,
         metrics,
         history,
+        history_health,
     };
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -159,11 +163,24 @@ async fn history(
     }
 }
 
+/// 200 while the monitor can judge, else 503, with the reason. A failing
+/// history store is said too, but costs no 200: it costs history, not
+/// heartbeats, and a supervisor must not restart a watcher for it.
 async fn healthz(State(shared): State<Shared>) -> Response {
     let snapshot = shared.snapshots.fresh().await;
+    let history = shared
+        .history_health
+        .as_ref()
+        .and_then(|h| h.problem())
+        .map(|problem| format!("; history store failing: {problem}"))
+        .unwrap_or_default();
     match snapshot.health(tokio::time::Instant::now()) {
-        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
-        Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("{reason}\n")).into_response(),
+        Ok(()) => (StatusCode::OK, format!("ok{history}\n")).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{reason}{history}\n"),
+        )
+            .into_response(),
     }
 }
 
