@@ -385,7 +385,7 @@ async fn fan_out(
 }
 
 /// How `service` (or, without one, any service not named) is judged.
-fn policy(settings: &Settings, service: Option<&str>) -> Policy {
+pub fn policy(settings: &Settings, service: Option<&str>) -> Policy {
     let d = match service {
         Some(service) => settings.detection_for(service),
         None => settings.detection.clone(),

@@ -21,6 +21,8 @@
 //! - `sdnotify`: readiness, watchdog and status for systemd (`Type=notify`).
 
 mod app;
+/// Where settings become the detector's policy (for tests that judge as the monitor does).
+pub use app::policy;
 pub mod check;
 mod cli;
 pub mod dashboard;

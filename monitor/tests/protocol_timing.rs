@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use heartbeat_config::{DetectionMode, Settings};
-use monitor::detector::{Detector, Mode, PhiParams, Policy, State};
+use monitor::detector::{Detector, Mode, Policy, State};
 
 const PAGE: &str = include_str!("../../docs/PROTOCOL.md");
 
@@ -14,20 +14,11 @@ fn default_policy(mode: Mode) -> (Duration, Policy) {
     let settings = Settings::load_with_env(None, Some(Vec::new())).expect("the defaults load");
     let d = &settings.detection;
     assert_eq!(d.mode, DetectionMode::Phi, "phi is the default mode");
+    // The monitor's own mapping, only the mode changed: the table is checked
+    // against what the monitor runs, not a copy of it.
     let policy = Policy {
         mode,
-        timeout: settings.timeout,
-        phi_threshold: d.phi_threshold,
-        phi: PhiParams {
-            min_std_dev: d.phi_min_std_dev,
-            acceptable_pause: d.phi_acceptable_pause,
-        },
-        failures_before_down: d.failures_before_down,
-        successes_before_up: d.successes_before_up,
-        flapping_changes: d.flapping_changes,
-        flapping_window: d.flapping_window,
-        slow_limit: d.slow_limit,
-        expected_instances: None,
+        ..monitor::policy(&settings, None)
     };
     (settings.interval, policy)
 }
