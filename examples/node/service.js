@@ -6,7 +6,8 @@
 //
 // It signs when HEARTBEAT_KEY is set, checks every delivery as the page says
 // (size, signature, JSON, shape, version, fields), counts what it rejects by
-// reason, answers only pings addressed to a monitor's queue, says goodbye on
+// reason, answers only pings addressed to their own monitor's queue and,
+// signed, only fresh ones (never a recording played back), says goodbye on
 // SIGINT or SIGTERM, and after a lost connection closes what is left of it,
 // backs off (exponential, capped, jittered) and declares everything again.
 'use strict';
@@ -25,8 +26,14 @@ const MAX_BODY = 64 * 1024; // checked first: a bigger body is neither hashed no
 const NAME = /^[A-Za-z0-9._-]{1,100}$/;
 const REQUIRED = { ping: ['monitor', 'seq'], echo: ['service', 'instance', 'seq'], goodbye: ['service', 'instance'] };
 const LOCKED_GRACE_MS = 3000; // our queue held elsewhere this long: another process runs as us
+// At most 64 pings wait in our queue, the oldest dropped: a burst of pings
+// costs its own duration, not a backlog after it.
+const QUEUE_ARGUMENTS = { 'x-max-length': 64, 'x-max-length-bytes': 262144, 'x-overflow': 'drop-head' };
+const MEMORY_MS = 600_000; // a monitor silent this long is forgotten, freshness and all
 
-const monitors = new Map(); // reply_to -> { heard (ms), monitor, seq }: the latest ping from each
+// reply_to -> { heard (ms), monitor, seq, kept }: the latest ping from each,
+// and (signed) the highest [boot, seq] taken from it, or null.
+const monitors = new Map();
 const rejected = new Map(); // reason -> count
 let lastWarning = 0;
 let stopping = false;
@@ -85,7 +92,10 @@ function check(msg, keys) {
   // JSON.parse reads every number as a double: integers past 2^53 lose
   // their last digits, so such a seq is echoed as what it is not. Monitors
   // count from 1; no real one gets there.
-  if (message.seq != null && !(Number.isSafeInteger(message.seq) && message.seq >= 0)) return { reason: 'bad_shape' };
+  // A boot is a Unix time in milliseconds, far below 2^53.
+  for (const field of ['seq', 'boot']) {
+    if (message[field] != null && !(Number.isSafeInteger(message[field]) && message[field] >= 0)) return { reason: 'bad_shape' };
+  }
   if (!(Number.isInteger(message.v) && message.v >= 0 && message.v < 2 ** 32)) return { reason: 'bad_shape' };
   if (message.v !== 1) return { reason: 'unsupported_version' };
   if (REQUIRED[message.type].some((field) => message[field] == null)) return { reason: 'bad_shape' };
@@ -105,6 +115,15 @@ function send(channel, keys, to, message) {
   channel.publish('', to, body, { contentType: 'application/json', deliveryMode: 1, headers });
 }
 
+// Signed pings only: above the highest [boot, seq] taken from this monitor,
+// so a recording played back is never answered ("Fresh pings").
+function fresh(kept, message) {
+  if (kept === null) return true;
+  if (message.boot == null) return false;
+  const [boot, seq] = kept;
+  return message.boot > boot || (message.boot === boot && message.seq > seq);
+}
+
 function onDelivery(channel, keys, msg) {
   if (msg === null) return; // the broker cancelled the consumer; the close handler reconnects
   const { message, reason } = check(msg, keys);
@@ -118,13 +137,19 @@ function onDelivery(channel, keys, msg) {
     return;
   }
   const replyTo = msg.properties.replyTo;
-  // Only pings, and only to a monitor's queue: never echo into a queue a stranger names.
-  if (stopping || message.type !== 'ping' || typeof replyTo !== 'string'
-      || !replyTo.startsWith(MONITOR_QUEUE) || !isName(replyTo.slice(MONITOR_QUEUE.length))) {
+  // Only pings, and only to the queue of the monitor they name: never echo
+  // into a queue a stranger names, nor answer a ping copied and readdressed.
+  if (stopping || message.type !== 'ping' || replyTo !== MONITOR_QUEUE + message.monitor) {
     return;
   }
+  const known = monitors.get(replyTo);
+  let kept = known && Date.now() - known.heard < MEMORY_MS ? known.kept : null;
+  if (keys.length > 0) {
+    if (!fresh(kept, message)) return; // played back: not answered
+    if (message.boot != null) kept = [message.boot, message.seq];
+  }
   monitors.delete(replyTo); // most recent last
-  monitors.set(replyTo, { heard: Date.now(), monitor: message.monitor, seq: message.seq });
+  monitors.set(replyTo, { heard: Date.now(), monitor: message.monitor, seq: message.seq, kept });
   if (monitors.size > 32) monitors.delete(monitors.keys().next().value);
   send(channel, keys, replyTo, {
     type: 'echo', service: SERVICE, instance: INSTANCE,
@@ -134,7 +159,7 @@ function onDelivery(channel, keys, msg) {
 
 function goodbye(channel, keys) {
   for (const [to, { heard, monitor, seq }] of monitors) {
-    if (Date.now() - heard < 600_000) {
+    if (Date.now() - heard < MEMORY_MS) {
       send(channel, keys, to, {
         type: 'goodbye', service: SERVICE, instance: INSTANCE, monitor, seq, at: new Date().toISOString(),
       });
@@ -169,7 +194,7 @@ async function serve(url, keys, stop) {
     channel.on('error', () => {}); // a channel error closes the channel; handled below
     channel.on('close', () => { if (!stopping) connection.close().catch(() => {}); });
     await channel.assertExchange(EXCHANGE, 'fanout', { durable: true, autoDelete: false });
-    await channel.assertQueue(QUEUE, { exclusive: true, autoDelete: true, durable: false });
+    await channel.assertQueue(QUEUE, { exclusive: true, autoDelete: true, durable: false, arguments: QUEUE_ARGUMENTS });
     await channel.bindQueue(QUEUE, EXCHANGE, '');
     await channel.prefetch(2);
     await channel.consume(QUEUE, (msg) => onDelivery(channel, keys, msg), { noAck: false });

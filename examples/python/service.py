@@ -19,7 +19,13 @@ QUEUE = f"heartbeat.service.{SERVICE}/{INSTANCE}"
 REQUIRED = {"ping": ("monitor", "seq"), "echo": ("service", "instance", "seq"),
             "goodbye": ("service", "instance")}
 LOCKED_GRACE = 3.0  # our queue held elsewhere this long: another process runs as us
-monitors = {}  # reply_to -> (when it last pinged us (monotonic s), its id, that seq)
+# At most 64 pings wait in our queue, the oldest dropped: a burst of pings
+# costs its own duration, not a backlog after it (docs/PROTOCOL.md).
+QUEUE_ARGUMENTS = {"x-max-length": 64, "x-max-length-bytes": 262144, "x-overflow": "drop-head"}
+MEMORY = 600  # a monitor silent this long is forgotten, freshness and all
+# reply_to -> (when it last pinged us (monotonic s), its id, that seq,
+#              the highest (boot, seq) taken from it when signed, or None)
+monitors = {}
 rejected = {}  # reason -> count
 last_warning = 0.0
 
@@ -93,8 +99,9 @@ def check_ping(body, properties, keys):
     for field in ("monitor", "service", "instance"):  # typed in every message
         if ping.get(field) is not None and not isinstance(ping[field], str):
             return None, "bad_shape"
-    if ping.get("seq") is not None and not is_u64(ping["seq"]):
-        return None, "bad_shape"
+    for field in ("seq", "boot"):
+        if ping.get(field) is not None and not is_u64(ping[field]):
+            return None, "bad_shape"
     v = ping.get("v")
     if type(v) is not int or not 0 <= v < 2**32:  # missing, "1" or true
         return None, "bad_shape"
@@ -106,6 +113,14 @@ def check_ping(body, properties, keys):
     if any(ping.get(field) is not None and not is_name(ping[field]) for field in names):
         return None, "bad_name"
     return ping, None
+
+
+def fresh(kept, ping):
+    """Signed pings only: above the highest (boot, seq) taken from this monitor,
+    so a recording played back is never answered (docs/PROTOCOL.md, "Fresh pings")."""
+    if kept is None:
+        return True
+    return ping.get("boot") is not None and (ping["boot"], ping["seq"]) > kept
 
 
 def on_message(ch, method, properties, body, keys):
@@ -120,11 +135,20 @@ def on_message(ch, method, properties, body, keys):
             log(f"rejected {tally()}")
         return
     reply_to = properties.reply_to
-    # Only pings, and only to a monitor's queue: never echo into a queue a stranger names.
+    # Only pings, and only to the queue of the monitor they name: never echo
+    # into a queue a stranger names, nor answer a ping copied and readdressed.
     if (ping["type"] != "ping" or not isinstance(reply_to, str)
-            or not reply_to.startswith(MONITOR_QUEUE) or not is_name(reply_to[len(MONITOR_QUEUE):])):
+            or reply_to != MONITOR_QUEUE + ping["monitor"]):
         return
-    monitors[reply_to] = (time.monotonic(), ping["monitor"], ping["seq"])
+    heard, _, _, kept = monitors.get(reply_to, (0, None, None, None))
+    if time.monotonic() - heard >= MEMORY:
+        kept = None
+    if keys:
+        if not fresh(kept, ping):
+            return  # played back: not answered
+        if ping.get("boot") is not None:
+            kept = (ping["boot"], ping["seq"])
+    monitors[reply_to] = (time.monotonic(), ping["monitor"], ping["seq"], kept)
     if len(monitors) > 32:  # remember the most recent monitors only
         del monitors[min(monitors, key=lambda queue: monitors[queue][0])]
     send(ch, keys, reply_to, {"type": "echo", "service": SERVICE, "instance": INSTANCE,
@@ -136,8 +160,8 @@ def tally():
 
 
 def goodbye(ch, keys):
-    for to, (heard, monitor, seq) in monitors.items():
-        if time.monotonic() - heard < 600:  # the latest ping it sent us, signed in
+    for to, (heard, monitor, seq, _) in monitors.items():
+        if time.monotonic() - heard < MEMORY:  # the latest ping it sent us, signed in
             send(ch, keys, to, {"type": "goodbye", "service": SERVICE, "instance": INSTANCE,
                                 "monitor": monitor, "seq": seq, "at": now()})
 
@@ -173,7 +197,7 @@ def main():
             connection = pika.BlockingConnection(params)
             ch = connection.channel()
             ch.exchange_declare("heartbeat.ping", exchange_type="fanout", durable=True)
-            ch.queue_declare(QUEUE, exclusive=True, auto_delete=True)
+            ch.queue_declare(QUEUE, exclusive=True, auto_delete=True, arguments=QUEUE_ARGUMENTS)
             ch.queue_bind(QUEUE, "heartbeat.ping", routing_key="")
             ch.basic_qos(prefetch_count=2)
             ch.basic_consume(QUEUE, lambda c, m, p, b: on_message(c, m, p, b, keys))

@@ -139,6 +139,17 @@ pub struct EchoSeen {
     pub at: Instant,
 }
 
+/// The Unix time in milliseconds: a run's `boot`. A clock before 1970
+/// gives 0, which a service takes only from a monitor it does not know yet
+/// or has forgotten.
+fn run_started_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
+}
+
 /// Run until `shutdown`, or until the link fails for good.
 pub async fn run(
     link: Link,
@@ -172,6 +183,10 @@ pub async fn run(
     );
     checks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut seq = 0u64;
+    // This run's mark on every ping: with the seq, what makes a ping fresh
+    // for a signed service (docs/PROTOCOL.md, "Fresh pings"). Wall-clock
+    // milliseconds, so that a later run has a larger one.
+    let boot = run_started_ms();
     let mut capped = Limited::new("instance cap".into());
     let sweep_every = FORGET_SWEEP.min(config.forget_after / 4);
     let mut last_sweep = start;
@@ -222,7 +237,7 @@ pub async fn run(
             }
             _ = pings.tick(), if connected => {
                 seq += 1;
-                let ping = Message::Ping(Ping { monitor: config.monitor_id.clone(), seq, sent_at: Some(Utc::now()) });
+                let ping = Message::Ping(Ping { monitor: config.monitor_id.clone(), seq, boot: Some(boot), sent_at: Some(Utc::now()) });
                 match publisher.broadcast(&ping, &config.reply_to, config.ping_ttl) {
                     Ok(()) => {
                         let now = Instant::now();

@@ -92,6 +92,30 @@ fn connections_of(node: &PrivateBroker, user: &str) -> Vec<u32> {
         .collect()
 }
 
+/// Wait until `queue` on `node` holds nothing: the service has taken what
+/// was published. A service's queue keeps at most 256 KiB (drop-head,
+/// docs/PROTOCOL.md), so bodies over 64 KiB sent back to back would push
+/// each other out before the service could count them.
+fn drained(node: &PrivateBroker, queue: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let listed = node.ctl(&["-q", "list_queues", "name", "messages"]);
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        let waiting = listed.lines().find_map(|line| {
+            let (name, count) = line.rsplit_once(char::is_whitespace)?;
+            (name.trim() == queue).then(|| count.trim().parse::<u64>().ok())?
+        });
+        if waiting == Some(0) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{queue} not drained: {listed}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A node with a user of the Python service's own, so the test can count and
 /// close its connections and no others.
 fn broker_with_example_user() -> (PrivateBroker, String) {
@@ -179,15 +203,22 @@ fn signs_survives_garbage_and_a_forced_close(language: Language) {
                     .unwrap();
             }
         };
+        let service_queue = format!("heartbeat.service.{service}/py-1");
         for body in bodies.iter().copied().chain([deep.as_bytes()]) {
             let mac = keys.sign(body);
             publish(body.to_vec(), Some(mac), Some(monitor_queue.clone())).await;
+            if body.len() > 64 * 1024 {
+                drained(&node, &service_queue);
+            }
             publish(body.to_vec(), None, Some(monitor_queue.clone())).await;
         }
         // A ping over 64 KiB (signed, and unsigned: the size is checked
         // first) and one with `"v": true` are rejected, not answered; the
-        // well-formed ping after them is. A queue of the test's own hears.
-        let probe = format!("heartbeat.monitor.{}", unique("probe"));
+        // well-formed ping after them is. A queue of the test's own hears,
+        // named for the monitor the probes name (a ping is answered only on
+        // its own monitor's queue).
+        let probe_id = unique("probe");
+        let probe = format!("heartbeat.monitor.{probe_id}");
         let exclusive = QueueDeclareOptions {
             exclusive: true,
             auto_delete: true,
@@ -198,18 +229,26 @@ fn signs_survives_garbage_and_a_forced_close(language: Language) {
             .await
             .unwrap();
         let padded = format!(
-            r#"{{"v":1,"type":"ping","monitor":"probe","seq":7,"pad":"{}"}}"#,
+            r#"{{"v":1,"type":"ping","monitor":"{probe_id}","seq":7,"pad":"{}"}}"#,
             "x".repeat(70_000)
         );
-        let truthy = br#"{"v":true,"type":"ping","monitor":"probe","seq":8}"#.to_vec();
-        let fine = br#"{"v":1,"type":"ping","monitor":"probe","seq":9}"#.to_vec();
+        let probe_ping = |seq: u64, boot: &str| {
+            format!(r#"{{"v":1,"type":"ping","monitor":"{probe_id}","seq":{seq}{boot}}}"#)
+                .into_bytes()
+        };
+        let truthy =
+            format!(r#"{{"v":true,"type":"ping","monitor":"{probe_id}","seq":8}}"#).into_bytes();
+        let boot = r#","boot":1795000000000"#;
+        let fine = probe_ping(9, boot);
         let padded = padded.into_bytes();
+        drained(&node, &service_queue);
         publish(
             padded.clone(),
             Some(keys.sign(&padded)),
             Some(probe.clone()),
         )
         .await;
+        drained(&node, &service_queue);
         publish(padded, None, Some(probe.clone())).await;
         publish(
             truthy.clone(),
@@ -218,9 +257,31 @@ fn signs_survives_garbage_and_a_forced_close(language: Language) {
         )
         .await;
         publish(fine.clone(), Some(keys.sign(&fine)), Some(probe.clone())).await;
+        // Fresh pings (docs/PROTOCOL.md): the same signed ping played back,
+        // an older one, one of an earlier run and one without a run are not
+        // answered; another monitor's ping readdressed to this queue is
+        // not either; a later one is.
+        let stale = [
+            fine.clone(),
+            probe_ping(8, boot),
+            probe_ping(50, r#","boot":1794000000000"#),
+            probe_ping(51, ""),
+        ];
+        for body in stale {
+            publish(body.clone(), Some(keys.sign(&body)), Some(probe.clone())).await;
+        }
+        let readdressed = br#"{"v":1,"type":"ping","monitor":"elsewhere","seq":99}"#.to_vec();
+        publish(
+            readdressed.clone(),
+            Some(keys.sign(&readdressed)),
+            Some(probe.clone()),
+        )
+        .await;
+        let later = probe_ping(10, boot);
+        publish(later.clone(), Some(keys.sign(&later)), Some(probe.clone())).await;
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         let mut answered = Vec::new();
-        while !answered.contains(&9) {
+        while !answered.contains(&10) {
             assert!(
                 std::time::Instant::now() < deadline,
                 "no echo of the good ping: {answered:?}"
@@ -238,8 +299,13 @@ fn signs_survives_garbage_and_a_forced_close(language: Language) {
                 None => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
-        // Answered in order: had it answered 7 or 8, they would be here.
-        assert_eq!(answered, [9], "answered a ping over 64 KiB or with v: true");
+        // Answered in order: had it answered 7 or 8, a stale or a
+        // readdressed ping, they would be here.
+        assert_eq!(
+            answered,
+            [9, 10],
+            "answered a ping over 64 KiB, with v: true, stale or readdressed"
+        );
 
         // Well formed but unsigned, badly signed, or without a monitor's reply_to.
         let good = br#"{"v":1,"type":"ping","monitor":"m","seq":1}"#.to_vec();

@@ -66,6 +66,54 @@ fn consume_as(node: &PrivateBroker, user: &str, queue: &str) -> Result<(), Strin
     })
 }
 
+/// Publish a ping to the ping exchange as `user`, then ask the broker
+/// something on the same channel: a publish that was refused has closed it.
+fn publish_ping_as(node: &PrivateBroker, user: &str) -> Result<(), String> {
+    let url = format!("amqp://{user}:pw@127.0.0.1:{}/%2f", node.port);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions};
+        use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+        let connection = Connection::connect(&url, ConnectionProperties::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let channel = connection
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        let body = br#"{"v":1,"type":"ping","monitor":"flood","seq":1}"#;
+        let properties = BasicProperties::default().with_reply_to("heartbeat.monitor.flood".into());
+        let published = channel
+            .basic_publish(
+                "heartbeat.ping".into(),
+                "".into(),
+                BasicPublishOptions::default(),
+                body,
+                properties,
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        let asked = channel
+            .exchange_declare(
+                "heartbeat.ping".into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .map_err(|e| e.to_string());
+        let _ = connection.close(200, "done".into()).await;
+        published.and(asked)
+    })
+}
+
 #[test]
 fn a_monitor_and_services_work_with_least_privilege_and_cannot_read_each_other() {
     let node = PrivateBroker::start();
@@ -102,6 +150,13 @@ fn a_monitor_and_services_work_with_least_privilege_and_cannot_read_each_other()
         let refused = consume_as(&node, "hb-orders", &queue).expect_err(&queue);
         assert!(refused.contains("ACCESS_REFUSED"), "{queue}: {refused}");
     }
+
+    // A flood of pings from a service's user is refused outright: only a
+    // monitor's user may write to the ping exchange.
+    let refused =
+        publish_ping_as(&node, "hb-orders").expect_err("a service's user published a ping");
+    assert!(refused.contains("ACCESS_REFUSED"), "{refused}");
+    publish_ping_as(&node, "hb-monitor").expect("the monitor's user publishes pings");
 
     first.signal("INT");
     monitor.wait_json(Duration::from_secs(5), "left", |v| {

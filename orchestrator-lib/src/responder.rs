@@ -12,7 +12,7 @@ use tracing::{debug, info, warn};
 
 use crate::Error;
 use crate::identity::Identity;
-use crate::monitor_book::MonitorBook;
+use crate::monitor_book::{MonitorBook, PingMark};
 use crate::transport::LogLimiter;
 use crate::transport::{Incoming, Link, LinkStatus};
 use crate::wire::{Echo, Goodbye, Message, Ping};
@@ -76,6 +76,9 @@ pub async fn respond_fleet(
         closer,
         ..
     } = link;
+    // The link verified every ping against our key: only then can a ping's
+    // freshness mean anything (see `monitor_book`).
+    let signed = publisher.signs();
     let started = Instant::now();
     // Per member: the monitors it answers, bounded and rate-limited.
     let mut monitors = vec![MonitorBook::new(started.into_std()); members.len()];
@@ -110,13 +113,13 @@ pub async fn respond_fleet(
                     debug!(to, "ignored: a ping for an endpoint nobody answers for");
                     continue;
                 };
-                if let Err(refusal) = book.admit(&reply_to, std::time::Instant::now()) {
+                let mark = PingMark { monitor: &ping.monitor, boot: ping.boot, seq: ping.seq, signed };
+                if let Err(refusal) = book.admit(&reply_to, mark, std::time::Instant::now()) {
                     if let Some(suppressed) = refusals.permit(std::time::Instant::now()) {
                         warn!(?refusal, monitor = %ping.monitor, suppressed, "a ping not answered");
                     }
                     continue;
                 }
-                book.note_ping(&reply_to, ping.seq);
                 if faults.hang_after.is_some_and(|after| started.elapsed() >= after) {
                     if !std::mem::replace(&mut hung_logged, true) {
                         warn!("hanging on purpose: pings are read but no longer answered");
@@ -192,6 +195,7 @@ mod tests {
         Message::Ping(Ping {
             monitor: "m".into(),
             seq,
+            boot: Some(1),
             sent_at: Some(Utc::now()),
         })
     }

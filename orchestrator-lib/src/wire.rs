@@ -37,8 +37,17 @@ pub enum Message {
 pub struct Ping {
     /// The monitor's id; also the suffix of the queue it wants echoes on.
     pub monitor: String,
-    /// Increases by one with every ping from this monitor.
+    /// Increases by one with every ping from this monitor's run.
     pub seq: u64,
+    /// Which run of the monitor sent it: the Unix time in milliseconds at
+    /// which that run started, so a later run has a larger one. With `seq`,
+    /// inside the signed body, it makes a ping fresh once: a service with a
+    /// key answers a ping only if `(boot, seq)` is above the last it
+    /// answered from that monitor, so a recording played back is refused
+    /// (docs/PROTOCOL.md, "Fresh pings"). `None` from monitors older than
+    /// the field, which get no such check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub boot: Option<u64>,
     /// Informative only; `None` when the sender's timestamp did not parse.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sent_at: Option<DateTime<Utc>>,
@@ -103,6 +112,7 @@ struct RawMessage<'a> {
     #[serde(borrow)]
     instance: Option<Cow<'a, str>>,
     seq: Option<u64>,
+    boot: Option<u64>,
     /// Informative timestamps: whatever is there, a bad one is ignored.
     #[serde(default, deserialize_with = "lenient_time")]
     at: Option<DateTime<Utc>>,
@@ -297,6 +307,7 @@ pub fn decode_within(body: &[u8], max_body: usize) -> Result<Message, DecodeErro
         "ping" => Message::Ping(Ping {
             monitor: need(raw.monitor, "monitor")?,
             seq: seq(raw.seq)?,
+            boot: raw.boot,
             sent_at: raw.sent_at,
         }),
         "echo" => Message::Echo(Echo {
@@ -397,6 +408,7 @@ mod tests {
             Message::Ping(Ping {
                 monitor: "mon-1".into(),
                 seq: 42,
+                boot: Some(1_795_000_000_000),
                 sent_at: Some(at()),
             }),
             Message::Echo(Echo {

@@ -138,6 +138,7 @@ fn full(kind: &str) -> Message {
         "ping" => Message::Ping(Ping {
             monitor: "m".into(),
             seq: 1,
+            boot: Some(1),
             sent_at: at,
         }),
         "echo" => Message::Echo(Echo {

@@ -21,13 +21,16 @@ fn timestamp() -> impl Strategy<Value = Option<DateTime<Utc>>> {
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        (name(), any::<u64>(), timestamp()).prop_map(|(monitor, seq, sent_at)| {
-            Message::Ping(Ping {
-                monitor,
-                seq,
-                sent_at,
-            })
-        }),
+        (name(), any::<u64>(), any::<Option<u64>>(), timestamp()).prop_map(
+            |(monitor, seq, boot, sent_at)| {
+                Message::Ping(Ping {
+                    monitor,
+                    seq,
+                    boot,
+                    sent_at,
+                })
+            }
+        ),
         (name(), name(), any::<u64>(), timestamp()).prop_map(|(service, instance, seq, at)| {
             Message::Echo(Echo {
                 service,

@@ -263,7 +263,7 @@ impl Session {
                         auto_delete: true,
                         ..Default::default()
                     },
-                    FieldTable::default(),
+                    queue_arguments(endpoint.role),
                 )
                 .await?;
             if endpoint.role == Role::Service {
@@ -495,6 +495,39 @@ async fn open_connection(url: &str, options: &LinkOptions) -> lapin::Result<Conn
         },
     };
     Connection::connect_with_config(url, properties, tls, lapin::runtime::default_runtime()?).await
+}
+
+/// A service's queue holds at most this many messages; past it the
+/// oldest are dropped. A ping is worth something for one interval, and a
+/// service reads its queue as fast as pings come, so a real queue holds a
+/// few at most; without a bound, 20,000 pings published in a burst stood
+/// in front of the real ones for seconds after the burst ended, and
+/// services looked DOWN to every monitor. Bounded, a burst leaves at most
+/// this many behind it (milliseconds of reading).
+pub const SERVICE_QUEUE_MAX_LENGTH: i64 = 64;
+/// And at most this many bytes (64 bodies at the 64 KiB limit would be 4 MiB).
+pub const SERVICE_QUEUE_MAX_BYTES: i64 = 256 * 1024;
+
+/// `x-max-length`, `x-max-length-bytes` and `x-overflow` = `drop-head`
+/// (RabbitMQ's default overflow, said out loud) for a service's queue;
+/// none for a monitor's, whose one queue takes an echo per service per interval.
+fn queue_arguments(role: Role) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    if role == Role::Service {
+        arguments.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(SERVICE_QUEUE_MAX_LENGTH),
+        );
+        arguments.insert(
+            "x-max-length-bytes".into(),
+            AMQPValue::LongLongInt(SERVICE_QUEUE_MAX_BYTES),
+        );
+        arguments.insert(
+            "x-overflow".into(),
+            AMQPValue::LongString("drop-head".into()),
+        );
+    }
+    arguments
 }
 
 /// The `x-heartbeat-mac` header's bytes: a long string as most clients

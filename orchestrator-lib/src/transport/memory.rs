@@ -191,6 +191,7 @@ mod tests {
         Message::Ping(Ping {
             monitor: "m".into(),
             seq,
+            boot: None,
             sent_at: Some(chrono::Utc::now()),
         })
     }

@@ -280,6 +280,12 @@ impl Publisher {
         ))
     }
 
+    /// Whether the link has a key: it signs what it publishes, and every
+    /// message its inbox yields was verified against the key.
+    pub fn signs(&self) -> bool {
+        self.keys.is_some()
+    }
+
     /// Publish to one queue, typically a ping's `reply_to`.
     pub fn send_to(&self, queue: &str, message: &Message) -> Result<(), Error> {
         self.enqueue(self.outgoing(Route::Direct(queue.to_owned()), message, None, None))
