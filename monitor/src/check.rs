@@ -27,25 +27,45 @@ pub fn run(args: &StatusArgs) -> ExitCode {
     } else {
         check(args)
     };
+    let mut out = String::new();
     if args.json {
         match &verdict.document {
-            Some(document) => println!(
-                "{}",
-                serde_json::to_string_pretty(document).unwrap_or_default()
-            ),
+            Some(document) => {
+                out = serde_json::to_string_pretty(document).unwrap_or_default();
+                out.push('\n');
+            }
             None => eprintln!("monitor: {}", verdict.summary),
         }
     } else {
-        println!(
-            "HEARTBEAT {} - {}",
+        out = format!(
+            "HEARTBEAT {} - {}\n",
             verdict.severity.label(),
             verdict.summary
         );
         if let Some(document) = &verdict.document {
-            print!("{}", table(document));
+            out.push_str(&table(document));
         }
     }
-    ExitCode::from(verdict.severity.exit_code())
+    ExitCode::from(emit(
+        &mut std::io::stdout().lock(),
+        &out,
+        verdict.severity.exit_code(),
+    ))
+}
+
+/// Write all of `text` and flush (`print!` would panic on a closed pipe);
+/// the exit code: `code`, or UNKNOWN's when stdout cannot be written.
+fn emit(out: &mut impl std::io::Write, text: &str, code: u8) -> u8 {
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => code,
+        // A reader that has seen enough (`| head -1`, `| true`) closed the
+        // pipe: nothing is lost that anyone reads, and the verdict stands.
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(error) => {
+            eprintln!("monitor: cannot write the verdict to stdout: {error}");
+            Severity::Unknown.exit_code()
+        }
+    }
 }
 
 pub fn check(args: &StatusArgs) -> Verdict {
@@ -360,5 +380,30 @@ mod tests {
             verdict.summary
         );
         assert_eq!(check(&args("127.0.0.1:9464")).severity, Severity::Unknown);
+    }
+
+    #[test]
+    fn a_closed_stdout_keeps_the_verdict_and_another_failure_is_unknown() {
+        struct Failing(std::io::ErrorKind);
+        impl std::io::Write for Failing {
+            fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+                Err(self.0.into())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let text = "HEARTBEAT OK - 1 up\n";
+        assert_eq!(
+            emit(&mut Failing(std::io::ErrorKind::BrokenPipe), text, 2),
+            2
+        );
+        assert_eq!(
+            emit(&mut Failing(std::io::ErrorKind::StorageFull), text, 0),
+            3
+        );
+        let mut out = Vec::new();
+        assert_eq!(emit(&mut out, text, 1), 1);
+        assert_eq!(out, text.as_bytes());
     }
 }
