@@ -240,6 +240,9 @@ impl Policy {
                     last_sent: now,
                 });
             } else if let Some(firing) = &mut instance.firing
+                // Moved on to another alerting state, waiting out `for`: the
+                // firing one is no longer true, so no "still" about it.
+                && instance.pending.is_none()
                 && !self.rules.reminder.is_zero()
                 && now.saturating_duration_since(firing.last_sent) >= self.rules.reminder
             {
@@ -466,5 +469,28 @@ mod tests {
             step(&mut p, State::Down, at(47)).is_empty(),
             "down is not listed"
         );
+    }
+
+    #[test]
+    fn no_reminder_of_a_state_it_has_left_for_another_alerting_one() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut p = Policy::new(Rules {
+            alerting: ["down".to_string(), "flapping".to_string()].into(),
+            hold: s(2),
+            reminder: s(10),
+            send_resolved: true,
+        });
+        assert!(step(&mut p, State::Down, t0).is_empty());
+        assert_eq!(kinds(&p.tick(t0 + s(2))), [EventKind::Firing]);
+        // DOWN -> FLAPPING at 11 s: FLAPPING waits out `for` until 13 s;
+        // the DOWN reminder due at 12 s is not sent, DOWN being over.
+        assert!(step(&mut p, State::Flapping, t0 + s(11)).is_empty());
+        assert!(p.tick(t0 + s(12)).is_empty());
+        assert_eq!(
+            kinds(&p.tick(t0 + s(13))),
+            [EventKind::Resolved, EventKind::Firing]
+        );
+        assert_eq!(kinds(&p.tick(t0 + s(23))), [EventKind::Reminder]);
     }
 }
