@@ -9,7 +9,7 @@
 //! - [`resolve_broker_url`]: the broker URL's own precedence.
 //! - [`parse_flags`]: clap's parsing, with any URL's password hidden in its errors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -54,6 +54,10 @@ pub struct Settings {
     pub history: HistorySettings,
     pub http: HttpSettings,
     pub group: GroupSettings,
+    /// The `MONITOR__…` variables set when these settings were loaded, so
+    /// that an error about a value can say where it came from.
+    #[serde(skip)]
+    pub from_env: BTreeSet<String>,
 }
 
 /// A monitor group: several monitors of which one, the leader, notifies.
@@ -340,20 +344,44 @@ impl Settings {
             .list_separator(",")
             .with_list_parse_key("expect")
             .try_parsing(true);
+        let from_env: BTreeSet<String> = match &env {
+            Some(pairs) => pairs.iter().map(|(k, _)| k.to_uppercase()).collect(),
+            None => std::env::vars_os()
+                .filter_map(|(k, _)| k.into_string().ok())
+                .map(|k| k.to_uppercase())
+                .collect(),
+        };
+        let from_env = from_env
+            .into_iter()
+            .filter(|k| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .collect();
         if let Some(pairs) = env {
             environment = environment.source(Some(pairs.into_iter().collect()));
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(environment)
             .build()
             .and_then(Config::try_deserialize)
             .map_err(|e| {
+                let message = without_quoted_source(&e.to_string());
                 SettingsError(format!(
                     "invalid configuration: {}",
-                    without_quoted_source(&e.to_string())
+                    name_the_variable(&message, &from_env)
                 ))
             })?;
+        settings.from_env = from_env;
         Ok(settings)
+    }
+
+    /// ` (from the environment: MONITOR__…)` when the variable for `key`
+    /// was set; empty otherwise.
+    fn origin(&self, key: &str) -> String {
+        let variable = env_variable(key);
+        if self.from_env.contains(&variable) {
+            format!(" (from the environment: {variable})")
+        } else {
+            String::new()
+        }
     }
 
     /// The checks no type can express. Run after flags are applied.
@@ -404,9 +432,13 @@ impl Settings {
                 ),
             );
         }
-        check_detection("detection", &self.detection)?;
+        check_detection("detection", &self.detection, |k| self.origin(k))?;
         for service in self.services.keys() {
-            check_detection(&format!("services.{service}"), &self.detection_for(service))?;
+            check_detection(
+                &format!("services.{service}"),
+                &self.detection_for(service),
+                |k| self.origin(k),
+            )?;
         }
         // Names are checked by the same rule as on the wire: a name no service
         // can have would wait forever for an echo that cannot come.
@@ -522,21 +554,72 @@ impl Settings {
     }
 }
 
-fn check_detection(prefix: &str, d: &Detection) -> Result<(), SettingsError> {
+/// The variable that sets `key`: `detection.phi_threshold` is
+/// `MONITOR__DETECTION__PHI_THRESHOLD`.
+fn env_variable(key: &str) -> String {
+    format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase())
+}
+
+/// A load error about ``key `k` `` set by a variable names the variable
+/// (the `config` crate says "in the environment" for some errors and
+/// nothing for others).
+fn name_the_variable(message: &str, from_env: &BTreeSet<String>) -> String {
+    let key = message
+        .split_once("for key `")
+        .and_then(|(_, rest)| rest.split_once('`'))
+        .map(|(key, _)| key);
+    match key.map(env_variable) {
+        Some(variable) if from_env.contains(&variable) => format!(
+            "{} (from the environment: {variable})",
+            message.replace(" in the environment", "")
+        ),
+        _ => message.to_owned(),
+    }
+}
+
+/// The largest `phi_threshold`: a chance of 10^-30 of a false alarm. Past
+/// it f64 can no longer tell the probabilities apart, and a larger number
+/// is a typo more often than a wish.
+pub const MAX_PHI_THRESHOLD: f64 = 30.0;
+/// The longest `phi_acceptable_pause`: a pause longer than an hour is no
+/// heartbeat monitoring at all.
+pub const MAX_ACCEPTABLE_PAUSE: Duration = Duration::from_secs(3600);
+
+fn check_detection(
+    prefix: &str,
+    d: &Detection,
+    origin: impl Fn(&str) -> String,
+) -> Result<(), SettingsError> {
     let bad = |key: &str, why: &str| {
+        let full = format!("{prefix}.{key}");
         Err(SettingsError(format!(
-            "invalid setting `{prefix}.{key}`: {why}"
+            "invalid setting `{full}`{}: {why}",
+            origin(&full)
         )))
     };
-    // Below log10(2) phi is reached before the mean interval: every beat would be late.
-    if !(d.phi_threshold.is_finite() && d.phi_threshold >= 0.5) {
+    // Below log10(2) phi is reached before the mean interval: every beat
+    // would be late. Above the maximum, see `MAX_PHI_THRESHOLD`.
+    if !(d.phi_threshold.is_finite() && (0.5..=MAX_PHI_THRESHOLD).contains(&d.phi_threshold)) {
         return bad(
             "phi_threshold",
-            "must be a number of at least 0.5 (8 is usual)",
+            &format!(
+                "{} is not between 0.5 and {MAX_PHI_THRESHOLD} (8 is usual; each step up is ten times fewer false alarms, and a later verdict)",
+                d.phi_threshold
+            ),
         );
     }
     if d.phi_min_std_dev.is_zero() {
         return bad("phi_min_std_dev", "must be greater than zero");
+    }
+    if d.phi_acceptable_pause > MAX_ACCEPTABLE_PAUSE {
+        return bad(
+            "phi_acceptable_pause",
+            &format!(
+                "{} is longer than {}",
+                humantime::format_duration(d.phi_acceptable_pause),
+                humantime::format_duration(MAX_ACCEPTABLE_PAUSE)
+            ),
+        );
     }
     if d.failures_before_down == 0 {
         return bad("failures_before_down", "must be at least 1");
@@ -1080,5 +1163,53 @@ mod tests {
         );
         let err = resolve_broker_url(None, &s, vars(&[("CLOUDAMQP_URL", "nope")])).unwrap_err();
         assert!(err.to_string().ends_with("(from CLOUDAMQP_URL)"), "{err}");
+    }
+
+    #[test]
+    fn phi_threshold_and_acceptable_pause_have_a_range_and_name_their_variable() {
+        for threshold in ["400", "31", "0.1", "NaN", "inf"] {
+            let err = load(&[("MONITOR__DETECTION__PHI_THRESHOLD", threshold)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("`detection.phi_threshold` (from the environment: MONITOR__DETECTION__PHI_THRESHOLD)")
+                    && err.contains("between 0.5 and 30"),
+                "{threshold}: {err}"
+            );
+        }
+        for threshold in ["0.5", "8", "30"] {
+            load(&[("MONITOR__DETECTION__PHI_THRESHOLD", threshold)]).unwrap();
+        }
+        let err = load(&[(
+            "MONITOR__SERVICES__SLOW__PHI_ACCEPTABLE_PAUSE",
+            "1000000000h",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`services.slow.phi_acceptable_pause` (from the environment: MONITOR__SERVICES__SLOW__PHI_ACCEPTABLE_PAUSE)"),
+            "{err}"
+        );
+        // From a file, no variable is blamed.
+        let err = load_file("[detection]\nphi_threshold = 400.0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("environment"), "{err}");
+    }
+
+    #[test]
+    fn a_value_the_environment_cannot_parse_names_its_variable() {
+        for (variable, value) in [
+            ("MONITOR__INTERVAL", "soon"),
+            ("MONITOR__DETECTION__PHI_THRESHOLD", "abc"),
+            ("MONITOR__DETECTION__FAILURES_BEFORE_DOWN", "-1"),
+        ] {
+            let err = load(&[(variable, value)]).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("(from the environment: {variable})")),
+                "{variable}: {err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+        }
     }
 }
