@@ -12,7 +12,7 @@ use orchestrator_lib::{Error, Link};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::detector::{
     Blindness, Detector, InstanceId, InstanceKey, PhiModel, ServiceChange, Transition,
@@ -260,6 +260,7 @@ pub async fn run(
                 // instance UP has seen the echo that made it so (its RTT,
                 // its phi), as when echoes went out one at a time.
                 let mut transitions = Vec::new();
+                let mut made_room = Vec::new();
                 // Each message is timed by when the link took it, not by when
                 // its batch reached us: the link may have held it (a linger)
                 // and the hand-off takes a moment, neither of them the round trip's.
@@ -285,14 +286,25 @@ pub async fn run(
                                 continue;
                             }
                             if detector.len() >= config.max_instances && detector.get(service, instance).is_none() {
-                                stats.count_rejected(RejectReason::InstanceCap);
-                                capped.warn(format_args!(
-                                    // Names passed wire's name rule: nothing to escape or cut,
-                                    // and nothing is formatted unless the line is written.
-                                    "already tracking {} instances (max_instances); refused {service:?}/{instance:?}",
-                                    detector.len()
-                                ));
-                                continue;
+                                // Room is made by forgetting a name seen once, then
+                                // silent (a flood leaves those), never a real instance.
+                                match detector.make_room(now.into_std()) {
+                                    Some(gone) => {
+                                        replays.forget(&gone);
+                                        farewells.forget(&gone);
+                                        made_room.push(gone);
+                                    }
+                                    None => {
+                                        stats.count_rejected(RejectReason::InstanceCap);
+                                        capped.warn(format_args!(
+                                            // Names passed wire's name rule: nothing to escape or cut,
+                                            // and nothing is formatted unless the line is written.
+                                            "already tracking {} instances (max_instances), none of them a name seen once and then silent; refused an instance of service {service:?} ({instance:?}), which may be flooding",
+                                            detector.len()
+                                        ));
+                                        continue;
+                                    }
+                                }
                             }
                             // What is left to refuse is the same signed echo twice.
                             // Judged last, so only instances the detector tracks
@@ -303,6 +315,12 @@ pub async fn run(
                                 continue;
                             }
                             let outcome = detector.echo(service, instance, echo.seq, now.into_std());
+                            if let Some(section) = &outcome.unmatched_section {
+                                warn!(
+                                    "[services.{section}] matches no service by that name, and {:?} is judged by [detection]: sections name one service exactly (a --count fleet's are {section}-0, {section}-1, ...)",
+                                    service
+                                );
+                            }
                             if config.echoes_wanted {
                                 out.echo(EchoSeen { key, id: outcome.id, seq: echo.seq, rtt: outcome.rtt, phi: outcome.phi, at: now });
                             }
@@ -322,6 +340,10 @@ pub async fn run(
                     }
                 }
                 out.transitions(transitions);
+                if !made_room.is_empty() {
+                    debug!(count = made_room.len(), "at max_instances: forgot names seen once, then silent");
+                    out.emit(Update::Forgotten(made_room.into()));
+                }
                 if out.held() >= ECHO_FLUSH_AT {
                     out.flush_echoes();
                 }

@@ -54,6 +54,8 @@ pub struct Tracked {
     ignore_through_seq: Option<u64>,
     /// Fresh echoes since it went DOWN.
     successes: u32,
+    /// It answered a second time: a real instance, not a name seen once.
+    confirmed: bool,
     slow: bool,
     slow_streak: u32,
     fast_streak: u32,
@@ -84,6 +86,7 @@ impl Tracked {
             missed: 0,
             ignore_through_seq: None,
             successes: 0,
+            confirmed: false,
             slow: false,
             slow_streak: 0,
             fast_streak: 0,
@@ -97,10 +100,11 @@ impl Tracked {
     }
 
     /// Whether it counts towards its service's strength: judged alive (a
-    /// SUSPECT is not yet DOWN) and not flapping. Under STALE its verdict
-    /// from before counts, so our own blindness never degrades a service.
+    /// SUSPECT is not yet DOWN), flapping or not: an instance that answers
+    /// serves. Under STALE its verdict from before counts, so our own
+    /// blindness never degrades a service.
     fn alive(&self) -> bool {
-        matches!(self.health, State::Up | State::Suspect) && !self.flapping
+        matches!(self.health, State::Up | State::Suspect)
     }
 
     fn shown(&self) -> State {
@@ -143,7 +147,9 @@ impl Tracked {
         if health == self.health {
             return None;
         }
-        let judged = |s: State| matches!(s, State::Up | State::Suspect | State::Down);
+        // LEFT counts too: goodbyes after every ping (forged, or a crash
+        // loop) are a storm like any other, and damped the same way.
+        let judged = |s: State| matches!(s, State::Up | State::Suspect | State::Down | State::Left);
         let counts = judged(health) && judged(self.health);
         self.health = health;
         if !counts || policy.flapping_changes == 0 {
@@ -181,6 +187,10 @@ pub struct EchoOutcome {
     pub rtt: Option<Duration>,
     /// Phi's view of the instance after this echo, when phi judges it.
     pub phi: Option<PhiModel>,
+    /// A service's own section this new service's name starts with but does
+    /// not match (`[services.slow]` for `slow-0`): said once per section,
+    /// since names are matched exactly and the section judges nobody.
+    pub unmatched_section: Option<String>,
 }
 
 pub struct Detector {
@@ -188,6 +198,11 @@ pub struct Detector {
     policies: Vec<Policy>,
     /// Lower-cased service name to its policy; absent means `policies[0]`.
     policy_by_service: HashMap<String, usize>,
+    /// Instances created, oldest first, until confirmed or gone: whom
+    /// [`Detector::make_room`] forgets first.
+    newcomers: VecDeque<(InstanceId, InstanceKey)>,
+    /// Sections already reported as matching no service by that name.
+    unmatched_said: std::collections::HashSet<String>,
     slots: Vec<Tracked>,
     /// The next [`InstanceId`] to give.
     next_id: u64,
@@ -224,6 +239,8 @@ impl Detector {
             interval: interval.max(TICK),
             policies: vec![default],
             policy_by_service: HashMap::new(),
+            unmatched_said: std::collections::HashSet::new(),
+            newcomers: VecDeque::new(),
             slots: Vec::new(),
             next_id: 0,
             by_name: HashMap::new(),
@@ -412,6 +429,27 @@ impl Detector {
         }
     }
 
+    /// The first time a service with no section of its own arrives whose
+    /// name starts with a section's (`slow-0` and `[services.slow]`): that
+    /// section. Only when a service is new, so never on the echo path.
+    fn unmatched_section(&mut self, service: &str) -> Option<String> {
+        if self.policy_by_service.is_empty() {
+            return None;
+        }
+        let name = service.to_lowercase();
+        if self.policy_by_service.contains_key(&name) {
+            return None;
+        }
+        let section = self
+            .policy_by_service
+            .keys()
+            .filter(|section| name.starts_with(section.as_str()))
+            .find(|section| !self.unmatched_said.contains(*section))?
+            .clone();
+        self.unmatched_said.insert(section.clone());
+        Some(section)
+    }
+
     fn policy_index(&self, service: &str) -> usize {
         // Asked once per echo: no lower-cased copy when no service has its own.
         if self.policy_by_service.is_empty() {
@@ -456,6 +494,35 @@ impl Detector {
         let timeout = self.policy_for(service).timeout;
         self.sent_at(seq)
             .is_some_and(|at| now.saturating_duration_since(at) <= timeout)
+    }
+
+    /// Make room for a newcomer when the cap is reached: forget the oldest
+    /// instance never confirmed (seen once, then silent for two intervals
+    /// or more), which is what a flood of made-up names leaves, so that a
+    /// real instance arriving later is still tracked. `None` when there is
+    /// none: the newcomer is then refused.
+    pub fn make_room(&mut self, now: Instant) -> Option<InstanceKey> {
+        while let Some((id, key)) = self.newcomers.front() {
+            let slot = self
+                .by_name
+                .get(&key.service)
+                .and_then(|m| m.get(&key.instance))
+                .copied()
+                .filter(|&s| self.slots[s].id == *id && !self.slots[s].confirmed);
+            let Some(slot) = slot else {
+                self.newcomers.pop_front();
+                continue;
+            };
+            let t = &self.slots[slot];
+            let silent = now.saturating_duration_since(t.last_echo.unwrap_or(t.since));
+            if silent < self.interval * 2 {
+                // The oldest newcomer is recent: so are all the others.
+                return None;
+            }
+            self.newcomers.pop_front();
+            return Some(self.remove(slot));
+        }
+        None
     }
 
     /// How many instances are tracked (expected services' placeholders included).
@@ -562,6 +629,18 @@ impl Detector {
             }
         };
         instances.insert(instance.to_owned(), slot);
+        self.newcomers
+            .push_back((id, InstanceKey::new(service, instance)));
+        if self.newcomers.len() > 2 * self.slots.len() + 64 {
+            // Keep the queue as small as the fleet: drop the confirmed and the gone.
+            let (by_name, slots) = (&self.by_name, &self.slots);
+            self.newcomers.retain(|(id, key)| {
+                by_name
+                    .get(&key.service)
+                    .and_then(|m| m.get(&key.instance))
+                    .is_some_and(|&s| slots[s].id == *id && !slots[s].confirmed)
+            });
+        }
         (slot, true)
     }
 
@@ -578,6 +657,9 @@ impl Detector {
             None => self.slot_for(service, instance, now),
         };
         let mut outcome = self.judge_echo(slot, created, seq, now);
+        if created {
+            outcome.unmatched_section = self.unmatched_section(service);
+        }
         self.noted(slot, before);
         outcome.phi = self.phi_model_of(&self.slots[slot]);
         outcome.id = self.slots[slot].id;
@@ -598,7 +680,7 @@ impl Detector {
             tracked.last_seq = Some(seq);
             tracked.last_rtt = rtt;
             // Phi starts from the ping interval, even if this first echo was stale.
-            tracked.window = PhiWindow::seeded(self.interval);
+            tracked.window = PhiWindow::seeded(self.interval, policy.phi.min_std_dev);
             if rtt.is_some() {
                 tracked.last_echo = Some(now);
                 tracked.last_arrival = Some(now);
@@ -636,11 +718,14 @@ impl Detector {
             Some(previous) if blind.is_none() && tracked.health != State::Down => {
                 tracked.window.push(now.saturating_duration_since(previous))
             }
-            _ if tracked.window.is_empty() => tracked.window = PhiWindow::seeded(self.interval),
+            _ if tracked.window.is_empty() => {
+                tracked.window = PhiWindow::seeded(self.interval, policy.phi.min_std_dev)
+            }
             _ => {}
         }
         tracked.last_arrival = blind.is_none().then_some(now);
         tracked.last_echo = Some(now);
+        tracked.confirmed = true;
         tracked.silence_from = tracked.silence_from.max(now);
         tracked.last_rtt = Some(rtt);
         if blind.is_some() {
@@ -701,20 +786,27 @@ impl Detector {
     pub fn goodbye(&mut self, service: &str, instance: &str, now: Instant) -> Option<Transition> {
         let slot = *self.by_name.get(service)?.get(instance)?;
         let last_sent_seq = self.last_sent_seq;
-        self.unschedule(slot);
         let before = self.slots[slot].alive();
+        let policy = &self.policies[self.slots[slot].policy];
         let tracked = &mut self.slots[slot];
         tracked.ignore_through_seq = last_sent_seq;
+        // The time away is no interval of its rhythm: learnt, it made a
+        // kill right after a rejoin seen a second or more later.
+        tracked.last_arrival = None;
         if matches!(tracked.health, State::Left | State::NeverSeen) {
             return None;
         }
-        tracked.health = State::Left;
-        tracked.flapping = false;
-        tracked.flaps.clear();
+        let flap = tracked.set_health(State::Left, policy, now);
         tracked.stale = None;
         tracked.slow = false;
         tracked.successes = 0;
-        let transition = tracked.settle(Reason::Left, None, now);
+        let transition = tracked.settle(flap.unwrap_or(Reason::Left), None, now);
+        if !tracked.flapping {
+            self.unschedule(slot);
+        }
+        // Else, in a LEFT/rejoined storm, a goodbye is not taken at its
+        // word: its deadline stays, silence is still judged, and a real
+        // crash meanwhile is seen.
         self.noted(slot, Some(before));
         transition
     }
@@ -775,11 +867,12 @@ impl Detector {
         let watched = match tracked.health {
             State::Up | State::Suspect => true,
             State::Down => tracked.successes > 0,
+            State::Left => tracked.flapping,
             _ => false,
         };
         if watched {
             let (after, phi_stats) = tracked.allowance(policy);
-            let mut deadline = tracked.silence_from + after;
+            let mut deadline = tracked.silence_from + after.min(phi::LONGEST);
             if let Some(grace_ends) = tracked.judge_after {
                 deadline = deadline.max(grace_ends);
             }
@@ -824,6 +917,28 @@ impl Detector {
             } else {
                 let at = deadline + TICK;
                 next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+
+        if tracked.flapping && tracked.health == State::Down {
+            // Silence longer than the timeout is DOWN whatever came before:
+            // a flap hides no death.
+            let dead_from = tracked.silence_from + policy.timeout;
+            if now >= dead_from {
+                tracked.flapping = false;
+                let silent_for = now
+                    .saturating_duration_since(tracked.last_echo.unwrap_or(tracked.silence_from));
+                let phi = tracked.allowance(policy).1.map(|(mean, std_dev)| {
+                    phi::phi(
+                        now.saturating_duration_since(tracked.silence_from),
+                        mean,
+                        std_dev,
+                        policy.phi,
+                    )
+                });
+                out.extend(tracked.settle(Reason::TimedOut { silent_for, phi }, None, now));
+            } else {
+                next = Some(next.map_or(dead_from, |n| n.min(dead_from)));
             }
         }
 

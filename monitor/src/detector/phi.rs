@@ -41,11 +41,18 @@ pub fn time_to_reach(threshold: f64, mean: f64, std_dev: f64, params: PhiParams)
     let mean = mean + params.acceptable_pause.as_secs_f64();
     let std_dev = std_dev.max(params.min_std_dev.as_secs_f64());
     if threshold <= std::f64::consts::LOG10_2 {
-        return Duration::from_secs_f64(mean.max(0.0));
+        return seconds(mean);
     }
     // Beyond the mean, phi = -log10(e / (1 + e)), e = exp(-c) with
-    // c = y (1.5976 + 0.070566 y²); so c = ln(10^threshold - 1).
-    let c = (10f64.powf(threshold) - 1.0).ln();
+    // c = y (1.5976 + 0.070566 y²); so c = ln(10^threshold - 1). Past
+    // 10^15 the `- 1` is below f64's precision, and past 10^308 the power
+    // is infinite (the deadline then came out as zero): there
+    // c = threshold · ln 10 exactly enough.
+    let c = if threshold > 15.0 {
+        threshold * std::f64::consts::LN_10
+    } else {
+        (10f64.powf(threshold) - 1.0).ln()
+    };
     let mut y: f64 = 1.0;
     for _ in 0..50 {
         let f = y * (1.5976 + 0.070566 * y * y) - c;
@@ -56,7 +63,21 @@ pub fn time_to_reach(threshold: f64, mean: f64, std_dev: f64, params: PhiParams)
             break;
         }
     }
-    Duration::from_secs_f64((mean + y * std_dev).max(0.0))
+    seconds(mean + y * std_dev)
+}
+
+/// The longest deadline phi schedules: a century, far past any
+/// `forget_after`, and far enough from `Instant`'s limits that adding it to
+/// one never overflows.
+pub const LONGEST: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Seconds as a duration, never negative, never past [`LONGEST`], and
+/// never a panic: `NaN` is read as the longest wait, not as none.
+fn seconds(s: f64) -> Duration {
+    if s.is_nan() {
+        return LONGEST;
+    }
+    Duration::try_from_secs_f64(s.max(0.0)).map_or(LONGEST, |d| d.min(LONGEST))
 }
 
 /// What a display needs to compute an instance's phi at any instant:
@@ -86,13 +107,18 @@ pub struct PhiWindow {
 }
 
 impl PhiWindow {
-    /// A window seeded as Akka seeds it: two samples a quarter of the
-    /// expected interval either side of it, so the first seconds are judged
-    /// against the ping interval rather than against nothing.
-    pub fn seeded(interval: Duration) -> Self {
+    /// A window seeded with two samples `spread` either side of the ping
+    /// interval, so the first seconds are judged against the interval rather
+    /// than against nothing. Akka spreads them a quarter of the interval,
+    /// since its heartbeats keep their own time; ours answer our own pings,
+    /// so they come at our interval, and a spread of the minimum deviation
+    /// judges a newcomer as soon as one that has been up for a minute
+    /// (a quarter made a kill seen about 0.8 s later for its first seconds).
+    pub fn seeded(interval: Duration, spread: Duration) -> Self {
+        let spread = spread.min(interval);
         let mut window = Self::default();
-        window.push(interval + interval / 4);
-        window.push(interval - interval / 4);
+        window.push(interval + spread);
+        window.push(interval - spread);
         window
     }
 
@@ -188,6 +214,28 @@ mod tests {
     }
 
     #[test]
+    fn huge_thresholds_and_pauses_give_long_deadlines_never_zero_or_a_panic() {
+        // From about 309 up, 10^threshold is infinite: the deadline was 0.
+        let mut last = Duration::ZERO;
+        for threshold in [8.0, 16.0, 100.0, 308.0, 309.0, 400.0, 1e6] {
+            let t = time_to_reach(threshold, 1.0, 0.1, PARAMS);
+            assert!(t > last, "{threshold}: {t:?} after {last:?}");
+            last = t;
+        }
+        assert!(time_to_reach(f64::INFINITY, 1.0, 0.1, PARAMS) >= last);
+        // Phi agrees with the inverse where f64 can still tell.
+        let t = time_to_reach(30.0, 1.0, 0.1, PARAMS);
+        assert!((phi(t, 1.0, 0.1, PARAMS) - 30.0).abs() < 1e-3);
+        // An acceptable pause near the largest duration is a long wait, not a panic.
+        let paused = PhiParams {
+            acceptable_pause: Duration::MAX - ms(1),
+            ..PARAMS
+        };
+        assert_eq!(time_to_reach(8.0, 1.0, 0.1, paused), LONGEST);
+        assert_eq!(time_to_reach(0.1, 1.0, 0.1, paused), LONGEST);
+    }
+
+    #[test]
     fn the_window_is_bounded_and_its_statistics_exact() {
         let mut w = PhiWindow::default();
         for t in [900, 1100, 1000, 1000] {
@@ -203,7 +251,7 @@ mod tests {
         assert_eq!(w.len(), MAX_SAMPLES);
         let (mean, std_dev) = w.stats();
         assert!((mean - 2.0).abs() < 1e-9 && std_dev < 1e-6);
-        let seeded = PhiWindow::seeded(ms(1000)).stats();
-        assert!((seeded.0 - 1.0).abs() < 1e-9 && (seeded.1 - 0.25).abs() < 1e-9);
+        let seeded = PhiWindow::seeded(ms(1000), ms(100)).stats();
+        assert!((seeded.0 - 1.0).abs() < 1e-9 && (seeded.1 - 0.1).abs() < 1e-9);
     }
 }

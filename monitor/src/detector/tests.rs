@@ -77,6 +77,7 @@ fn first_echo_is_first_seen_with_rtt() {
             transitions: vec![],
             rtt: Some(ms(5)),
             phi: None,
+            unmatched_section: None,
         }
     );
 }
@@ -374,7 +375,13 @@ fn a_stall_of_our_own_loop_is_stale_then_judged_afresh() {
 
 #[test]
 fn a_service_that_keeps_hanging_is_flapping_once_then_stable() {
-    let (mut d, t0) = detector();
+    // Hangs that stay SUSPECT (a hang reaching DOWN past the timeout is
+    // DOWN whatever came before: see the next tests).
+    let patient = Policy {
+        failures_before_down: 100,
+        ..Policy::fixed(T)
+    };
+    let (mut d, t0) = (Detector::new(I, patient), Instant::now());
     let mut all = beat(&mut d, t0, 1, 1, &["orders"]);
     // Hang 4 s, answer 2 s, four times: SUSPECT/UP pairs.
     let mut at = 1;
@@ -420,8 +427,13 @@ fn a_service_that_keeps_hanging_is_flapping_once_then_stable() {
 
 #[test]
 fn phi_sees_every_hang_of_the_same_length_and_calls_it_flapping() {
-    // The defaults: phi, threshold 8, DOWN on the second missed deadline.
-    let (mut d, t0) = phi_detector();
+    // The defaults: phi, threshold 8, DOWN on the second missed deadline;
+    // a timeout longer than the hangs, which then stay damped while flapping.
+    let phi = Policy {
+        mode: Mode::Phi,
+        ..Policy::fixed(Duration::from_secs(10))
+    };
+    let (mut d, t0) = (Detector::new(I, phi), Instant::now());
     let mut all = beat(&mut d, t0, 1, 20, &["orders"]);
     // Hung 6 s, then answering 6 s, five times in a minute. Were each hang's
     // gap learnt as an interval, phi would take the second one as normal.
@@ -813,4 +825,186 @@ fn instances_down_or_left_long_enough_are_forgotten_and_the_rest_still_judged() 
     // Under an id of its own: a sink that kept the old one is not misled.
     assert_ne!(back.id, d.echo("fleet", "3", 13, t0 + ms(13_006)).id);
     assert!(ids_before.iter().all(|&id| id != back.id));
+}
+
+/// Flap `service` (fixed mode, `T`): four hangs of 4 s from second 2, each
+/// UP -> SUSPECT -> DOWN -> UP, until FLAPPING. The second it ends answering.
+fn flap(d: &mut Detector, t0: Instant, service: &str) -> (Vec<Transition>, u64) {
+    let mut all = beat(d, t0, 1, 1, &[service]);
+    let mut at = 1;
+    while !all.iter().any(|t| t.to == State::Flapping) {
+        assert!(at < 60, "never flapping: {:?}", moves(&all));
+        for s in at + 1..=at + 4 {
+            d.ping_sent(s, t0 + ms(s * 1000));
+            all.extend(d.check(t0 + ms(s * 1000 + 100)));
+        }
+        at += 4;
+        all.extend(beat(d, t0, at + 1, at + 2, &[service]));
+        at += 2;
+    }
+    (all, at)
+}
+
+#[test]
+fn a_flapping_instance_silent_past_the_timeout_is_down_at_once() {
+    let (mut d, t0) = detector();
+    let (_, at) = flap(&mut d, t0, "orders");
+    assert_eq!(state(&d, "orders"), State::Flapping);
+    // It dies: SUSPECT and DOWN underneath, and once silent for the
+    // timeout, DOWN is shown, not when the flapping window has passed.
+    let last = t0 + ms(at * 1000 + 5);
+    let mut ts = Vec::new();
+    for tenth in 1..=80 {
+        ts.extend(d.check(last + ms(tenth * 100)));
+    }
+    assert_eq!(moves(&ts), [(State::Flapping, State::Down, "timed_out")]);
+    let silent = d.get("orders", "a").unwrap().since - last;
+    assert!((T..=T + ms(1100)).contains(&silent), "{silent:?}");
+}
+
+#[test]
+fn an_instance_that_answers_counts_for_its_service_even_when_flapping() {
+    let policy = Policy {
+        expected_instances: Some(2),
+        failures_before_down: 100,
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, policy);
+    let t0 = Instant::now();
+    let (_, at) = flap(&mut d, t0, "orders");
+    let all = beat(&mut d, t0, at + 1, at + 5, &["orders"]);
+    assert_eq!(state(&d, "orders"), State::Flapping);
+    d.echo("orders", "b", at + 5, t0 + ms((at + 5) * 1000 + 6));
+    assert!(all.is_empty(), "{:?}", moves(&all));
+    assert_eq!(d.service_count("orders"), (2, Some(2)));
+}
+
+#[test]
+fn goodbyes_after_every_ping_are_flapping_and_hide_no_crash() {
+    let (mut d, t0) = detector();
+    let mut all = beat(&mut d, t0, 1, 1, &["orders"]);
+    // A forged goodbye after every echo: LEFT, rejoined, LEFT, ...
+    let mut s = 2;
+    while s < 12 {
+        all.extend(d.goodbye("orders", "a", t0 + ms((s - 1) * 1000 + 10)));
+        all.extend(beat(&mut d, t0, s, s, &["orders"]));
+        s += 1;
+    }
+    let codes: Vec<_> = all.iter().map(|t| (t.to, t.reason.code())).collect();
+    assert_eq!(
+        codes.iter().filter(|c| c.0 == State::Flapping).count(),
+        1,
+        "damped: {codes:?}"
+    );
+    let flapping = codes.iter().position(|c| c.0 == State::Flapping).unwrap();
+    assert!(
+        codes[..flapping]
+            .iter()
+            .filter(|c| c.0 == State::Left)
+            .count()
+            <= 3,
+        "{codes:?}"
+    );
+    assert!(
+        codes[flapping + 1..].is_empty(),
+        "no storm after it: {codes:?}"
+    );
+    // The last forged goodbye, then a real crash: DOWN once silent for the timeout.
+    let last = t0 + ms((s - 1) * 1000 + 5);
+    assert!(
+        d.goodbye("orders", "a", last + ms(5)).is_none(),
+        "still flapping"
+    );
+    let mut ts = Vec::new();
+    for tenth in 1..=60 {
+        ts.extend(d.check(last + ms(tenth * 100)));
+    }
+    assert_eq!(moves(&ts), [(State::Flapping, State::Down, "timed_out")]);
+}
+
+/// When a kill of an instance whose last echo came at `last` is SUSPECT.
+fn suspect_after(d: &mut Detector, last: Instant) -> Duration {
+    for tenth in 1..=100 {
+        let at = last + ms(tenth * 50);
+        if d.check(at).iter().any(|t| t.to == State::Suspect) {
+            return at - last;
+        }
+    }
+    panic!("never suspect");
+}
+
+#[test]
+fn a_kill_right_after_a_rejoin_or_a_first_echo_is_seen_as_soon_as_after_a_minute() {
+    // Up a minute, killed: the reference.
+    let (mut d, t0) = phi_detector();
+    beat(&mut d, t0, 1, 60, &["orders"]);
+    let steady = suspect_after(&mut d, t0 + ms(60_005));
+    assert!(steady <= ms(1550), "{steady:?}");
+    // Up 10 s, away 5 s (goodbye, restart), back 2 s, killed.
+    let (mut d, t0) = phi_detector();
+    beat(&mut d, t0, 1, 10, &["orders"]);
+    d.goodbye("orders", "a", t0 + ms(10_500));
+    for s in 11..=15 {
+        d.ping_sent(s, t0 + ms(s * 1000));
+    }
+    let back = beat(&mut d, t0, 16, 17, &["orders"]);
+    assert_eq!(moves(&back), [(State::Left, State::Up, "rejoined")]);
+    let rejoined = suspect_after(&mut d, t0 + ms(17_005));
+    assert!(rejoined <= steady + ms(100), "{rejoined:?} vs {steady:?}");
+    // First seen 2 s ago, killed.
+    let (mut d, t0) = phi_detector();
+    beat(&mut d, t0, 1, 3, &["orders"]);
+    let newcomer = suspect_after(&mut d, t0 + ms(3005));
+    assert!(newcomer <= steady + ms(100), "{newcomer:?} vs {steady:?}");
+}
+
+#[test]
+fn a_section_that_matches_only_the_start_of_new_names_is_said_once() {
+    let slow = Policy {
+        timeout: Duration::from_secs(10),
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, Policy::fixed(T)).with_service("slow", slow);
+    let t0 = Instant::now();
+    d.ping_sent(1, t0);
+    let said = |d: &mut Detector, service: &str, instance: &str| {
+        d.echo(service, instance, 1, t0 + ms(5)).unmatched_section
+    };
+    assert_eq!(said(&mut d, "slow-0", "a"), Some("slow".to_owned()));
+    assert_eq!(said(&mut d, "slow-1", "a"), None, "once");
+    assert_eq!(said(&mut d, "slow", "a"), None, "its own");
+    assert_eq!(said(&mut d, "orders", "a"), None);
+    assert_eq!(d.policy_for("slow-0").timeout, T, "names are exact");
+}
+
+#[test]
+fn at_the_cap_a_name_seen_once_then_silent_makes_room_and_a_real_one_stays() {
+    let (mut d, t0) = detector();
+    d.ping_sent(1, t0);
+    // A real instance answering every second, and 100 names seen once.
+    d.echo("orders", "real", 1, t0 + ms(5));
+    for i in 0..100 {
+        d.echo("flood", &format!("x{i}"), 1, t0 + ms(10));
+    }
+    assert_eq!(d.make_room(t0 + ms(500)), None, "too recent to tell");
+    let mut s = 2;
+    for _ in 0..3 {
+        d.ping_sent(s, t0 + ms(s * 1000));
+        d.echo("orders", "real", s, t0 + ms(s * 1000 + 5));
+        s += 1;
+    }
+    let now = t0 + ms(s * 1000);
+    let mut forgotten = Vec::new();
+    while let Some(key) = d.make_room(now) {
+        forgotten.push(key);
+    }
+    assert_eq!(forgotten.len(), 100);
+    assert!(forgotten.iter().all(|k| k.service == "flood"));
+    assert_eq!(forgotten[0].instance, "x0", "oldest first");
+    assert!(d.get("orders", "real").is_some());
+    // A newcomer that answered twice is confirmed: never made room for.
+    d.echo("payments", "p", s - 1, now);
+    d.ping_sent(s, now);
+    d.echo("payments", "p", s, now + ms(5));
+    assert_eq!(d.make_room(now + ms(60_000)), None);
 }
