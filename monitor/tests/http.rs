@@ -682,3 +682,44 @@ fn a_service_below_its_expected_instances_is_degraded_and_a_warning() {
         Duration::from_secs(10),
     );
 }
+
+#[test]
+fn monitor_status_into_a_closed_pipe_ends_quietly_with_its_verdict() {
+    let (mut monitor, base) = http_monitor(BROKER, &[]);
+    let name = unique("piped");
+    let _mock = mock(BROKER, &name, "p-1", &[]);
+    monitor.wait_json(
+        UP_WITHIN,
+        "first seen",
+        transition(&name, "up", "first_seen"),
+    );
+    let only = ["--service", name.as_str()];
+    wait_status(
+        &base,
+        &only,
+        0,
+        "HEARTBEAT OK - 1 up",
+        Duration::from_secs(10),
+    );
+    // `monitor status | true`: the reader is gone before anything is written.
+    for json in [false, true] {
+        let mut child = Command::new(monitor_bin())
+            .args(["status", "--url", &base])
+            .args(only)
+            .args(json.then_some("--json"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("monitor status runs");
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "--json {json}: {:?}, stderr:\n{stderr}",
+            out.status
+        );
+        assert!(stderr.is_empty(), "--json {json}: {stderr}");
+    }
+}
