@@ -217,6 +217,9 @@ def main():
         except pika.exceptions.AMQPError as error:
             # The channel is closed, perhaps not the connection: close it before the next.
             close(connection)
+            if getattr(error, "reply_code", None) == 403:  # ACCESS_REFUSED: a permission
+                log(f"the broker refused: {error}")   # retrying cannot grant it
+                return 1
             if getattr(error, "reply_code", None) == 405:  # RESOURCE_LOCKED
                 locked_since = locked_since or time.monotonic()
                 if time.monotonic() - locked_since >= LOCKED_GRACE:

@@ -182,3 +182,57 @@ fn a_monitor_and_services_work_with_least_privilege_and_cannot_read_each_other()
     assert!(stderr.contains("Least privilege"), "{stderr}");
     assert!(!stderr.contains("password"), "{stderr}");
 }
+
+/// A monitor whose user may not publish pings, and a service whose user may
+/// not send its echoes, stop with exit code 1 and one line naming the
+/// missing permission, as a refused login does, instead of reconnecting
+/// once per ping for ever (issue 24).
+#[test]
+fn a_missing_permission_to_publish_stops_the_program_and_names_it() {
+    let node = PrivateBroker::start();
+    let orders = unique("orders");
+    // Configure and read as README says, write on nothing: no pings.
+    let [configure, _, read] = monitor_permissions();
+    add_user(&node, "hb-mute-monitor", &[configure, "^$", read]);
+    // Everything but `amq.default`: it can bind its queue, not answer.
+    let [configure, _, read] = service_permissions(&orders);
+    let queue_only = format!(r"^heartbeat\.service\.{orders}/.+$");
+    add_user(&node, "hb-mute-orders", &[&configure, &queue_only, &read]);
+    let url = |user: &str| format!("amqp://{user}:pw@127.0.0.1:{}/%2f", node.port);
+
+    let mut command = Command::new(monitor_bin());
+    command
+        .args(["--headless", "--url", &url("hb-mute-monitor")])
+        .args(["--id", &unique("mon"), "--interval", "200ms"]);
+    let mut monitor = Proc::spawn("monitor that may not publish", command);
+    let status = monitor.wait_exit(Duration::from_secs(20));
+    let stderr = monitor.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("access to exchange 'heartbeat.ping'")
+            && stderr.contains("needs the write permission"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Least privilege"), "{stderr}");
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+    assert!(!stderr.contains(":pw@"), "{stderr}");
+
+    // The service: it connects and binds, then its first echo is refused.
+    // A monitor with every permission pings it.
+    let mut pinger = monitor_with_env(&node.url(), &[], &[]);
+    let mut service = mock(&url("hb-mute-orders"), &orders, "o-1", &[]);
+    let status = service.wait_exit(Duration::from_secs(20));
+    let stderr = service.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("access to exchange 'amq.default'")
+            && stderr.contains("needs the write permission"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Least privilege"), "{stderr}");
+    assert!(!stderr.contains("unreachable"), "{stderr}");
+    pinger.expect_no_json(Duration::from_millis(500), "the mute service UP", |v| {
+        v["service"] == orders.as_str() && v["to"] == "up"
+    });
+    pinger.stop_cleanly("INT", Duration::from_secs(5));
+}

@@ -113,7 +113,16 @@ pub(super) async fn run(
                         session.shut_down(&mut p).await;
                         break;
                     }
-                    Err(error) => describe(&error, &endpoints),
+                    Err(error) => match refused_publish(&error, url) {
+                        // Reconnecting cannot grant a permission: it only
+                        // repeated the refusal at every ping or echo.
+                        Some(fatal) => {
+                            warn!(%fatal, "giving up on the broker");
+                            p.set_status(LinkStatus::Failed(fatal));
+                            return;
+                        }
+                        None => describe(&error, &endpoints),
+                    },
                 }
             }
         };
@@ -571,6 +580,28 @@ fn fatal(error: &lapin::Error, url: &BrokerUrl, ca_file_set: bool) -> Option<Err
         }
         _ => None,
     }
+}
+
+/// A session that was set up and then refused: what it does once connected
+/// that needs a permission is publishing (a ping to `heartbeat.ping`, an
+/// echo or a goodbye through `amq.default`), so the refusal names that
+/// permission. The broker's own message says which exchange but not which
+/// kind of access.
+fn refused_publish(error: &lapin::Error, url: &BrokerUrl) -> Option<Error> {
+    let ErrorKind::ProtocolError(amqp) = error.kind() else {
+        return None;
+    };
+    matches!(
+        amqp.kind(),
+        AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)
+    )
+    .then(|| Error::PermissionDenied {
+        url: url.redacted().to_owned(),
+        detail: format!(
+            "{}; publishing there needs the write permission",
+            amqp.get_message()
+        ),
+    })
 }
 
 /// The TLS library's own verdict, when that is what failed. A network
