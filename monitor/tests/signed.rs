@@ -354,3 +354,42 @@ fn a_signed_goodbye_is_heard_once_fresh_and_refused_when_played_back() {
     let stopping = summary(&monitor);
     assert!(stopping.contains("unknown_seq=2"), "{stopping}");
 }
+
+/// A misconfigured service is named: the monitor's log and `/metrics` say
+/// which service sends unsigned echoes and which sends echoes signed with
+/// another key (here one that accepts our pings but signs with its own
+/// first key, a rotation done in the wrong order), by the name in their
+/// bodies, and neither comes UP.
+#[test]
+fn the_service_sending_unsigned_or_wrongly_signed_echoes_is_named_in_the_log_and_metrics() {
+    let (mut monitor, base) = http_monitor(BROKER, &[("HEARTBEAT_KEY", KEY)]);
+    let (keyless, misrotated) = (unique("keyless"), unique("misrotated"));
+    let _keyless = mock(BROKER, &keyless, "k-1", &[]);
+    let _misrotated = mock_with_env(
+        BROKER,
+        &misrotated,
+        "m-1",
+        &[],
+        &[(
+            "HEARTBEAT_KEY",
+            &format!("a-key-the-monitor-lacks-0001,{KEY}"),
+        )],
+    );
+    for (service, reason) in [(&keyless, "unsigned"), (&misrotated, "bad_signature")] {
+        let series = format!(
+            "heartbeat_messages_rejected_by_service_total{{service=\"{service}\",reason=\"{reason}\"}}"
+        );
+        let counted = wait_for(UP_WITHIN, &series, || {
+            metric(&base, &series).filter(|&n| n >= 1.0)
+        });
+        assert!(counted >= 1.0);
+        monitor.wait_stderr(
+            Duration::from_secs(5),
+            &format!("reason=\"{reason}\" claims_service={service}"),
+        );
+    }
+    monitor.expect_no_json(Duration::from_secs(1), "a misconfigured service UP", |v| {
+        v["service"] == keyless.as_str() || v["service"] == misrotated.as_str()
+    });
+    monitor.stop_cleanly("INT", Duration::from_secs(3));
+}

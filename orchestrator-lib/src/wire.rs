@@ -121,7 +121,7 @@ struct RawMessage<'a> {
 }
 
 /// Why a body was rejected, as counted and shown. Stable snake_case codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RejectReason {
     /// Larger than the configured limit; not parsed at all.
     TooLarge,

@@ -280,6 +280,71 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unverified_echo_is_counted_under_the_service_it_names_and_goes_no_further() {
+        use crate::wire::Echo;
+        let broker = MemoryBroker::new();
+        let keys = crate::Keys::parse("memory-test-key-0123456789").unwrap();
+        let mut monitor = broker.connect(
+            Endpoint::monitor("m"),
+            LinkOptions {
+                keys: Some(keys.clone()),
+                ..LinkOptions::default()
+            },
+        );
+        let queue = "heartbeat.monitor.m";
+        let echo = |service: &str| {
+            crate::wire::encode(&Message::Echo(Echo {
+                service: service.into(),
+                instance: "i".into(),
+                monitor: Some("m".into()),
+                seq: 1,
+                at: None,
+            }))
+        };
+        let stranger = crate::Keys::parse("a-stranger's-key-0123456789").unwrap();
+        let wrong = echo("billing");
+        assert!(broker.inject_signed(queue, echo("orders"), None, None));
+        assert!(broker.inject_signed(queue, echo("orders"), None, None));
+        assert!(broker.inject_signed(queue, wrong.clone(), None, Some(stranger.sign(&wrong))));
+        // Garbage names nobody; a signed echo goes through.
+        assert!(broker.inject_signed(queue, b"{not json".to_vec(), None, None));
+        for n in 0..super::super::NAMED_SENDERS + 3 {
+            assert!(broker.inject_signed(queue, echo(&format!("s{n:03}")), None, None));
+        }
+        let fine = echo("fine");
+        assert!(broker.inject_signed(queue, fine.clone(), None, Some(keys.sign(&fine))));
+        let got = monitor.inbox.recv().await.unwrap();
+        assert!(
+            matches!(got.message, Message::Echo(Echo { ref service, .. }) if service == "fine")
+        );
+
+        let counted = monitor.stats.unverified_by_service();
+        let of = |name: &str, reason| {
+            counted
+                .iter()
+                .find(|(s, r, _)| s == name && *r == reason)
+                .map(|&(_, _, n)| n)
+        };
+        assert_eq!(of("orders", RejectReason::Unsigned), Some(2));
+        assert_eq!(of("billing", RejectReason::BadSignature), Some(1));
+        assert_eq!(of("fine", RejectReason::Unsigned), None);
+        // Bounded: past the cap, the rest under one label.
+        let named = counted
+            .iter()
+            .filter(|(s, _, _)| s != super::super::OTHER_SENDERS)
+            .count();
+        assert_eq!(named, super::super::NAMED_SENDERS);
+        assert_eq!(
+            of(super::super::OTHER_SENDERS, RejectReason::Unsigned),
+            Some(5)
+        );
+        assert_eq!(
+            monitor.stats.rejected(),
+            3 + 1 + super::super::NAMED_SENDERS as u64 + 3
+        );
+    }
+
+    #[tokio::test]
     async fn close_flushes_queued_messages_and_removes_the_queue() {
         let broker = MemoryBroker::new();
         let mut monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());

@@ -179,6 +179,12 @@ pub struct LinkStats {
     /// `rejected`, by [`RejectReason::index`].
     rejected_by: [AtomicU64; RejectReason::ALL.len()],
     dropped: AtomicU64,
+    /// Bodies dropped for their signature (`unsigned`, `bad_signature`),
+    /// by the service their body names: read for the operator only, never
+    /// trusted (see [`Plumbing::accept`]). At most [`NAMED_SENDERS`] names;
+    /// the rest are counted under [`OTHER_SENDERS`].
+    unverified_by_service:
+        std::sync::Mutex<std::collections::BTreeMap<(String, RejectReason), u64>>,
     /// The brokers the link is connected to (redacted), while it is: one,
     /// or on a link to each of several nodes ([`connect_each`]) every one
     /// that answers, in the order they connected.
@@ -198,6 +204,36 @@ impl LinkStats {
     /// Bodies rejected for this reason.
     pub fn rejected_for(&self, reason: RejectReason) -> u64 {
         self.rejected_by[reason.index()].load(Ordering::Relaxed)
+    }
+    /// Bodies dropped for their signature, by the service the body names
+    /// and the reason, in name order: who runs without the key, or with
+    /// another one. The names are what the bodies claim (anyone may claim
+    /// any), so they say where to look, nothing more.
+    pub fn unverified_by_service(&self) -> Vec<(String, RejectReason, u64)> {
+        let map = self
+            .unverified_by_service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        map.iter()
+            .map(|((service, reason), count)| (service.clone(), *reason, *count))
+            .collect()
+    }
+    /// Count one under `service`'s name; true when the name is new.
+    fn count_unverified(&self, service: &str, reason: RejectReason) -> bool {
+        let mut map = self
+            .unverified_by_service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let named = map.keys().filter(|(s, _)| s != OTHER_SENDERS).count();
+        let known = map.keys().any(|(s, _)| s == service);
+        let service = if known || named < NAMED_SENDERS {
+            service
+        } else {
+            OTHER_SENDERS
+        };
+        let count = map.entry((service.to_owned(), reason)).or_default();
+        *count += 1;
+        !known && service != OTHER_SENDERS
     }
     /// Count a message rejected after the link handed it on: the monitor's
     /// engine counts replayed echoes here, so every rejection is in one place.
@@ -426,6 +462,22 @@ pub(crate) struct Plumbing {
     bad_message_log: LogLimiter,
 }
 
+/// How many services' names [`LinkStats::unverified_by_service`] keeps
+/// apart: bodies can claim any name, so the labels are bounded.
+pub const NAMED_SENDERS: usize = 64;
+/// The name under which the rest are counted: not a valid name (the rule
+/// has no `*`), so it cannot be mistaken for a service's.
+pub const OTHER_SENDERS: &str = "*";
+
+/// Who an echo or a goodbye says it is from: `(service, instance)`.
+fn claimed_sender(message: &Message) -> Option<(&str, &str)> {
+    match message {
+        Message::Echo(echo) => Some((&echo.service, &echo.instance)),
+        Message::Goodbye(goodbye) => Some((&goodbye.service, &goodbye.instance)),
+        Message::Ping(_) => None,
+    }
+}
+
 /// One warning a second at most for bad messages.
 const BAD_MESSAGE_LOG_PERIOD: Duration = Duration::from_secs(1);
 
@@ -462,8 +514,32 @@ impl Plumbing {
         };
         if let Err(reason) = verified {
             self.stats.reject(reason);
-            if let Some(suppressed) = self.bad_message_log.permit(std::time::Instant::now()) {
-                tracing::warn!(%queue, reason = reason.code(), bytes = body.len(), suppressed, "dropped a message not signed with our key");
+            // Which service is misconfigured: the broker says nothing about
+            // who published a message (RabbitMQ checks `user_id` only when
+            // the publisher sets it, and ours do not), so the body is read,
+            // for this line and a counter only, and then dropped like any
+            // other unverified body: nothing in it reaches the detector.
+            // Its names pass the name rule (no spaces, quotes or newlines),
+            // so they are safe in a log line and a metric label.
+            let decoded = (body.len() <= self.max_body)
+                .then(|| wire::decode_within(body, self.max_body).ok())
+                .flatten();
+            match decoded.as_ref().and_then(claimed_sender) {
+                Some((service, instance)) => {
+                    let first = self.stats.count_unverified(service, reason);
+                    let permit = self.bad_message_log.permit(std::time::Instant::now());
+                    // The first from each name is always told; then at the usual rate.
+                    if first || permit.is_some() {
+                        let suppressed = permit.unwrap_or_default();
+                        tracing::warn!(%queue, reason = reason.code(), claims_service = %service, claims_instance = %instance, suppressed, "dropped a message not signed with our key; the service it names runs without HEARTBEAT_KEY or with another key (the name is the body's claim, not verified)");
+                    }
+                }
+                None => {
+                    if let Some(suppressed) = self.bad_message_log.permit(std::time::Instant::now())
+                    {
+                        tracing::warn!(%queue, reason = reason.code(), bytes = body.len(), suppressed, "dropped a message not signed with our key");
+                    }
+                }
             }
             return None;
         }
