@@ -1,0 +1,165 @@
+//! `[[notify]]`: where alerts go and which changes, and the checks serde
+//! cannot make on an entry.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The state codes a transition can go to, as in the JSON lines' `to`. A
+/// `[[notify]]` entry's `transitions` must name some of these, so that a
+/// typo is an error instead of an alert that never comes.
+pub const STATE_CODES: &[&str] = &[
+    "never_seen",
+    "up",
+    "down",
+    "suspect",
+    "left",
+    "flapping",
+    "stale",
+    "slow",
+    "degraded",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum NotifyKind {
+    Webhook,
+    Alertmanager,
+    Command,
+}
+
+impl TryFrom<String> for NotifyKind {
+    type Error = String;
+
+    fn try_from(kind: String) -> Result<Self, String> {
+        match kind.as_str() {
+            "webhook" => Ok(NotifyKind::Webhook),
+            "alertmanager" => Ok(NotifyKind::Alertmanager),
+            "command" => Ok(NotifyKind::Command),
+            _ => Err(format!(
+                "{kind:?} is not a kind of notify target; use webhook, alertmanager or command"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for NotifyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            NotifyKind::Webhook => "webhook",
+            NotifyKind::Alertmanager => "alertmanager",
+            NotifyKind::Command => "command",
+        })
+    }
+}
+
+/// One `[[notify]]` entry: where to send, and which changes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifySettings {
+    pub kind: NotifyKind,
+    /// webhook: the URL to POST to; alertmanager: its base URL.
+    #[serde(default)]
+    pub url: String,
+    /// command: the program and its arguments.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// webhook: signs each body with HMAC-SHA256 when not empty.
+    #[serde(default)]
+    pub secret: String,
+    /// States whose arrival is sent (as "firing"); leaving them is "resolved".
+    #[serde(default = "default_transitions")]
+    pub transitions: Vec<String>,
+    /// How long an instance must stay in such a state before it is sent.
+    #[serde(default, rename = "for", with = "humantime_serde")]
+    pub for_: Duration,
+    /// Send the alert again this often while it holds; zero: never.
+    #[serde(default, with = "humantime_serde")]
+    pub reminder: Duration,
+    #[serde(default = "yes")]
+    pub send_resolved: bool,
+    /// One delivery attempt's limit (request, or command run).
+    #[serde(default = "default_notify_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Attempts after the first one fails, with backoff.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Events waiting for this target; more are dropped and counted.
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// alertmanager: the `severity` label.
+    #[serde(default = "default_severity")]
+    pub severity: String,
+    /// alertmanager: how often firing alerts are pushed again.
+    #[serde(default = "default_resend", with = "humantime_serde")]
+    pub resend: Duration,
+}
+
+fn default_transitions() -> Vec<String> {
+    ["down", "flapping", "degraded"].map(String::from).to_vec()
+}
+fn yes() -> bool {
+    true
+}
+fn default_notify_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_retries() -> u32 {
+    3
+}
+fn default_queue() -> usize {
+    256
+}
+fn default_severity() -> String {
+    "critical".into()
+}
+fn default_resend() -> Duration {
+    Duration::from_secs(60)
+}
+
+impl NotifySettings {
+    /// The checks serde cannot make: (key, why).
+    pub(crate) fn validate(&self) -> Result<(), (&'static str, String)> {
+        match self.kind {
+            NotifyKind::Webhook | NotifyKind::Alertmanager => {
+                let parsed = url::Url::parse(&self.url)
+                    .map_err(|e| ("url", format!("{:?}: {e}", self.url)))?;
+                if !matches!(parsed.scheme(), "http" | "https") {
+                    return Err(("url", format!("{:?} must be http:// or https://", self.url)));
+                }
+            }
+            NotifyKind::Command => {
+                if self.command.first().is_none_or(|p| p.trim().is_empty()) {
+                    return Err((
+                        "command",
+                        "needs a program, e.g. [\"/usr/local/bin/page-oncall\"]".into(),
+                    ));
+                }
+            }
+        }
+        if self.transitions.is_empty() {
+            return Err(("transitions", "must name at least one state".into()));
+        }
+        if let Some(bad) = self
+            .transitions
+            .iter()
+            .find(|s| !STATE_CODES.contains(&s.as_str()))
+        {
+            return Err((
+                "transitions",
+                format!("{bad:?} is not a state; use {}", STATE_CODES.join(", ")),
+            ));
+        }
+        if self.timeout.is_zero() {
+            return Err(("timeout", "must be greater than zero".into()));
+        }
+        if self.queue == 0 {
+            return Err(("queue", "must be at least 1".into()));
+        }
+        if self.kind == NotifyKind::Alertmanager && self.resend.is_zero() {
+            return Err(("resend", "must be greater than zero".into()));
+        }
+        Ok(())
+    }
+}
