@@ -362,7 +362,10 @@ fn a_signed_goodbye_is_heard_once_fresh_and_refused_when_played_back() {
 /// bodies, and neither comes UP.
 #[test]
 fn the_service_sending_unsigned_or_wrongly_signed_echoes_is_named_in_the_log_and_metrics() {
-    let (mut monitor, base) = http_monitor(BROKER, &[("HEARTBEAT_KEY", KEY)]);
+    // A key of this test's own: the misrotated service answers every
+    // monitor holding it, and the other tests' monitors must not hear it.
+    let key = "e2e-naming-the-misconfigured-0001";
+    let (mut monitor, base) = http_monitor(BROKER, &[("HEARTBEAT_KEY", key)]);
     let (keyless, misrotated) = (unique("keyless"), unique("misrotated"));
     let _keyless = mock(BROKER, &keyless, "k-1", &[]);
     let _misrotated = mock_with_env(
@@ -372,7 +375,7 @@ fn the_service_sending_unsigned_or_wrongly_signed_echoes_is_named_in_the_log_and
         &[],
         &[(
             "HEARTBEAT_KEY",
-            &format!("a-key-the-monitor-lacks-0001,{KEY}"),
+            &format!("a-key-the-monitor-lacks-0001,{key}"),
         )],
     );
     for (service, reason) in [(&keyless, "unsigned"), (&misrotated, "bad_signature")] {
