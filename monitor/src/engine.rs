@@ -197,6 +197,10 @@ pub async fn run(
         detector.link_down(Blindness::LinkDown, start.into_std());
     }
     let mut out = Outbox::new(updates);
+    // When the first ping went out, until sections are looked at: one
+    // timeout and an interval later, every live service has answered.
+    let mut sections_from: Option<Instant> = None;
+    let mut sections_looked = false;
 
     let outcome = loop {
         tokio::select! {
@@ -242,6 +246,7 @@ pub async fn run(
                     Ok(()) => {
                         let now = Instant::now();
                         detector.ping_sent(seq, now.into_std());
+                        sections_from.get_or_insert(now);
                         config.pulse.send_modify(|pulse| pulse.engine_seen = now);
                         out.emit(Update::PingSent { seq, at: now });
                     }
@@ -363,6 +368,16 @@ pub async fn run(
                     out.transitions(detector.stalled(lag, now.into_std()));
                 }
                 out.transitions(detector.check(now.into_std()));
+                if !sections_looked
+                    && sections_from.is_some_and(|at| now >= at + config.ping_ttl + config.interval)
+                {
+                    sections_looked = true;
+                    for section in detector.sections_without_service() {
+                        warn!(
+                            "[services.{section}] matches no service heard in the first timeout, so its settings judge nobody: sections name one service exactly, case aside (a --count fleet's are {section}-0, {section}-1, ..., each needing its own)"
+                        );
+                    }
+                }
                 config.pulse.send_modify(|pulse| {
                     pulse.checked_at = now;
                     pulse.judging = connected && detector.blind().is_none();

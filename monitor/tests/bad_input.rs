@@ -337,3 +337,50 @@ fn a_bad_message_on_the_wire_is_counted_dropped_and_monitoring_goes_on() {
         assert!(!proc.stderr().contains("panicked"), "{}", proc.stderr());
     }
 }
+
+#[test]
+fn a_section_that_matches_no_service_is_said_once_not_ignored() {
+    // A --count fleet is named fleet-0, fleet-1, ...: `[services.fleet]`
+    // judges none of them; `[services.typo]` matches nothing at all.
+    let fleet = unique("fleet");
+    let typo = unique("typo");
+    let dir = std::env::temp_dir().join(unique("sections"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("monitor.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[services.\"{fleet}\"]\ntimeout = \"5s\"\n\n[services.\"{typo}\"]\ntimeout = \"5s\"\n"
+        ),
+    )
+    .unwrap();
+    let service = mock(BROKER, &fleet, "f", &["--count", "2"]);
+    service.wait_stderr(Duration::from_secs(20), "answering pings");
+    let mut monitor = monitor(BROKER, &["--config", file.to_str().unwrap()]);
+    monitor.wait_json(Duration::from_secs(20), "the fleet up", |v| {
+        v["service"] == format!("{fleet}-1") && v["to"] == "up"
+    });
+    let begins = format!("[services.{fleet}] matches no service by that name");
+    let nothing = format!("[services.{typo}] matches no service heard in the first timeout");
+    monitor.wait_stderr(Duration::from_secs(10), &begins);
+    monitor.wait_stderr(Duration::from_secs(10), &nothing);
+    let stderr = monitor.stderr();
+    assert!(
+        stderr.contains(&format!("{fleet}-0, {fleet}-1, ..."))
+            && stderr.contains(&format!("{typo}-0, {typo}-1, ...")),
+        "says how a --count fleet is named:\n{stderr}"
+    );
+    // Both said once: the fleet's second service, and the first look, say
+    // nothing more about a section already named.
+    assert_eq!(
+        stderr.matches(&format!("[services.{fleet}]")).count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches(&format!("[services.{typo}]")).count(),
+        1,
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -450,6 +450,25 @@ impl Detector {
         Some(section)
     }
 
+    /// Sections (`[services.NAME]`) that no tracked service matches, each
+    /// said once: asked once, when every live service has had time to
+    /// answer, so that a section's typo is not silently ignored. (One that
+    /// begins a new service's name was said when that service arrived.)
+    pub fn sections_without_service(&mut self) -> Vec<String> {
+        let services: Vec<String> = self.by_name.keys().map(|s| s.to_lowercase()).collect();
+        let mut unmatched: Vec<String> = self
+            .policy_by_service
+            .keys()
+            .filter(|section| {
+                !self.unmatched_said.contains(*section) && !services.contains(section)
+            })
+            .cloned()
+            .collect();
+        unmatched.sort();
+        self.unmatched_said.extend(unmatched.iter().cloned());
+        unmatched
+    }
+
     fn policy_index(&self, service: &str) -> usize {
         // Asked once per echo: no lower-cased copy when no service has its own.
         if self.policy_by_service.is_empty() {

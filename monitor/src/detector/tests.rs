@@ -978,6 +978,39 @@ fn a_section_that_matches_only_the_start_of_new_names_is_said_once() {
 }
 
 #[test]
+fn a_section_no_service_matches_is_said_once_with_a_name_it_begins() {
+    let own = Policy {
+        timeout: Duration::from_secs(10),
+        ..Policy::fixed(T)
+    };
+    let mut d = Detector::new(I, Policy::fixed(T))
+        .with_service("slow", own.clone())
+        .with_service("ordrs", own.clone())
+        .with_service("Payments", own.clone());
+    let t0 = Instant::now();
+    d.ping_sent(1, t0);
+    for service in ["slow-1", "slow-0", "payments", "orders"] {
+        d.echo(service, "a", 1, t0 + ms(5));
+    }
+    // `slow` was said when slow-1 arrived (it begins its name): not again.
+    assert_eq!(
+        d.sections_without_service(),
+        ["ordrs"],
+        "a typo matches nothing; Payments is payments, case aside"
+    );
+    assert!(d.sections_without_service().is_empty(), "once");
+
+    let mut d = Detector::new(I, Policy::fixed(T)).with_service("slow", own.clone());
+    assert_eq!(d.sections_without_service(), ["slow"], "nothing heard yet");
+    let mut d = Detector::new(I, Policy::fixed(T)).with_service("slow", own.clone());
+    d.expect("slow", t0);
+    assert!(
+        d.sections_without_service().is_empty(),
+        "expected: shown as never seen"
+    );
+}
+
+#[test]
 fn at_the_cap_a_name_seen_once_then_silent_makes_room_and_a_real_one_stays() {
     let (mut d, t0) = detector();
     d.ping_sent(1, t0);
