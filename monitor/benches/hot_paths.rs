@@ -15,6 +15,7 @@ use chrono::Utc;
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use monitor::dashboard::{App, Event, Sort, Traffic, draw};
 use monitor::detector::{Detector, InstanceId, InstanceKey, Mode, Policy, State};
+use monitor::fleet::Fleet;
 use monitor::{EchoSeen, Update};
 use orchestrator_lib::wire::{self, Echo, Message};
 use rand::Rng;
@@ -163,11 +164,16 @@ fn dashboard() {
     let fleet = names(FLEET);
     let start = tokio::time::Instant::now();
     let before = LIVE_BYTES.load(Ordering::Relaxed);
-    let mut app = App::new("amqp://bench".into(), Duration::from_secs(1), &[], start);
+    let mut app = App::new("amqp://bench".into(), Duration::from_secs(1), start);
+    // The model the dashboard reads, fed as the monitor feeds it: each
+    // update applied to the model first, then handed to the dashboard.
+    let mut live = Fleet::new(&[], start, Utc::now());
     let mut seq = 0u64;
-    let echo_all = |app: &mut App, seq: u64| {
+    let echo_all = |app: &mut App, live: &mut Fleet, seq: u64| {
         let at = start + Duration::from_secs(seq);
-        app.update(Event::Engine(Update::PingSent { seq, at }), at);
+        let sent = Update::PingSent { seq, at };
+        live.apply(&sent, at, Utc::now());
+        app.update(Event::Engine(sent), live, at);
         // In batches, as the engine hands them on.
         for (b, batch) in fleet.chunks(256).enumerate() {
             let echoes: Vec<EchoSeen> = batch
@@ -182,16 +188,18 @@ fn dashboard() {
                     at,
                 })
                 .collect();
-            app.update(Event::Engine(Update::Echoes(echoes.into())), at);
+            let echoes = Update::Echoes(echoes.into());
+            live.apply(&echoes, at, Utc::now());
+            app.update(Event::Engine(echoes), live, at);
         }
     };
     // A full RTT window per instance: the steady state of a long-running monitor.
     for _ in 0..120 {
         seq += 1;
-        echo_all(&mut app, seq);
+        echo_all(&mut app, &mut live, seq);
     }
-    app.update(Event::Resize(80, 24), start);
-    app.refresh();
+    app.update(Event::Resize(80, 24), &live, start);
+    app.refresh(&live);
     let bytes = LIVE_BYTES.load(Ordering::Relaxed) - before;
     println!(
         "dashboard: {} bytes per instance with a full RTT window ({FLEET} instances, {:.1} MiB)",
@@ -203,7 +211,7 @@ fn dashboard() {
         &format!("dashboard: apply one echo, {FLEET} instances"),
         per_op(FLEET, || {
             seq += 1;
-            echo_all(&mut app, seq);
+            echo_all(&mut app, &mut live, seq);
         }),
     );
     let mut terminal = Terminal::new(TestBackend::new(120, 40)).unwrap();
@@ -212,7 +220,9 @@ fn dashboard() {
         &format!("dashboard: draw a 120x40 frame, {FLEET} instances"),
         per_op(50, || {
             for _ in 0..50 {
-                terminal.draw(|frame| draw(frame, &app, now)).unwrap();
+                terminal
+                    .draw(|frame| draw(frame, &app, &live, now))
+                    .unwrap();
             }
         }),
     );
@@ -220,6 +230,7 @@ fn dashboard() {
     for _ in 0..2 {
         app.update(
             Event::Key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE)),
+            &live,
             now,
         );
     }
@@ -240,10 +251,11 @@ fn dashboard() {
                         received: tick,
                         rejected: 0,
                     }),
+                    &live,
                     at,
                 );
-                app.refresh();
-                terminal.draw(|frame| draw(frame, &app, at)).unwrap();
+                app.refresh(&live);
+                terminal.draw(|frame| draw(frame, &app, &live, at)).unwrap();
             }
         }),
     );
@@ -252,6 +264,7 @@ fn dashboard() {
     while app.sort != Sort::State {
         app.update(
             Event::Key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE)),
+            &live,
             now,
         );
     }
@@ -267,9 +280,15 @@ fn dashboard() {
             &format!("dashboard: key {name} to frame, {FLEET} instances"),
             per_op(10, || {
                 for _ in 0..10 {
-                    app.update(Event::Key(KeyEvent::new(code, KeyModifiers::NONE)), now);
-                    app.refresh();
-                    terminal.draw(|frame| draw(frame, &app, now)).unwrap();
+                    app.update(
+                        Event::Key(KeyEvent::new(code, KeyModifiers::NONE)),
+                        &live,
+                        now,
+                    );
+                    app.refresh(&live);
+                    terminal
+                        .draw(|frame| draw(frame, &app, &live, now))
+                        .unwrap();
                 }
             }),
         );

@@ -10,17 +10,17 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::detector::{Detector, Mode, PhiParams, Policy, State, UNSEEN_INSTANCE};
-use crate::engine::Update;
+use crate::detector::{Detector, Mode, PhiParams, Policy};
 use crate::engine::{self, EngineConfig};
+use crate::fleet::{self, Fleet, Sink};
 use crate::metrics::{self, Metrics};
 use crate::sdnotify::Pulse;
-use crate::status::{self, Board, state_code};
+use crate::status::{self, Snapshots};
 use crate::{dashboard, demo, group, headless, history, http, notify};
 use heartbeat_config::DetectionMode;
 
-/// Updates waiting for the status board before new ones are dropped.
-const STATUS_QUEUE: usize = 4096;
+/// Updates each sink's queue holds before it drops some (figures first).
+const SINK_QUEUE: usize = 4096;
 
 /// Where the monitor gets its services from.
 #[derive(Debug, Clone)]
@@ -104,7 +104,7 @@ pub async fn run(
         Some(listener)
     };
     // The label is what the dashboard shows; a URL's Display is redacted.
-    let (link, fleet, broker_label) = match &source {
+    let (link, demo_fleet, broker_label) = match &source {
         Source::Broker { url, from } => {
             info!(broker = %url, from = %from, id = %monitor_id, interval = ?settings.interval, timeout = ?settings.timeout, signed, history = %history::describe(&settings.history), "monitor starting");
             if !signed {
@@ -124,8 +124,12 @@ pub async fn run(
             info!(id = %monitor_id, "demo: simulated services on an in-process broker");
             let broker = MemoryBroker::new();
             let link = broker.connect(endpoint, options);
-            let fleet = demo::spawn(broker, true, shutdown.clone());
-            (link, Some(fleet), "in-process demo (no broker)".to_string())
+            let demo_fleet = demo::spawn(broker, true, shutdown.clone());
+            (
+                link,
+                Some(demo_fleet),
+                "in-process demo (no broker)".to_string(),
+            )
         }
     };
     let mut detector = Detector::new(settings.interval, policy(&settings, None))
@@ -133,13 +137,26 @@ pub async fn run(
     for service in settings.named_services() {
         detector = detector.with_service(service, policy(&settings, Some(service)));
     }
-    let (updates_tx, engine_rx) = mpsc::channel(4096);
+    // The one model of the fleet every view reads, fed in one place.
+    let expected = settings
+        .named_services()
+        .filter_map(|name| Some((name.clone(), settings.detection_for(name).instances?)))
+        .collect();
+    let model = fleet::Shared::new(
+        Fleet::new(
+            &settings.expect,
+            tokio::time::Instant::now(),
+            chrono::Utc::now(),
+        )
+        .with_expected(expected),
+    );
+    let (to_model, engine_rx) = Sink::new("fleet", SINK_QUEUE, fleet::everything);
     let stats = link.stats.clone();
     let engine = tokio::spawn(engine::run(
         link,
         detector,
         config,
-        updates_tx,
+        to_model.clone(),
         shutdown.clone(),
     ));
 
@@ -157,48 +174,57 @@ pub async fn run(
         )),
         _ => None,
     };
-    // One stream out of the engine, many sinks, each behind its own bounded queue.
+    // One stream out of the engine, applied to the model, then handed to
+    // each sink through its own bounded queue.
     let notifier = (!settings.notify.is_empty()).then(|| {
         let group = group.as_ref().map(|g| g.group.clone());
-        notify::spawn(&settings.notify, &monitor_id, group, shutdown.clone())
+        notify::spawn(
+            &settings.notify,
+            &monitor_id,
+            group,
+            model.clone(),
+            shutdown.clone(),
+        )
     });
     // The demo's made-up services are kept out of the history.
-    let history = (settings.history.enabled() && fleet.is_none())
+    let history = (settings.history.enabled() && demo_fleet.is_none())
         .then(|| history::spawn(&settings.history, shutdown.clone()));
-    let status = listener.map(|listener| {
+    // Headless lines are verdicts and link changes: echoes and pings, there
+    // for the other sinks, would only wake it. The dashboard reads the
+    // model at frame time: verdicts only wake it for a frame at once.
+    let (display, updates_rx) = Sink::new("display", SINK_QUEUE, fleet::verdicts);
+    let mut sinks = vec![display];
+    sinks.extend(notifier.as_ref().map(|n| n.sink.clone()));
+    sinks.extend(history.as_ref().map(|h| h.sink.clone()));
+    if let Some(listener) = listener {
         let kept = history
             .as_ref()
             .map(|h| (settings.history.clone(), h.health.clone()));
-        let (board, metrics) = serve_http(
+        let (metrics, counting) = serve_http(
             listener,
             stats.clone(),
             &settings,
             &monitor_id,
+            &model,
             kept,
             &shutdown,
         );
         metrics.set_signed(signed);
+        let mut dropped: Vec<_> = sinks.iter().map(|s| (s.name(), s.dropped())).collect();
+        dropped.push((to_model.name(), to_model.dropped()));
+        dropped.push((counting.name(), counting.dropped()));
         metrics.watch_sinks(metrics::SinkStats {
             notify: notifier
                 .as_ref()
                 .map(|n| n.stats.clone())
                 .unwrap_or_default(),
-            notify_intake_dropped: notifier.as_ref().map(|n| n.dropped.clone()),
+            dropped,
             history: history.as_ref().map(|h| h.health.clone()),
         });
-        (board, metrics)
-    });
-    let (display_tx, updates_rx) = mpsc::channel(4096);
-    // Headless lines are verdicts and link changes: echoes and pings, there
-    // for the other sinks, would only wake it.
-    let display_wants_traffic = !matches!(output, Output::Headless);
-    let fan_out = tokio::spawn(fan_out(
-        engine_rx,
-        (display_tx, display_wants_traffic),
-        notifier.as_ref().map(notify::Notifier::intake),
-        history.as_ref().map(history::History::intake),
-        status,
-    ));
+        sinks.push(counting);
+    }
+    drop(to_model);
+    let feed = tokio::spawn(fleet::run(engine_rx, model.clone(), sinks));
 
     match output {
         Output::Headless => {
@@ -216,29 +242,29 @@ pub async fn run(
             }
         }
         Output::Dashboard { log_path } => {
-            let mut app = dashboard::App::new(
-                broker_label,
-                settings.interval,
-                &settings.expect,
-                tokio::time::Instant::now(),
-            );
-            app.demo = fleet.is_some();
+            let mut app =
+                dashboard::App::new(broker_label, settings.interval, tokio::time::Instant::now());
+            app.demo = demo_fleet.is_some();
             app.timeout = settings.timeout;
             // The dashboard runs on a terminal; NO_COLOR is the only question.
             app.colour = orchestrator_lib::use_colour(true);
             app.signed = signed;
-            app.expected = settings
-                .named_services()
-                .filter_map(|name| Some((name.clone(), settings.detection_for(name).instances?)))
-                .collect();
             app.log_path = log_path;
             app.history = history.as_ref().map(|h| h.health.clone());
             let past = history
                 .as_ref()
                 .map(|_| spawn_past_loader(settings.history.clone(), shutdown.clone()));
-            let commands = fleet.as_ref().map(|(commands, _)| commands.clone());
-            let shown =
-                dashboard::run(app, updates_rx, stats, commands, past, shutdown.clone()).await;
+            let commands = demo_fleet.as_ref().map(|(commands, _)| commands.clone());
+            let shown = dashboard::run(
+                app,
+                model.clone(),
+                updates_rx,
+                stats,
+                commands,
+                past,
+                shutdown.clone(),
+            )
+            .await;
             if let Err(error) = shown {
                 shutdown.cancel();
                 let _ = engine.await;
@@ -249,7 +275,7 @@ pub async fn run(
 
     let outcome = engine.await.context("the monitoring task panicked")?;
     shutdown.cancel();
-    let _ = fan_out.await;
+    let _ = feed.await;
     if let Some(notifier) = notifier {
         notifier.finish().await;
     }
@@ -259,38 +285,36 @@ pub async fn run(
     if let Some(group) = group {
         group.finish().await;
     }
-    if let Some((_, fleet)) = fleet {
-        let _ = fleet.await;
+    if let Some((_, demo_fleet)) = demo_fleet {
+        let _ = demo_fleet.await;
     }
     Ok(outcome?)
 }
 
-/// Start the status board (a sink of the engine's updates, with the metrics)
-/// and the HTTP server that reads it. Returns the board's input.
+/// Start the HTTP server, which reads the fleet model (snapshots on
+/// demand, metrics at scrape time). Returns the metrics and the sink that
+/// feeds their counters.
 fn serve_http(
     listener: tokio::net::TcpListener,
     stats: Arc<orchestrator_lib::plumbing::LinkStats>,
     settings: &Settings,
     monitor_id: &str,
+    model: &fleet::Shared,
     history: Option<(HistorySettings, Arc<history::Health>)>,
     shutdown: &CancellationToken,
-) -> (mpsc::Sender<Update>, Arc<Metrics>) {
-    let metrics = Arc::new(Metrics::new(stats.clone()));
-    let now = tokio::time::Instant::now();
-    let board = Board::new(
-        monitor_id,
-        settings.interval,
-        settings.timeout,
-        &settings.expect,
-        now,
-    )
-    .with_link_stats(stats);
-    for service in &settings.expect {
-        metrics.known(service, UNSEEN_INSTANCE, &state_code(State::NeverSeen));
-    }
-    let (publisher, snapshots) = status::snapshots(board.snapshot(now));
-    let (board_tx, board_rx) = mpsc::channel(STATUS_QUEUE);
-    tokio::spawn(status::run(board_rx, board, metrics.clone(), publisher));
+) -> (Arc<Metrics>, Sink) {
+    let metrics = Arc::new(Metrics::new(stats.clone(), model.clone()));
+    let snapshots = Snapshots::new(
+        model.clone(),
+        status::About {
+            monitor_id: monitor_id.to_owned(),
+            interval: settings.interval,
+            grace: settings.timeout,
+            link_stats: Some(stats),
+        },
+    );
+    let (counting, counts) = Sink::new("metrics", SINK_QUEUE, fleet::everything);
+    tokio::spawn(metrics::run(counts, metrics.clone()));
     tokio::spawn(metrics::probe_event_loop_lag(
         metrics.clone(),
         shutdown.clone(),
@@ -310,7 +334,7 @@ fn serve_http(
             warn!(%error, "the HTTP endpoint stopped");
         }
     });
-    (board_tx, metrics)
+    (metrics, counting)
 }
 
 /// How often the dashboard's uptimes are read again from the store.
@@ -348,40 +372,6 @@ fn spawn_past_loader(
         }
     });
     rx
-}
-
-/// Hand each engine update to the display and to the sinks that want it.
-/// Every hand-off is a `try_send`: a sink that falls behind loses updates
-/// (and counts them), it never slows the engine. The status board's lost
-/// updates are counted in `heartbeat_updates_dropped_total`; neither it nor
-/// the display loses a verdict (see [`engine::offer`]).
-async fn fan_out(
-    mut engine: mpsc::Receiver<Update>,
-    (display, display_wants_traffic): (mpsc::Sender<Update>, bool),
-    notify: Option<notify::Intake>,
-    history: Option<history::Intake>,
-    status: Option<(mpsc::Sender<Update>, Arc<Metrics>)>,
-) {
-    while let Some(update) = engine.recv().await {
-        if let Some((board, metrics)) = &status {
-            // The board's states must stay true: a verdict waits for room.
-            if !engine::offer(board, update.clone()) {
-                metrics.sink_dropped("status");
-            }
-        }
-        if let Some(notify) = &notify {
-            notify.offer(&update);
-        }
-        if let Some(history) = &history {
-            history.offer(&update);
-        }
-        if !display_wants_traffic && !update.must_arrive() {
-            continue;
-        }
-        // Headless, the display is the JSON lines a script reads: a verdict
-        // waits for room there too.
-        engine::offer(&display, update);
-    }
 }
 
 /// How `service` (or, without one, any service not named) is judged.

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use orchestrator_lib::plumbing::{Incoming, LinkStatus};
 use orchestrator_lib::wire::{Goodbye, Message, Ping, RejectReason};
 use orchestrator_lib::{Error, Link};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -17,7 +17,8 @@ use tracing::{debug, info, warn};
 use crate::detector::{
     Blindness, Detector, InstanceId, InstanceKey, PhiModel, ServiceChange, Transition,
 };
-use crate::notify::Limited;
+use crate::fleet::Sink;
+use crate::limited::Limited;
 use crate::replay::ReplayGuard;
 use crate::sdnotify::Pulse;
 
@@ -107,24 +108,6 @@ impl Update {
     }
 }
 
-/// Hand `update` to a sink's bounded queue without waiting. When the queue
-/// is full, an update that [must arrive](Update::must_arrive) waits for
-/// room in a task of its own, so that nothing else waits; any other is
-/// dropped, and `false` says so (for the sink's drop count).
-pub fn offer(sink: &mpsc::Sender<Update>, update: Update) -> bool {
-    match sink.try_send(update) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => true,
-        Err(mpsc::error::TrySendError::Full(update)) if update.must_arrive() => {
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let _ = sink.send(update).await;
-            });
-            true
-        }
-        Err(mpsc::error::TrySendError::Full(_)) => false,
-    }
-}
-
 /// One echo, as the detector took it.
 #[derive(Debug, Clone)]
 pub struct EchoSeen {
@@ -155,7 +138,7 @@ pub async fn run(
     link: Link,
     mut detector: Detector,
     config: EngineConfig,
-    updates: mpsc::Sender<Update>,
+    updates: Sink,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let Link {
@@ -454,12 +437,12 @@ fn stale_goodbye(
 /// update each check, and sends everything else after them,
 /// so no sink ever sees an echo after an update that came later.
 struct Outbox {
-    updates: mpsc::Sender<Update>,
+    updates: Sink,
     echoes: Vec<EchoSeen>,
 }
 
 impl Outbox {
-    fn new(updates: mpsc::Sender<Update>) -> Self {
+    fn new(updates: Sink) -> Self {
         Self {
             updates,
             echoes: Vec::new(),
@@ -477,15 +460,15 @@ impl Outbox {
     fn flush_echoes(&mut self) {
         if !self.echoes.is_empty() {
             let echoes = std::mem::take(&mut self.echoes);
-            offer(&self.updates, Update::Echoes(echoes.into()));
+            self.updates.send(Update::Echoes(echoes.into()));
         }
     }
 
-    /// Never waits: see [`offer`]. A display that has gone away must not
+    /// Never waits: see [`Sink::send`]. A sink that has gone away must not
     /// stop the monitoring.
     fn emit(&mut self, update: Update) {
         self.flush_echoes();
-        offer(&self.updates, update);
+        self.updates.send(update);
     }
 
     fn transitions(&mut self, transitions: Vec<Transition>) {

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::detector::{Blindness, Reason, State, UNSEEN_INSTANCE};
+use crate::detector::{Blindness, Reason, UNSEEN_INSTANCE};
 use crate::engine::{Report, ServiceReport, Update};
 
 #[derive(Serialize)]
@@ -146,12 +146,6 @@ pub fn service_line(report: &ServiceReport) -> String {
         expected: c.expected,
     };
     serde_json::to_string(&line).expect("plain fields always serialise")
-}
-
-/// A state's code, as in the JSON lines (`up`, `down`, ...): what alerts and
-/// history are written against, so new states flow through them unchanged.
-pub fn state_code(state: State) -> String {
-    state.code().to_string()
 }
 
 pub fn link_line(status: &LinkStatus, at: DateTime<Utc>) -> String {

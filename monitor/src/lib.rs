@@ -4,6 +4,8 @@
 //! - `cli`: flags, and how they land on top of the layered settings.
 //! - `app`: [`run`], which wires a link, the engine and an output together.
 //! - `engine`: the ping timer and the inbox loop around the detector; emits [`Update`]s.
+//! - `fleet`: the one model of the fleet every view reads, fed by the engine's
+//!   stream in one place; `Sink`, the one hand-off of updates.
 //! - `detector`: the pure failure detector: observations and instants in, transitions out.
 //! - `replay`: each seq accepted once per instance, when heartbeats are signed.
 //! - `headless`: JSON lines on stdout, one per transition.
@@ -14,8 +16,9 @@
 //! - `demo`: simulated services on the in-process broker for `--demo`.
 //! - `logfile`: the dashboard's log file: private, never through a symlink, capped.
 //! - `statedir`: the monitor's state directory (log file, history database).
-//! - `status`: the status board, a sink of [`Update`]s; snapshots of it on demand.
-//! - `metrics`: Prometheus metrics, fed by the same sink.
+//! - `limited`: warnings at a limited rate.
+//! - `status`: the status document, built from the fleet model on demand.
+//! - `metrics`: Prometheus metrics: counters from a sink, states from the model at scrape time.
 //! - `http`: the HTTP endpoint: `/metrics`, `/api/v1/status`, `/healthz`, `/`.
 //! - `check`: `monitor status`, the one-shot check with Nagios exit codes.
 //! - `sdnotify`: readiness, watchdog and status for systemd (`Type=notify`).
@@ -29,10 +32,12 @@ pub mod dashboard;
 mod demo;
 pub mod detector;
 mod engine;
+pub mod fleet;
 pub mod group;
 mod headless;
 pub mod history;
 mod http;
+mod limited;
 pub mod logfile;
 mod metrics;
 pub mod notify;
@@ -40,6 +45,8 @@ mod replay;
 pub mod sdnotify;
 mod statedir;
 pub mod status;
+#[cfg(test)]
+mod views_agree;
 
 pub use app::{Output, Source, run};
 pub use cli::{CheckConfigArgs, Cli, Command, StatusArgs};

@@ -1,6 +1,8 @@
-//! Prometheus metrics, written with `prometheus-client`. Fed by the status
-//! board's sink from the engine's [`Update`]s, and by the link's own counters
-//! at scrape time; encoded as the Prometheus text format on `GET /metrics`.
+//! Prometheus metrics, written with `prometheus-client`. Counters and
+//! histograms (transitions, round trips, echoes, pings, stalls) are fed by a
+//! sink of the engine's [`Update`]s; every state, phi, strength and the link
+//! are read from the fleet model at scrape time, as are the link's and the
+//! sinks' own counters. Encoded as the Prometheus text format on `GET /metrics`.
 //!
 //! Labels are limited to `service` and `instance`, plus small closed sets
 //! (a state code, a reject reason, a sink's name), so a fleet of N instances
@@ -19,13 +21,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use std::collections::HashMap;
+use tokio::sync::mpsc;
 
-use crate::detector::{InstanceKey, PhiModel, UNSEEN_INSTANCE};
 use crate::engine::{EchoSeen, Update};
+use crate::fleet::Shared;
 use crate::history::Health;
 use crate::notify::TargetStats;
-use crate::status::{link_code, state_code};
+use crate::status::link_code;
 
 /// The `Content-Type` of what [`Metrics::encode`] writes.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -53,10 +55,10 @@ fn rtt_histogram() -> Histogram {
 
 pub struct Metrics {
     registry: Registry,
+    /// The model every instance's state is read from at each scrape.
+    fleet: Shared,
     up: Family<Labels, Gauge>,
     state: Family<Labels, Gauge>,
-    /// Each instance's current state code, so the old state's series can be removed.
-    current_state: Mutex<std::collections::HashMap<(String, String), String>>,
     rtt: Family<Labels, Histogram, fn() -> Histogram>,
     /// Each service's histogram handle, so an echo costs no label allocation.
     rtt_by_service: Mutex<std::collections::HashMap<String, Histogram>>,
@@ -64,9 +66,8 @@ pub struct Metrics {
     /// 1 while a service is below its expected instances.
     degraded: Family<Labels, Gauge>,
     phi: Family<Labels, FloatGauge>,
-    /// Phi's view of each instance it judges, and its last echo: phi is
-    /// computed for the instant of each scrape.
-    phi_models: Mutex<HashMap<InstanceKey, (PhiModel, tokio::time::Instant)>>,
+    uptime: Family<Labels, FloatGauge>,
+    coverage: Family<Labels, FloatGauge>,
     stalls: Counter,
     echoes: Counter,
     pings: Counter,
@@ -103,24 +104,25 @@ pub struct Metrics {
 #[derive(Default, Clone)]
 pub struct SinkStats {
     pub notify: Vec<Arc<TargetStats>>,
-    /// Transitions the notifier's queue turned away before any target saw them.
-    pub notify_intake_dropped: Option<Arc<AtomicU64>>,
+    /// Each sink of the engine's updates: its name, and the updates its full queue dropped.
+    pub dropped: Vec<(&'static str, Arc<AtomicU64>)>,
     pub history: Option<Arc<Health>>,
 }
 
 impl Metrics {
-    pub fn new(link_stats: Arc<LinkStats>) -> Self {
+    pub fn new(link_stats: Arc<LinkStats>, fleet: Shared) -> Self {
         let mut registry = Registry::default();
         let metrics = Self {
+            fleet,
             up: Family::default(),
             state: Family::default(),
-            current_state: Mutex::default(),
             rtt: Family::new_with_constructor(rtt_histogram),
             rtt_by_service: Mutex::default(),
             transitions: Family::default(),
             degraded: Family::default(),
             phi: Family::default(),
-            phi_models: Mutex::default(),
+            uptime: Family::default(),
+            coverage: Family::default(),
             stalls: Counter::default(),
             echoes: Counter::default(),
             pings: Counter::default(),
@@ -149,7 +151,7 @@ impl Metrics {
         };
         registry.register(
             "heartbeat_up",
-            "1 when the instance is UP, 0 otherwise",
+            "1 while the instance counts as alive (UP, SLOW, or SUSPECT not yet DOWN; under STALE its last verdict), 0 otherwise",
             metrics.up.clone(),
         );
         registry.register(
@@ -177,6 +179,16 @@ impl Metrics {
             "heartbeat_phi",
             "Phi accrual suspicion of each instance judged by phi, at the scrape",
             metrics.phi.clone(),
+        );
+        registry.register(
+            "heartbeat_uptime_ratio",
+            "Time up out of the time judged since this monitor began watching the instance, 0 to 1; LEFT and STALE time are not judged (README: how uptime is computed)",
+            metrics.uptime.clone(),
+        );
+        registry.register(
+            "heartbeat_uptime_coverage_ratio",
+            "The share of the time watched that the uptime could judge, 0 to 1",
+            metrics.coverage.clone(),
         );
         registry.register(
             "heartbeat_stalls",
@@ -286,60 +298,35 @@ impl Metrics {
             "History records waiting for the store to take them (bounded; past the bound the oldest are dropped and counted)",
             metrics.history_waiting.clone(),
         );
-        let metrics = Self {
+        Self {
             registry,
             ..metrics
-        };
-        metrics.observe(&Update::Link(
-            orchestrator_lib::plumbing::LinkStatus::Connecting,
-        ));
-        metrics
+        }
     }
 
-    /// Account for one update from the engine.
+    /// Count one update from the engine: transitions, round trips, echoes,
+    /// pings and stalls. States are not kept here: see [`Metrics::encode`].
     pub fn observe(&self, update: &Update) {
         match update {
             Update::Transition(report) => {
                 let t = &report.transition;
-                let to = state_code(t.to);
-                if t.key.instance != UNSEEN_INSTANCE {
-                    // The expected-service placeholder gives way to a real instance.
-                    self.forget(&t.key.service, UNSEEN_INSTANCE);
-                }
-                let labels = instance_labels(&t.key.service, &t.key.instance);
-                self.up.get_or_create(&labels).set(i64::from(to == "up"));
-                self.set_state(&t.key.service, &t.key.instance, &to);
                 self.transitions
-                    .get_or_create(&vec![("service", t.key.service.clone()), ("to", to)])
+                    .get_or_create(&vec![
+                        ("service", t.key.service.clone()),
+                        ("to", t.to.code().to_owned()),
+                    ])
                     .inc();
             }
             Update::Echoes(echoes) => {
                 self.echoes.inc_by(echoes.len() as u64);
-                // Both locks once a batch, not once an echo.
-                let mut models = self.phi_models.lock().unwrap_or_else(|e| e.into_inner());
+                // The lock once a batch, not once an echo.
                 let mut by_service = self
                     .rtt_by_service
                     .lock()
                     .unwrap_or_else(|e| e.into_inner());
-                for EchoSeen {
-                    key, rtt, phi, at, ..
-                } in echoes.iter()
-                {
-                    // Only an echo of a recent ping is a round trip, and a heartbeat for phi.
+                for EchoSeen { key, rtt, .. } in echoes.iter() {
+                    // Only an echo of a recent ping is a round trip.
                     let Some(rtt) = rtt else { continue };
-                    match phi {
-                        Some(model) => match models.get_mut(key) {
-                            Some(known) => *known = (*model, *at),
-                            None => {
-                                models.insert(key.clone(), (*model, *at));
-                            }
-                        },
-                        // Fixed mode keeps no model: no key to hash per echo.
-                        None if models.is_empty() => {}
-                        None => {
-                            models.remove(key);
-                        }
-                    }
                     let histogram = match by_service.get(&key.service) {
                         Some(histogram) => histogram,
                         None => by_service.entry(key.service.clone()).or_insert_with(|| {
@@ -350,21 +337,7 @@ impl Metrics {
                     histogram.observe(rtt.as_secs_f64());
                 }
             }
-            Update::Service(report) => {
-                let c = &report.change;
-                self.degraded
-                    .get_or_create(&vec![("service", c.service.clone())])
-                    .set(i64::from(c.to != crate::detector::Strength::Full));
-            }
             Update::Forgotten(keys) => {
-                let mut models = self.phi_models.lock().unwrap_or_else(|e| e.into_inner());
-                for key in keys.iter() {
-                    self.forget(&key.service, &key.instance);
-                    models.remove(key);
-                    self.phi
-                        .remove(&instance_labels(&key.service, &key.instance));
-                }
-                drop(models);
                 self.forget_empty_services(keys.iter().map(|k| k.service.as_str()));
             }
             Update::PingSent { .. } => {
@@ -373,33 +346,7 @@ impl Metrics {
             Update::Stall { .. } => {
                 self.stalls.inc();
             }
-            Update::Link(status) => {
-                let (code, _) = link_code(status);
-                self.link_up.set(i64::from(code == "connected"));
-                self.link_state.clear();
-                self.link_state
-                    .get_or_create(&vec![("state", code.to_owned())])
-                    .set(1);
-            }
-        }
-    }
-
-    /// An instance known before any transition (an expected service).
-    pub fn known(&self, service: &str, instance: &str, state: &str) {
-        self.up
-            .get_or_create(&instance_labels(service, instance))
-            .set(i64::from(state == "up"));
-        self.set_state(service, instance, state);
-    }
-
-    /// Remove an instance's series, if it has any.
-    fn forget(&self, service: &str, instance: &str) {
-        let mut current = self.current_state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(old) = current.remove(&(service.to_owned(), instance.to_owned())) {
-            let mut labels = instance_labels(service, instance);
-            self.up.remove(&labels);
-            labels.push(("state", old));
-            self.state.remove(&labels);
+            Update::Service(_) | Update::Link(_) => {}
         }
     }
 
@@ -409,27 +356,23 @@ impl Metrics {
         let mut candidates: Vec<&str> = services.collect();
         candidates.sort_unstable();
         candidates.dedup();
-        let empty: Vec<&str> = {
-            let current = self.current_state.lock().unwrap_or_else(|e| e.into_inner());
-            let known: std::collections::HashSet<&str> = current
-                .keys()
-                .map(|(service, _)| service.as_str())
-                .collect();
+        {
+            let fleet = self.fleet.read();
+            let known: std::collections::HashSet<&str> =
+                fleet.rows.iter().map(|r| r.key.service.as_str()).collect();
             candidates.retain(|s| !known.contains(s));
-            candidates
-        };
-        if empty.is_empty() {
+        }
+        if candidates.is_empty() {
             return;
         }
         let mut by_service = self
             .rtt_by_service
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        for service in empty {
+        for service in candidates {
             let labels = vec![("service", service.to_owned())];
             by_service.remove(service);
             self.rtt.remove(&labels);
-            self.degraded.remove(&labels);
             for state in crate::detector::State::ALL {
                 self.transitions.remove(&vec![
                     ("service", service.to_owned()),
@@ -439,29 +382,52 @@ impl Metrics {
         }
     }
 
-    fn set_state(&self, service: &str, instance: &str, to: &str) {
-        let mut current = self.current_state.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (service.to_owned(), instance.to_owned());
-        if let Some(old) = current.insert(key, to.to_owned()) {
-            let mut labels = instance_labels(service, instance);
-            labels.push(("state", old));
-            self.state.remove(&labels);
+    /// Every instance's state, alive flag and phi, each service's strength
+    /// and the link, as the fleet model has them now: the old series go, so
+    /// a forgotten instance or a left state leaves nothing behind.
+    fn read_fleet(&self) {
+        let now = tokio::time::Instant::now();
+        let fleet = self.fleet.read();
+        self.up.clear();
+        self.state.clear();
+        self.phi.clear();
+        self.uptime.clear();
+        self.coverage.clear();
+        self.degraded.clear();
+        let tally = fleet.tally();
+        for row in &fleet.rows {
+            let mut labels = instance_labels(&row.key.service, &row.key.instance);
+            if let Some(phi) = row.phi_at(now) {
+                self.phi.get_or_create(&labels).set(phi);
+            }
+            if let Some(uptime) = row.uptime(now) {
+                if let Some(ratio) = uptime.ratio {
+                    self.uptime.get_or_create(&labels).set(ratio);
+                }
+                self.coverage.get_or_create(&labels).set(uptime.coverage);
+            }
+            self.up
+                .get_or_create(&labels)
+                .set(i64::from(row.counts_alive()));
+            labels.push(("state", row.state.code().to_owned()));
+            self.state.get_or_create(&labels).set(1);
         }
-        let mut labels = instance_labels(service, instance);
-        labels.push(("state", to.to_owned()));
-        self.state.get_or_create(&labels).set(1);
+        for service in tally.services.keys() {
+            self.degraded
+                .get_or_create(&vec![("service", service.clone())])
+                .set(i64::from(fleet.judged.contains_key(service)));
+        }
+        let (code, _) = link_code(&fleet.link);
+        self.link_up.set(i64::from(code == "connected"));
+        self.link_state.clear();
+        self.link_state
+            .get_or_create(&vec![("state", code.to_owned())])
+            .set(1);
     }
 
     /// Report the alert targets' and the history store's counters too.
     pub fn watch_sinks(&self, sinks: SinkStats) {
         *self.sinks.lock().unwrap_or_else(|e| e.into_inner()) = sinks;
-    }
-
-    /// An update a sink's full queue lost.
-    pub fn sink_dropped(&self, sink: &'static str) {
-        self.sink_dropped
-            .get_or_create(&vec![("sink", sink.to_owned())])
-            .inc();
     }
 
     pub fn set_signed(&self, signed: bool) {
@@ -512,10 +478,10 @@ impl Metrics {
                 target.dropped.load(Ordering::Relaxed),
             );
         }
-        if let Some(dropped) = &sinks.notify_intake_dropped {
+        for (sink, dropped) in &sinks.dropped {
             let counter = self
                 .sink_dropped
-                .get_or_create(&vec![("sink", "notify".to_owned())]);
+                .get_or_create(&vec![("sink", (*sink).to_owned())]);
             catch_up(&counter, dropped.load(Ordering::Relaxed));
         }
         if let Some(health) = &sinks.history {
@@ -536,21 +502,21 @@ impl Metrics {
             self.history_waiting
                 .set(i64::try_from(health.waiting.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         }
-        let now = tokio::time::Instant::now();
-        for (key, (model, last_echo)) in self
-            .phi_models
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            self.phi
-                .get_or_create(&instance_labels(&key.service, &key.instance))
-                .set(model.phi(now.saturating_duration_since(*last_echo)));
-        }
+        self.read_fleet();
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+/// Count the engine's updates from a sink until its stream ends.
+pub async fn run(mut updates: mpsc::Receiver<Update>, metrics: Arc<Metrics>) {
+    let mut batch = Vec::new();
+    while updates.recv_many(&mut batch, 256).await > 0 {
+        for update in batch.drain(..) {
+            metrics.observe(&update);
+        }
     }
 }
 
@@ -594,12 +560,22 @@ mod tests {
 
     #[test]
     fn exposition_follows_prometheus_naming() {
-        let metrics = Metrics::new(Arc::default());
-        metrics.known("orders", UNSEEN_INSTANCE, "never_seen");
+        let now = tokio::time::Instant::now();
+        let fleet = Shared::new(crate::fleet::Fleet::new(
+            &["orders".into()],
+            now,
+            chrono::Utc::now(),
+        ));
+        let metrics = Metrics::new(Arc::default(), fleet.clone());
+        // As the fleet's feed does: the model first, then the sink.
+        let feed = |update: Update| {
+            fleet.write().apply(&update, now, chrono::Utc::now());
+            metrics.observe(&update);
+        };
         assert!(metrics.encode().contains("instance=\"-\""));
-        metrics.observe(&transition(State::Up));
-        metrics.observe(&transition(State::Down));
-        metrics.observe(&Update::Echoes(Arc::new([EchoSeen {
+        feed(transition(State::Up));
+        feed(transition(State::Down));
+        feed(Update::Echoes(Arc::new([EchoSeen {
             key: InstanceKey::new("orders", "o-1"),
             id: crate::detector::InstanceId(1),
             seq: 1,
@@ -613,9 +589,9 @@ mod tests {
                     acceptable_pause: Duration::ZERO,
                 },
             }),
-            at: tokio::time::Instant::now(),
+            at: now,
         }])));
-        metrics.observe(&Update::Link(
+        feed(Update::Link(
             orchestrator_lib::plumbing::LinkStatus::Connected,
         ));
         let text = metrics.encode();
@@ -645,7 +621,7 @@ mod tests {
         );
         // Forgotten: the instance's series go, and with its last instance
         // the service's own.
-        metrics.observe(&Update::Forgotten(Arc::new([InstanceKey::new(
+        feed(Update::Forgotten(Arc::new([InstanceKey::new(
             "orders", "o-1",
         )])));
         let text = metrics.encode();

@@ -1,89 +1,28 @@
-//! The status board: a sink of the engine's [`Update`]s that keeps what a
-//! machine or a person asks about right now (every instance's state, since
-//! when, its last echo, RTT and uptime; the broker link), and publishes it as
-//! an immutable [`Snapshot`] for the HTTP server. Nothing here reads the
-//! detector: the board is rebuilt from the same stream the displays see.
+//! The status document (`GET /api/v1/status`) and what `/healthz` judges:
+//! built on demand from the fleet model ([`crate::fleet`]), never from a
+//! copy of its own. [`Snapshots`] builds one when asked and reuses it while
+//! it is under [`FRESH_FOR`] old, so a monitor nobody reads builds none.
 //!
-//! States are carried as their snake_case codes (`up`, `down`, ...), the same
-//! strings as in the JSON lines, so states the detector gains later flow
-//! through without a change here; [`Severity::of`] is the one place that
-//! judges them.
+//! Each instance carries what its state means (severity, tone, rank) as
+//! [`State`]'s own methods decide it, so the page and scripts read the
+//! meaning instead of judging state codes themselves.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use orchestrator_lib::plumbing::{LinkStats, LinkStatus};
 use serde::Serialize;
-use tokio::sync::{Notify, mpsc, watch};
 use tokio::time::Instant;
 
-use crate::detector::{InstanceKey, PhiModel, State, Strength, UNSEEN_INSTANCE};
-use crate::engine::{EchoSeen, Update};
-pub use crate::headless::state_code;
-use crate::metrics::Metrics;
+pub use crate::detector::Severity;
+use crate::detector::{State, Tone};
+use crate::fleet::{Fleet, Instance, Shared};
 
 /// A snapshot younger than this is served as it is; an older one is rebuilt
 /// first. Snapshots are built only when asked for, so a monitor nobody reads
 /// pays nothing for them.
 pub const FRESH_FOR: Duration = Duration::from_millis(200);
-
-/// How a state counts for someone deciding whether to act: the Nagios plugin
-/// convention, which `monitor status` exits with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    Ok,
-    Warning,
-    Critical,
-    Unknown,
-}
-
-impl Severity {
-    /// Judge a state by its code. A state this build does not know is
-    /// unknown rather than silently fine.
-    pub fn of(state: &str) -> Severity {
-        match state {
-            // A planned shutdown is not a failure.
-            "up" | "left" => Severity::Ok,
-            "suspect" | "flapping" | "slow" | "degraded" => Severity::Warning,
-            // Expected by the configuration and never answered: as absent as DOWN.
-            "down" | "never_seen" => Severity::Critical,
-            _ => Severity::Unknown,
-        }
-    }
-
-    /// The Nagios plugin exit code.
-    pub fn exit_code(self) -> u8 {
-        match self {
-            Severity::Ok => 0,
-            Severity::Warning => 1,
-            Severity::Critical => 2,
-            Severity::Unknown => 3,
-        }
-    }
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Severity::Ok => "OK",
-            Severity::Warning => "WARNING",
-            Severity::Critical => "CRITICAL",
-            Severity::Unknown => "UNKNOWN",
-        }
-    }
-
-    /// Which of two verdicts wins for the whole: a DOWN is news even when
-    /// the rest cannot be judged; not being able to judge outweighs a warning.
-    pub fn rank(self) -> u8 {
-        match self {
-            Severity::Ok => 0,
-            Severity::Warning => 1,
-            Severity::Unknown => 2,
-            Severity::Critical => 3,
-        }
-    }
-}
 
 /// The link's state as a code, and what to tell a person about it.
 pub fn link_code(status: &LinkStatus) -> (&'static str, Option<String>) {
@@ -108,7 +47,20 @@ pub fn link_code(status: &LinkStatus) -> (&'static str, Option<String>) {
 pub struct InstanceStatus {
     pub service: String,
     pub instance: String,
-    pub state: String,
+    /// The state's code (`up`, `never_seen`, ...).
+    pub state: &'static str,
+    /// The state as people read it (`NEVER SEEN`).
+    pub label: &'static str,
+    /// What the state means, as [`State`] decides it.
+    pub severity: Severity,
+    pub tone: Tone,
+    /// Most urgent first (0).
+    pub rank: u8,
+    /// Why it is in this state (`timed_out`, `left`, ...), once a transition said.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// Counts towards its service's strength.
+    pub alive: bool,
     pub since: String,
     pub last_echo: Option<String>,
     pub rtt_ms: Option<f64>,
@@ -120,8 +72,11 @@ pub struct InstanceStatus {
 /// Uptime percentages, 0 to 100; `null` before there is anything to measure.
 #[derive(Debug, Clone, Serialize)]
 pub struct Uptime {
-    /// Over the time this monitor has been watching the instance.
+    /// Over the time this monitor has been watching the instance: time up
+    /// out of the time judged (LEFT and STALE spells left out).
     pub since_start: Option<f64>,
+    /// The share of that time that could be judged, 0 to 100.
+    pub coverage: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -161,6 +116,8 @@ pub struct Document {
     pub monitor: MonitorInfo,
     pub link: LinkInfo,
     pub services: Vec<InstanceStatus>,
+    /// Instances by state code.
+    pub counts: std::collections::BTreeMap<String, usize>,
     /// Services below their expected number of instances alive.
     pub degraded: Vec<DegradedService>,
 }
@@ -243,254 +200,99 @@ fn stall_after(interval: Duration) -> Duration {
     interval * 3 + Duration::from_secs(1)
 }
 
-#[derive(Debug, Clone)]
-struct Row {
-    state: String,
-    since: DateTime<Utc>,
-    since_instant: Instant,
-    watched_since: Instant,
-    /// Time spent UP before the current state began.
-    up_before: Duration,
-    last_echo: Option<Instant>,
-    last_rtt: Option<Duration>,
-    /// Phi's view after the latest fresh echo, when phi judges the instance.
-    phi: Option<PhiModel>,
-}
-
-impl Row {
-    fn new(state: String, at: DateTime<Utc>, now: Instant) -> Self {
-        Self {
-            state,
-            since: at,
-            since_instant: now,
-            watched_since: now,
-            up_before: Duration::ZERO,
-            last_echo: None,
-            last_rtt: None,
-            phi: None,
-        }
-    }
-
-    /// Phi now: how unlikely it is that a live instance stays silent this long.
-    fn phi_at(&self, now: Instant) -> Option<f64> {
-        let phi = self
-            .phi?
-            .phi(now.saturating_duration_since(self.last_echo?));
-        Some((phi * 1000.0).round() / 1000.0)
-    }
-
-    fn uptime(&self, now: Instant) -> Option<f64> {
-        let watched = now.saturating_duration_since(self.watched_since);
-        if watched.is_zero() {
-            return None;
-        }
-        let current = if self.state == "up" {
-            now.saturating_duration_since(self.since_instant)
-        } else {
-            Duration::ZERO
-        };
-        let share = ((self.up_before + current).as_secs_f64() / watched.as_secs_f64()).min(1.0);
-        Some((share * 100_000.0).round() / 1000.0)
-    }
-}
-
-/// Everything the board knows; updated by [`Board::apply`], read through [`Board::snapshot`].
-pub struct Board {
-    monitor: MonitorInfo,
-    interval: Duration,
-    rows: BTreeMap<InstanceKey, Row>,
-    link: LinkStatus,
-    link_since: DateTime<Utc>,
-    /// Where the link says which broker it is connected to.
-    link_stats: Option<Arc<LinkStats>>,
-    engine_seen: Instant,
-    /// The latest stall of the engine's loop: when it was seen, and how late the loop ran.
-    stall: Option<(Instant, Duration)>,
-    /// After a stall the detector waits this long before judging again.
-    grace: Duration,
-    /// Services below their expected instances, by name.
-    degraded: BTreeMap<String, DegradedService>,
-}
-
-impl Board {
-    /// Name the broker in use (of several, which) from the link's own stats.
-    pub fn with_link_stats(mut self, stats: Arc<LinkStats>) -> Self {
-        self.link_stats = Some(stats);
-        self
-    }
-
-    /// `grace`: how long after a stall of its loop the monitor does not judge
-    /// (one timeout, as the detector waits).
-    pub fn new(
-        monitor_id: &str,
-        interval: Duration,
-        grace: Duration,
-        expect: &[String],
-        now: Instant,
-    ) -> Self {
-        let started = Utc::now();
-        let rows = expect
-            .iter()
-            .map(|service| {
-                let key = InstanceKey::new(service.clone(), UNSEEN_INSTANCE);
-                (key, Row::new(state_code(State::NeverSeen), started, now))
-            })
-            .collect();
-        Self {
+/// The status document and health of `fleet` at `now` (`wall` on the wall clock).
+pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>) -> Snapshot {
+    // Instants become wall-clock times through one reading of both clocks.
+    let wall_of = |at: Instant| {
+        let ago = now.saturating_duration_since(at);
+        wall - chrono::Duration::from_std(ago).unwrap_or_default()
+    };
+    let mut services: Vec<InstanceStatus> = fleet
+        .rows
+        .iter()
+        .map(|row| instance_status(row, now, &wall_of))
+        .collect();
+    services.sort_unstable_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
+    let (state, detail) = link_code(&fleet.link);
+    Snapshot {
+        built: now,
+        document: Document {
+            generated_at: rfc3339(wall),
             monitor: MonitorInfo {
-                id: monitor_id.to_owned(),
+                id: about.monitor_id.clone(),
                 version: env!("CARGO_PKG_VERSION"),
-                started_at: rfc3339(started),
-                interval_ms: interval.as_millis() as u64,
+                started_at: rfc3339(fleet.started_wall),
+                interval_ms: about.interval.as_millis() as u64,
             },
-            interval,
-            rows,
-            link: LinkStatus::Connecting,
-            link_since: started,
-            link_stats: None,
-            engine_seen: now,
-            stall: None,
-            grace,
-            degraded: BTreeMap::new(),
-        }
-    }
-
-    pub fn apply(&mut self, update: &Update, now: Instant) {
-        match update {
-            Update::Transition(report) => {
-                let t = &report.transition;
-                if t.key.instance != UNSEEN_INSTANCE {
-                    // The expected-service placeholder gives way to a real instance.
-                    let placeholder = InstanceKey::new(t.key.service.clone(), UNSEEN_INSTANCE);
-                    self.rows.remove(&placeholder);
-                }
-                let to = state_code(t.to);
-                let row = self
-                    .rows
-                    .entry(t.key.clone())
-                    .or_insert_with(|| Row::new(state_code(State::NeverSeen), report.at, now));
-                if t.from == State::NeverSeen && row.up_before.is_zero() && row.state != "up" {
-                    // A discovered instance is watched from its first echo, not
-                    // from whenever its placeholder or its echo made the row.
-                    row.watched_since = now;
-                }
-                if row.state == "up" && to != "up" {
-                    row.up_before += now.saturating_duration_since(row.since_instant);
-                }
-                row.state = to;
-                row.since = report.at;
-                row.since_instant = now;
-                if t.rtt.is_some() {
-                    row.last_rtt = t.rtt;
-                }
-            }
-            Update::Echoes(echoes) => {
-                for EchoSeen {
-                    key, rtt, phi, at, ..
-                } in echoes.iter()
-                {
-                    // An echo can overtake the transition it caused; the row is made either way.
-                    let row = match self.rows.get_mut(key) {
-                        Some(row) => row,
-                        None => self.rows.entry(key.clone()).or_insert_with(|| {
-                            Row::new(state_code(State::NeverSeen), Utc::now(), *at)
-                        }),
-                    };
-                    row.last_echo = Some(*at);
-                    // Only an echo of a recent ping is a round trip, and a heartbeat for phi.
-                    if rtt.is_some() {
-                        row.last_rtt = *rtt;
-                        row.phi = *phi;
-                    }
-                }
-            }
-            Update::Service(report) => {
-                let c = &report.change;
-                if c.to != Strength::Full {
-                    let degraded = DegradedService {
-                        service: c.service.clone(),
-                        up: c.up,
-                        expected: c.expected,
-                    };
-                    self.degraded.insert(c.service.clone(), degraded);
-                } else {
-                    self.degraded.remove(&c.service);
-                }
-            }
-            Update::Forgotten(keys) => {
-                for key in keys.iter() {
-                    self.rows.remove(key);
-                }
-                // A service with no instance left is no longer judged.
-                let rows = &self.rows;
-                self.degraded.retain(|service, _| {
-                    rows.range(InstanceKey::new(service.clone(), "")..)
-                        .next()
-                        .is_some_and(|(k, _)| &k.service == service)
-                });
-            }
-            Update::PingSent { at, .. } => self.engine_seen = *at,
-            Update::Stall { lag, at } => {
-                // After a stall the engine runs again: it was seen then.
-                self.engine_seen = *at;
-                self.stall = Some((*at, *lag));
-            }
-            Update::Link(status) => {
-                if *status == LinkStatus::Connected && self.link != LinkStatus::Connected {
-                    // The engine pings again from now on; judge its silence from here.
-                    self.engine_seen = now;
-                }
-                self.link = status.clone();
-                self.link_since = Utc::now();
-            }
-        }
-    }
-
-    pub fn snapshot(&self, now: Instant) -> Snapshot {
-        let wall_now = Utc::now();
-        // Instants become wall-clock times through one reading of both clocks.
-        let wall = |at: Instant| {
-            let ago = now.saturating_duration_since(at);
-            wall_now - chrono::Duration::from_std(ago).unwrap_or_default()
-        };
-        let services = self
-            .rows
-            .iter()
-            .map(|(key, row)| InstanceStatus {
-                service: key.service.clone(),
-                instance: key.instance.clone(),
-                state: row.state.clone(),
-                since: rfc3339(row.since),
-                last_echo: row.last_echo.map(|at| rfc3339(wall(at))),
-                rtt_ms: row.last_rtt.map(millis),
-                phi: row.phi_at(now),
-                uptime: Uptime {
-                    since_start: row.uptime(now),
-                },
-            })
-            .collect();
-        let (state, detail) = link_code(&self.link);
-        Snapshot {
-            built: now,
-            document: Document {
-                generated_at: rfc3339(wall_now),
-                monitor: self.monitor.clone(),
-                link: LinkInfo {
-                    state,
-                    since: rfc3339(self.link_since),
-                    detail,
-                    broker: self.link_stats.as_ref().and_then(|s| s.broker_in_use()),
-                },
-                services,
-                degraded: self.degraded.values().cloned().collect(),
+            link: LinkInfo {
+                state,
+                since: rfc3339(fleet.link_since_wall),
+                detail,
+                broker: about.link_stats.as_ref().and_then(|s| s.broker_in_use()),
             },
-            link_connected: self.link == LinkStatus::Connected,
-            engine_seen: self.engine_seen,
-            interval: self.interval,
-            stall: self.stall,
-            grace: self.grace,
-        }
+            services,
+            counts: fleet.counts_by_code(),
+            degraded: fleet
+                .judged
+                .iter()
+                .map(|(service, judged)| DegradedService {
+                    service: service.clone(),
+                    up: judged.up,
+                    expected: judged.expected,
+                })
+                .collect(),
+        },
+        link_connected: fleet.link == LinkStatus::Connected,
+        engine_seen: fleet.engine_seen,
+        interval: about.interval,
+        stall: fleet.stall,
+        grace: about.grace,
     }
+}
+
+fn instance_status(
+    row: &Instance,
+    now: Instant,
+    wall_of: &impl Fn(Instant) -> DateTime<Utc>,
+) -> InstanceStatus {
+    let state: State = row.state;
+    let uptime = row.uptime(now);
+    InstanceStatus {
+        service: row.key.service.clone(),
+        instance: row.key.instance.clone(),
+        state: state.code(),
+        label: state.label(),
+        severity: state.severity(),
+        tone: state.tone(),
+        rank: state.rank(),
+        reason: row.reason.map(|r| r.code()),
+        alive: row.counts_alive(),
+        since: rfc3339(row.since_wall),
+        last_echo: row.last_echo.map(|at| rfc3339(wall_of(at))),
+        rtt_ms: row.last_rtt().map(millis),
+        phi: row.phi_at(now).map(|phi| (phi * 1000.0).round() / 1000.0),
+        uptime: Uptime {
+            since_start: uptime.and_then(|u| u.ratio).map(percent),
+            coverage: uptime.map(|u| percent(u.coverage)),
+        },
+    }
+}
+
+/// A share (0 to 1) as a percentage with three decimals.
+fn percent(share: f64) -> f64 {
+    (share * 100_000.0).round() / 1000.0
+}
+
+/// What a snapshot says about the monitor itself, beyond the fleet.
+#[derive(Clone)]
+pub struct About {
+    pub monitor_id: String,
+    pub interval: Duration,
+    /// How long after a stall of its loop the monitor does not judge (one
+    /// timeout, as the detector waits).
+    pub grace: Duration,
+    /// Where the link says which broker it is connected to.
+    pub link_stats: Option<Arc<LinkStats>>,
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
@@ -501,76 +303,78 @@ fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// The reading side of the board: the latest snapshot, rebuilt on demand.
+/// Snapshots of the fleet model, built on demand and reused while fresh.
 #[derive(Clone)]
 pub struct Snapshots {
-    latest: watch::Receiver<Arc<Snapshot>>,
-    wanted: Arc<Notify>,
-}
-
-/// The board's side of [`Snapshots`].
-pub struct Publisher {
-    latest: watch::Sender<Arc<Snapshot>>,
-    wanted: Arc<Notify>,
-}
-
-/// A channel for snapshots, starting with `first`.
-pub fn snapshots(first: Snapshot) -> (Publisher, Snapshots) {
-    let (tx, rx) = watch::channel(Arc::new(first));
-    let wanted = Arc::new(Notify::new());
-    (
-        Publisher {
-            latest: tx,
-            wanted: wanted.clone(),
-        },
-        Snapshots { latest: rx, wanted },
-    )
+    fleet: Shared,
+    about: About,
+    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
 }
 
 impl Snapshots {
-    /// A snapshot at most [`FRESH_FOR`] old, or, if the board does not answer
-    /// within a second (it is gone, or swamped), the latest there is.
-    pub async fn fresh(&self) -> Arc<Snapshot> {
-        let mut latest = self.latest.clone();
-        let current = latest.borrow_and_update().clone();
-        if current.built.elapsed() <= FRESH_FOR {
-            return current;
-        }
-        self.wanted.notify_one();
-        match tokio::time::timeout(Duration::from_secs(1), latest.changed()).await {
-            Ok(Ok(())) => latest.borrow().clone(),
-            _ => current,
+    pub fn new(fleet: Shared, about: About) -> Self {
+        Self {
+            fleet,
+            about,
+            latest: Arc::default(),
         }
     }
-}
 
-/// Feed the board and the metrics from the engine's stream until it ends,
-/// and build a snapshot whenever a reader asks for one.
-pub async fn run(
-    mut updates: mpsc::Receiver<Update>,
-    mut board: Board,
-    metrics: Arc<Metrics>,
-    publisher: Publisher,
-) {
-    loop {
-        tokio::select! {
-            update = updates.recv() => {
-                let Some(update) = update else { break };
-                metrics.observe(&update);
-                board.apply(&update, Instant::now());
-            }
-            _ = publisher.wanted.notified() => {
-                publisher.latest.send_replace(Arc::new(board.snapshot(Instant::now())));
-            }
+    /// A snapshot at most [`FRESH_FOR`] old.
+    pub async fn fresh(&self) -> Arc<Snapshot> {
+        let now = Instant::now();
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(snapshot) = latest.as_ref()
+            && now.saturating_duration_since(snapshot.built) <= FRESH_FOR
+        {
+            return snapshot.clone();
         }
+        let built = Arc::new(snapshot(&self.fleet.read(), &self.about, now, Utc::now()));
+        *latest = Some(built.clone());
+        built
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detector::{Reason, Transition};
-    use crate::engine::Report;
+    use crate::detector::{InstanceKey, PhiModel, Reason, Strength, Transition, UNSEEN_INSTANCE};
+    use crate::engine::{Report, Update};
+
+    /// The fleet model and what a snapshot says of the monitor: what the
+    /// status API is built from.
+    struct Board {
+        fleet: Fleet,
+        about: About,
+    }
+
+    impl Board {
+        fn new(
+            id: &str,
+            interval: Duration,
+            grace: Duration,
+            expect: &[String],
+            now: Instant,
+        ) -> Self {
+            Self {
+                fleet: Fleet::new(expect, now, Utc::now()),
+                about: About {
+                    monitor_id: id.into(),
+                    interval,
+                    grace,
+                    link_stats: None,
+                },
+            }
+        }
+
+        fn apply(&mut self, update: &Update, now: Instant) {
+            self.fleet.apply(update, now, Utc::now());
+        }
+
+        fn snapshot(&self, now: Instant) -> Snapshot {
+            snapshot(&self.fleet, &self.about, now, Utc::now())
+        }
+    }
 
     fn transition(service: &str, from: State, to: State, reason: Reason) -> Update {
         Update::Transition(Report {
@@ -583,42 +387,6 @@ mod tests {
                 rtt: (to == State::Up).then_some(Duration::from_micros(1500)),
             },
         })
-    }
-
-    #[test]
-    fn severities_follow_the_nagios_convention() {
-        let cases = [
-            ("up", 0),
-            ("left", 0),
-            ("suspect", 1),
-            ("flapping", 1),
-            ("slow", 1),
-            ("degraded", 1),
-            ("down", 2),
-            ("never_seen", 2),
-            ("stale", 3),
-            ("something_new", 3),
-        ];
-        for (state, code) in cases {
-            assert_eq!(Severity::of(state).exit_code(), code, "{state}");
-        }
-        let worst = |states: &[&str]| {
-            states
-                .iter()
-                .map(|s| Severity::of(s))
-                .max_by_key(|s| s.rank())
-                .unwrap()
-        };
-        assert_eq!(worst(&["up", "stale", "down"]), Severity::Critical);
-        assert_eq!(worst(&["suspect", "stale"]), Severity::Unknown);
-        assert_eq!(worst(&["up", "suspect", "left"]), Severity::Warning);
-    }
-
-    #[test]
-    fn state_codes_are_the_json_lines_strings() {
-        assert_eq!(state_code(State::NeverSeen), "never_seen");
-        assert_eq!(state_code(State::Up), "up");
-        assert_eq!(state_code(State::Down), "down");
     }
 
     #[tokio::test(start_paused = true)]
@@ -676,12 +444,10 @@ mod tests {
         let doc = board.snapshot(t0).document;
         assert_eq!(doc.services.len(), 1);
         assert_eq!(
-            (
-                doc.services[0].instance.as_str(),
-                doc.services[0].state.as_str()
-            ),
+            (doc.services[0].instance.as_str(), doc.services[0].state),
             (UNSEEN_INSTANCE, "never_seen")
         );
+        assert_eq!(doc.services[0].severity, Severity::Critical);
         assert_eq!(doc.link.state, "connecting");
 
         board.apply(&Update::Link(LinkStatus::Connected), t0);
@@ -759,27 +525,20 @@ mod tests {
             &[],
             t0,
         );
-        let (publisher, snapshots) = snapshots(board.snapshot(t0));
-        let (updates, rx) = mpsc::channel(8);
-        let sink = tokio::spawn(run(
-            rx,
-            board,
-            Arc::new(Metrics::new(Arc::default())),
-            publisher,
-        ));
-        assert_eq!(snapshots.fresh().await.built, t0, "fresh enough");
-        updates
-            .send(Update::Link(LinkStatus::Connected))
-            .await
-            .unwrap();
+        let fleet = Shared::new(board.fleet);
+        let snapshots = Snapshots::new(fleet.clone(), board.about);
+        assert_eq!(snapshots.fresh().await.built, t0);
+        fleet
+            .write()
+            .apply(&Update::Link(LinkStatus::Connected), t0, Utc::now());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        let reused = snapshots.fresh().await;
+        assert_eq!(reused.built, t0, "fresh enough");
+        assert_eq!(reused.document.link.state, "connecting");
         tokio::time::advance(Duration::from_secs(1)).await;
         let rebuilt = snapshots.fresh().await;
-        assert_eq!(rebuilt.built, t0 + Duration::from_secs(1));
+        assert_eq!(rebuilt.built, t0 + Duration::from_millis(1100));
         assert_eq!(rebuilt.document.link.state, "connected");
-        drop(updates);
-        sink.await.unwrap();
-        let last = snapshots.fresh().await;
-        assert_eq!(last.built, rebuilt.built, "the board is gone: the last one");
     }
 
     #[tokio::test(start_paused = true)]

@@ -330,6 +330,11 @@ fn the_status_page_in_a_real_browser_shows_a_killed_service_go_down() {
     assert!(row.contains(">UP<") && row.contains(">p-1<"), "{row}");
     assert!(row.contains(" ms<"), "an RTT is shown: {row}");
     assert!(row.contains("%<"), "an uptime is shown: {row}");
+    assert!(row.contains(" ago<"), "the last echo is shown: {row}");
+    assert!(
+        row.contains("data-severity=\"ok\""),
+        "the severity comes from the document: {row}"
+    );
 
     mock.kill();
     monitor.wait_json(
@@ -356,6 +361,10 @@ fn the_status_page_in_a_real_browser_shows_a_killed_service_go_down() {
     assert!(
         dom.contains("<meta name=\"viewport\""),
         "readable on a phone"
+    );
+    assert!(
+        dom.contains("broker link connected") && dom.contains(" since ") && dom.contains(" UTC"),
+        "the link's state and UTC times are shown"
     );
 }
 

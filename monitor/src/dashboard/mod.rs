@@ -1,19 +1,29 @@
 //! The full-screen terminal dashboard.
 //!
+//! It keeps no model of the fleet: it reads the one model
+//! ([`crate::fleet`]) at frame time, under a read lock held for the
+//! frame's layout only (never while writing to the terminal).
+//!
 //! - `event`: the one [`Event`] type keys, ticks and engine updates flow into.
 //! - `state`: [`App`], changed only by events; keys set flags, never exit.
-//! - `view`: draws an [`App`] at an instant; no I/O.
-//! - `window`: each instance's recent round trips and phi values, compactly.
+//! - `table`: the table's order (sort, filters, folds; natural name order).
+//! - `view`: draws an [`App`] over the model at an instant; no I/O.
+//! - `help`: the help overlay's content; `layout`: screen heights;
+//!   `palette`: a state's tone as a terminal colour; `text`: cutting and figures.
 //!
 //! This module is the I/O edge: the terminal, its input stream and the
 //! redraw timer. The terminal is restored on every way out, panics included.
 
 mod event;
+mod help;
+mod layout;
+mod palette;
 mod state;
+mod table;
 #[cfg(test)]
 mod tests;
+mod text;
 mod view;
-mod window;
 
 use std::io::{self, Stdout};
 use std::sync::Arc;
@@ -38,6 +48,7 @@ pub use view::draw;
 
 use crate::demo::FleetCommand;
 use crate::engine::Update;
+use crate::fleet::Shared;
 use crate::history::Past;
 
 /// Ages, rates and round trips are redrawn once a second, as top, htop and
@@ -45,16 +56,17 @@ use crate::history::Past;
 /// millisecond a frame at 160×45), and more frames only blur figures that
 /// change once a second anyway. A key or a verdict redraws at once.
 const FRAME: Duration = Duration::from_secs(1);
-/// Updates applied before a frame is forced, so a flood cannot starve the screen.
+/// Updates taken before a frame is drawn, so a flood cannot starve the screen.
 const MAX_BATCH: usize = 10_000;
 
 /// Run the dashboard until the user quits, `shutdown` fires, or the engine
 /// stops. Quitting cancels `shutdown`, which stops the monitoring too.
 pub async fn run(
     mut app: App,
+    fleet: Shared,
     mut updates: mpsc::Receiver<Update>,
     stats: Arc<LinkStats>,
-    fleet: Option<mpsc::Sender<FleetCommand>>,
+    demo: Option<mpsc::Sender<FleetCommand>>,
     mut past: Option<mpsc::Receiver<Past>>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
@@ -64,7 +76,11 @@ pub async fn run(
     // (20 wake-ups a second, 40 µs each). Dropping the stream stops it.
     let mut input = EventStream::new();
     let size = terminal.terminal.size()?;
-    app.update(Event::Resize(size.width, size.height), Instant::now());
+    app.update(
+        Event::Resize(size.width, size.height),
+        &fleet.read(),
+        Instant::now(),
+    );
 
     let mut frames = tokio::time::interval(FRAME);
     frames.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -106,31 +122,25 @@ pub async fn run(
         };
         let mut redraw = event.is_urgent();
         let now = Instant::now();
-        app.update(event, now);
-        // Take whatever else is already queued before paying for a frame.
+        app.update(event, &fleet.read(), now);
+        // Whatever else is already queued only asks for the same frame.
         for _ in 0..MAX_BATCH {
             let Ok(update) = updates.try_recv() else {
                 break;
             };
-            let event = Event::Engine(update);
-            redraw |= event.is_urgent();
-            app.update(event, now);
+            redraw |= Event::Engine(update).is_urgent();
         }
         for command in app.commands.drain(..) {
-            if let Some(fleet) = &fleet {
-                let _ = fleet.try_send(command);
+            if let Some(demo) = &demo {
+                let _ = demo.try_send(command);
             }
         }
         if app.quit {
             shutdown.cancel();
             break Ok(());
         }
-        if redraw {
-            app.refresh();
-            let now = Instant::now();
-            if let Err(error) = terminal.terminal.draw(|frame| draw(frame, &app, now)) {
-                break Err(error);
-            }
+        if redraw && let Err(error) = terminal.frame(&mut app, &fleet) {
+            break Err(error);
         }
     };
     drop(input);
@@ -144,6 +154,26 @@ struct TerminalGuard {
 }
 
 impl TerminalGuard {
+    /// Lay a frame out from the model, then write it: the model is held
+    /// for the layout only, never while the terminal is written to (a slow
+    /// terminal must not hold up the fleet's feed).
+    fn frame(&mut self, app: &mut App, fleet: &Shared) -> io::Result<()> {
+        let terminal = &mut self.terminal;
+        terminal.autoresize()?;
+        {
+            let live = fleet.read();
+            app.refresh(&live);
+            let now = Instant::now();
+            let mut frame = terminal.get_frame();
+            draw(&mut frame, app, &live, now);
+        }
+        terminal.flush()?;
+        terminal.hide_cursor()?;
+        terminal.swap_buffers();
+        ratatui::backend::Backend::flush(terminal.backend_mut())?;
+        Ok(())
+    }
+
     fn enter() -> io::Result<Self> {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {

@@ -12,10 +12,70 @@ use ratatui::backend::TestBackend;
 use ratatui::style::Color;
 use tokio::time::Instant;
 
-use super::{App, Event, Screen, Sort, Traffic, draw};
+use super::{Event, Screen, Sort, Traffic, draw};
 use crate::demo::FleetCommand;
 use crate::detector::{InstanceId, InstanceKey, Reason, State, Transition};
 use crate::engine::{Report, Update};
+use crate::fleet::Fleet;
+
+/// The dashboard as the run loop drives it: its [`super::App`] over the
+/// fleet model, which takes each engine update first (as the fleet's feed
+/// does) before the dashboard hears of it.
+struct App {
+    app: super::App,
+    fleet: Fleet,
+}
+
+impl std::ops::Deref for App {
+    type Target = super::App;
+    fn deref(&self) -> &super::App {
+        &self.app
+    }
+}
+
+impl std::ops::DerefMut for App {
+    fn deref_mut(&mut self) -> &mut super::App {
+        &mut self.app
+    }
+}
+
+impl App {
+    fn update(&mut self, event: Event, now: Instant) {
+        if let Event::Engine(update) = &event {
+            self.fleet.apply(update, now, wall_at(now));
+        }
+        self.app.update(event, &self.fleet, now);
+    }
+
+    fn refresh(&mut self) {
+        self.app.refresh(&self.fleet);
+    }
+
+    fn shown(&self) -> &Fleet {
+        self.app.shown(&self.fleet)
+    }
+
+    fn selected_row(&self) -> Option<&crate::fleet::Instance> {
+        self.app.selected_row(&self.fleet)
+    }
+
+    /// Keys in the order on screen.
+    fn order(&mut self) -> Vec<String> {
+        self.refresh();
+        let fleet = self.shown();
+        self.app
+            .table
+            .order
+            .iter()
+            .map(|&i| fleet.rows[i].key.to_string())
+            .collect()
+    }
+}
+
+/// The wall-clock time of a test instant: only the log's stamps use it.
+fn wall_at(_: Instant) -> DateTime<Utc> {
+    wall(Duration::ZERO)
+}
 
 const BROKER: &str = "amqp://guest:***@127.0.0.1:5672/%2f";
 
@@ -50,7 +110,11 @@ impl Clock {
 
 fn new_app(clock: &Clock, expect: &[&str]) -> App {
     let expect: Vec<String> = expect.iter().map(|s| s.to_string()).collect();
-    App::new(BROKER.into(), secs(1), &expect, clock.at(Duration::ZERO))
+    let start = clock.at(Duration::ZERO);
+    App {
+        app: super::App::new(BROKER.into(), secs(1), start),
+        fleet: Fleet::new(&expect, start, wall(Duration::ZERO)),
+    }
 }
 
 fn transition(
@@ -150,7 +214,9 @@ fn render(app: &mut App, now: Instant, width: u16, height: u16) -> Terminal<Test
     app.update(Event::Resize(width, height), now);
     app.refresh();
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal.draw(|frame| draw(frame, app, now)).unwrap();
+    terminal
+        .draw(|frame| draw(frame, &app.app, &app.fleet, now))
+        .unwrap();
     terminal
 }
 
@@ -179,13 +245,7 @@ fn line_with<'a>(screen: &'a [String], needle: &str) -> &'a str {
 }
 
 fn order(app: &mut App) -> Vec<String> {
-    app.refresh();
-    let fleet = app.shown();
-    fleet
-        .order
-        .iter()
-        .map(|&i| fleet.rows[i].key.to_string())
-        .collect()
+    app.order()
 }
 
 /// orders ×2 (one DOWN by timeout), payments left, search UP and slow,
@@ -319,7 +379,7 @@ fn a_mix_of_states_groups_instances_puts_down_first_and_colours_states() {
     let screen = lines(&terminal);
     assert_eq!(
         screen[1],
-        " 2 up · 2 down · 1 never seen · ping every 1s · seq 30 · monitor up 30s"
+        " 1 of 5 · 2 up · 2 down · 1 never seen · ping every 1s · seq 30 · monitor up 30s"
     );
     assert_eq!(
         screen[2],
@@ -347,7 +407,8 @@ fn a_mix_of_states_groups_instances_puts_down_first_and_colours_states() {
     // The selected (first) row is drawn reversed; compare on the others.
     assert_eq!(colour_of(5, "UP"), Color::Green);
     assert_eq!(colour_of(6, "DOWN"), Color::Red);
-    assert_eq!(colour_of(7, "NEVER SEEN"), Color::DarkGray);
+    // Expected and never heard from is an outage, as in every view.
+    assert_eq!(colour_of(7, "NEVER SEEN"), Color::Red);
 
     // Newest first, with the wall-clock time and the reason.
     let log = line_with(&screen, "events, newest first");
@@ -405,7 +466,7 @@ fn the_help_overlay_lists_every_key_and_the_log_file() {
     press(&mut app, &clock, secs(30), KeyCode::Char('?'));
     assert!(app.help);
     let text = screen(&mut app, clock.at(secs(30)), 100, 50).join("\n");
-    for (keys, what) in super::view::keys(false) {
+    for (keys, what) in super::help::keys(false) {
         assert!(text.contains(keys), "{keys} missing from\n{text}");
         assert!(text.contains(what), "{what} missing from\n{text}");
     }
@@ -473,13 +534,13 @@ fn ten_thousand_services_scrolled_to_the_middle_show_only_the_rows_around_the_se
         press(&mut app, &clock, secs(2), KeyCode::Char('j'));
     }
     assert_eq!(app.selected, 5_000);
-    let page = super::view::list_rows(24);
+    let page = super::layout::list_rows(24);
     assert_eq!(app.offset, 5_000 + 1 - page);
     let terminal = render(&mut app, clock.at(secs(3)), 80, 24);
     let screen = lines(&terminal);
     assert_eq!(
-        screen[1],
-        " 10000 up · 0 down · ping every 1s · seq 0 · monitor up 3s"
+        screen[1], " 5001 of 10000 · 10000 up · 0 down · ping every 1s · seq 0 · monitor up 3s",
+        "the position says where the selection is"
     );
     assert!(screen[4].starts_with(&format!("svc-{:05}", 5_001 - page)));
     let last = 4 + page - 1;
@@ -687,7 +748,11 @@ fn pausing_freezes_the_screen_but_not_the_monitoring() {
     let live = screen(&mut app, clock.at(secs(40)), 80, 24);
     assert!(!live[0].contains("PAUSED"));
     assert!(live[23].contains("p pause"), "{}", live[23]);
-    assert!(live[1].starts_with(" 1 up · 3 down"));
+    assert!(
+        live[1].starts_with(" 1 of 5 · 1 up · 3 down"),
+        "{}",
+        live[1]
+    );
     assert!(line_with(&live, "search-1").contains("DOWN       9s"));
 }
 
@@ -1134,7 +1199,9 @@ fn uptime_of_a_discovered_instance_counts_from_its_first_echo() {
     );
     let row = app.shown().row(&InstanceKey::new("a", "a-1")).unwrap();
     let uptime = row.uptime(clock.at(secs(9) + ms(5))).unwrap();
-    assert!((uptime - 0.75).abs() < 1e-9, "{uptime}");
+    let ratio = uptime.ratio.unwrap();
+    assert!((ratio - 0.75).abs() < 1e-9, "{uptime:?}");
+    assert_eq!(uptime.coverage, 1.0, "{uptime:?}");
 }
 
 #[test]
@@ -1240,7 +1307,7 @@ fn phi_echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: 
 fn new_states_are_coloured_filtered_by_f_and_phi_has_a_column_and_a_history() {
     let clock = Clock::new();
     let mut app = new_app(&clock, &[]);
-    app.expected.insert("orders".into(), 3);
+    app.fleet.expected.insert("orders".into(), 3);
     for (i, name) in ["orders", "flappy", "stale", "gone"]
         .into_iter()
         .enumerate()
@@ -1342,7 +1409,7 @@ fn a_filter_says_how_many_rows_it_shows_and_the_log_keeps_to_them() {
     press(&mut app, &clock, secs(30), KeyCode::Enter);
     let filtered = screen(&mut app, now, 100, 24);
     assert!(
-        filtered[1].starts_with(" showing 2 of 5 · 2 up · 2 down"),
+        filtered[1].starts_with(" 1 of 2 · showing 2 of 5 · 2 up · 2 down"),
         "{}",
         filtered[1]
     );
@@ -1364,7 +1431,7 @@ fn a_filter_says_how_many_rows_it_shows_and_the_log_keeps_to_them() {
     }
     let by_state = screen(&mut app, now, 100, 24);
     assert!(
-        by_state[1].starts_with(" showing 2 of 5 ·"),
+        by_state[1].starts_with(" 1 of 2 · showing 2 of 5 ·"),
         "{}",
         by_state[1]
     );
@@ -1563,7 +1630,7 @@ fn at_40_by_10_the_help_shows_the_log_file_first_and_scrolls() {
         seen.push_str(&screen(&mut app, now, 40, 10).join("\n"));
         press(&mut app, &clock, secs(30), KeyCode::Down);
     }
-    for (keys, _) in super::view::keys(false) {
+    for (keys, _) in super::help::keys(false) {
         assert!(seen.contains(keys), "{keys} missing");
     }
     assert!(!app.quit && app.help);
@@ -1593,7 +1660,7 @@ fn at_160_by_45_every_column_the_log_and_the_whole_help_fit() {
     assert!(top.contains("┌ keys ─"), "no scrolling needed: {top}");
     line_with(&help, "logs: /tmp/state/heartbeat/monitor.log");
     // Every state's description whole, none cut.
-    for (_, what) in super::view::STATE_HELP {
+    for (_, what) in super::help::STATE_HELP {
         line_with(&help, what);
     }
 }
@@ -1684,7 +1751,11 @@ fn t_shows_only_what_is_not_up_and_n_jumps_to_the_next_trouble() {
         ["orders/orders-2", "payments/payments-1", "billing/-"]
     );
     let shown = screen(&mut app, clock.at(secs(30)), 100, 24);
-    assert!(shown[1].starts_with(" showing 3 of 5 ·"), "{}", shown[1]);
+    assert!(
+        shown[1].starts_with(" 2 of 3 · showing 3 of 5 ·"),
+        "{}",
+        shown[1]
+    );
     press(&mut app, &clock, secs(30), KeyCode::Char('t'));
     assert_eq!(order(&mut app).len(), 5);
 
@@ -1702,7 +1773,7 @@ fn a_click_selects_a_row_and_a_double_click_opens_it() {
     let clock = Clock::new();
     let mut app = fleet_mix(&clock);
     app.update(Event::Resize(80, 24), clock.at(secs(30)));
-    let first = super::view::TABLE_FIRST_ROW;
+    let first = super::layout::TABLE_FIRST_ROW;
     mouse(
         &mut app,
         &clock,

@@ -10,43 +10,32 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row as TableRow, Sparkline, Table};
+use ratatui::widgets::{
+    Block, Borders, Cell, Clear, Paragraph, Row as TableRow, Sparkline, Table as TableWidget,
+};
 use tokio::time::Instant;
-use unicode_width::{UnicodeWidthChar, UnicodeWidthStr};
 
-use super::state::{App, Fleet, Row, Screen, Sort};
-use std::collections::HashMap;
-
-use crate::detector::{InstanceKey, State, UNSEEN_INSTANCE};
+use super::help;
+use super::layout::{HEADER_LINES, HELP_LINES, log_lines};
+use super::palette::state_style;
+use super::state::{App, Screen, Sort};
+use super::table::Table;
+use super::text::{
+    count, ellipsize, ellipsize_middle, fit, fit_by_priority, maybe_millis, millis, short,
+};
+use crate::detector::{InstanceKey, State, Strength, UNSEEN_INSTANCE};
 use crate::engine::Report;
+use crate::fleet::{Fleet, Instance, UptimeFigure};
 use crate::history::{Past, StoredTransition, UPTIME_WINDOWS_DAYS};
 
-const HEADER_LINES: u16 = 3;
-const HELP_LINES: u16 = 1;
-/// The screen line of the table's first row (under the header and the
-/// table's titles), where a click selects the row at `offset`.
-pub const TABLE_FIRST_ROW: u16 = HEADER_LINES + 1;
 /// Hosted plans such as CloudAMQP's free one cap messages per month here.
 pub const MONTHLY_CAP: f64 = 1_000_000.0;
 const SECONDS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0;
 const SPARK_BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
-/// The event log pane's height, title included; none on short terminals.
-fn log_lines(height: u16) -> u16 {
-    if height < 16 {
-        0
-    } else {
-        (height / 4).clamp(4, 10)
-    }
-}
-
-/// How many service rows fit in the table at this terminal height.
-pub fn list_rows(height: u16) -> usize {
-    // The table's own header line is the 1.
-    height.saturating_sub(HEADER_LINES + 1 + log_lines(height) + HELP_LINES) as usize
-}
-
-pub fn draw(frame: &mut Frame, app: &App, now: Instant) {
+/// Draw `app` over the fleet model `live` (held by the caller for the
+/// frame's layout only) at `now`.
+pub fn draw(frame: &mut Frame, app: &App, live: &Fleet, now: Instant) {
     let area = frame.area();
     let [header, body, log, help] = Layout::vertical([
         Constraint::Length(HEADER_LINES),
@@ -56,15 +45,16 @@ pub fn draw(frame: &mut Frame, app: &App, now: Instant) {
     ])
     .areas(area);
     let at = app.shown_at(now);
-    draw_header(frame, header, app, at, now);
+    let fleet = app.shown(live);
+    draw_header(frame, header, app, fleet, at, now);
     match app.screen {
         Screen::List => {
-            draw_table(frame, body, app, at);
-            draw_log(frame, log, app);
+            draw_table(frame, body, app, fleet, at);
+            draw_log(frame, log, app, fleet);
         }
-        Screen::Detail => match app.selected_row() {
+        Screen::Detail => match app.selected_row(live) {
             Some(row) => draw_detail(frame, body.union(log), row, &app.past, at),
-            None => draw_table(frame, body, app, at),
+            None => draw_table(frame, body, app, fleet, at),
         },
     }
     draw_help_line(frame, help, app);
@@ -79,8 +69,7 @@ pub fn draw(frame: &mut Frame, app: &App, now: Instant) {
     }
 }
 
-fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Instant) {
-    let fleet = app.shown();
+fn draw_header(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Instant, now: Instant) {
     // What matters most comes first: a narrow terminal cuts the broker's URL,
     // never the news that the link is down or the display paused.
     let mut first = vec![
@@ -108,36 +97,50 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
     }
     first.push(Span::raw(format!("  {}", app.broker)));
 
-    let totals = fleet.totals;
+    let table = &app.table;
+    let tally = &table.tally;
     let mut second = vec![Span::raw(" ")];
+    // Where the selection is, as k9s says it: "20 of 64".
+    if !table.order.is_empty() {
+        second.push(Span::raw(format!(
+            "{} of {} · ",
+            app.selected + 1,
+            table.order.len()
+        )));
+    }
     // A filter must never hide rows silently.
     if app.filtered() {
         second.push(Span::styled(
-            format!("showing {} of {}", fleet.order.len(), fleet.rows.len()),
+            format!("showing {} of {}", table.order.len(), fleet.rows.len()),
             Style::new().fg(Color::Yellow).bold(),
         ));
         second.push(Span::raw(" · "));
     }
+    let down = tally.count(State::Down);
     second.extend([
-        Span::styled(format!("{} up", totals.up), Style::new().fg(Color::Green)),
+        Span::styled(
+            format!("{} up", tally.count(State::Up)),
+            Style::new().fg(Color::Green),
+        ),
         Span::raw(" · "),
         Span::styled(
-            format!("{} down", totals.down),
-            if totals.down > 0 {
-                Style::new().fg(Color::Red).bold()
+            format!("{down} down"),
+            if down > 0 {
+                state_style(State::Down)
             } else {
                 Style::new()
             },
         ),
     ]);
-    for (n, state) in [
-        (totals.suspect, State::Suspect),
-        (totals.flapping, State::Flapping),
-        (totals.stale, State::Stale),
-        (totals.slow, State::Slow),
-        (totals.left, State::Left),
-        (totals.never_seen, State::NeverSeen),
+    for state in [
+        State::NeverSeen,
+        State::Suspect,
+        State::Flapping,
+        State::Stale,
+        State::Slow,
+        State::Left,
     ] {
+        let n = tally.count(state);
         if n > 0 {
             second.push(Span::raw(" · "));
             second.push(Span::styled(
@@ -153,14 +156,16 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
         short(now.saturating_duration_since(app.started))
     )));
     let mut third = vec![];
-    match fleet.rates() {
+    match app.rates() {
         Some((inbound, outbound)) => {
             let monthly = (inbound + outbound) * SECONDS_PER_MONTH;
             third.push(Span::raw(format!(
                 " msg/s in {inbound:.1} out {outbound:.1} · ~{}/month",
                 count(monthly)
             )));
-            if monthly > MONTHLY_CAP {
+            // A hosted plan's budget means something only with a broker:
+            // the demo's fleet runs in-process and costs no messages.
+            if monthly > MONTHLY_CAP && !app.demo {
                 third.push(Span::styled(
                     " (over a 1M/month plan cap)",
                     Style::new().fg(Color::Yellow),
@@ -180,9 +185,9 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, at: Instant, now: Insta
         ));
     }
     // Bad bodies are dropped and counted; a climbing count is worth a look.
-    if fleet.rejected > 0 {
+    if app.rejected > 0 {
         third.push(Span::styled(
-            format!(" · {} rejected", fleet.rejected),
+            format!(" · {} rejected", app.rejected),
             Style::new().fg(Color::Yellow),
         ));
     }
@@ -320,25 +325,6 @@ const COLUMNS: [Column; 12] = [
     column(Col::Missed, "MISSED", 6, 8),
 ];
 
-/// The items that fit in `width` when each costs its width plus `gap` and
-/// gaps fall only between items: taken by priority (lowest first, and that
-/// one always), returned as indices in their own order.
-fn fit_by_priority(items: &[(usize, u8)], width: usize, gap: usize) -> Vec<usize> {
-    let mut by_priority: Vec<usize> = (0..items.len()).collect();
-    by_priority.sort_by_key(|&i| items[i].1);
-    let mut used = 0;
-    let mut shown = Vec::new();
-    for i in by_priority {
-        let cost = items[i].0 + gap;
-        if used + cost <= width + gap || shown.is_empty() {
-            used += cost;
-            shown.push(i);
-        }
-    }
-    shown.sort_unstable();
-    shown
-}
-
 /// Which columns fit in `width`, in display order, each with its width.
 /// The PHI column only when some instance is judged by phi. With
 /// `need_instance` (some service has several instances) INSTANCE stays,
@@ -392,10 +378,10 @@ fn visible_columns(width: u16, with_phi: bool, need_instance: bool) -> Vec<(&'st
         .collect()
 }
 
-fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
-    let fleet = app.shown();
-    let need_instance = fleet.groups.values().any(|&(_, all)| all > 1);
-    let columns = visible_columns(area.width, fleet.any_phi, need_instance);
+fn draw_table(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Instant) {
+    let table = &app.table;
+    let need_instance = table.tally.services.values().any(|count| count.all > 1);
+    let columns = visible_columns(area.width, table.any_phi, need_instance);
     let widths: Vec<Constraint> = columns
         .iter()
         .map(|&(_, width)| Constraint::Length(width))
@@ -417,7 +403,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
     }))
     .style(Style::new().bold().underlined());
     let rows_on_screen = area.height.saturating_sub(1) as usize;
-    if fleet.order.is_empty() {
+    if table.order.is_empty() {
         let text = if !app.filter.is_empty() {
             format!(
                 "  nothing matches the filter \"{}\" (Esc clears it)",
@@ -436,7 +422,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
             "  no link to the broker yet (see above); services appear once there is".to_string()
         };
         frame.render_widget(
-            Table::new(Vec::<TableRow>::new(), widths).header(header),
+            TableWidget::new(Vec::<TableRow>::new(), widths).header(header),
             area,
         );
         let below_header = Rect {
@@ -450,16 +436,16 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
         );
         return;
     }
-    let end = (app.offset + rows_on_screen).min(fleet.order.len());
+    let end = (app.offset + rows_on_screen).min(table.order.len());
     let shows_percentiles = columns
         .iter()
         .any(|(c, _)| matches!(c.col, Col::P50 | Col::P99));
     let rows = (app.offset..end).map(|position| {
-        let index = fleet.order[position];
+        let index = table.order[position];
         let row = &fleet.rows[index];
         // The service name and its count only on the first row of its group.
         let first_of_group =
-            position == 0 || fleet.rows[fleet.order[position - 1]].key.service != row.key.service;
+            position == 0 || fleet.rows[table.order[position - 1]].key.service != row.key.service;
         // Sorting the RTT window is the costliest part of a row: once, and only if shown.
         let percentiles = shows_percentiles.then(|| row.percentiles()).flatten();
         let cells = columns
@@ -469,7 +455,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
                     (c, width as usize),
                     row,
                     percentiles,
-                    (fleet, &app.expected),
+                    table,
                     (first_of_group, app.is_collapsed(&row.key.service)),
                     at,
                 )
@@ -481,25 +467,11 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, at: Instant) {
         }
         table_row
     });
-    frame.render_widget(Table::new(rows, widths).header(header), area);
+    frame.render_widget(TableWidget::new(rows, widths).header(header), area);
 }
 
 fn sort_arrow(app: &App) -> &'static str {
     if app.reversed { "↑" } else { "↓" }
-}
-
-/// Red is for outages only: LEFT (a planned shutdown) is grey, and what
-/// needs a look but is not an outage is yellow or magenta.
-pub fn state_style(state: State) -> Style {
-    match state {
-        State::Up => Style::new().fg(Color::Green).bold(),
-        State::Slow => Style::new().fg(Color::Yellow),
-        State::Suspect => Style::new().fg(Color::Yellow).bold(),
-        State::Down => Style::new().fg(Color::Red).bold(),
-        State::Flapping => Style::new().fg(Color::Magenta).bold(),
-        State::Stale => Style::new().fg(Color::Blue).bold(),
-        State::Left | State::NeverSeen => Style::new().fg(Color::DarkGray),
-    }
 }
 
 /// Phi as a short number; `-` in fixed mode, `>99` past any sane threshold.
@@ -507,39 +479,39 @@ fn phi_text(phi: Option<f64>) -> String {
     match phi {
         None => "-".to_string(),
         Some(p) if p > 99.0 => ">99".to_string(),
-        // Phi just after an echo can be a hair below zero: never "-0.0".
-        Some(p) => format!("{:.1}", p.max(0.0)),
+        // Phi just after an echo can be a hair below zero, and one that
+        // rounds to zero from below prints as "-0.0": never show either.
+        Some(p) => format!("{:.1}", p.max(0.0) + 0.0),
     }
 }
 
 fn cell<'a>(
     (column, width): (&Column, usize),
-    row: &'a Row,
+    row: &'a Instance,
     percentiles: Option<(Duration, Duration)>,
-    (fleet, expected): (&Fleet, &HashMap<String, u32>),
+    table: &Table,
     (first, collapsed): (bool, bool),
     at: Instant,
 ) -> Cell<'a> {
     match column.col {
         Col::Service if first => {
-            let (up, all) = fleet
-                .groups
+            let counted = table
+                .tally
+                .services
                 .get(&row.key.service)
                 .copied()
-                .unwrap_or((0, 1));
-            let expected = expected.get(&row.key.service).copied();
-            let of = expected.map_or(all, |e| e as usize);
-            if of > 1 || expected.is_some() || collapsed {
-                // Degraded: fewer UP than it should have; none UP is DOWN as a whole.
-                let style = if up == 0 {
-                    Style::new().fg(Color::Red).bold().reversed()
-                } else if up < of {
-                    Style::new().fg(Color::Yellow).bold().reversed()
-                } else {
-                    Style::new()
+                .unwrap_or_default();
+            let of = counted.of();
+            if of > 1 || counted.expected.is_some() || collapsed {
+                // Alive as the model counts it (State::counts_alive): fewer
+                // than it should have is degraded; none is DOWN as a whole.
+                let style = match counted.strength() {
+                    Strength::Down => Style::new().fg(Color::Red).bold().reversed(),
+                    Strength::Degraded => Style::new().fg(Color::Yellow).bold().reversed(),
+                    Strength::Full => Style::new(),
                 };
                 // A long name gives way; the count stays whole.
-                let count = format!("{up}/{of}");
+                let count = format!("{}/{of}", counted.alive);
                 let name = ellipsize(&row.key.service, width.saturating_sub(count.len() + 1));
                 Cell::from(Line::from(vec![
                     Span::raw(format!("{name} ")),
@@ -552,16 +524,16 @@ fn cell<'a>(
         Col::Service => Cell::from("  ·"),
         // A collapsed service: its row is its most urgent instance's.
         Col::Instance if collapsed => {
-            let (_, all) = fleet
-                .groups
+            let all = table
+                .tally
+                .services
                 .get(&row.key.service)
-                .copied()
-                .unwrap_or((0, 1));
+                .map_or(1, |count| count.all);
             let noun = if all == 1 { "instance" } else { "instances" };
             Cell::from(ellipsize(&format!("▸ {all} {noun}"), width)).dark_gray()
         }
         Col::Rtt if collapsed => {
-            Cell::from(maybe_millis(fleet.worst_rtt.get(&row.key.service).copied()))
+            Cell::from(maybe_millis(table.worst_rtt.get(&row.key.service).copied()))
         }
         Col::Instance if row.key.instance == UNSEEN_INSTANCE => Cell::from("-").dark_gray(),
         Col::Instance => Cell::from(ellipsize_middle(&row.key.instance, width)),
@@ -570,9 +542,8 @@ fn cell<'a>(
         Col::LastEcho => Cell::from(last_echo(row, at)),
         Col::Rtt => Cell::from(maybe_millis(row.last_rtt())),
         Col::Phi => {
-            let phi = row
-                .phi_at(at)
-                .filter(|_| row.counts_as_up() || row.state == State::Suspect);
+            // Phi means something while the instance is judged alive.
+            let phi = row.phi_at(at).filter(|_| row.counts_alive());
             let over = phi.zip(row.phi).is_some_and(|(p, m)| p >= m.threshold);
             let text = Cell::from(phi_text(phi));
             if over { text.yellow() } else { text }
@@ -582,6 +553,7 @@ fn cell<'a>(
         Col::Trend => Cell::from(spark_text(row, width)).cyan(),
         Col::Uptime => Cell::from(
             row.uptime(at)
+                .and_then(|u| u.ratio)
                 .map_or("-".to_string(), |u| format!("{:.1}%", u * 100.0)),
         ),
         Col::Missed => Cell::from(row.missed.to_string()),
@@ -589,7 +561,7 @@ fn cell<'a>(
 }
 
 /// The latest round trips as block characters, scaled to the row's own range.
-fn spark_text(row: &Row, width: usize) -> String {
+fn spark_text(row: &Instance, width: usize) -> String {
     let recent: Vec<Duration> = row.rtts.iter().rev().take(width).rev().collect();
     let Some(&max) = recent.iter().max() else {
         return String::new();
@@ -670,23 +642,27 @@ fn stored_uptimes(past: &Past, key: &crate::detector::InstanceKey) -> String {
 }
 
 /// The latest transitions; under a filter, only those of the rows it shows.
-fn draw_log(frame: &mut Frame, area: Rect, app: &App) {
+fn draw_log(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet) {
     if area.height == 0 {
         return;
     }
     let rows = area.height.saturating_sub(1) as usize;
     let width = area.width as usize;
-    let lines: Vec<Line> = app
-        .shown()
+    let lines: Vec<Line> = fleet
         .log
         .iter()
-        .filter(|report| app.shows(&report.transition.key))
+        .filter(|report| app.shows(&report.transition.key, fleet))
         .map(|report| log_line(report, true))
         .chain(
             app.past
                 .transitions
                 .iter()
-                .filter(|t| app.shows(&InstanceKey::new(t.service.as_str(), t.instance.as_str())))
+                .filter(|t| {
+                    app.shows(
+                        &InstanceKey::new(t.service.as_str(), t.instance.as_str()),
+                        fleet,
+                    )
+                })
                 .map(|t| past_line(t, true)),
         )
         .take(rows)
@@ -701,7 +677,7 @@ fn draw_log(frame: &mut Frame, area: Rect, app: &App) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instant) {
+fn draw_detail(frame: &mut Frame, area: Rect, row: &Instance, past: &Past, at: Instant) {
     let tall = area.height >= 18;
     let [summary, chart, phi_chart, history] = Layout::vertical([
         Constraint::Length(4),
@@ -729,8 +705,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
         )),
         Line::from(format!(
             " uptime {}{} · missed pings {} · watched for {}{}",
-            row.uptime(at)
-                .map_or("-".to_string(), |u| format!("{:.2}%", u * 100.0)),
+            uptime_text(row.uptime(at)),
             stored_uptimes(past, &row.key),
             row.missed,
             short(at.saturating_duration_since(row.watched_since)),
@@ -807,9 +782,27 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Row, past: &Past, at: Instan
     frame.render_widget(Paragraph::new(lines).block(block), history);
 }
 
+/// Uptime with its coverage: `99.50% of 80% judged`; just the figure when
+/// the whole time was judged.
+fn uptime_text(uptime: Option<UptimeFigure>) -> String {
+    match uptime {
+        Some(UptimeFigure {
+            ratio: Some(ratio),
+            coverage,
+        }) if coverage < 0.9995 => {
+            format!("{:.2}% ({:.0}% judged)", ratio * 100.0, coverage * 100.0)
+        }
+        Some(UptimeFigure {
+            ratio: Some(ratio), ..
+        }) => format!("{:.2}%", ratio * 100.0),
+        Some(_) => "- (nothing judged yet)".to_string(),
+        None => "-".to_string(),
+    }
+}
+
 /// Under FLAPPING or STALE the shown state hides the present: say whether
 /// it answers right now, judged by the last echo against the ping interval.
-fn answering_now(row: &Row, at: Instant) -> Line<'static> {
+fn answering_now(row: &Instance, at: Instant) -> Line<'static> {
     match row.last_echo {
         None => Line::from(" answering now: never heard from").dark_gray(),
         Some(last) => {
@@ -885,124 +878,8 @@ fn help_text(app: &App, width: u16) -> String {
     format!(" {}", text.join("  "))
 }
 
-/// Every key, with what it does. The demo's own keys only in the demo:
-/// elsewhere they do nothing, and a help that lists them misleads.
-pub fn keys(demo: bool) -> Vec<(&'static str, &'static str)> {
-    let mut keys = vec![
-        ("q  Ctrl+C", "quit and restore the terminal"),
-        (
-            "Esc",
-            "back: leave the detail view, the filter or this help",
-        ),
-        ("↑ ↓  j k", "move the selection"),
-        ("PgUp PgDn", "move a page"),
-        ("g G  Home End", "first or last row"),
-        ("mouse", "wheel scrolls, click selects, double click opens"),
-        ("n", "jump to the next row that is not UP"),
-        ("Enter", "details of the selected instance"),
-        ("/", "filter by service or instance name"),
-        ("s", "sort: state (DOWN first), name, rtt p50, last seen"),
-        ("S", "reverse the sort (↓ its own order, ↑ reversed)"),
-        ("f", "show one state only: each in turn, then all"),
-        ("t", "show only what is not UP, or every row again"),
-        ("Space", "fold the service into one row, or unfold it"),
-        ("z", "fold every service, or unfold them all"),
-        ("p", "pause the display (monitoring goes on); p resumes"),
-    ];
-    if demo {
-        keys.push(("x c r", "stop, crash, revive the selected service"));
-    }
-    keys.push(("?", "this help; Esc or ? closes it"));
-    keys
-}
-
-/// The help box's widest: two states a line fit in it.
-const HELP_WIDTH: u16 = 72;
-
-/// The help's lines for a box `inner` columns wide: the log file first, so
-/// that it is seen without scrolling, then the keys, then the states. On a
-/// narrow terminal a key's description goes on a line of its own.
-fn help_lines(app: &App, inner: u16) -> Vec<Line<'static>> {
-    let inner = inner as usize;
-    let mut lines = Vec::new();
-    match &app.log_path {
-        Some(path) => {
-            // Wrapped, not cut: the path is worth reading whole.
-            let text: Vec<char> = format!(" logs: {}", path.display()).chars().collect();
-            for chunk in text.chunks(inner.max(1)) {
-                lines.push(Line::from(chunk.iter().collect::<String>()));
-            }
-        }
-        None => lines.push(Line::from(" logs: off (the log file could not be created)")),
-    }
-    lines.push(Line::from(""));
-    let wide = inner >= 50;
-    for (key, what) in keys(app.demo) {
-        if wide {
-            // The description wraps under itself, past the keys' column.
-            for (i, part) in wrap(what, inner.saturating_sub(15)).into_iter().enumerate() {
-                let key = if i == 0 { key } else { "" };
-                lines.push(Line::from(vec![
-                    Span::styled(format!(" {key:<14}"), Style::new().bold()),
-                    Span::raw(part),
-                ]));
-            }
-        } else {
-            lines.push(Line::from(Span::styled(
-                format!(" {key}"),
-                Style::new().bold(),
-            )));
-            for part in wrap(what, inner.saturating_sub(4)) {
-                lines.push(Line::from(format!("    {part}")));
-            }
-        }
-    }
-    lines.push(Line::from(""));
-    let per_line = if inner >= 70 { 2 } else { 1 };
-    for group in STATE_HELP.chunks(per_line) {
-        let mut spans = Vec::new();
-        for (i, (state, what)) in group.iter().enumerate() {
-            spans.push(Span::styled(
-                format!(" {:<10} ", state.label()),
-                state_style(*state),
-            ));
-            // Two to a line fill the 70 columns exactly: 12 + 23 + 12 + 23.
-            let last = i + 1 == group.len();
-            spans.push(Span::raw(if last {
-                what.to_string()
-            } else {
-                format!("{what:<23}")
-            }));
-        }
-        lines.push(Line::from(spans));
-    }
-    lines.into_iter().map(|line| fit(line, inner)).collect()
-}
-
-/// Where the help box goes on a terminal of `area`, and how many lines it has.
-fn help_geometry(app: &App, area: Rect) -> (Rect, Vec<Line<'static>>) {
-    let width = area.width.min(HELP_WIDTH);
-    let lines = help_lines(app, width.saturating_sub(2));
-    let height = (lines.len() as u16 + 2).min(area.height);
-    let popup = Rect {
-        x: area.x + (area.width - width) / 2,
-        y: area.y + (area.height - height) / 2,
-        width,
-        height,
-    };
-    (popup, lines)
-}
-
-/// How far the help can scroll on a terminal this size: 0 when it fits.
-pub fn help_max_scroll(app: &App, width: u16, height: u16) -> usize {
-    let (popup, lines) = help_geometry(app, Rect::new(0, 0, width, height));
-    lines
-        .len()
-        .saturating_sub(popup.height.saturating_sub(2) as usize)
-}
-
 fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
-    let (popup, lines) = help_geometry(app, area);
+    let (popup, lines) = help::geometry(app.log_path.as_deref(), app.demo, area);
     let max = lines
         .len()
         .saturating_sub(popup.height.saturating_sub(2) as usize);
@@ -1022,144 +899,8 @@ fn draw_help_overlay(frame: &mut Frame, area: Rect, app: &App) {
     );
 }
 
-/// `text` in lines of at most `width` columns, broken at spaces.
-fn wrap(text: &str, width: usize) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
-    for word in text.split(' ') {
-        match lines.last_mut() {
-            Some(line) if line.width() + 1 + word.width() <= width => {
-                line.push(' ');
-                line.push_str(word);
-            }
-            _ => lines.push(word.to_string()),
-        }
-    }
-    lines
-}
-
-/// `line` cut to `width` columns; when something is cut, its last column
-/// becomes `…`, so a reader knows there was more.
-pub fn fit(line: Line<'static>, width: usize) -> Line<'static> {
-    if line.width() <= width {
-        return line;
-    }
-    let mut spans = Vec::new();
-    let mut used = 0;
-    for span in line.spans {
-        let w = span.width();
-        if used + w < width {
-            used += w;
-            spans.push(span);
-            continue;
-        }
-        // This span crosses the edge: keep what fits before a `…`.
-        let room = width.saturating_sub(used + 1);
-        spans.push(Span::styled(
-            format!("{}…", take_columns(&span.content, room)),
-            span.style,
-        ));
-        break;
-    }
-    Line::from(spans).style(line.style)
-}
-
-/// The longest start of `text` at most `columns` wide.
-fn take_columns(text: &str, columns: usize) -> &str {
-    let mut used = 0;
-    for (i, c) in text.char_indices() {
-        let w = c.width().unwrap_or(0);
-        if used + w > columns {
-            return &text[..i];
-        }
-        used += w;
-    }
-    text
-}
-
-/// `text` in `width` columns, its end replaced by `…` when cut.
-pub fn ellipsize(text: &str, width: usize) -> String {
-    if text.width() <= width {
-        return text.to_string();
-    }
-    format!("{}…", take_columns(text, width.saturating_sub(1)))
-}
-
-/// `text` in `width` columns, its middle replaced by `…` when cut: instance
-/// ids differ at their ends as often as at their starts (`orders-1`, `orders-2`).
-pub fn ellipsize_middle(text: &str, width: usize) -> String {
-    if text.width() <= width {
-        return text.to_string();
-    }
-    if width < 3 {
-        return ellipsize(text, width);
-    }
-    let tail_columns = (width - 1) / 2;
-    let head = take_columns(text, width - 1 - tail_columns);
-    // The tail: the shortest end of `text` at most `tail_columns` wide.
-    let mut used = 0;
-    let mut from = text.len();
-    for (i, c) in text.char_indices().rev() {
-        let w = c.width().unwrap_or(0);
-        if used + w > tail_columns {
-            break;
-        }
-        used += w;
-        from = i;
-    }
-    format!("{head}…{}", &text[from..])
-}
-
-/// What each state means, for the help overlay.
-pub const STATE_HELP: [(State, &str); 8] = [
-    (State::Up, "answers on time"),
-    (State::Slow, "answers, but slowly"),
-    (State::Suspect, "missed a deadline"),
-    (State::Down, "missed several in a row"),
-    (State::Left, "said goodbye (planned)"),
-    (State::Flapping, "changes state too often"),
-    (State::Stale, "monitor cannot judge"),
-    (State::NeverSeen, "expected, never heard"),
-];
-
-/// A duration as people read it at a glance: `850ms`, `12s`, `4m05s`, `3h12m`, `2d04h`.
-pub fn short(d: Duration) -> String {
-    let secs = d.as_secs();
-    match secs {
-        0 => format!("{}ms", d.as_millis()),
-        1..60 => format!("{secs}s"),
-        60..3600 => format!("{}m{:02}s", secs / 60, secs % 60),
-        3600..86400 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
-        _ => format!("{}d{:02}h", secs / 86400, secs % 86400 / 3600),
-    }
-}
-
-fn last_echo(row: &Row, at: Instant) -> String {
+fn last_echo(row: &Instance, at: Instant) -> String {
     row.last_echo.map_or("never".to_string(), |t| {
         format!("{} ago", short(at.saturating_duration_since(t)))
     })
-}
-
-fn maybe_millis(d: Option<Duration>) -> String {
-    d.map_or("-".to_string(), millis)
-}
-
-fn millis(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.1}ms")
-    } else {
-        format!("{ms:.0}ms")
-    }
-}
-
-fn count(n: f64) -> String {
-    if n >= 1e9 {
-        format!("{:.1}G", n / 1e9)
-    } else if n >= 1e6 {
-        format!("{:.1}M", n / 1e6)
-    } else if n >= 1e3 {
-        format!("{:.0}k", n / 1e3)
-    } else {
-        format!("{n:.0}")
-    }
 }

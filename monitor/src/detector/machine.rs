@@ -104,7 +104,7 @@ impl Tracked {
     /// serves. Under STALE its verdict from before counts, so our own
     /// blindness never degrades a service.
     fn alive(&self) -> bool {
-        matches!(self.health, State::Up | State::Suspect)
+        self.health.counts_alive() == Some(true)
     }
 
     fn shown(&self) -> State {

@@ -7,6 +7,8 @@
 //! - `types`: [`InstanceKey`], [`State`] (with its wire `code` and its `label`),
 //!   [`Reason`], [`Blindness`], [`Transition`]; [`Strength`] and
 //!   [`ServiceChange`] for a service against its expected instances.
+//! - `meaning`: what a state means for an operator ([`Severity`], [`Tone`],
+//!   rank, alive, [`Availability`] for uptime): methods on [`State`], decided once.
 //! - `policy`: [`Policy`] and [`Mode`]: how one service is judged.
 //! - `machine`: [`Detector`] and [`Tracked`]: the state machine, hysteresis,
 //!   STALE, the deadline index, and services' strength (degraded).
@@ -15,6 +17,7 @@
 
 mod flapping;
 mod machine;
+mod meaning;
 pub mod phi;
 mod policy;
 mod types;
@@ -23,6 +26,7 @@ mod types;
 mod tests;
 
 pub use machine::{Detector, EchoOutcome, Tracked};
+pub use meaning::{Availability, Severity, Tone};
 pub use phi::{PhiModel, PhiParams};
 pub use policy::{Mode, Policy};
 pub use types::{

@@ -1,12 +1,13 @@
 //! Per-minute figures per instance: echoes, misses, round-trip percentiles,
-//! and the time spent UP out of the time watched. Pure: wall-clock
-//! milliseconds in, closed minutes out.
+//! and the time up out of the time judged, each state counted as
+//! [`State::availability`] says (LEFT and STALE are not judged). Pure:
+//! wall-clock milliseconds in, closed minutes out.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Minute;
-use crate::detector::InstanceKey;
+use crate::detector::{Availability, InstanceKey, State};
 
 pub const MINUTE_MS: i64 = 60_000;
 
@@ -15,15 +16,28 @@ struct Acc {
     echoes: i64,
     rtts_ms: Vec<f64>,
     up_ms: i64,
+    judged_ms: i64,
+}
+
+impl Acc {
+    /// `span` ms spent in `state`.
+    fn add(&mut self, state: State, span: i64) {
+        match state.availability() {
+            Availability::Up => {
+                self.up_ms += span;
+                self.judged_ms += span;
+            }
+            Availability::Down => self.judged_ms += span,
+            Availability::NotJudged => {}
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Known {
-    state: String,
+    state: State,
     /// When the current state began (ms).
     since: i64,
-    /// When it was first known (ms).
-    known_from: i64,
 }
 
 pub struct Aggregator {
@@ -81,21 +95,21 @@ impl Aggregator {
         }
     }
 
-    pub fn transition(&mut self, key: &InstanceKey, to: &str, now_ms: i64, out: &mut Vec<Minute>) {
+    pub fn transition(&mut self, key: &InstanceKey, to: State, now_ms: i64, out: &mut Vec<Minute>) {
         self.roll(now_ms, out);
-        if let Some(known) = self.states.get(key)
-            && known.state == "up"
-        {
+        if let Some(known) = self.states.get(key) {
             let from = known.since.max(self.minute_start);
-            self.accs.entry(key.clone()).or_default().up_ms += (now_ms - from).max(0);
+            let state = known.state;
+            self.accs
+                .entry(key.clone())
+                .or_default()
+                .add(state, (now_ms - from).max(0));
         }
-        let known_from = self.states.get(key).map_or(now_ms, |k| k.known_from);
         self.states.insert(
             key.clone(),
             Known {
-                state: to.to_owned(),
+                state: to,
                 since: now_ms,
-                known_from,
             },
         );
     }
@@ -128,15 +142,13 @@ impl Aggregator {
         let start = self.minute_start;
         let mut accs = std::mem::take(&mut self.accs);
         for (key, known) in &self.states {
-            if known.state == "never_seen" {
+            // An expected service's placeholder has no minutes of its own.
+            if known.state == State::NeverSeen {
                 continue;
             }
             let mut acc = accs.remove(key).unwrap_or_default();
             let from = known.since.max(start);
-            if known.state == "up" && end > from {
-                acc.up_ms += end - from;
-            }
-            let observed_ms = end - known.known_from.max(start);
+            acc.add(known.state, (end - from).max(0));
             acc.rtts_ms.sort_by(f64::total_cmp);
             out.push(Minute {
                 minute_ms: floor_minute(start),
@@ -147,7 +159,9 @@ impl Aggregator {
                 rtt_p50_ms: percentile(&acc.rtts_ms, 50),
                 rtt_p99_ms: percentile(&acc.rtts_ms, 99),
                 up_ms: acc.up_ms,
-                observed_ms: observed_ms.max(0),
+                // Time judged: uptime is up out of this, never out of time
+                // the instance was LEFT or the monitor could not judge.
+                observed_ms: acc.judged_ms,
             });
         }
         self.pings = 0;
@@ -165,7 +179,7 @@ mod tests {
         let key = InstanceKey::new("orders", "o-1");
         let mut out = Vec::new();
         let mut agg = Aggregator::new(T0);
-        agg.transition(&key, "up", T0, &mut out);
+        agg.transition(&key, State::Up, T0, &mut out);
         for i in 0..10 {
             agg.ping(T0 + i * 1000, &mut out);
             if i < 8 {
@@ -177,7 +191,7 @@ mod tests {
                 );
             }
         }
-        agg.transition(&key, "down", T0 + 45_000, &mut out);
+        agg.transition(&key, State::Down, T0 + 45_000, &mut out);
         assert!(out.is_empty());
         agg.roll(T0 + MINUTE_MS, &mut out);
         assert_eq!(out.len(), 1);
@@ -198,8 +212,23 @@ mod tests {
         let key = InstanceKey::new("orders", "o-1");
         let mut out = Vec::new();
         let mut agg = Aggregator::new(T0);
-        agg.transition(&key, "up", T0 + 20_000, &mut out);
+        agg.transition(&key, State::Up, T0 + 20_000, &mut out);
         agg.close_partial(T0 + 50_000, &mut out);
         assert_eq!((out[0].up_ms, out[0].observed_ms), (30_000, 30_000));
+    }
+
+    #[test]
+    fn slow_is_up_and_left_and_stale_are_not_judged() {
+        let key = InstanceKey::new("orders", "o-1");
+        let mut out = Vec::new();
+        let mut agg = Aggregator::new(T0);
+        agg.transition(&key, State::Up, T0, &mut out);
+        agg.transition(&key, State::Slow, T0 + 5_000, &mut out);
+        agg.transition(&key, State::Up, T0 + 10_000, &mut out);
+        agg.transition(&key, State::Stale, T0 + 15_000, &mut out);
+        agg.transition(&key, State::Down, T0 + 25_000, &mut out);
+        agg.transition(&key, State::Left, T0 + 35_000, &mut out);
+        agg.roll(T0 + MINUTE_MS, &mut out);
+        assert_eq!((out[0].up_ms, out[0].observed_ms), (15_000, 25_000));
     }
 }

@@ -18,7 +18,7 @@
 //! deadline (`[history] timeout`): one that never answers is reported down
 //! within it, and a stop waits for it at most [`LAST_WRITE`].
 
-mod aggregate;
+pub(crate) mod aggregate;
 mod postgres;
 mod schema;
 mod sqlite;
@@ -41,7 +41,7 @@ use tracing::{info, warn};
 
 use crate::detector::{InstanceKey, Reason};
 use crate::engine::{Report, ServiceReport, Update};
-use crate::headless::state_code;
+use crate::fleet::Sink;
 use aggregate::Aggregator;
 
 /// Batches are written this often.
@@ -104,12 +104,13 @@ pub struct Minute {
     pub misses: i64,
     pub rtt_p50_ms: Option<f64>,
     pub rtt_p99_ms: Option<f64>,
-    /// Time UP, out of the time watched, within the minute.
+    /// Time up, out of the time judged (`observed_ms`), within the minute:
+    /// see [`crate::detector::Availability`].
     pub up_ms: i64,
     pub observed_ms: i64,
 }
 
-/// Time UP out of the time watched, summed over a window.
+/// Time up out of the time judged, summed over a window.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Uptime {
     pub service: String,
@@ -444,58 +445,33 @@ impl Health {
 }
 
 pub struct History {
-    pub updates: mpsc::Sender<Update>,
+    /// Where the engine's updates reach the history.
+    pub sink: Sink,
     pub health: Arc<Health>,
     task: JoinHandle<()>,
 }
 
-/// Where the fan-out hands updates to the history: never waits, counts
-/// what a full queue turns away.
-#[derive(Clone)]
-pub struct Intake {
-    updates: mpsc::Sender<Update>,
-    health: Arc<Health>,
-}
-
-impl Intake {
-    /// Echoes, pings and transitions; link changes are not history.
-    pub fn offer(&self, update: &Update) {
-        if matches!(update, Update::Link(_)) {
-            return;
-        }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.updates.try_send(update.clone()) {
-            self.health.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+/// Echoes, pings and transitions; link changes are not history.
+fn wanted(update: &Update) -> bool {
+    !matches!(update, Update::Link(_))
 }
 
 impl History {
-    pub fn intake(&self) -> Intake {
-        Intake {
-            updates: self.updates.clone(),
-            health: self.health.clone(),
-        }
-    }
-
     /// Stop taking updates and wait for the last write (bounded).
     pub async fn finish(self) {
-        drop(self.updates);
+        drop(self.sink);
         let _ = self.task.await;
     }
 }
 
 pub fn spawn(settings: &HistorySettings, shutdown: CancellationToken) -> History {
-    let (updates, rx) = mpsc::channel(8192);
+    let (sink, rx) = Sink::new("history", 8192, wanted);
     let health = Arc::new(Health {
         reachable: AtomicBool::new(true),
         ..Health::default()
     });
     let task = tokio::spawn(run(settings.clone(), rx, health.clone(), shutdown));
-    History {
-        updates,
-        health,
-        task,
-    }
+    History { sink, health, task }
 }
 
 fn stored_change(report: &ServiceReport) -> StoredServiceChange {
@@ -516,8 +492,8 @@ fn stored(report: &Report) -> StoredTransition {
         at_ms: report.at.timestamp_millis(),
         service: t.key.service.clone(),
         instance: t.key.instance.clone(),
-        from: state_code(t.from),
-        to: state_code(t.to),
+        from: t.from.code().to_owned(),
+        to: t.to.code().to_owned(),
         reason: t.reason.code().to_owned(),
         rtt_ms: t.rtt.map(|d| d.as_secs_f64() * 1e3),
         silent_ms: match t.reason {
@@ -765,7 +741,7 @@ async fn run(
                 match update {
                     Update::Transition(report) => {
                         let t = stored(&report);
-                        aggregator.transition(&report.transition.key, &t.to, now, &mut minutes);
+                        aggregator.transition(&report.transition.key, report.transition.to, now, &mut minutes);
                         backlog.push_transition(t);
                     }
                     Update::Echoes(echoes) => {

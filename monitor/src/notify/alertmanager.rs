@@ -13,8 +13,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::webhook::describe;
-use super::{Event, Limited, TargetStats, with_retries};
+use super::{Event, TargetStats, with_retries};
 use crate::group::Group;
+use crate::limited::Limited;
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]

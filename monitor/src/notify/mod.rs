@@ -19,7 +19,7 @@ mod gate;
 mod policy;
 mod webhook;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,16 +36,14 @@ use tracing::{info, warn};
 pub use event::Event;
 use policy::{Change, Policy, PolicyEvent, Rules};
 
-use crate::detector::InstanceKey;
 use crate::engine::Update;
+use crate::fleet::{Shared, Sink};
 use crate::group::Group;
-use crate::headless::state_code;
+use crate::limited::Limited;
 use gate::Gate;
 
 /// How often pending `for` delays and reminders are looked at.
 const TICK: Duration = Duration::from_millis(100);
-/// At most one failure line per target this often; the rest are counted.
-const LOG_EVERY: Duration = Duration::from_secs(10);
 /// On shutdown, queued events get this long to go out.
 const DRAIN: Duration = Duration::from_secs(3);
 
@@ -73,49 +71,26 @@ impl TargetStats {
     }
 }
 
-/// The running notifier: feed it updates, read its counters.
+/// The running notifier: feed it updates through its sink, read its counters.
 pub struct Notifier {
-    pub updates: mpsc::Sender<Update>,
+    /// Where the engine's updates reach the policies.
+    pub sink: Sink,
     pub stats: Vec<Arc<TargetStats>>,
-    /// Transitions turned away before any policy saw them (its queue was full).
-    pub dropped: Arc<AtomicU64>,
     tasks: JoinSet<()>,
 }
 
-/// Where the fan-out hands transitions to the notifier: never waits,
-/// counts what a full queue turns away.
-#[derive(Clone)]
-pub struct Intake {
-    updates: mpsc::Sender<Update>,
-    dropped: Arc<AtomicU64>,
-}
-
-impl Intake {
-    /// Only transitions, of instances and of services' strength, matter to alerts.
-    pub fn offer(&self, update: &Update) {
-        if !matches!(
-            update,
-            Update::Transition(_) | Update::Service(_) | Update::Forgotten(_)
-        ) {
-            return;
-        }
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.updates.try_send(update.clone()) {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
-        }
-    }
+/// Only transitions, of instances and of services' strength, matter to alerts.
+fn wanted(update: &Update) -> bool {
+    matches!(
+        update,
+        Update::Transition(_) | Update::Service(_) | Update::Forgotten(_)
+    )
 }
 
 impl Notifier {
-    pub fn intake(&self) -> Intake {
-        Intake {
-            updates: self.updates.clone(),
-            dropped: self.dropped.clone(),
-        }
-    }
-
     /// Wait for the queues to drain (bounded by [`DRAIN`]) after the updates end.
     pub async fn finish(mut self) {
-        drop(self.updates);
+        drop(self.sink);
         let drained = async { while self.tasks.join_next().await.is_some() {} };
         if tokio::time::timeout(DRAIN, drained).await.is_err() {
             warn!("notify: some alerts were still queued at shutdown");
@@ -125,13 +100,15 @@ impl Notifier {
 }
 
 /// Start one delivery task per entry and the policy task in front of them.
+/// Alerts carry the fleet's counts by state, read from `fleet` when sent.
 pub fn spawn(
     entries: &[NotifySettings],
     monitor_id: &str,
     group: Option<Group>,
+    fleet: Shared,
     shutdown: CancellationToken,
 ) -> Notifier {
-    let (updates, rx) = mpsc::channel(4096);
+    let (sink, rx) = Sink::new("notify", 4096, wanted);
     let mut tasks = JoinSet::new();
     let mut targets = Vec::new();
     let mut stats = Vec::new();
@@ -191,14 +168,10 @@ pub fn spawn(
         targets,
         gate,
         monitor_id.to_owned(),
+        fleet,
         shutdown,
     ));
-    Notifier {
-        updates,
-        stats,
-        dropped: Arc::new(AtomicU64::new(0)),
-        tasks,
-    }
+    Notifier { sink, stats, tasks }
 }
 
 type Target = (Policy, mpsc::Sender<Event>, Arc<TargetStats>);
@@ -208,9 +181,9 @@ async fn run_policies(
     mut targets: Vec<Target>,
     mut gate: Option<Gate>,
     monitor: String,
+    fleet: Shared,
     shutdown: CancellationToken,
 ) {
-    let mut states: HashMap<InstanceKey, String> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
     let mut full_log: Vec<Limited> = (0..targets.len())
         .map(|i| Limited::new(format!("notify[{i}]")))
@@ -224,16 +197,11 @@ async fn run_policies(
             update = updates.recv() => {
                 let Some(update) = update else { break };
                 let change = match update {
-                    Update::Transition(report) => {
-                        let code = state_code(report.transition.to);
-                        states.insert(report.transition.key.clone(), code);
-                        Some(Change::of_instance(&report))
-                    }
+                    Update::Transition(report) => Some(Change::of_instance(&report)),
                     Update::Service(report) => Some(Change::of_service(&report)),
                     Update::Forgotten(keys) => {
                         let at = chrono::Utc::now();
                         for key in keys.iter() {
-                            states.remove(key);
                             if let Some(gate) = &mut gate {
                                 gate.forget(&key.service, &key.instance);
                             }
@@ -272,10 +240,9 @@ async fn run_policies(
         if due.is_empty() {
             continue;
         }
-        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for code in states.values() {
-            *counts.entry(code.clone()).or_default() += 1;
-        }
+        // The fleet as the model has it, this update included: it is
+        // applied before any sink is handed it.
+        let counts: BTreeMap<String, usize> = fleet.read().counts_by_code();
         for (i, policy_event) in due {
             let (_, queue, stats) = &targets[i];
             let event = Event::new(&policy_event, &monitor, counts.clone());
@@ -349,43 +316,5 @@ where
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
-    }
-}
-
-/// A warning at most every [`LOG_EVERY`], saying how many were held back.
-pub(crate) struct Limited {
-    what: String,
-    last: Option<Instant>,
-    held: u64,
-}
-
-impl Limited {
-    pub(crate) fn new(what: String) -> Self {
-        Self {
-            what,
-            last: None,
-            held: 0,
-        }
-    }
-
-    pub(crate) fn warn(&mut self, message: std::fmt::Arguments<'_>) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < LOG_EVERY)
-        {
-            self.held += 1;
-            return;
-        }
-        if self.held > 0 {
-            warn!(
-                "{}: {message} ({} more like it not logged)",
-                self.what, self.held
-            );
-        } else {
-            warn!("{}: {message}", self.what);
-        }
-        self.last = Some(now);
-        self.held = 0;
     }
 }

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::engine::{Report, ServiceReport};
-use crate::headless::state_code;
 
 /// A change of one subject's state: an instance's, or a whole service's.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,8 +35,8 @@ impl Change {
             at: report.at,
             service: t.key.service.clone(),
             instance: Some(t.key.instance.clone()),
-            from: state_code(t.from),
-            to: state_code(t.to),
+            from: t.from.code().to_owned(),
+            to: t.to.code().to_owned(),
             reason: t.reason.code(),
             detail: t.reason.to_string(),
             count: None,

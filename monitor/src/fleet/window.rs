@@ -1,4 +1,4 @@
-//! The recent samples the dashboard keeps for every instance it tracks, in
+//! The recent samples the fleet model keeps for every instance it tracks, in
 //! as little room as it needs: round trips and phi before each echo.
 
 use std::collections::VecDeque;

@@ -1,0 +1,51 @@
+//! The fleet model: the one picture of the fleet every view reads. It is
+//! fed by the engine's stream in one place (`feed`) and read, never
+//! rebuilt, by the dashboard at frame time, the status document and page
+//! on demand, `/metrics` at scrape time, and the alerts and the history
+//! for counts. What a state means comes from [`State`]'s own methods
+//! (`detector::meaning`), not from here.
+//!
+//! Layout:
+//! - `model`: [`Fleet`] (every instance, the link, services' strength;
+//!   [`Fleet::apply`], [`Fleet::tally`]). Pure: both clocks are arguments.
+//! - `instance`: [`Instance`]: typed state, since when, last echo, round
+//!   trips, phi, missed pings, recent transitions, uptime with coverage.
+//! - `window`: the compact windows of round trips and phi values.
+//! - `sink`: [`Sink`], the one bounded, ordered, counting hand-off of updates.
+//! - `feed`: the task that applies the engine's stream, then hands it on.
+//!
+//! [`State`]: crate::detector::State
+
+mod feed;
+mod instance;
+mod model;
+mod sink;
+mod window;
+
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+pub use feed::run;
+pub use instance::{Accrued, Instance, PHI_SAMPLES, RTT_SAMPLES, UptimeFigure};
+pub use model::{Fleet, Judged, ServiceCount, Tally};
+pub use sink::{Sink, Wants, everything, verdicts};
+
+/// The one model, shared: written by [`run`] only, read by every view.
+/// Readers hold it briefly (a frame's layout, a snapshot, a scrape), never
+/// across I/O.
+#[derive(Clone)]
+pub struct Shared(Arc<RwLock<Fleet>>);
+
+impl Shared {
+    pub fn new(fleet: Fleet) -> Self {
+        Self(Arc::new(RwLock::new(fleet)))
+    }
+
+    pub fn read(&self) -> RwLockReadGuard<'_, Fleet> {
+        // A reader that panicked cannot have left the model half-changed.
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Fleet> {
+        self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+}
