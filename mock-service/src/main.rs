@@ -112,11 +112,19 @@ async fn main() -> ExitCode {
     let colour = orchestrator_lib::use_colour(std::io::stderr().is_terminal());
     orchestrator_lib::init_logging(std::io::stderr, colour);
 
-    let members: Vec<Identity> = match cli.count {
-        None => vec![Identity::new(&cli.name, &instance)],
+    let members: Result<Vec<Identity>, _> = match cli.count {
+        None => Identity::new(&cli.name, &instance).map(|one| vec![one]),
         Some(count) => (0..count)
             .map(|i| Identity::new(format!("{}-{i}", cli.name), &instance))
             .collect(),
+    };
+    // The flags were checked; a member's name (`NAME-i`) can still be too long.
+    let members = match members {
+        Ok(members) => members,
+        Err(error) => {
+            eprintln!("mock-service: {error}");
+            return ExitCode::from(2);
+        }
     };
     let defaults = LinkOptions::service();
     let options = LinkOptions {

@@ -102,7 +102,10 @@ async fn run(
         ("inventory", "inventory-1"),
         ("search", "search-1"),
     ] {
-        start(&mut fleet, Identity::new(service, instance));
+        start(
+            &mut fleet,
+            Identity::new(service, instance).expect("the demo's names follow the rule"),
+        );
     }
 
     let mut step = 0usize;
@@ -116,7 +119,7 @@ async fn run(
                 step += 1;
                 let wait = SCRIPT[step % SCRIPT.len()].0;
                 next_step.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(wait));
-                let id = Identity::new(service, instance);
+                let id = Identity::new(service, instance).expect("the script's names follow the rule");
                 match action {
                     Action::Stop => FleetCommand::Stop(id),
                     Action::Crash => FleetCommand::Crash(id),

@@ -45,11 +45,43 @@ fn the_readme_shows_the_service_example_exactly() {
     let example =
         std::fs::read_to_string(format!("{root}/orchestrator-lib/examples/service.rs")).unwrap();
     // The example is its doc comment, then the code the README shows.
-    let code = &example[example.find("use orchestrator_lib").unwrap()..];
+    let code = &example[example.find("\nuse ").unwrap() + 1..];
     assert!(
         readme.contains(&format!("```rust\n{code}```")),
         "README's Rust snippet and orchestrator-lib/examples/service.rs differ"
     );
+}
+
+/// The README's service says what it does: a name outside the rule is
+/// refused at once with the rule, and an unreachable broker is a retry line,
+/// not silence (issue 24).
+#[test]
+fn the_service_example_refuses_a_bad_name_and_says_when_it_retries() {
+    let dir = built_examples();
+    let mut named = example(&dir, "service", &["Order Service", "o-1"], &[]);
+    let status = named.wait_exit(Duration::from_secs(5));
+    let stderr = named.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim(),
+        "service: invalid service name \"Order Service\": use 1 to 100 letters, digits, '-', '_' or '.'"
+    );
+
+    let nowhere = format!("amqp://guest:guest@127.0.0.1:{}/%2f", free_port());
+    let mut retrying = example(
+        &dir,
+        "service",
+        &[&unique("orders"), "o-1"],
+        &[("CLOUDAMQP_URL", &nowhere)],
+    );
+    retrying.wait_stderr(Duration::from_secs(10), "retrying in");
+    assert!(
+        !retrying.stderr().contains("guest:guest"),
+        "{}",
+        retrying.stderr()
+    );
+    retrying.signal("INT");
+    assert!(retrying.wait_exit(Duration::from_secs(5)).success());
 }
 
 #[test]

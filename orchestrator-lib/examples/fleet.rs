@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .parse()?;
     let members: Vec<Identity> = (0..count)
         .map(|i| Identity::new(format!("{prefix}-{i}"), "fleet-1"))
-        .collect();
+        .collect::<Result<_, _>>()?;
     let endpoints = members.iter().map(Endpoint::service).collect();
     let options = LinkOptions {
         // A ping reaches every member at once: room for every answer.

@@ -6,13 +6,31 @@
 //! ```
 //!
 //! The broker URL comes from `CLOUDAMQP_URL`, or is the local default.
+//! It logs to stderr what it does (connected, retrying, refused; `RUST_LOG`
+//! for more). A name outside the rule stops it at once with the rule.
 //! Ctrl+C says goodbye (the monitor shows LEFT, not DOWN) and exits 0.
 
-use orchestrator_lib::{BrokerUrl, Endpoint, Faults, Identity, LinkOptions};
+use std::process::ExitCode;
+
+use orchestrator_lib::{BrokerUrl, Endpoint, Error, Faults, Identity, LinkOptions};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> ExitCode {
+    // Say what it is doing: connected, retrying, refused (on stderr).
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    orchestrator_lib::init_logging(std::io::stderr, orchestrator_lib::use_colour(colour));
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, as the library words it.
+            eprintln!("service: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), Error> {
     // `service [NAME [INSTANCE]]`; orders/orders-1 by default.
     let mut args = std::env::args().skip(1);
     let service = args.next().unwrap_or_else(|| "orders".into());
@@ -20,11 +38,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url: BrokerUrl = std::env::var("CLOUDAMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
         .parse()?;
-    let me = Identity::new(service, instance);
+    // Refused here, with the rule, if a name breaks it ("Order Service").
+    let me = Identity::new(service, instance)?;
     let link = orchestrator_lib::connect(&url, Endpoint::service(&me), LinkOptions::service());
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
     // Awaited: a spawned task nobody waits for dies with `main`.
-    orchestrator_lib::respond(link, me, Faults::default(), shutdown).await?;
-    Ok(())
+    orchestrator_lib::respond(link, me, Faults::default(), shutdown).await
 }

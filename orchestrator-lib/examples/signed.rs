@@ -24,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url: BrokerUrl = std::env::var("CLOUDAMQP_URL")
         .unwrap_or_else(|_| LOCAL_BROKER.into())
         .parse()?;
-    let me = Identity::new(service, instance);
+    let me = Identity::new(service, instance)?;
     let options = LinkOptions {
         keys: Some(keys),
         ..LinkOptions::service()

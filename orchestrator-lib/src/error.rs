@@ -25,6 +25,11 @@ pub enum Error {
     #[error("TLS with the broker at {url} failed: {detail}")]
     Tls { url: String, detail: String },
 
+    /// A service or instance name outside docs/PROTOCOL.md's rule. `shown`
+    /// is the value as [`Error::invalid_name`] makes it safe to print.
+    #[error("invalid {field} name {shown}: use {}", crate::wire::name_rule())]
+    InvalidName { field: &'static str, shown: String },
+
     #[error("the link to the broker is closed")]
     Closed,
 
@@ -46,6 +51,16 @@ pub enum Error {
 }
 
 impl Error {
+    /// [`Error::InvalidName`] for `value`, shown safely: any URL's password
+    /// hidden (the one redaction), quoted with escapes (no terminal control
+    /// characters), and cut to 40 characters.
+    pub fn invalid_name(field: &'static str, value: &str) -> Self {
+        Error::InvalidName {
+            field,
+            shown: shown_value(value),
+        }
+    }
+
     /// A mistake in what the user configured, as opposed to a failure of
     /// the moment: binaries exit 2 for these, as for bad flags.
     pub fn is_configuration(&self) -> bool {
@@ -53,8 +68,20 @@ impl Error {
             self,
             Error::InvalidUrl { .. }
                 | Error::InvalidOption(_)
+                | Error::InvalidName { .. }
                 | Error::Tls { .. }
                 | Error::AlreadyRunning { .. }
         )
     }
+}
+
+/// A value a user gave, for an error message: credentials redacted,
+/// Debug-quoted, at most 40 characters of it.
+pub fn shown_value(value: &str) -> String {
+    let redacted = crate::broker_url::redact_credentials_in(value);
+    let mut cut: String = redacted.chars().take(40).collect();
+    if cut.len() < redacted.len() {
+        cut.push('…');
+    }
+    format!("{cut:?}")
 }

@@ -26,7 +26,7 @@
 //! # async fn demo() -> Result<(), orchestrator_lib::Error> {
 //! use orchestrator_lib::{BrokerUrl, Endpoint, Faults, Identity, LinkOptions};
 //! let url: BrokerUrl = "amqp://guest:guest@127.0.0.1:5672/%2f".parse()?;
-//! let me = Identity::new("orders", "orders-1");
+//! let me = Identity::new("orders", "orders-1")?;
 //! let link = orchestrator_lib::connect(&url, Endpoint::service(&me), LinkOptions::service());
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! orchestrator_lib::respond(link, me, Faults::default(), shutdown).await

@@ -212,7 +212,7 @@ mod tests {
     async fn echoes_each_ping_then_says_goodbye() {
         let broker = MemoryBroker::new();
         let mut monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
-        let me = Identity::new("orders", "o-1");
+        let me = Identity::new("orders", "o-1").unwrap();
         let service = broker.connect(Endpoint::service(&me), LinkOptions::default());
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(respond(service, me, Faults::default(), shutdown.clone()));
@@ -243,7 +243,10 @@ mod tests {
     async fn a_fleet_on_one_link_answers_as_each_member_and_each_says_goodbye() {
         let broker = MemoryBroker::new();
         let mut monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
-        let members = vec![Identity::new("f-0", "h"), Identity::new("f-1", "h")];
+        let members = vec![
+            Identity::new("f-0", "h").unwrap(),
+            Identity::new("f-1", "h").unwrap(),
+        ];
         let endpoints = members.iter().map(Endpoint::service).collect();
         let fleet = broker.connect_many(endpoints, LinkOptions::default());
         let shutdown = CancellationToken::new();
@@ -288,7 +291,7 @@ mod tests {
     async fn a_hung_service_reads_pings_but_stays_silent() {
         let broker = MemoryBroker::new();
         let mut monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
-        let me = Identity::new("orders", "o-1");
+        let me = Identity::new("orders", "o-1").unwrap();
         let service = broker.connect(Endpoint::service(&me), LinkOptions::default());
         let faults = Faults {
             hang_after: Some(Duration::from_secs(5)),
@@ -313,7 +316,7 @@ mod tests {
     #[tokio::test]
     async fn drop_rate_outside_zero_to_one_is_refused() {
         let broker = MemoryBroker::new();
-        let me = Identity::new("orders", "o-1");
+        let me = Identity::new("orders", "o-1").unwrap();
         let service = broker.connect(Endpoint::service(&me), LinkOptions::default());
         let faults = Faults {
             drop_rate: 1.5,

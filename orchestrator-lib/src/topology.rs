@@ -75,15 +75,20 @@ mod tests {
 
     #[test]
     fn distinct_identities_never_share_a_queue() {
-        let a = Endpoint::service(&Identity::new("a.b", "c"));
-        let b = Endpoint::service(&Identity::new("a", "b.c"));
+        let a = Endpoint::service(&Identity::new("a.b", "c").unwrap());
+        let b = Endpoint::service(&Identity::new("a", "b.c").unwrap());
         assert_ne!(a.queue, b.queue);
     }
 
     #[test]
     fn the_longest_names_fit_an_amqp_short_string() {
         let long = "x".repeat(MAX_NAME_LEN);
-        assert!(Endpoint::service(&Identity::new(&long, &long)).queue.len() <= 255);
+        assert!(
+            Endpoint::service(&Identity::new(&long, &long).unwrap())
+                .queue
+                .len()
+                <= 255
+        );
         assert!(Endpoint::monitor(&long).queue.len() <= 255);
     }
 }

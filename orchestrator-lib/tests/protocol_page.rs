@@ -380,7 +380,7 @@ fn names_limits_and_broker_objects_are_the_codes() {
         code(&row["name"]).to_owned()
     };
     assert_eq!(name_of("exchange"), PING_EXCHANGE);
-    let me = Identity::new("orders", "orders-1");
+    let me = Identity::new("orders", "orders-1").unwrap();
     assert_eq!(
         name_of("service queue")
             .replace("<service>", "orders")

@@ -381,8 +381,10 @@ impl App {
                 self.help_scroll = 0;
             }
             KeyCode::Char(c @ ('x' | 'c' | 'r')) if self.demo => {
-                if let Some(row) = self.selected_row(live).filter(|row| !row.is_placeholder()) {
-                    let id = Identity::new(row.key.service.clone(), row.key.instance.clone());
+                // A row's names came through the wire's name rule: always `Ok`.
+                if let Some(row) = self.selected_row(live).filter(|row| !row.is_placeholder())
+                    && let Ok(id) = Identity::new(row.key.service.clone(), row.key.instance.clone())
+                {
                     self.commands.push(match c {
                         'x' => FleetCommand::Stop(id),
                         'c' => FleetCommand::Crash(id),

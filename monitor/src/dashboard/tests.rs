@@ -951,7 +951,7 @@ fn demo_keys_stop_crash_and_revive_the_selected_service_only_in_the_demo() {
     assert!(app.commands.is_empty(), "not a demo");
 
     app.demo = true;
-    let id = Identity::new("orders", "orders-2");
+    let id = Identity::new("orders", "orders-2").unwrap();
     for (letter, command) in [
         ('x', FleetCommand::Stop(id.clone())),
         ('c', FleetCommand::Crash(id.clone())),

@@ -201,11 +201,11 @@ mod tests {
         let broker = MemoryBroker::new();
         let monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
         let mut a = broker.connect(
-            Endpoint::service(&Identity::new("a", "1")),
+            Endpoint::service(&Identity::new("a", "1").unwrap()),
             LinkOptions::default(),
         );
         let mut b = broker.connect(
-            Endpoint::service(&Identity::new("b", "1")),
+            Endpoint::service(&Identity::new("b", "1").unwrap()),
             LinkOptions::default(),
         );
         let mut monitor_inbox = monitor.inbox;
@@ -255,7 +255,10 @@ mod tests {
             keys: Some(keys.clone()),
             ..LinkOptions::default()
         };
-        let mut service = broker.connect(Endpoint::service(&Identity::new("s", "i")), keyed());
+        let mut service = broker.connect(
+            Endpoint::service(&Identity::new("s", "i").unwrap()),
+            keyed(),
+        );
         let queue = "heartbeat.service.s/i";
         let body = crate::wire::encode(&ping(1));
         let stranger = crate::Keys::parse("a-stranger's-key-0123456789").unwrap();
@@ -349,7 +352,7 @@ mod tests {
         let broker = MemoryBroker::new();
         let mut monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
         let service = broker.connect(
-            Endpoint::service(&Identity::new("a", "1")),
+            Endpoint::service(&Identity::new("a", "1").unwrap()),
             LinkOptions::default(),
         );
         service
