@@ -10,8 +10,8 @@ pub use crate::responder::respond_fleet;
 pub use crate::signals::abort_on_panic;
 pub use crate::topology::{PING_EXCHANGE, Role};
 pub use crate::transport::{
-    Closer, Inbox, Incoming, LinkStats, LinkStatus, MemoryBroker, Publisher, check_ca_pem,
-    connect_each, connect_many,
+    Closer, Inbox, Incoming, LinkStats, LinkStatus, MemoryBroker, NAMED_SENDERS, OTHER_SENDERS,
+    Publisher, check_ca_pem, connect_each, connect_many,
 };
 
 /// A monitor group's link: leadership through the broker, and a channel

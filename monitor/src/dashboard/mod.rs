@@ -97,6 +97,7 @@ pub async fn run(
                 if let Some(in_use) = stats.broker_in_use() {
                     app.broker = in_use;
                 }
+                app.misconfigured = misconfigured(&stats);
                 Event::Tick(traffic())
             }
             key = input.next() => match key {
@@ -225,4 +226,24 @@ fn terminal_event(event: crossterm::event::Event) -> Option<Event> {
         crossterm::event::Event::Resize(columns, rows) => Some(Event::Resize(columns, rows)),
         _ => None,
     }
+}
+
+/// The services named by unverified echoes and goodbyes, once each, in name
+/// order, "others" last for those past the link's bound on names.
+fn misconfigured(stats: &LinkStats) -> Vec<String> {
+    use orchestrator_lib::plumbing::OTHER_SENDERS;
+    let counted = stats.unverified_by_service();
+    let mut names: Vec<String> = counted
+        .iter()
+        .filter(|(service, _, _)| service != OTHER_SENDERS)
+        .map(|(service, _, _)| service.clone())
+        .collect();
+    names.dedup();
+    if counted
+        .iter()
+        .any(|(service, _, _)| service == OTHER_SENDERS)
+    {
+        names.push("others".into());
+    }
+    names
 }

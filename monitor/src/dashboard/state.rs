@@ -103,6 +103,10 @@ pub struct App {
     pub history: Option<Arc<Health>>,
     /// Heartbeats carry an HMAC (`HEARTBEAT_KEY` is set); the header says when not.
     pub signed: bool,
+    /// Services whose echoes or goodbyes came unsigned or signed with
+    /// another key, by the name their bodies give (a claim, for the
+    /// operator: see `LinkStats::unverified_by_service`), in name order.
+    pub misconfigured: Vec<String>,
     /// Draw in colour; false under `NO_COLOR`, where every state is still
     /// told by its word.
     pub colour: bool,
@@ -144,6 +148,7 @@ impl App {
             past: Past::default(),
             history: None,
             signed: false,
+            misconfigured: Vec::new(),
             colour: true,
         }
     }

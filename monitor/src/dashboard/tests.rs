@@ -706,6 +706,25 @@ fn a_stall_of_the_monitor_and_rejected_messages_are_in_the_header() {
 }
 
 #[test]
+fn the_header_names_the_services_whose_echoes_are_not_signed_with_our_key() {
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    app.signed = true;
+    let shown = screen(&mut app, clock.at(secs(1)), 160, 24);
+    assert!(
+        !shown.join("\n").contains("not signed"),
+        "{}",
+        shown.join("\n")
+    );
+    app.misconfigured = vec!["billing".into(), "orders".into()];
+    let shown = screen(&mut app, clock.at(secs(2)), 160, 24);
+    line_with(&shown, " · not signed with our key: billing, orders");
+    app.misconfigured = ["a", "b", "c", "d", "e"].map(String::from).to_vec();
+    let shown = screen(&mut app, clock.at(secs(3)), 160, 24);
+    line_with(&shown, " · not signed with our key: a, b, c +2");
+}
+
+#[test]
 fn the_header_says_when_heartbeats_are_unsigned() {
     let clock = Clock::new();
     let mut app = new_app(&clock, &[]);

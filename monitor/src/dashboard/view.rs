@@ -191,6 +191,19 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Inst
             Style::new().fg(Color::Yellow),
         ));
     }
+    // A service without our key never comes UP; its name (as its echoes
+    // give it) tells the operator where to look.
+    if !app.misconfigured.is_empty() {
+        const SHOWN: usize = 3;
+        let mut names = app.misconfigured[..app.misconfigured.len().min(SHOWN)].join(", ");
+        if app.misconfigured.len() > SHOWN {
+            names.push_str(&format!(" +{}", app.misconfigured.len() - SHOWN));
+        }
+        third.push(Span::styled(
+            format!(" · not signed with our key: {names}"),
+            Style::new().fg(Color::Yellow),
+        ));
+    }
     // Without a key anyone who can publish to the broker can fake an echo:
     // the operator should know that what is shown is taken on trust.
     if !app.signed && !app.demo {
