@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::detector::{Detector, Mode, PhiParams, Policy};
+use crate::detector::{Detector, LastKnown, Mode, PhiParams, Policy};
 use crate::engine::{self, EngineConfig};
 use crate::fleet::{self, Fleet, Sink};
 use crate::metrics::{self, Metrics};
@@ -93,6 +93,7 @@ pub async fn run(
             || !settings.http.listen.is_empty()
             || settings.history.enabled(),
         pulse,
+        restore: last_known(&settings, &source).await,
     };
     // Bound before anything starts, so a taken port stops the monitor at once.
     let listener = if settings.http.listen.is_empty() {
@@ -183,12 +184,18 @@ pub async fn run(
             &monitor_id,
             group,
             model.clone(),
+            restore_hold(&settings),
             shutdown.clone(),
         )
     });
     // The demo's made-up services are kept out of the history.
-    let history = (settings.history.enabled() && demo_fleet.is_none())
-        .then(|| history::spawn(&settings.history, shutdown.clone()));
+    let history = (settings.history.enabled() && demo_fleet.is_none()).then(|| {
+        let by = history::WrittenBy {
+            fleet: fleet_name(&source),
+            monitor: monitor_id.clone(),
+        };
+        history::spawn(&settings.history, by, shutdown.clone())
+    });
     // Headless lines are verdicts and link changes: echoes and pings, there
     // for the other sinks, would only wake it. The dashboard reads the
     // model at frame time: verdicts only wake it for a frame at once.
@@ -372,6 +379,62 @@ fn spawn_past_loader(
         }
     });
     rx
+}
+
+/// What the history store knew of the fleet before this start (see
+/// [`history::last_known`]): taken back DOWN until each answers. Nothing for
+/// the demo or without a store; nothing, and one warning, when the store
+/// cannot be read within its timeout.
+async fn last_known(settings: &Settings, source: &Source) -> Vec<LastKnown> {
+    if matches!(source, Source::Demo) || !settings.history.enabled() {
+        return Vec::new();
+    }
+    let forget_after = settings.forget_after;
+    let now_ms = chrono::Utc::now().timestamp_millis();
+    let fleet = fleet_name(source);
+    let read = history::query(&settings.history, move |store| {
+        history::last_known(store, &fleet, now_ms, forget_after)
+    });
+    match read.await {
+        Ok(known) => known,
+        Err(error) => {
+            warn!(%error, "history: cannot take back the fleet known before this start; watching what answers");
+            Vec::new()
+        }
+    }
+}
+
+/// The fleet a monitor watches, as its history records it: the brokers'
+/// hosts and vhost, never credentials or options. Monitors sharing a store
+/// take back only their own fleet after a restart.
+fn fleet_name(source: &Source) -> String {
+    let Source::Broker { url, .. } = source else {
+        return "demo".into();
+    };
+    url.as_slice()
+        .iter()
+        .map(|url| {
+            let text = url.redacted();
+            let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
+            let rest = rest.split('?').next().unwrap_or(rest);
+            let (authority, vhost) = rest.split_once('/').unwrap_or((rest, ""));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{host}/{vhost}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// How long an instance taken back after a restart has to answer before
+/// its DOWN alerts: the longest timeout, and an interval for the first ping.
+fn restore_hold(settings: &Settings) -> Duration {
+    let longest = settings
+        .named_services()
+        .map(|service| settings.timeout_for(service))
+        .fold(settings.timeout, Duration::max);
+    longest + settings.interval
 }
 
 /// How `service` (or, without one, any service not named) is judged.

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::detector::{
-    Blindness, Detector, InstanceId, InstanceKey, PhiModel, ServiceChange, Transition,
+    Blindness, Detector, InstanceId, InstanceKey, LastKnown, PhiModel, ServiceChange, Transition,
 };
 use crate::fleet::Sink;
 use crate::limited::Limited;
@@ -55,6 +55,9 @@ pub struct EngineConfig {
     /// Where the loop shows it is alive, at every check, for a supervisor
     /// (`sdnotify`); nobody need read it.
     pub pulse: watch::Sender<Pulse>,
+    /// Instances known before a restart (from the history store): DOWN,
+    /// reason `restored`, until they answer.
+    pub restore: Vec<LastKnown>,
 }
 
 /// A transition stamped with wall-clock time for people and logs.
@@ -157,6 +160,11 @@ pub async fn run(
     for service in &config.expect {
         detector.expect(service, start.into_std());
     }
+    let restored: Vec<Transition> = config
+        .restore
+        .iter()
+        .filter_map(|known| detector.restore(known, start.into_std()))
+        .collect();
     let mut pings = tokio::time::interval(config.interval);
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut checks = tokio::time::interval(
@@ -184,6 +192,13 @@ pub async fn run(
     // timeout and an interval later, every live service has answered.
     let mut sections_from: Option<Instant> = None;
     let mut sections_looked = false;
+    if !restored.is_empty() {
+        info!(
+            instances = restored.len(),
+            "restored from the history store: DOWN until they answer"
+        );
+    }
+    out.transitions(restored);
 
     let outcome = loop {
         tokio::select! {

@@ -9,7 +9,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use heartbeat_config::HistorySettings;
-use monitor::history::{self, Batch, Minute, StoredServiceChange, StoredTransition, Who};
+use monitor::detector::{InstanceKey, State};
+use monitor::history::{
+    self, Batch, Minute, StoredServiceChange, StoredTransition, Who, WrittenBy,
+};
 use support::*;
 
 const UP_WITHIN: Duration = Duration::from_secs(10);
@@ -85,6 +88,10 @@ fn store_contract(settings: &HistorySettings) {
         let mut store = history::open(settings).expect("opens and migrates");
         store
             .write(&Batch {
+                by: WrittenBy {
+                    fleet: "broker-a/prod".into(),
+                    monitor: "m-1".into(),
+                },
                 transitions: vec![
                     transition_at(now - 40 * day, "orders", "down"),
                     transition_at(now - 2000, "orders", "down"),
@@ -106,6 +113,7 @@ fn store_contract(settings: &HistorySettings) {
         // The same minute again (a restart within it) adds up.
         store
             .write(&Batch {
+                by: WrittenBy::default(),
                 transitions: vec![],
                 services: vec![],
                 minutes: vec![minute(minute0 + 60_000, "orders", 0)],
@@ -157,6 +165,67 @@ fn store_contract(settings: &HistorySettings) {
     );
     assert_eq!(changes[0], service_change(now - 900, "orders", "full"));
     assert!(store.service_changes("payments", 0, 10).unwrap().is_empty());
+    // What a restart takes back: each instance's last state in this fleet.
+    store
+        .write(&Batch {
+            by: WrittenBy {
+                fleet: "broker-a/prod".into(),
+                monitor: "m-2".into(),
+            },
+            transitions: vec![
+                // Taken back before and not heard since: its state from before.
+                StoredTransition {
+                    from: "up".into(),
+                    reason: "restored".into(),
+                    ..transition_at(now - 500, "billing", "down")
+                },
+                StoredTransition {
+                    reason: "left".into(),
+                    ..transition_at(now - 500, "gone", "left")
+                },
+                // DOWN for longer than forget_after: forgotten.
+                transition_at(now - 2 * day, "old", "down"),
+            ],
+            ..Batch::default()
+        })
+        .unwrap();
+    store
+        .write(&Batch {
+            by: WrittenBy {
+                fleet: "broker-b/staging".into(),
+                monitor: "m-3".into(),
+            },
+            transitions: vec![transition_at(now - 100, "elsewhere", "down")],
+            ..Batch::default()
+        })
+        .unwrap();
+    let known = history::last_known(
+        store.as_mut(),
+        "broker-a/prod",
+        now,
+        Duration::from_secs(24 * 3600),
+    )
+    .unwrap();
+    assert_eq!(
+        known
+            .iter()
+            .map(|k| (k.key.clone(), k.state, k.age.as_millis()))
+            .collect::<Vec<_>>(),
+        [
+            (InstanceKey::new("billing", "i-1"), State::Up, 500),
+            (InstanceKey::new("orders", "i-1"), State::Up, 1000),
+            (InstanceKey::new("payments", "i-1"), State::Down, 1500),
+        ],
+        "{known:#?}"
+    );
+    let staging = history::last_known(
+        store.as_mut(),
+        "broker-b/staging",
+        now,
+        Duration::from_secs(24 * 3600),
+    )
+    .unwrap();
+    assert_eq!(staging.len(), 1);
     // Retention: what is older goes.
     assert_eq!(store.prune(now - 30 * day).unwrap(), 3);
     assert_eq!(
@@ -216,12 +285,19 @@ fn history_survives_a_restart(env: (&str, &str), settings: &HistorySettings) {
     );
     first.stop_cleanly("TERM", Duration::from_secs(8));
 
+    // The second run takes the instance back as it left it: DOWN, until it
+    // answers again.
     let mut second = monitor_storing(env);
+    second.wait_json(
+        UP_WITHIN,
+        "restored DOWN",
+        transition(&name, "down", "restored"),
+    );
     let _service = mock(BROKER, &name, "k-1", &[]);
     second.wait_json(
         UP_WITHIN,
-        "first seen again",
-        transition(&name, "up", "first_seen"),
+        "back UP on its first echo",
+        transition(&name, "up", "recovered"),
     );
     second.stop_cleanly("TERM", Duration::from_secs(8));
     // The startup line names the store; the server's NOTICEs about tables
@@ -242,15 +318,16 @@ fn history_survives_a_restart(env: (&str, &str), settings: &HistorySettings) {
             .map(|t| (t.from.as_str(), t.to.as_str(), t.reason.as_str()))
             .collect::<Vec<_>>(),
         [
-            ("never_seen", "up", "first_seen"),
+            ("down", "up", "recovered"),
+            ("down", "down", "restored"),
             ("suspect", "down", "timed_out"),
             ("up", "suspect", "timed_out"),
             ("never_seen", "up", "first_seen")
         ],
         "newest first: {kept:#?}"
     );
-    assert!(kept[1].silent_ms.is_some_and(|ms| ms > TIMEOUT_MS as i64));
-    assert!(kept[3].rtt_ms.is_some());
+    assert!(kept[2].silent_ms.is_some_and(|ms| ms > TIMEOUT_MS as i64));
+    assert!(kept[4].rtt_ms.is_some());
     // The minutes each run watched, closed when it stopped.
     let uptime = store.uptime(0).unwrap();
     let ours = uptime

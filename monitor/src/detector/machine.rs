@@ -12,8 +12,8 @@ use super::flapping::FlapWindow;
 use super::phi::{self, PhiModel, PhiWindow};
 use super::policy::{Mode, Policy};
 use super::types::{
-    Blindness, InstanceId, InstanceKey, Reason, ServiceChange, State, Strength, Transition,
-    UNSEEN_INSTANCE,
+    Blindness, InstanceId, InstanceKey, LastKnown, Reason, ServiceChange, State, Strength,
+    Transition, UNSEEN_INSTANCE,
 };
 
 /// Ping send times kept for round-trip measurement. An echo for an older
@@ -63,6 +63,9 @@ pub struct Tracked {
     flapping: bool,
     /// Set while it is shown STALE.
     stale: Option<Blindness>,
+    /// Restored DOWN from the history after a restart: its first echo
+    /// brings it UP at once, as a newcomer's does.
+    restored: bool,
     policy: usize,
     scheduled: Option<Instant>,
     /// No deadline falls before this: the grace after a blind spell.
@@ -93,6 +96,7 @@ impl Tracked {
             flaps: FlapWindow::default(),
             flapping: false,
             stale: None,
+            restored: false,
             policy,
             scheduled: None,
             judge_after: None,
@@ -469,6 +473,38 @@ impl Detector {
         unmatched
     }
 
+    /// Take back an instance known before the monitor restarted: DOWN
+    /// (reason `restored`, `from` the state it was last known in) until it
+    /// answers, and forgotten like any DOWN one, counted from when it
+    /// entered its last known state. Nothing if it is already known.
+    pub fn restore(&mut self, known: &LastKnown, now: Instant) -> Option<Transition> {
+        let key = &known.key;
+        if key.instance == UNSEEN_INSTANCE
+            || self
+                .by_name
+                .get(&key.service)
+                .is_some_and(|m| m.contains_key(&key.instance))
+        {
+            return None;
+        }
+        let (slot, _) = self.slot_for(&key.service, &key.instance, now);
+        let since = now.checked_sub(known.age).unwrap_or(now);
+        let tracked = &mut self.slots[slot];
+        tracked.health = State::Down;
+        tracked.state = State::Down;
+        tracked.since = since;
+        tracked.silence_from = since;
+        tracked.restored = true;
+        self.noted(slot, None);
+        Some(Transition {
+            key: key.clone(),
+            from: known.state,
+            to: State::Down,
+            reason: Reason::Restored,
+            rtt: None,
+        })
+    }
+
     fn policy_index(&self, service: &str) -> usize {
         // Asked once per echo: no lower-cased copy when no service has its own.
         if self.policy_by_service.is_empty() {
@@ -775,6 +811,7 @@ impl Detector {
         }
         let health = match tracked.health {
             State::Suspect | State::NeverSeen => Some((State::Up, Reason::Recovered)),
+            State::Down if tracked.restored => Some((State::Up, Reason::Recovered)),
             State::Left => Some((State::Up, Reason::Rejoined)),
             State::Down => {
                 tracked.successes += 1;
@@ -785,6 +822,7 @@ impl Detector {
         };
         if let Some((health, why)) = health {
             tracked.successes = 0;
+            tracked.restored = false;
             tracked.ignore_through_seq = None;
             reason = tracked.set_health(health, policy, now).or(Some(why));
         }

@@ -30,6 +30,6 @@ pub use meaning::{Availability, Severity, Tone};
 pub use phi::{PhiModel, PhiParams};
 pub use policy::{Mode, Policy};
 pub use types::{
-    Blindness, InstanceId, InstanceKey, Reason, ServiceChange, State, Strength, Transition,
-    UNSEEN_INSTANCE,
+    Blindness, InstanceId, InstanceKey, LastKnown, Reason, ServiceChange, State, Strength,
+    Transition, UNSEEN_INSTANCE,
 };

@@ -1041,3 +1041,57 @@ fn at_the_cap_a_name_seen_once_then_silent_makes_room_and_a_real_one_stays() {
     d.echo("payments", "p", s, now + ms(5));
     assert_eq!(d.make_room(now + ms(60_000)), None);
 }
+
+fn known(service: &str, instance: &str, state: State, age: Duration) -> LastKnown {
+    LastKnown {
+        key: InstanceKey::new(service, instance),
+        state,
+        age,
+    }
+}
+
+#[test]
+fn a_restored_instance_is_down_until_its_first_echo_brings_it_up() {
+    let (mut d, t0) = detector();
+    let was_down = d.restore(&known("api", "a", State::Down, ms(60_000)), t0);
+    assert_eq!(
+        moves(&was_down.into_iter().collect::<Vec<_>>()),
+        vec![(State::Down, State::Down, "restored")]
+    );
+    let was_up = d.restore(&known("web", "a", State::Up, ms(5_000)), t0);
+    assert_eq!(
+        moves(&was_up.into_iter().collect::<Vec<_>>()),
+        vec![(State::Up, State::Down, "restored")]
+    );
+    // Known already: nothing twice.
+    assert!(
+        d.restore(&known("api", "a", State::Up, ms(1)), t0)
+            .is_none()
+    );
+    // Silence keeps it DOWN, with no transition of its own.
+    assert!(d.check(t0 + ms(30_000)).is_empty());
+    assert_eq!(state(&d, "api"), State::Down);
+    // One echo, as for a newcomer: UP at once, not after `successes_before_up`.
+    let back = beat(&mut d, t0, 31, 31, &["api"]);
+    assert_eq!(moves(&back), vec![(State::Down, State::Up, "recovered")]);
+    assert_eq!(state(&d, "web"), State::Down);
+}
+
+#[test]
+fn a_restored_instance_is_forgotten_counting_from_when_it_was_last_judged() {
+    let (mut d, t0) = detector();
+    d.restore(&known("api", "old", State::Down, ms(50_000)), t0);
+    d.restore(&known("api", "new", State::Down, ms(1_000)), t0);
+    let gone = d.forget(ms(55_000), t0 + ms(10_000));
+    assert_eq!(gone, vec![InstanceKey::new("api", "old")]);
+    assert_eq!(d.len(), 1);
+}
+
+#[test]
+fn a_restored_instance_takes_the_place_of_its_services_placeholder() {
+    let (mut d, t0) = detector();
+    d.expect("api", t0);
+    d.restore(&known("api", "a", State::Down, ms(1_000)), t0);
+    let keys: Vec<_> = d.instances().map(|t| t.key.instance.clone()).collect();
+    assert_eq!(keys, vec!["a".to_string()]);
+}

@@ -20,6 +20,17 @@ pub struct InstanceKey {
     pub instance: String,
 }
 
+/// An instance this monitor knew before it restarted, as its history store
+/// last recorded it: see [`crate::detector::Detector::restore`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastKnown {
+    pub key: InstanceKey,
+    /// The state it was last judged in (never LEFT: a goodbye ends the watch).
+    pub state: State,
+    /// How long ago it entered that state.
+    pub age: Duration,
+}
+
 impl InstanceKey {
     pub fn new(service: impl Into<String>, instance: impl Into<String>) -> Self {
         Self {
@@ -133,6 +144,10 @@ pub enum Reason {
     },
     /// The monitor cannot judge.
     Stale(Blindness),
+    /// Known before the monitor restarted (from its history store) and not
+    /// heard since: DOWN until it answers. The transition's `from` is the
+    /// state it was last known in.
+    Restored,
 }
 
 impl Reason {
@@ -149,6 +164,7 @@ impl Reason {
             Reason::Stale(Blindness::LinkDown) => "link_down",
             Reason::Stale(Blindness::Blocked) => "blocked",
             Reason::Stale(Blindness::Stalled { .. }) => "stalled",
+            Reason::Restored => "restored",
         }
     }
 
@@ -189,6 +205,7 @@ impl fmt::Display for Reason {
                 "cannot judge: the monitor stalled for {:.1}s",
                 lag.as_secs_f64()
             ),
+            Reason::Restored => f.write_str("not heard since the monitor restarted"),
         }
     }
 }

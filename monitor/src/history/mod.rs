@@ -39,7 +39,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::detector::{InstanceKey, Reason};
+use crate::detector::{InstanceKey, LastKnown, Reason, State, UNSEEN_INSTANCE};
 use crate::engine::{Report, ServiceReport, Update};
 use crate::fleet::Sink;
 use aggregate::Aggregator;
@@ -125,8 +125,18 @@ impl Uptime {
     }
 }
 
+/// Who wrote a batch: the fleet it is about (the broker and vhost, never
+/// credentials) and the monitor's id.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WrittenBy {
+    pub fleet: String,
+    pub monitor: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
+    /// Stamped on each transition.
+    pub by: WrittenBy,
     pub transitions: Vec<StoredTransition>,
     pub services: Vec<StoredServiceChange>,
     pub minutes: Vec<Minute>,
@@ -169,6 +179,9 @@ pub trait Store: Send {
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<StoredServiceChange>, HistoryError>;
+    /// Each instance's latest transition in `fleet` (in no particular
+    /// order; ties at one millisecond may give an instance twice).
+    fn last_transitions(&mut self, fleet: &str) -> Result<Vec<StoredTransition>, HistoryError>;
     /// Per instance, over the minutes that started at or after `since_ms`.
     fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError>;
     /// Delete what is older than `before_ms`; how many rows went.
@@ -308,6 +321,46 @@ pub fn load_past(store: &mut dyn Store, before_ms: i64, now_ms: i64) -> Result<P
         transitions,
         uptime,
     })
+}
+
+/// The instances of `fleet` to take back after a restart, as the store last
+/// recorded them: all but those that said goodbye and those DOWN for `forget_after`
+/// or longer (the monitor would have forgotten them). An instance restored
+/// before and not heard since keeps the state it was restored from. Blocks.
+pub fn last_known(
+    store: &mut dyn Store,
+    fleet: &str,
+    now_ms: i64,
+    forget_after: Duration,
+) -> Result<Vec<LastKnown>, HistoryError> {
+    let mut latest: HashMap<InstanceKey, StoredTransition> = HashMap::new();
+    for t in store.last_transitions(fleet)? {
+        let key = InstanceKey::new(t.service.clone(), t.instance.clone());
+        if latest.get(&key).is_none_or(|known| known.at_ms < t.at_ms) {
+            latest.insert(key, t);
+        }
+    }
+    let mut known: Vec<LastKnown> = latest
+        .into_iter()
+        .filter_map(|(key, t)| {
+            let code = if t.reason == Reason::Restored.code() {
+                &t.from
+            } else {
+                &t.to
+            };
+            let state = State::from_code(code)?;
+            let age = Duration::from_millis(u64::try_from(now_ms - t.at_ms).unwrap_or(0));
+            let forgotten = matches!(state, State::Down | State::NeverSeen) && age >= forget_after;
+            let gone = state == State::Left || t.to == State::Left.code();
+            (!forgotten && !gone && key.instance != UNSEEN_INSTANCE).then_some(LastKnown {
+                key,
+                state,
+                age,
+            })
+        })
+        .collect();
+    known.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(known)
 }
 
 /// Most transitions `GET /api/v1/history` returns at once.
@@ -464,13 +517,13 @@ impl History {
     }
 }
 
-pub fn spawn(settings: &HistorySettings, shutdown: CancellationToken) -> History {
+pub fn spawn(settings: &HistorySettings, by: WrittenBy, shutdown: CancellationToken) -> History {
     let (sink, rx) = Sink::new("history", 8192, wanted);
     let health = Arc::new(Health {
         reachable: AtomicBool::new(true),
         ..Health::default()
     });
-    let task = tokio::spawn(run(settings.clone(), rx, health.clone(), shutdown));
+    let task = tokio::spawn(run(settings.clone(), by, rx, health.clone(), shutdown));
     History { sink, health, task }
 }
 
@@ -520,6 +573,7 @@ struct Writer {
     last_probe: Instant,
     /// When the failure was last logged, while the store keeps failing.
     logged_at: Option<Instant>,
+    by: WrittenBy,
 }
 
 impl Drop for Writer {
@@ -536,9 +590,10 @@ impl Drop for Writer {
 }
 
 impl Writer {
-    fn new(settings: HistorySettings) -> Self {
+    fn new(settings: HistorySettings, by: WrittenBy) -> Self {
         Self {
             settings,
+            by,
             store: None,
             busy: None,
             busy_since: Instant::now(),
@@ -565,7 +620,8 @@ impl Writer {
             return;
         }
         self.last_probe = now;
-        let batch = backlog.take(BATCH);
+        let mut batch = backlog.take(BATCH);
+        batch.by = self.by.clone();
         let settings = self.settings.clone();
         let store = self.store.take();
         let prune_due = !probe && self.last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY);
@@ -699,6 +755,7 @@ impl Backlog {
         let m = self.minutes.len().min(n - t - c);
         let minutes = self.minutes.drain(..m).collect();
         Batch {
+            by: WrittenBy::default(),
             transitions,
             services,
             minutes,
@@ -720,6 +777,7 @@ impl Backlog {
 
 async fn run(
     settings: HistorySettings,
+    by: WrittenBy,
     mut updates: mpsc::Receiver<Update>,
     health: Arc<Health>,
     shutdown: CancellationToken,
@@ -728,7 +786,7 @@ async fn run(
     let mut aggregator = Aggregator::new(Utc::now().timestamp_millis());
     let mut backlog = Backlog::default();
     let mut minutes = Vec::new();
-    let mut writer = Writer::new(settings);
+    let mut writer = Writer::new(settings, by);
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -172,8 +172,8 @@ impl Store for Postgres {
             c.batch_execute("BEGIN").await?;
             let insert = c
                 .prepare(
-                    "INSERT INTO transitions (at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO transitions (at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms, fleet, monitor)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 )
                 .await?;
             for t in &batch.transitions {
@@ -188,6 +188,8 @@ impl Store for Postgres {
                         &t.reason,
                         &t.rtt_ms,
                         &t.silent_ms,
+                        &batch.by.fleet,
+                        &batch.by.monitor,
                     ],
                 )
                 .await?;
@@ -258,6 +260,19 @@ impl Store for Postgres {
                     .map(|n| n as &(dyn tokio_postgres::types::ToSql + Sync)),
             );
             c.query(&sql, &values).await
+        })?;
+        Ok(rows.iter().map(to_transition).collect())
+    }
+
+    fn last_transitions(&mut self, fleet: &str) -> Result<Vec<StoredTransition>, HistoryError> {
+        let rows = self.call(|c| async move {
+            c.query("SELECT t.at_ms, t.service, t.instance, t.from_state, t.to_state, t.reason, t.rtt_ms, t.silent_ms
+     FROM transitions t JOIN (
+         SELECT service, instance, MAX(at_ms) AS last_ms FROM transitions
+         WHERE fleet = $1 GROUP BY service, instance
+     ) latest ON t.service = latest.service AND t.instance = latest.instance
+         AND t.at_ms = latest.last_ms AND t.fleet = $1", &[&fleet])
+                .await
         })?;
         Ok(rows.iter().map(to_transition).collect())
     }

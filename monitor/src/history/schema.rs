@@ -50,6 +50,15 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX service_changes_by_service ON service_changes (service, at_ms);
     CREATE INDEX service_changes_by_time ON service_changes (at_ms);",
     ),
+    (
+        3,
+        // Which fleet (broker and vhost) a transition is about, and which
+        // monitor saw it: monitors that share a store restore only their
+        // own fleet after a restart. Rows from before are nobody's ('').
+        "ALTER TABLE transitions ADD COLUMN fleet TEXT NOT NULL DEFAULT '';
+    ALTER TABLE transitions ADD COLUMN monitor TEXT NOT NULL DEFAULT '';
+    CREATE INDEX transitions_by_fleet ON transitions (fleet, service, instance, at_ms);",
+    ),
 ];
 
 /// A minute written twice (a restart within it) adds up.

@@ -154,8 +154,8 @@ impl Sqlite {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO transitions (at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    "INSERT INTO transitions (at_ms, service, instance, from_state, to_state, reason, rtt_ms, silent_ms, fleet, monitor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(err)?;
             for t in &batch.transitions {
@@ -168,7 +168,9 @@ impl Sqlite {
                         t.to,
                         t.reason,
                         t.rtt_ms,
-                        t.silent_ms
+                        t.silent_ms,
+                        batch.by.fleet,
+                        batch.by.monitor
                     ])
                     .map_err(err)?;
             }
@@ -246,6 +248,22 @@ impl Store for Sqlite {
         values.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
         let rows = stmt
             .query_map(values.as_slice(), row_to_transition)
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    fn last_transitions(&mut self, fleet: &str) -> Result<Vec<StoredTransition>, HistoryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT t.at_ms, t.service, t.instance, t.from_state, t.to_state, t.reason, t.rtt_ms, t.silent_ms
+     FROM transitions t JOIN (
+         SELECT service, instance, MAX(at_ms) AS last_ms FROM transitions
+         WHERE fleet = ?1 GROUP BY service, instance
+     ) latest ON t.service = latest.service AND t.instance = latest.instance
+         AND t.at_ms = latest.last_ms AND t.fleet = ?1")
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![fleet], row_to_transition)
             .map_err(err)?;
         rows.collect::<Result<_, _>>().map_err(err)
     }

@@ -162,7 +162,9 @@ impl Alertmanager {
                             firing.remove(&id);
                             alert.ends_at = stamp(event.at);
                         }
-                        "firing" => {
+                        // Restored: firing before the monitor restarted; pushed
+                        // again so that Alertmanager keeps it alive.
+                        "firing" | "restored" => {
                             alert.ends_at = self.valid_until();
                             firing.insert(id, alert.clone());
                         }

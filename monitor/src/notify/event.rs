@@ -10,7 +10,8 @@ use super::policy::{EventKind, PolicyEvent};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
-    /// "firing", "reminder", "resolved" or "forgotten".
+    /// "firing", "reminder", "resolved" or "forgotten"; "restored" reaches
+    /// Alertmanager only.
     pub event: &'static str,
     /// "instance", or "service" for a service's strength (`degraded`, `full`).
     pub scope: &'static str,
@@ -62,6 +63,11 @@ impl Event {
                 "{subject} is no longer watched: {} since {}, forgotten",
                 alert_state.to_uppercase(),
                 alert.at.format("%Y-%m-%d %H:%M:%S UTC")
+            ),
+            EventKind::Restored => format!(
+                "{subject} is still {} ({})",
+                alert_state.to_uppercase(),
+                c.detail
             ),
             EventKind::Resolved => format!(
                 "{subject} is no longer {}: now {} ({})",

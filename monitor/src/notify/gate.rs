@@ -74,7 +74,7 @@ impl Gate {
     pub fn admit(&mut self, target: usize, event: &PolicyEvent) -> bool {
         let key = key(target, event);
         match event.kind {
-            EventKind::Firing => {
+            EventKind::Firing | EventKind::Restored => {
                 self.mine.insert(key.clone(), event.clone());
             }
             EventKind::Resolved | EventKind::Forgotten => {
@@ -86,8 +86,10 @@ impl Gate {
             return false;
         }
         let admitted = self.group.ledger(|ledger| match event.kind {
-            EventKind::Firing if ledger.is_firing(&key) => None,
-            EventKind::Firing => {
+            EventKind::Firing | EventKind::Restored if ledger.is_firing(&key) => None,
+            // Restored: firing before a restart of the whole group; the
+            // ledger takes it back so that its resolution goes out.
+            EventKind::Firing | EventKind::Restored => {
                 let fired = fired(event, &self.group.me);
                 ledger.fire(key.clone(), fired.clone());
                 Some(Some(fired))

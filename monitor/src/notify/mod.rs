@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use event::Event;
-use policy::{Change, Policy, PolicyEvent, Rules};
+use policy::{Change, EventKind, Policy, PolicyEvent, Rules};
 
 use crate::engine::Update;
 use crate::fleet::{Shared, Sink};
@@ -106,6 +106,7 @@ pub fn spawn(
     monitor_id: &str,
     group: Option<Group>,
     fleet: Shared,
+    restore_hold: Duration,
     shutdown: CancellationToken,
 ) -> Notifier {
     let (sink, rx) = Sink::new("notify", 4096, wanted);
@@ -157,6 +158,7 @@ pub fn spawn(
             hold: entry.for_,
             reminder: entry.reminder,
             send_resolved: entry.send_resolved,
+            restore_hold,
         };
         info!(target_index = index, kind = %entry.kind, "notify: target ready");
         targets.push((Policy::new(rules), tx, stat.clone()));
@@ -269,6 +271,10 @@ async fn deliver_each<F, Fut>(
     Fut: Future<Output = Result<(), String>>,
 {
     while let Some(event) = events.recv().await {
+        // Told before the monitor restarted: not news to a webhook or a command.
+        if event.event == EventKind::Restored.code() {
+            continue;
+        }
         match with_retries(entry.retries, entry.timeout, || attempt(event.clone())).await {
             Ok(()) => {
                 stats.sent.fetch_add(1, Ordering::Relaxed);

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use crate::detector::Reason;
 use crate::engine::{Report, ServiceReport};
 
 /// A change of one subject's state: an instance's, or a whole service's.
@@ -83,6 +84,11 @@ pub enum EventKind {
     /// The monitor forgot it while its alert was firing (DOWN or LEFT for
     /// `forget_after`): the alert ends, since nobody watches it any more.
     Forgotten,
+    /// Still in the alerting state it was in before the monitor restarted:
+    /// firing again without being news. Only a target that keeps alerts
+    /// alive by re-sending them (Alertmanager) is told; the others already
+    /// were, before the restart.
+    Restored,
 }
 
 impl EventKind {
@@ -92,6 +98,7 @@ impl EventKind {
             EventKind::Reminder => "reminder",
             EventKind::Resolved => "resolved",
             EventKind::Forgotten => "forgotten",
+            EventKind::Restored => "restored",
         }
     }
 }
@@ -113,12 +120,17 @@ pub struct Rules {
     /// Zero: no reminders.
     pub reminder: Duration,
     pub send_resolved: bool,
+    /// How long an instance restored after a restart, and not in an
+    /// alerting state before it, has to answer before its DOWN counts (as
+    /// long as a live instance needs to show itself).
+    pub restore_hold: Duration,
 }
 
 #[derive(Debug, Clone)]
 struct Pending {
     change: Change,
-    since: Instant,
+    /// When it fires if nothing changes first.
+    due: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +162,9 @@ impl Policy {
 
     /// A change happened at `now`.
     pub fn transition(&mut self, change: &Change, now: Instant) -> Vec<PolicyEvent> {
+        if change.reason == Reason::Restored.code() {
+            return self.restored(change, now);
+        }
         let key = change.key();
         let alerting = self.rules.alerting.contains(&change.to);
         let mut out = Vec::new();
@@ -164,7 +179,7 @@ impl Policy {
             } else {
                 entry.pending = Some(Pending {
                     change: change.clone(),
-                    since: now,
+                    due: now + self.rules.hold,
                 });
             }
         } else {
@@ -185,6 +200,36 @@ impl Policy {
         }
         out.extend(self.tick(now));
         out
+    }
+
+    /// An instance taken back after a restart (`change.from` is the state
+    /// it was last known in). Known in this alerting state before: its
+    /// alert went out then, so it is firing from now on without being sent
+    /// again as new (resolved when it answers; re-asserted as `Restored`).
+    /// Known otherwise: it alerts only if it has not answered within
+    /// `restore_hold` (and `for`), as a live instance would have.
+    fn restored(&mut self, change: &Change, now: Instant) -> Vec<PolicyEvent> {
+        if !self.rules.alerting.contains(&change.to) {
+            return Vec::new();
+        }
+        let entry = self.instances.entry(change.key()).or_default();
+        if change.from == change.to {
+            entry.pending = None;
+            entry.firing = Some(Firing {
+                change: change.clone(),
+                last_sent: now,
+            });
+            return vec![PolicyEvent {
+                kind: EventKind::Restored,
+                change: change.clone(),
+                ended: None,
+            }];
+        }
+        entry.pending = Some(Pending {
+            change: change.clone(),
+            due: now + self.rules.hold.max(self.rules.restore_hold),
+        });
+        Vec::new()
     }
 
     /// The monitor forgot an instance (at `at`): what is pending for it is
@@ -216,7 +261,7 @@ impl Policy {
         let mut out = Vec::new();
         for instance in self.instances.values_mut() {
             if let Some(pending) = &instance.pending
-                && now.saturating_duration_since(pending.since) >= self.rules.hold
+                && now >= pending.due
             {
                 let pending = instance.pending.take().expect("checked above");
                 // Replacing another alerting state ends the old alert first.
@@ -260,7 +305,7 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detector::{InstanceKey, Reason, State, Transition};
+    use crate::detector::{InstanceKey, State, Transition};
 
     fn report(to: State) -> Report {
         Report {
@@ -292,6 +337,7 @@ mod tests {
             hold: Duration::from_secs(hold),
             reminder: Duration::from_secs(reminder),
             send_resolved,
+            restore_hold: Duration::from_secs(4),
         })
     }
 
@@ -441,6 +487,7 @@ mod tests {
             hold: Duration::from_secs(5),
             reminder: Duration::from_secs(10),
             send_resolved: true,
+            restore_hold: Duration::ZERO,
         });
         let at = |s: u64| t0 + Duration::from_secs(s);
         // Shorter than `for`: nothing.
@@ -479,6 +526,7 @@ mod tests {
             hold: s(2),
             reminder: s(10),
             send_resolved: true,
+            restore_hold: Duration::ZERO,
         });
         assert!(step(&mut p, State::Down, t0).is_empty());
         assert_eq!(kinds(&p.tick(t0 + s(2))), [EventKind::Firing]);
@@ -491,5 +539,51 @@ mod tests {
             [EventKind::Resolved, EventKind::Firing]
         );
         assert_eq!(kinds(&p.tick(t0 + s(23))), [EventKind::Reminder]);
+    }
+
+    fn restored(was: State) -> Change {
+        Change::of_instance(&Report {
+            at: Utc::now(),
+            transition: Transition {
+                key: InstanceKey::new("orders", "o-1"),
+                from: was,
+                to: State::Down,
+                reason: Reason::Restored,
+                rtt: None,
+            },
+        })
+    }
+
+    #[test]
+    fn restored_down_is_firing_without_being_sent_again_and_resolves_once() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut p = policy(0, 30, true);
+        assert_eq!(
+            kinds(&p.transition(&restored(State::Down), at(0))),
+            vec![EventKind::Restored]
+        );
+        // Firing: reminded on its schedule, never re-sent as new.
+        assert!(kinds(&p.tick(at(29))).is_empty());
+        assert_eq!(kinds(&p.tick(at(30))), vec![EventKind::Reminder]);
+        assert_eq!(step(&mut p, State::Up, at(31)), vec![EventKind::Resolved]);
+        assert!(p.tick(at(100)).is_empty());
+    }
+
+    #[test]
+    fn restored_from_up_alerts_only_if_it_does_not_answer_within_the_hold() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        // Answers in time: nothing at all.
+        let mut p = policy(0, 0, true);
+        assert!(p.transition(&restored(State::Up), at(0)).is_empty());
+        assert!(step(&mut p, State::Up, at(1)).is_empty());
+        assert!(p.tick(at(10)).is_empty());
+        // Silent past the hold: one firing, then one resolved.
+        let mut p = policy(0, 0, true);
+        assert!(p.transition(&restored(State::Up), at(0)).is_empty());
+        assert!(p.tick(at(3)).is_empty());
+        assert_eq!(kinds(&p.tick(at(4))), vec![EventKind::Firing]);
+        assert_eq!(step(&mut p, State::Up, at(5)), vec![EventKind::Resolved]);
     }
 }
