@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use orchestrator_lib::BrokerUrls;
+use orchestrator_lib::{BrokerUrl, BrokerUrls};
 use serde::Deserialize;
 
 use crate::{Settings, SettingsError};
@@ -91,6 +91,16 @@ fn one_or_many_urls<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result
 /// The broker URL (or URLs, comma-separated, tried in order), in order: the
 /// `--url` flag, `CLOUDAMQP_URL`, `AMQP_URL`, then the settings (file,
 /// `MONITOR__BROKER__URL`, built-in default). Empty variables count as unset.
+/// The one warning for a password typed on the command line, where every
+/// local user can read it (`ps`, `/proc/PID/cmdline`), naming the safer
+/// places; `None` when the URL came from elsewhere or has no password.
+pub fn command_line_password_warning(urls: &BrokerUrls, source: UrlSource) -> Option<&'static str> {
+    (source == UrlSource::Flag && urls.as_slice().iter().any(BrokerUrl::has_password)).then_some(
+        "the broker password is on the command line (--url), where every local user can read it (ps); \
+         set CLOUDAMQP_URL or AMQP_URL instead, or broker.url in a config file only you can read",
+    )
+}
+
 pub fn resolve_broker_url(
     flag: Option<&str>,
     settings: &Settings,

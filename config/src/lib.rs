@@ -24,7 +24,10 @@ mod notify;
 mod settings;
 mod validate;
 
-pub use broker::{BrokerNodes, BrokerSettings, DEFAULT_BROKER_URL, UrlSource, resolve_broker_url};
+pub use broker::{
+    BrokerNodes, BrokerSettings, DEFAULT_BROKER_URL, UrlSource, command_line_password_warning,
+    resolve_broker_url,
+};
 pub use error::SettingsError;
 pub use flags::parse_flags;
 pub use history::HistorySettings;

@@ -111,6 +111,9 @@ async fn main() -> ExitCode {
     };
     let colour = orchestrator_lib::use_colour(std::io::stderr().is_terminal());
     orchestrator_lib::init_logging(std::io::stderr, colour);
+    if let Some(warning) = heartbeat_config::command_line_password_warning(&url, from) {
+        warn!("{warning}");
+    }
 
     let members: Result<Vec<Identity>, _> = match cli.count {
         None => Identity::new(&cli.name, &instance).map(|one| vec![one]),
@@ -174,10 +177,11 @@ fn check_name(flag: &str, name: &str) -> Result<(), String> {
     if orchestrator_lib::wire::is_valid_name(name) {
         return Ok(());
     }
-    // Debug-quoted and cut: a hostile value cannot paint the terminal or flood it.
-    let shown: String = name.chars().take(40).collect();
+    // Redacted, quoted and cut: a URL pasted here keeps its password, and a
+    // hostile value cannot paint the terminal or flood it.
     Err(format!(
-        "invalid {flag} {shown:?}: use {}",
+        "invalid {flag} {}: use {}",
+        orchestrator_lib::plumbing::shown_value(name),
         orchestrator_lib::wire::name_rule()
     ))
 }

@@ -77,7 +77,8 @@ pub fn check(args: &StatusArgs) -> Verdict {
     let base = args.url.trim_end_matches('/');
     if !base.starts_with("http://") {
         return unknown(format!(
-            "--url {base:?} is not an http:// URL, like http://127.0.0.1:9464"
+            "--url {} is not an http:// URL, like http://127.0.0.1:9464",
+            orchestrator_lib::plumbing::shown_value(base)
         ));
     }
     let url = format!("{base}/api/v1/status");
@@ -121,7 +122,10 @@ fn healthz(args: &StatusArgs) -> Verdict {
     if !base.starts_with("http://") {
         return verdict(
             Severity::Unknown,
-            format!("--url {base:?} is not an http:// URL, like http://127.0.0.1:9464"),
+            format!(
+                "--url {} is not an http:// URL, like http://127.0.0.1:9464",
+                orchestrator_lib::plumbing::shown_value(base)
+            ),
         );
     }
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -54,6 +54,10 @@ async fn watch(cli: Cli, supervisor: Option<Notifier>) -> ExitCode {
             Err(error) => return usage_error(error),
         }
     };
+    let password_warning = match &source {
+        Source::Broker { url, from } => heartbeat_config::command_line_password_warning(url, *from),
+        Source::Demo => None,
+    };
     // The key comes from the environment only, never a file or a flag.
     let keys = match orchestrator_lib::Keys::from_env() {
         Ok(keys) => keys,
@@ -62,23 +66,34 @@ async fn watch(cli: Cli, supervisor: Option<Notifier>) -> ExitCode {
     let output = if cli.headless || !std::io::stdout().is_terminal() {
         let colour = orchestrator_lib::use_colour(std::io::stderr().is_terminal());
         orchestrator_lib::init_logging(std::io::stderr, colour);
+        if let Some(warning) = password_warning {
+            tracing::warn!("{warning}");
+        }
         Output::Headless
     } else {
+        // Said on the terminal before the dashboard takes it, where it
+        // stays after quitting; the log file has it too.
+        if let Some(warning) = password_warning {
+            eprintln!("monitor: warning: {warning}");
+        }
         // The dashboard owns the screen: logs go to a file the help overlay names.
         let log_path = cli.log_file.clone().or_else(monitor::logfile::default_path);
         match log_path.as_deref().map(monitor::logfile::LogFile::open) {
             Some(Ok(file)) => {
                 let path = file.path().to_owned();
                 orchestrator_lib::init_logging(std::sync::Mutex::new(file), false);
+                if let Some(warning) = password_warning {
+                    tracing::warn!("{warning}");
+                }
                 Output::Dashboard {
                     log_path: Some(path),
                 }
             }
             Some(Err(error)) if cli.log_file.is_some() => {
-                return usage_error(format!(
+                return usage_error(orchestrator_lib::plumbing::redact_credentials_in(&format!(
                     "cannot write the log file {}: {error}",
                     log_path.unwrap_or_default().display()
-                ));
+                )));
             }
             _ => Output::Dashboard { log_path: None },
         }

@@ -23,6 +23,11 @@ impl BrokerUrl {
         self.raw.starts_with("amqps:")
     }
 
+    /// Whether the URL carries a password (which `Display` hides).
+    pub fn has_password(&self) -> bool {
+        url::Url::parse(&self.raw).is_ok_and(|url| url.password().is_some())
+    }
+
     pub fn redacted(&self) -> &str {
         &self.redacted
     }

@@ -249,7 +249,10 @@ pub fn describe(settings: &HistorySettings) -> String {
         };
     }
     match sqlite_path(settings) {
-        Some(path) => path.display().to_string(),
+        // A path is the user's text: a URL pasted there keeps no password.
+        Some(path) => {
+            orchestrator_lib::plumbing::redact_credentials_in(&path.display().to_string())
+        }
         None => "off".into(),
     }
 }
