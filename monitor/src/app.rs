@@ -369,7 +369,7 @@ fn spawn_past_loader(
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(%error, "history: cannot read the past for the dashboard")
+                    tracing::warn!(target: "monitor::history", %error, "history: cannot read the past for the dashboard")
                 }
             }
             tokio::select! {

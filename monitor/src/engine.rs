@@ -18,7 +18,7 @@ use crate::detector::{
     Blindness, Detector, InstanceId, InstanceKey, LastKnown, PhiModel, ServiceChange, Transition,
 };
 use crate::fleet::Sink;
-use crate::limited::Limited;
+use crate::limited::{Limited, warn_limited};
 use crate::replay::ReplayGuard;
 use crate::sdnotify::Pulse;
 
@@ -299,12 +299,15 @@ pub async fn run(
                                     }
                                     None => {
                                         stats.count_rejected(RejectReason::InstanceCap);
-                                        capped.warn(format_args!(
-                                            // Names passed wire's name rule: nothing to escape or cut,
-                                            // and nothing is formatted unless the line is written.
-                                            "already tracking {} instances (max_instances), none of them a name seen once and then silent; refused an instance of service {service:?} ({instance:?}), which may be flooding",
-                                            detector.len()
-                                        ));
+                                        // Names passed wire's name rule: nothing to escape or cut;
+                                        // nothing is formatted, and no service counted, unless the
+                                        // line is written.
+                                        warn_limited!(
+                                            capped,
+                                            "already tracking {} instances (max_instances), none of them a name seen once and then silent; refused {service:?}/{instance:?}; most instances: {}",
+                                            detector.len(),
+                                            detector.busiest_service().map_or_else(String::new, |(busiest, n)| format!("service {busiest:?} ({n})"))
+                                        );
                                         continue;
                                     }
                                 }

@@ -84,6 +84,18 @@ fn tracked_instances_are_capped_forgotten_when_gone_and_unknown_seqs_dropped() {
         "{warnings} warnings:\n{}",
         monitor.stderr()
     );
+    // Logged as the engine's (it refuses), not as alerts' (monitor::notify),
+    // naming the service with the most instances.
+    let stderr = monitor.stderr();
+    let warning = stderr
+        .lines()
+        .find(|l| l.contains("max_instances"))
+        .unwrap();
+    assert!(
+        warning.contains(" monitor::engine: instance cap: ")
+            && warning.contains(&format!("most instances: service \"{fleet}-")),
+        "{warning}"
+    );
     assert_eq!(rows(&base, &fleet).len(), CAP, "still the cap");
 
     // Gone, then forgotten after forget_after: rows and series go.
@@ -142,5 +154,67 @@ fn tracked_instances_are_capped_forgotten_when_gone_and_unknown_seqs_dropped() {
     monitor.expect_no_json(Duration::from_millis(500), "the forged service", |v| {
         v["service"] == forged.as_str()
     });
+    monitor.stop_cleanly("TERM", Duration::from_secs(5));
+}
+
+#[test]
+fn a_flood_of_names_seen_once_fills_the_cap_but_a_real_newcomer_is_still_tracked() {
+    let node = PrivateBroker::start();
+    let url = node.url();
+    let id = unique("mon");
+    let mut command = Command::new(monitor_bin());
+    command
+        .env("MONITOR__DETECTION__MODE", "fixed")
+        .env("MONITOR__MAX_INSTANCES", CAP.to_string())
+        .env("MONITOR__HISTORY__PATH", "")
+        .args(["--headless", "--url", &url, "--id", &id])
+        .args(["--listen", "127.0.0.1:0"])
+        .args(["--interval", &format!("{INTERVAL_MS}ms")])
+        .args(["--timeout", &format!("{TIMEOUT_MS}ms")]);
+    let mut monitor = Proc::spawn("monitor", command);
+    let base = monitor.listen_base();
+    // A seq the monitor sent, so that the made-up echoes are taken (unsigned).
+    let seq = wait_for(Duration::from_secs(10), "pings sent", || {
+        metric(&base, "heartbeat_pings_sent_total").filter(|&n| n >= 2.0)
+    }) as u64;
+    // Three times the cap of made-up instance names, each heard once.
+    let flood = unique("flood");
+    let queue = format!("heartbeat.monitor.{id}");
+    let bodies: Vec<String> = (0..3 * CAP)
+        .map(|i| {
+            format!(
+                r#"{{"v":1,"type":"echo","service":"{flood}","instance":"x{i}","monitor":"{id}","seq":{seq}}}"#
+            )
+        })
+        .collect();
+    publish_raw(
+        &url,
+        bodies.iter().map(|b| ("", queue.as_str(), b.as_bytes())),
+        None,
+    );
+    wait_for(Duration::from_secs(10), "the cap filled", || {
+        (rejected(&base, "instance_cap") >= (2 * CAP) as f64 && rows(&base, &flood).len() == CAP)
+            .then_some(())
+    });
+    // The warning names the service that floods.
+    monitor.wait_stderr(
+        Duration::from_secs(5),
+        &format!("most instances: service \"{flood}\" ({CAP})"),
+    );
+    // A real instance started afterwards is tracked: a name seen once and
+    // silent since makes room for it (before, it was refused for as long
+    // as forget_after).
+    let real = unique("real");
+    let _real = mock(&url, &real, "r-1", &[]);
+    monitor.wait_json(
+        Duration::from_secs(10),
+        "the real newcomer first seen",
+        transition(&real, "up", "first_seen"),
+    );
+    assert_eq!(
+        rows(&base, &flood).len(),
+        CAP - 1,
+        "one made-up name forgotten"
+    );
     monitor.stop_cleanly("TERM", Duration::from_secs(5));
 }

@@ -106,7 +106,8 @@ fn wait_store_down(monitor: &Proc, base: &str, why: &str, waiting: bool) {
             "records wait"
         );
     }
-    monitor.wait_stderr(Duration::from_secs(2), "history: ");
+    // Under its own target, not monitor::notify.
+    monitor.wait_stderr(Duration::from_secs(2), " monitor::history: history: ");
 }
 
 fn wait_store_up(base: &str, why: &str) {

@@ -580,6 +580,16 @@ impl Detector {
         None
     }
 
+    /// The service with the most tracked instances, and how many: what a
+    /// warning at the cap names, since a flood of made-up names is most
+    /// often one service's. Walks the services: call it only to say it.
+    pub fn busiest_service(&self) -> Option<(&str, usize)> {
+        self.by_name
+            .iter()
+            .map(|(service, instances)| (service.as_str(), instances.len()))
+            .max_by(|a, b| a.1.cmp(&b.1).then_with(|| b.0.cmp(a.0)))
+    }
+
     /// How many instances are tracked (expected services' placeholders included).
     pub fn len(&self) -> usize {
         self.slots.len()

@@ -1020,6 +1020,11 @@ fn at_the_cap_a_name_seen_once_then_silent_makes_room_and_a_real_one_stays() {
         d.echo("flood", &format!("x{i}"), 1, t0 + ms(10));
     }
     assert_eq!(d.make_room(t0 + ms(500)), None, "too recent to tell");
+    assert_eq!(
+        d.busiest_service(),
+        Some(("flood", 100)),
+        "named at the cap"
+    );
     let mut s = 2;
     for _ in 0..3 {
         d.ping_sent(s, t0 + ms(s * 1000));

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::webhook::describe;
 use super::{Event, TargetStats, with_retries};
 use crate::group::Group;
-use crate::limited::Limited;
+use crate::limited::{Limited, warn_limited};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -129,10 +129,7 @@ impl Alertmanager {
             }
             Err(error) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
-                log.warn(format_args!(
-                    "{} alert(s) not delivered: {error}",
-                    alerts.len()
-                ));
+                warn_limited!(log, "{} alert(s) not delivered: {error}", alerts.len());
             }
         }
     }

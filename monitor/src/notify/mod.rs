@@ -39,7 +39,7 @@ use policy::{Change, EventKind, Policy, PolicyEvent, Rules};
 use crate::engine::Update;
 use crate::fleet::{Shared, Sink};
 use crate::group::Group;
-use crate::limited::Limited;
+use crate::limited::{Limited, warn_limited};
 use gate::Gate;
 
 /// How often pending `for` delays and reminders are looked at.
@@ -250,10 +250,11 @@ async fn run_policies(
             let event = Event::new(&policy_event, &monitor, counts.clone());
             if queue.try_send(event).is_err() {
                 stats.dropped.fetch_add(1, Ordering::Relaxed);
-                full_log[i].warn(format_args!(
+                warn_limited!(
+                    full_log[i],
                     "queue full or closed; an alert for {} was dropped",
                     policy_event.change.subject()
-                ));
+                );
             }
         }
     }
@@ -281,7 +282,8 @@ async fn deliver_each<F, Fut>(
             }
             Err(error) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
-                log.warn(format_args!(
+                warn_limited!(
+                    log,
                     "{} for {}{} not delivered after {} attempts: {error}",
                     event.event,
                     event.service,
@@ -291,7 +293,7 @@ async fn deliver_each<F, Fut>(
                         .map(|i| format!("/{i}"))
                         .unwrap_or_default(),
                     entry.retries + 1
-                ));
+                );
             }
         }
     }
