@@ -5,7 +5,8 @@
 //!
 //! The file is the user's alone (0600, in a 0700 directory we create), is
 //! never opened through a symlink (a planted link cannot make the monitor
-//! overwrite another file), and is capped: past [`MAX_BYTES`] it is moved to
+//! overwrite another file), is refused when another user owns it (that user
+//! could read every line, whatever its mode), and is capped: past [`MAX_BYTES`] it is moved to
 //! `monitor.log.1`, replacing the previous one, and a new file is started.
 
 use std::fs::{File, OpenOptions};
@@ -69,20 +70,33 @@ impl LogFile {
     }
 }
 
-/// Append-only, created 0600, refused if `path` is a symlink; an existing
-/// file that others could read is narrowed to 0600.
+/// Append-only, created 0600, refused if `path` is a symlink or another
+/// user's file; an existing file of ours that others could read is
+/// narrowed to 0600. The errors say which, in words.
 fn open_private(path: &Path) -> io::Result<File> {
     let file = OpenOptions::new()
         .append(true)
         .create(true)
         .mode(0o600)
         .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
+        .open(path)
+        .map_err(|error| match error.raw_os_error() {
+            // O_NOFOLLOW's refusal reads "Too many levels of symbolic links".
+            Some(libc::ELOOP) => {
+                io::Error::other("it is a symbolic link, and the log is never written through one")
+            }
+            _ => error,
+        })?;
     let metadata = file.metadata()?;
     if !metadata.is_file() {
+        return Err(io::Error::other("it is not a regular file"));
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if std::os::unix::fs::MetadataExt::uid(&metadata) != me {
         return Err(io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
+            "it belongs to another user (uid {}), who could read the log; remove it or choose another path",
+            std::os::unix::fs::MetadataExt::uid(&metadata)
         )));
     }
     if metadata.permissions().mode() & 0o077 != 0 {
@@ -140,6 +154,41 @@ mod tests {
         std::os::unix::fs::symlink(&victim, &path).unwrap();
         assert!(LogFile::open(&path).is_err());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn another_users_file_is_refused_untouched() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            // Only root can give a file away; nothing to try as anyone else.
+            return;
+        }
+        let dir = scratch("owner");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("monitor.log");
+        std::fs::write(&path, "theirs\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+        let error = LogFile::open(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("belongs to another user (uid 65534)"),
+            "{error}"
+        );
+        let metadata = std::fs::metadata(&path).unwrap();
+        assert_eq!(metadata.permissions().mode() & 0o777, 0o644);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "theirs\n");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_symlink_is_refused_in_words() {
+        let dir = scratch("words");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("monitor.log");
+        std::os::unix::fs::symlink(dir.join("elsewhere"), &path).unwrap();
+        let error = LogFile::open(&path).unwrap_err().to_string();
+        assert!(error.contains("symbolic link"), "{error}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -95,7 +95,19 @@ async fn watch(cli: Cli, supervisor: Option<Notifier>) -> ExitCode {
                     log_path.unwrap_or_default().display()
                 )));
             }
-            _ => Output::Dashboard { log_path: None },
+            // The default place: the dashboard runs without a log, and says
+            // so here, on the terminal, before it takes the screen (where
+            // the line stays after quitting), not only in its `?` overlay.
+            Some(Err(error)) => {
+                eprintln!(
+                    "monitor: no log file: cannot write {}: {error}; the dashboard runs without one (choose one with --log-file)",
+                    orchestrator_lib::plumbing::redact_credentials_in(
+                        &log_path.unwrap_or_default().display().to_string()
+                    )
+                );
+                Output::Dashboard { log_path: None }
+            }
+            None => Output::Dashboard { log_path: None },
         }
     };
     let shutdown = CancellationToken::new();

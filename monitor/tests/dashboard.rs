@@ -361,6 +361,57 @@ fn the_log_file_is_private_in_the_state_directory_and_no_planted_link_is_followe
     std::fs::remove_dir_all(&state).unwrap();
 }
 
+/// The log file's trouble is said on the terminal, one line before the
+/// dashboard starts (it stays there after quitting), not only in the `?`
+/// overlay; and a --log-file another user owns is refused (issue 24).
+#[test]
+fn trouble_with_the_log_file_is_one_line_on_the_terminal() {
+    let state = std::env::temp_dir().join(unique("xdg"));
+    std::fs::create_dir_all(state.join("heartbeat")).unwrap();
+    let victim = state.join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    std::os::unix::fs::symlink(&victim, state.join("heartbeat/monitor.log")).unwrap();
+    let tmux = Tmux::start(&under_shell(
+        &format!(
+            "unset STATE_DIRECTORY; XDG_STATE_HOME={}",
+            shell_quote(&state.to_string_lossy())
+        ),
+        &["--demo"],
+    ));
+    tmux.wait_line(Duration::from_secs(20), "with search UP", |line| {
+        line.starts_with("search ") && line.contains(" UP ")
+    });
+    quit_and_check_the_terminal_is_restored(&tmux);
+    // Joined: the line is wider than the pane.
+    let screen = tmux.output(&["capture-pane", "-p", "-J", "-t", "0"]);
+    let said: Vec<&str> = screen
+        .lines()
+        .filter(|line| line.starts_with("monitor: no log file"))
+        .collect();
+    assert_eq!(said.len(), 1, "{screen}");
+    assert!(said[0].contains("symbolic link"), "{screen}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        let theirs = state.join("theirs.log");
+        std::fs::write(&theirs, "").unwrap();
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).unwrap();
+        let tmux = Tmux::start(&under_shell(
+            "",
+            &["--demo", "--log-file", &theirs.to_string_lossy()],
+        ));
+        let exited = tmux.wait_line(Duration::from_secs(10), "with the exit code", |line| {
+            line.starts_with("EXITED:")
+        });
+        assert_eq!(exited, "EXITED:2", "{}", tmux.capture(false));
+        let screen = tmux.output(&["capture-pane", "-p", "-J", "-t", "0"]);
+        assert!(screen.contains("belongs to another user"), "{screen}");
+        assert_eq!(std::fs::read_to_string(&theirs).unwrap(), "");
+    }
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
 #[test]
 fn esc_backs_out_and_never_quits() {
     let tmux = Tmux::start(&under_shell("AMQP_URL=amqp://127.0.0.1:1", &["--demo"]));
