@@ -385,6 +385,11 @@ fn a_mix_of_states_groups_instances_puts_down_first_and_colours_states() {
         screen[2],
         " msg/s in 4.0 out 1.0 · ~13.0M/month (over a 1M/month plan cap) · heartbeats unsigned (set HEARTBEAT_KEY)"
     );
+    // The demo runs on an in-process broker: no hosted plan's budget.
+    app.demo = true;
+    let demo = lines(&render(&mut app, now, 120, 24));
+    assert_eq!(demo[2], " msg/s in 4.0 out 1.0 · ~13.0M/month");
+    app.demo = false;
     // DOWN services first (orders, with one instance down, then payments),
     // then never seen, then UP; instances of a service stay together.
     let table: Vec<&str> = screen[4..10].iter().map(String::as_str).collect();

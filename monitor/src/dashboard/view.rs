@@ -917,3 +917,19 @@ fn last_echo(row: &Instance, at: Instant) -> String {
         format!("{} ago", short(at.saturating_duration_since(t)))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::phi_text;
+
+    #[test]
+    fn phi_never_prints_minus_zero() {
+        // -log10(1.0) is -0.0: phi right after an echo, in the demo's rows.
+        for phi in [-0.0, -0.04, -1e-12, 0.0, 0.04] {
+            assert_eq!(phi_text(Some(phi)), "0.0", "{phi:?}");
+        }
+        assert_eq!(phi_text(Some(0.06)), "0.1");
+        assert_eq!(phi_text(Some(120.0)), ">99");
+        assert_eq!(phi_text(None), "-");
+    }
+}

@@ -118,11 +118,13 @@ impl Instance {
     }
 
     /// Phi now: how unlikely it is that a live instance stays silent this
-    /// long. Never below zero (just after an echo it can be a hair under).
+    /// long. Never below zero (just after an echo it can be a hair under),
+    /// and never -0.0, which is what -log10(1) gives right after an echo
+    /// and every view would print as "-0.0" (`+ 0.0` makes it +0.0).
     pub fn phi_at(&self, now: Instant) -> Option<f64> {
         let model = self.phi?;
         let last = self.last_echo?;
-        Some(model.phi(now.saturating_duration_since(last)).max(0.0))
+        Some(model.phi(now.saturating_duration_since(last)).max(0.0) + 0.0)
     }
 
     /// Uptime over the time watched, with its coverage; `None` before any
@@ -210,5 +212,35 @@ impl Instance {
         if self.state != State::Left && self.last_seq.is_some_and(|last| last + 1 < seq) {
             self.missed += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::detector::{PhiModel, PhiParams};
+
+    #[test]
+    fn phi_right_after_an_echo_is_zero_never_minus_zero() {
+        let now = Instant::now();
+        let mut instance = Instance::new(InstanceKey::new("orders", "i-1"), now, Utc::now());
+        // At the default minimum deviation, phi at the echo is -log10(1):
+        // -0.0, which every view printed as "-0.0".
+        instance.phi = Some(PhiModel {
+            mean: 1.0,
+            std_dev: 0.1,
+            threshold: 8.0,
+            params: PhiParams {
+                min_std_dev: Duration::from_millis(100),
+                acceptable_pause: Duration::ZERO,
+            },
+        });
+        instance.last_echo = Some(now);
+        let phi = instance.phi_at(now).unwrap();
+        assert!(phi == 0.0 && phi.is_sign_positive(), "{phi:?}");
+        assert_eq!(format!("{phi:.1}"), "0.0");
+        assert_eq!(serde_json::to_string(&phi).unwrap(), "0.0");
     }
 }
