@@ -142,5 +142,32 @@ fn a_service_down_when_the_monitor_stopped_is_down_after_it_starts_again_and_is_
         "a second resolution or a new firing",
         |r| r.json["service"] == name.as_str(),
     );
+
+    // The first run's minutes, closed when it stopped, are in the history
+    // API: uptime with its coverage, per window.
+    let (status, body) = http_get(&format!(
+        "{base}/api/v1/history?service={name}&instance=r-1"
+    ))
+    .expect("the history API answers");
+    assert_eq!(status, 200, "{body}");
+    let document: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let windows: Vec<&str> = document["uptime"]
+        .as_array()
+        .expect("uptime in the history API")
+        .iter()
+        .map(|u| u["window"].as_str().unwrap())
+        .collect();
+    assert_eq!(windows, ["24h", "7d", "30d"], "{body}");
+    let day = &document["uptime"][0];
+    let (up, judged) = (
+        day["up_ms"].as_i64().unwrap(),
+        day["judged_ms"].as_i64().unwrap(),
+    );
+    assert!(up > 0 && judged > up, "up some, down some: {day}");
+    let ratio = day["ratio"].as_f64().unwrap();
+    assert!((ratio - up as f64 / judged as f64).abs() < 1e-9, "{day}");
+    // Judged for seconds of a day: the coverage says how little that is.
+    let coverage = day["coverage"].as_f64().unwrap();
+    assert!(coverage > 0.0 && coverage < 0.01, "{day}");
     second.stop_cleanly("TERM", Duration::from_secs(8));
 }

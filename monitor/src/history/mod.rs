@@ -426,13 +426,55 @@ impl From<StoredServiceChange> for ApiServiceChange {
 /// A service's stored transitions, newest first, optionally one instance's,
 /// at most `limit` (capped at [`API_MAX_LIMIT`]); and, for the whole
 /// service, its changes of strength (as many at most).
+/// One instance's stored uptime over one window, as `GET /api/v1/history`
+/// returns it: time up out of the time judged (`ratio`, `null` when none was
+/// judged), and `coverage`, the time judged out of the whole window (what
+/// LEFT, STALE and the monitor not running leave out).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiUptime {
+    pub instance: String,
+    /// `24h`, `7d` or `30d`.
+    pub window: String,
+    pub ratio: Option<f64>,
+    pub coverage: f64,
+    pub up_ms: i64,
+    pub judged_ms: i64,
+}
+
+impl ApiUptime {
+    fn of(u: &Uptime, days: i64) -> Self {
+        let window_ms = days * DAY_MS;
+        Self {
+            instance: u.instance.clone(),
+            window: if days == 1 {
+                "24h".into()
+            } else {
+                format!("{days}d")
+            },
+            ratio: u.ratio(),
+            coverage: (u.observed_ms as f64 / window_ms as f64).clamp(0.0, 1.0),
+            up_ms: u.up_ms,
+            judged_ms: u.observed_ms,
+        }
+    }
+}
+
+/// What `GET /api/v1/history` returns for a service (or one instance).
+pub struct ServiceHistory {
+    pub transitions: Vec<ApiTransition>,
+    pub changes: Vec<ApiServiceChange>,
+    /// Per instance and window of [`UPTIME_WINDOWS_DAYS`].
+    pub uptime: Vec<ApiUptime>,
+}
+
 pub async fn service_history(
     settings: &HistorySettings,
     service: String,
     instance: Option<String>,
     limit: usize,
-) -> Result<(Vec<ApiTransition>, Vec<ApiServiceChange>), HistoryError> {
+) -> Result<ServiceHistory, HistoryError> {
     let limit = limit.clamp(1, API_MAX_LIMIT);
+    let now_ms = Utc::now().timestamp_millis();
     query(settings, move |store| {
         let who = match &instance {
             Some(instance) => Who::Instance(&service, instance),
@@ -443,10 +485,22 @@ pub async fn service_history(
             Some(_) => Vec::new(),
             None => store.service_changes(&service, 0, limit)?,
         };
-        Ok((
-            rows.into_iter().map(ApiTransition::from).collect(),
-            changes.into_iter().map(ApiServiceChange::from).collect(),
-        ))
+        let mut uptime = Vec::new();
+        for days in UPTIME_WINDOWS_DAYS {
+            for u in store.uptime(now_ms - days * DAY_MS)? {
+                let ours =
+                    u.service == service && instance.as_ref().is_none_or(|i| *i == u.instance);
+                if ours {
+                    uptime.push(ApiUptime::of(&u, days));
+                }
+            }
+        }
+        uptime.sort_by(|a, b| a.instance.cmp(&b.instance));
+        Ok(ServiceHistory {
+            transitions: rows.into_iter().map(ApiTransition::from).collect(),
+            changes: changes.into_iter().map(ApiServiceChange::from).collect(),
+            uptime,
+        })
     })
     .await
 }

@@ -148,14 +148,15 @@ async fn history(
     match crate::history::service_history(settings, service.clone(), query.instance.clone(), limit)
         .await
     {
-        Ok((transitions, changes)) => {
+        Ok(found) => {
             let mut body = serde_json::json!({
                 "service": service,
                 "instance": query.instance,
-                "transitions": transitions,
+                "transitions": found.transitions,
+                "uptime": found.uptime,
             });
             if query.instance.is_none() {
-                body["service_changes"] = serde_json::json!(changes);
+                body["service_changes"] = serde_json::json!(found.changes);
             }
             ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
         }
