@@ -304,6 +304,70 @@ fn the_event_log_comes_back_after_a_restart(store: (&str, &str)) {
     quit_and_check_the_terminal_is_restored(&tmux);
 }
 
+/// What a first run left in its store: `name`/i1 DOWN, in the fleet the
+/// second run watches. That fleet is a closed broker port, so nothing live
+/// answers it or crowds the screen.
+#[test]
+fn an_instance_down_before_a_restart_is_down_on_the_dashboard_after_it() {
+    let dir = std::env::temp_dir().join(unique("dash-restore"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("heartbeat.db");
+    let settings = heartbeat_config::HistorySettings {
+        path: path.to_string_lossy().into_owned(),
+        url: String::new(),
+        retention: Duration::from_secs(30 * 24 * 3600),
+        timeout: Duration::from_secs(5),
+    };
+    let name = short_name();
+    let mut store = monitor::history::open(&settings).expect("a fresh store");
+    store
+        .write(&monitor::history::Batch {
+            by: monitor::history::WrittenBy {
+                fleet: "127.0.0.1:1/".into(),
+                monitor: "first".into(),
+            },
+            transitions: vec![monitor::history::StoredTransition {
+                at_ms: chrono::Utc::now().timestamp_millis() - 5_000,
+                service: name.clone(),
+                instance: "i1".into(),
+                from: "suspect".into(),
+                to: "down".into(),
+                reason: "timed_out".into(),
+                rtt_ms: None,
+                silent_ms: Some(3_000),
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+    drop(store);
+
+    let env = format!("MONITOR__HISTORY__PATH={}", shell_quote(&settings.path));
+    let tmux = Tmux::start(&under_shell(
+        &env,
+        &["--url", "amqp://127.0.0.1:1", "--id", &unique("dash")],
+    ));
+    // Its row in the table (the event log's lines have an arrow).
+    let row = tmux.wait_line(
+        Duration::from_secs(20),
+        "with the restored instance's row DOWN",
+        |line| line.contains(&name) && line.contains(" i1 ") && !line.contains('→'),
+    );
+    assert!(row.contains("DOWN"), "{row}\n{}", tmux.capture(false));
+    let red = tmux
+        .capture(true)
+        .lines()
+        .filter(|line| line.contains(&name) && !line.contains('→'))
+        .any(|line| {
+            line.split("DOWN")
+                .next()
+                .and_then(|before| before.rsplit("\x1b[").next())
+                .is_some_and(|sgr| sgr.ends_with("31m") || sgr.ends_with("38;5;1m"))
+        });
+    assert!(red, "not drawn as an outage:\n{}", tmux.capture(false));
+    quit_and_check_the_terminal_is_restored(&tmux);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
 #[test]
 fn the_event_log_comes_back_after_a_restart_with_sqlite() {
     let dir = std::env::temp_dir().join(unique("dash-history"));

@@ -1,9 +1,10 @@
 //! A restart does not hide an outage: the real monitor, with its history in
 //! a real SQLite file, is stopped while a killed service is DOWN and its
 //! alert is out; started again, it shows the service DOWN (reason
-//! `restored`) in its status API, `/metrics` and `monitor status` before
-//! anything answers, sends nothing new about it, and resolves the alert
-//! once when the service returns.
+//! `restored`) in its status API, status page, `/metrics` and `monitor
+//! status` before anything answers, sends nothing new about it, and
+//! resolves the alert once when the service returns. The dashboard's side
+//! is in `dashboard.rs`.
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use support::browser::{browser_dom, page_row};
 use support::*;
 
 const UP_WITHIN: Duration = Duration::from_secs(10);
@@ -118,6 +120,11 @@ fn a_service_down_when_the_monitor_stopped_is_down_after_it_starts_again_and_is_
     let (code, out) = monitor_status(&base);
     assert_eq!(code, 2, "monitor status says CRITICAL: {out}");
     assert!(out.contains(&name), "{out}");
+    let row = wait_for(Duration::from_secs(60), "the page shows it DOWN", || {
+        page_row(&browser_dom(&format!("{base}/")), &name)
+            .filter(|row| row.contains("data-state=\"down\""))
+    });
+    assert!(row.contains(">DOWN<") && row.contains(">r-1<"), "{row}");
     let series = format!("heartbeat_up{{service=\"{name}\",instance=\"r-1\"}}");
     let up = wait_for(Duration::from_secs(5), "the metric", || {
         metric(&base, &series)

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod alertmanager;
 mod broker_node;
+pub mod browser;
 mod database;
 mod receiver;
 pub use broker_node::PrivateBroker;
