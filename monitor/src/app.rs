@@ -233,6 +233,12 @@ pub async fn run(
     drop(to_model);
     let feed = tokio::spawn(fleet::run(engine_rx, model.clone(), sinks));
 
+    // The store's past: uptimes over 24 h, 7 d and 30 d into the model, for
+    // every view; the earlier runs' transitions for the dashboard's log.
+    let past = history
+        .as_ref()
+        .map(|_| spawn_past_loader(settings.history.clone(), model.clone(), shutdown.clone()));
+
     match output {
         Output::Headless => {
             let out = std::io::stdout();
@@ -258,9 +264,6 @@ pub async fn run(
             app.signed = signed;
             app.log_path = log_path;
             app.history = history.as_ref().map(|h| h.health.clone());
-            let past = history
-                .as_ref()
-                .map(|_| spawn_past_loader(settings.history.clone(), shutdown.clone()));
             let commands = demo_fleet.as_ref().map(|(commands, _)| commands.clone());
             let shown = dashboard::run(
                 app,
@@ -347,11 +350,13 @@ fn serve_http(
 /// How often the dashboard's uptimes are read again from the store.
 const PAST_REFRESH: Duration = Duration::from_secs(60);
 
-/// Read the store's past for the dashboard now, then every [`PAST_REFRESH`].
-/// A store that cannot be read leaves the dashboard as it is; the writer
-/// already counts and shows an unreachable store.
+/// Read the store's past now, then every [`PAST_REFRESH`]: its uptimes go
+/// into the model, the whole of it to the dashboard (when one reads it). A
+/// store that cannot be read leaves both as they are; the writer already
+/// counts and shows an unreachable store.
 fn spawn_past_loader(
     settings: HistorySettings,
+    model: fleet::Shared,
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<history::Past> {
     let (tx, rx) = mpsc::channel(1);
@@ -364,9 +369,9 @@ fn spawn_past_loader(
             .await;
             match loaded {
                 Ok(past) => {
-                    if tx.send(past).await.is_err() {
-                        return;
-                    }
+                    model.set_stored_uptime(past.uptime.clone());
+                    // Headless, nobody reads the rest: dropped.
+                    let _ = tx.try_send(past);
                 }
                 Err(error) => {
                     tracing::warn!(target: "monitor::history", %error, "history: cannot read the past for the dashboard")

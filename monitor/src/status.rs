@@ -17,7 +17,8 @@ use tokio::time::Instant;
 
 pub use crate::detector::Severity;
 use crate::detector::{State, Tone};
-use crate::fleet::{Fleet, Instance, Shared};
+use crate::fleet::{Fleet, Instance, Shared, StoredUptimes};
+use crate::history::{UPTIME_WINDOWS_DAYS, window_name};
 
 /// A snapshot younger than this is served as it is; an older one is rebuilt
 /// first. Snapshots are built only when asked for, so a monitor nobody reads
@@ -77,6 +78,20 @@ pub struct Uptime {
     pub since_start: Option<f64>,
     /// The share of that time that could be judged, 0 to 100.
     pub coverage: Option<f64>,
+    /// From the history store, over 24 h, 7 d and 30 d (absent without a
+    /// store, or before its first minute is written).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<Window>,
+}
+
+/// Stored uptime over one window, as percentages: time up out of the time
+/// judged, and the time judged out of the whole window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Window {
+    /// `24h`, `7d` or `30d`.
+    pub window: String,
+    pub ratio: Option<f64>,
+    pub coverage: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,7 +225,7 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
     let mut services: Vec<InstanceStatus> = fleet
         .rows
         .iter()
-        .map(|row| instance_status(row, now, &wall_of))
+        .map(|row| instance_status(row, fleet.stored_uptime.get(&row.key), now, &wall_of))
         .collect();
     services.sort_unstable_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
     let (state, detail) = link_code(&fleet.link);
@@ -252,6 +267,7 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
 
 fn instance_status(
     row: &Instance,
+    stored: Option<&StoredUptimes>,
     now: Instant,
     wall_of: &impl Fn(Instant) -> DateTime<Utc>,
 ) -> InstanceStatus {
@@ -274,6 +290,17 @@ fn instance_status(
         uptime: Uptime {
             since_start: uptime.and_then(|u| u.ratio).map(percent),
             coverage: uptime.map(|u| percent(u.coverage)),
+            windows: stored
+                .into_iter()
+                .flat_map(|figures| UPTIME_WINDOWS_DAYS.iter().zip(figures))
+                .filter_map(|(days, figure)| {
+                    figure.map(|f| Window {
+                        window: window_name(*days),
+                        ratio: f.ratio.map(percent),
+                        coverage: percent(f.coverage),
+                    })
+                })
+                .collect(),
         },
     }
 }

@@ -176,5 +176,18 @@ fn a_service_down_when_the_monitor_stopped_is_down_after_it_starts_again_and_is_
     // Judged for seconds of a day: the coverage says how little that is.
     let coverage = day["coverage"].as_f64().unwrap();
     assert!(coverage > 0.0 && coverage < 0.01, "{day}");
+    // The same stored figures in the status document and on the page,
+    // read from the fleet model.
+    let document = status_document(&base);
+    let entry = status_entry(&document, &name).expect("listed");
+    let day = &entry["uptime"]["windows"][0];
+    assert_eq!(day["window"], "24h", "{entry}");
+    let shown = day["ratio"].as_f64().expect("a stored ratio");
+    assert!((shown - ratio * 100.0).abs() < 0.01, "{entry} vs {ratio}");
+    let row = page_row(&browser_dom(&format!("{base}/")), &name).expect("on the page");
+    assert!(
+        row.contains("24h ") && row.contains(" · 7d ") && row.contains(" · 30d "),
+        "{row}"
+    );
     second.stop_cleanly("TERM", Duration::from_secs(8));
 }

@@ -1252,12 +1252,20 @@ fn an_earlier_runs_history_shows_below_this_runs_with_stored_uptimes() {
             earlier(5, "down", "up", "recovered"),
             earlier(4, "up", "down", "timed_out"),
         ],
-        uptime: [(
-            InstanceKey::new("orders", "o-1"),
-            [Some(0.999), Some(0.5), None],
-        )]
-        .into(),
+        uptime: Default::default(),
     };
+    // The store's uptimes, as the loader puts them into the model.
+    let figure = |ratio, coverage| {
+        Some(crate::fleet::UptimeFigure {
+            ratio: Some(ratio),
+            coverage,
+        })
+    };
+    app.fleet.stored_uptime = [(
+        InstanceKey::new("orders", "o-1"),
+        [figure(0.999, 1.0), figure(0.5, 0.25), None],
+    )]
+    .into();
     let health = std::sync::Arc::new(Health::default());
     app.history = Some(health.clone());
     let now = clock.at(secs(2));
@@ -1284,7 +1292,9 @@ fn an_earlier_runs_history_shows_below_this_runs_with_stored_uptimes() {
     press(&mut app, &clock, secs(2), KeyCode::Enter);
     let detail = screen(&mut app, now, 100, 24);
     assert!(
-        detail[5].starts_with(" uptime 100.00% · 24h 99.90% · 7d 50.00% · 30d - · missed pings 0"),
+        detail[5].starts_with(
+            " uptime 100.00% · 24h 99.90% · 7d 50.00% (25% judged) · 30d - · missed pings 0"
+        ),
         "{}",
         detail[5]
     );

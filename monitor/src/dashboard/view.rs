@@ -25,8 +25,8 @@ use super::text::{
 };
 use crate::detector::{InstanceKey, State, Strength, UNSEEN_INSTANCE};
 use crate::engine::Report;
-use crate::fleet::{Fleet, Instance, UptimeFigure};
-use crate::history::{Past, StoredTransition, UPTIME_WINDOWS_DAYS};
+use crate::fleet::{Fleet, Instance, StoredUptimes, UptimeFigure};
+use crate::history::{Past, StoredTransition, UPTIME_WINDOWS_DAYS, window_name};
 
 /// Hosted plans such as CloudAMQP's free one cap messages per month here.
 pub const MONTHLY_CAP: f64 = 1_000_000.0;
@@ -53,7 +53,14 @@ pub fn draw(frame: &mut Frame, app: &App, live: &Fleet, now: Instant) {
             draw_log(frame, log, app, fleet);
         }
         Screen::Detail => match app.selected_row(live) {
-            Some(row) => draw_detail(frame, body.union(log), row, &app.past, at),
+            Some(row) => draw_detail(
+                frame,
+                body.union(log),
+                row,
+                &app.past,
+                live.stored_uptime.get(&row.key),
+                at,
+            ),
             None => draw_table(frame, body, app, fleet, at),
         },
     }
@@ -636,20 +643,19 @@ fn past_line(t: &StoredTransition, with_name: bool) -> Line<'static> {
     Line::from(spans)
 }
 
-/// ` · 24h 99.90% · 7d 99.99% · 30d -` from the store, or nothing without one.
-fn stored_uptimes(past: &Past, key: &crate::detector::InstanceKey) -> String {
-    let Some(ratios) = past.uptime.get(key) else {
+/// ` · 24h 99.90% (4% judged) · 7d 99.99% · 30d -` from the store (as the
+/// fleet model keeps it), or nothing without one.
+fn stored_uptimes(stored: Option<&StoredUptimes>) -> String {
+    let Some(figures) = stored else {
         return String::new();
     };
     let mut text = String::new();
-    for (days, ratio) in UPTIME_WINDOWS_DAYS.iter().zip(ratios) {
-        let window = if *days == 1 {
-            "24h".to_string()
-        } else {
-            format!("{days}d")
-        };
-        let value = ratio.map_or("-".to_string(), |r| format!("{:.2}%", r * 100.0));
-        text.push_str(&format!(" · {window} {value}"));
+    for (days, figure) in UPTIME_WINDOWS_DAYS.iter().zip(figures) {
+        text.push_str(&format!(
+            " · {} {}",
+            window_name(*days),
+            uptime_text(*figure)
+        ));
     }
     text
 }
@@ -690,7 +696,14 @@ fn draw_log(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet) {
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
-fn draw_detail(frame: &mut Frame, area: Rect, row: &Instance, past: &Past, at: Instant) {
+fn draw_detail(
+    frame: &mut Frame,
+    area: Rect,
+    row: &Instance,
+    past: &Past,
+    stored: Option<&StoredUptimes>,
+    at: Instant,
+) {
     let tall = area.height >= 18;
     let [summary, chart, phi_chart, history] = Layout::vertical([
         Constraint::Length(4),
@@ -719,7 +732,7 @@ fn draw_detail(frame: &mut Frame, area: Rect, row: &Instance, past: &Past, at: I
         Line::from(format!(
             " uptime {}{} · missed pings {} · watched for {}{}",
             uptime_text(row.uptime(at)),
-            stored_uptimes(past, &row.key),
+            stored_uptimes(stored),
             row.missed,
             short(at.saturating_duration_since(row.watched_since)),
             row.phi.map_or(String::new(), |m| format!(

@@ -32,6 +32,10 @@ pub struct UptimeFigure {
     pub coverage: f64,
 }
 
+/// An instance's stored uptime over 24 h, 7 d and 30 d (the history's
+/// `UPTIME_WINDOWS_DAYS`), each with the share of its window judged.
+pub type StoredUptimes = [Option<UptimeFigure>; 3];
+
 /// Time up and time down before the current state began; time not judged
 /// is what is left of the time watched.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -22,14 +22,19 @@ mod model;
 mod sink;
 mod window;
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use crate::detector::InstanceKey;
+
 pub use feed::run;
-pub use instance::{Accrued, Instance, PHI_SAMPLES, RTT_SAMPLES, UptimeFigure};
+pub use instance::{Accrued, Instance, PHI_SAMPLES, RTT_SAMPLES, StoredUptimes, UptimeFigure};
 pub use model::{Fleet, Judged, ServiceCount, Tally};
 pub use sink::{Sink, Wants, everything, verdicts};
 
-/// The one model, shared: written by [`run`] only, read by every view.
+/// The one model, shared: written by [`run`] (and, for the stored uptimes
+/// only, by the history loader through [`Shared::set_stored_uptime`]), read
+/// by every view.
 /// Readers hold it briefly (a frame's layout, a snapshot, a scrape), never
 /// across I/O.
 #[derive(Clone)]
@@ -47,5 +52,10 @@ impl Shared {
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Fleet> {
         self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The history store's uptimes over 24 h, 7 d and 30 d, read again.
+    pub fn set_stored_uptime(&self, uptime: HashMap<InstanceKey, StoredUptimes>) {
+        self.write().stored_uptime = uptime;
     }
 }

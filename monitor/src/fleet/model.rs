@@ -10,6 +10,7 @@ use orchestrator_lib::plumbing::LinkStatus;
 use tokio::time::Instant;
 
 use super::instance::Instance;
+use super::instance::StoredUptimes;
 use crate::detector::{InstanceId, InstanceKey, State, Strength, UNSEEN_INSTANCE};
 use crate::engine::{EchoSeen, Report, Update};
 
@@ -98,6 +99,9 @@ pub struct Fleet {
     pub expected: HashMap<String, u32>,
     pub started: Instant,
     pub started_wall: DateTime<Utc>,
+    /// Uptimes over 24 h, 7 d and 30 d from the history store, refreshed
+    /// every minute while one is kept: every view shows these.
+    pub stored_uptime: HashMap<InstanceKey, StoredUptimes>,
     /// Bumped by every change a view's order or counts depend on (a state,
     /// a row added or removed); not by echoes.
     version: u64,
@@ -123,6 +127,7 @@ impl Fleet {
             expected: HashMap::new(),
             started: now,
             started_wall: wall,
+            stored_uptime: HashMap::new(),
             version: 0,
         };
         for service in expect {

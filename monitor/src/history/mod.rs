@@ -41,7 +41,7 @@ use tracing::{info, warn};
 
 use crate::detector::{InstanceKey, LastKnown, Reason, State, UNSEEN_INSTANCE};
 use crate::engine::{Report, ServiceReport, Update};
-use crate::fleet::Sink;
+use crate::fleet::{Sink, StoredUptimes, UptimeFigure};
 use aggregate::Aggregator;
 
 /// Batches are written this often.
@@ -289,13 +289,32 @@ const DAY_MS: i64 = 24 * 3600 * 1000;
 /// The uptime windows the dashboard shows: 24 h, 7 d, 30 d.
 pub const UPTIME_WINDOWS_DAYS: [i64; 3] = [1, 7, 30];
 
-/// What the dashboard shows from the store after a restart.
+/// `24h`, `7d`, `30d`: a window's name wherever one is shown.
+pub fn window_name(days: i64) -> String {
+    if days == 1 {
+        "24h".into()
+    } else {
+        format!("{days}d")
+    }
+}
+
+impl Uptime {
+    /// Over a window of `days`: the ratio, and how much of the window was judged.
+    pub fn figure(&self, days: i64) -> UptimeFigure {
+        UptimeFigure {
+            ratio: self.ratio(),
+            coverage: (self.observed_ms as f64 / (days * DAY_MS) as f64).clamp(0.0, 1.0),
+        }
+    }
+}
+
+/// What the views show from the store after a restart.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Past {
     /// From before `before_ms`, newest first, every service.
     pub transitions: Vec<StoredTransition>,
-    /// Per instance, the share of watched time UP over each of [`UPTIME_WINDOWS_DAYS`].
-    pub uptime: HashMap<InstanceKey, [Option<f64>; 3]>,
+    /// Per instance; the fleet model keeps them for every view.
+    pub uptime: HashMap<InstanceKey, StoredUptimes>,
 }
 
 impl Past {
@@ -312,12 +331,12 @@ pub fn load_past(store: &mut dyn Store, before_ms: i64, now_ms: i64) -> Result<P
     let mut transitions = store.transitions(Who::Everyone, 0, PAST_TRANSITIONS * 2)?;
     transitions.retain(|t| t.at_ms < before_ms);
     transitions.truncate(PAST_TRANSITIONS);
-    let mut uptime: HashMap<InstanceKey, [Option<f64>; 3]> = HashMap::new();
+    let mut uptime: HashMap<InstanceKey, StoredUptimes> = HashMap::new();
     for (i, days) in UPTIME_WINDOWS_DAYS.iter().enumerate() {
         for u in store.uptime(now_ms - days * DAY_MS)? {
             uptime
                 .entry(InstanceKey::new(u.service.clone(), u.instance.clone()))
-                .or_default()[i] = u.ratio();
+                .or_default()[i] = Some(u.figure(*days));
         }
     }
     Ok(Past {
@@ -443,16 +462,12 @@ pub struct ApiUptime {
 
 impl ApiUptime {
     fn of(u: &Uptime, days: i64) -> Self {
-        let window_ms = days * DAY_MS;
+        let figure = u.figure(days);
         Self {
             instance: u.instance.clone(),
-            window: if days == 1 {
-                "24h".into()
-            } else {
-                format!("{days}d")
-            },
-            ratio: u.ratio(),
-            coverage: (u.observed_ms as f64 / window_ms as f64).clamp(0.0, 1.0),
+            window: window_name(days),
+            ratio: figure.ratio,
+            coverage: figure.coverage,
             up_ms: u.up_ms,
             judged_ms: u.observed_ms,
         }
