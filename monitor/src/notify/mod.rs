@@ -113,10 +113,7 @@ pub fn spawn(
     let mut tasks = JoinSet::new();
     let mut targets = Vec::new();
     let mut stats = Vec::new();
-    let client = reqwest::Client::builder()
-        .user_agent(concat!("heartbeat-monitor/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default();
+    let client = http_client();
     for (index, entry) in entries.iter().enumerate() {
         let stat = Arc::new(TargetStats::new(entry.kind, index));
         let (tx, events) = mpsc::channel(entry.queue);
@@ -174,6 +171,19 @@ pub fn spawn(
         shutdown,
     ));
     Notifier { sink, stats, tasks }
+}
+
+/// The client every HTTP target shares. reqwest is built without a TLS
+/// crypto provider of its own (one provider for the whole process, see the
+/// workspace's Cargo.toml), and would panic on building a client with none
+/// installed: ring is installed here unless something already has been
+/// (lapin's TLS installs the same one).
+fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("heartbeat-monitor/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
 }
 
 type Target = (Policy, mpsc::Sender<Event>, Arc<TargetStats>);
@@ -324,5 +334,26 @@ where
                 tokio::time::sleep(backoff.next_delay()).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// reqwest brings no TLS provider of its own: building the client must
+    /// not panic, and an https target fails like any unreachable one.
+    #[tokio::test]
+    async fn an_https_target_needs_no_provider_of_reqwests_own() {
+        let client = http_client();
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let sent = client
+            .get(format!("https://127.0.0.1:{port}/"))
+            .send()
+            .await;
+        assert!(sent.unwrap_err().is_connect());
     }
 }
