@@ -16,7 +16,7 @@ use crate::fleet::{self, Fleet, Sink};
 use crate::metrics::{self, Metrics};
 use crate::sdnotify::Pulse;
 use crate::status::{self, Snapshots};
-use crate::{dashboard, demo, group, headless, history, http, notify};
+use crate::{dashboard, demo, group, headless, history, http, notify, reload};
 use heartbeat_config::DetectionMode;
 
 /// Updates each sink's queue holds before it drops some (figures first).
@@ -54,6 +54,7 @@ pub async fn run(
     output: Output,
     keys: Option<Keys>,
     pulse: watch::Sender<Pulse>,
+    hangups: Option<reload::Hangups>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let keys = match source {
@@ -153,11 +154,13 @@ pub async fn run(
     );
     let (to_model, engine_rx) = Sink::new("fleet", SINK_QUEUE, fleet::everything);
     let stats = link.stats.clone();
+    let (reloads, engine_reloads) = mpsc::channel(1);
     let engine = tokio::spawn(engine::run(
         link,
         detector,
         config,
         to_model.clone(),
+        engine_reloads,
         shutdown.clone(),
     ));
 
@@ -177,7 +180,8 @@ pub async fn run(
     };
     // One stream out of the engine, applied to the model, then handed to
     // each sink through its own bounded queue.
-    let notifier = (!settings.notify.is_empty()).then(|| {
+    // With reloads, a notifier even without targets: a reload may add some.
+    let notifier = (!settings.notify.is_empty() || hangups.is_some()).then(|| {
         let group = group.as_ref().map(|g| g.group.clone());
         notify::spawn(
             &settings.notify,
@@ -232,6 +236,19 @@ pub async fn run(
     }
     drop(to_model);
     let feed = tokio::spawn(fleet::run(engine_rx, model.clone(), sinks));
+    let reloading = match hangups {
+        Some(hangups) => Some(
+            reload::spawn(
+                hangups,
+                settings.clone(),
+                group.is_some(),
+                reloads,
+                shutdown.clone(),
+            )
+            .context("cannot listen for SIGHUP")?,
+        ),
+        None => None,
+    };
 
     // The store's past: uptimes over 24 h, 7 d and 30 d into the model, for
     // every view; the earlier runs' transitions for the dashboard's log.
@@ -286,6 +303,9 @@ pub async fn run(
     let outcome = engine.await.context("the monitoring task panicked")?;
     shutdown.cancel();
     let _ = feed.await;
+    if let Some(reloading) = reloading {
+        let _ = reloading.await;
+    }
     if let Some(notifier) = notifier {
         notifier.finish().await;
     }

@@ -6,16 +6,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use heartbeat_config::NotifySettings;
 use orchestrator_lib::plumbing::{Incoming, LinkStatus};
 use orchestrator_lib::wire::{Goodbye, Message, Ping, RejectReason};
 use orchestrator_lib::{Error, Link};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::detector::{
-    Blindness, Detector, InstanceId, InstanceKey, LastKnown, PhiModel, ServiceChange, Transition,
+    Blindness, Detector, InstanceId, InstanceKey, LastKnown, PhiModel, Policy, ServiceChange,
+    Transition,
 };
 use crate::fleet::Sink;
 use crate::limited::{Limited, warn_limited};
@@ -60,6 +62,36 @@ pub struct EngineConfig {
     pub restore: Vec<LastKnown>,
 }
 
+/// A reloaded configuration, as the engine applies it between two of its
+/// steps (see `reload`): every tracked instance is kept.
+#[derive(Debug)]
+pub struct Reload {
+    /// The default policy, and each named service's.
+    pub default: Policy,
+    pub services: Vec<(String, Policy)>,
+    pub expect: Vec<String>,
+    pub max_instances: usize,
+    pub forget_after: Duration,
+    pub ping_ttl: Duration,
+    /// The sinks' part, handed on in the stream where the engine applied it.
+    pub sinks: Arc<Reconfigured>,
+    /// Told once it is applied.
+    pub applied: oneshot::Sender<()>,
+}
+
+/// What a reload changes downstream of the engine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reconfigured {
+    /// Services newly expected, with their timeouts: a placeholder each.
+    pub expect_added: Vec<(String, Duration)>,
+    /// Services no longer expected.
+    pub expect_removed: Vec<String>,
+    /// Instances each service should have, every one of them now.
+    pub expected: std::collections::HashMap<String, u32>,
+    /// The `[[notify]]` entries now, when they changed.
+    pub notify: Option<Vec<NotifySettings>>,
+}
+
 /// A transition stamped with wall-clock time for people and logs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -100,6 +132,9 @@ pub enum Update {
         at: Instant,
     },
     Link(LinkStatus),
+    /// The configuration was reloaded: what the sinks apply (expected
+    /// services and counts, alert targets), in order with the rest.
+    Reconfigured(Arc<Reconfigured>),
 }
 
 impl Update {
@@ -140,8 +175,9 @@ fn run_started_ms() -> u64 {
 pub async fn run(
     link: Link,
     mut detector: Detector,
-    config: EngineConfig,
+    mut config: EngineConfig,
     updates: Sink,
+    mut reloads: mpsc::Receiver<Reload>,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let Link {
@@ -179,7 +215,7 @@ pub async fn run(
     // milliseconds, so that a later run has a larger one.
     let boot = run_started_ms();
     let mut capped = Limited::new("instance cap".into());
-    let sweep_every = FORGET_SWEEP.min(config.forget_after / 4);
+    let mut sweep_every = FORGET_SWEEP.min(config.forget_after / 4);
     let mut last_sweep = start;
     // Pings go out only while the link is up and not blocked: a ping queued
     // behind a block would be answered late and poison the round trips.
@@ -353,6 +389,34 @@ pub async fn run(
                 if out.held() >= ECHO_FLUSH_AT {
                     out.flush_echoes();
                 }
+            }
+            Some(reload) = reloads.recv() => {
+                let now = Instant::now().into_std();
+                let (transitions, changes) = detector.reconfigure(reload.default, reload.services, now);
+                let before = std::mem::replace(&mut config.expect, reload.expect);
+                let gone: Vec<InstanceKey> = before
+                    .iter()
+                    .filter(|service| !config.expect.contains(service))
+                    .filter_map(|service| detector.unexpect(service))
+                    .collect();
+                for service in &config.expect {
+                    if !before.contains(service) {
+                        detector.expect(service, now);
+                    }
+                }
+                config.max_instances = reload.max_instances;
+                config.forget_after = reload.forget_after;
+                config.ping_ttl = reload.ping_ttl;
+                sweep_every = FORGET_SWEEP.min(config.forget_after / 4);
+                out.emit(Update::Reconfigured(reload.sinks));
+                if !gone.is_empty() {
+                    out.emit(Update::Forgotten(gone.into()));
+                }
+                out.transitions(transitions);
+                for change in changes {
+                    out.service_change(change);
+                }
+                let _ = reload.applied.send(());
             }
             scheduled = checks.tick() => {
                 let now = Instant::now();

@@ -260,6 +260,17 @@ pub async fn write_transitions(
             Update::Link(LinkStatus::Connected) if connected_at.is_none() => {
                 connected_at = Some(Instant::now());
             }
+            // A reload's newly expected services get their timeout from now.
+            Update::Reconfigured(reconfigured) => {
+                let elapsed = connected_at.map_or(Duration::ZERO, |since| since.elapsed());
+                waiting.retain(|(service, _)| !reconfigured.expect_removed.contains(service));
+                waiting.extend(
+                    reconfigured
+                        .expect_added
+                        .iter()
+                        .map(|(service, timeout)| (service.clone(), elapsed + *timeout)),
+                );
+            }
             _ => {}
         }
         let line = match update {
@@ -269,7 +280,10 @@ pub async fn write_transitions(
             Update::Stall { lag, .. } => stall_line(lag, Utc::now()),
             // Forgetting is housekeeping: the instance's last line (DOWN,
             // LEFT) still says what it is.
-            Update::Echoes(_) | Update::PingSent { .. } | Update::Forgotten(_) => continue,
+            Update::Echoes(_)
+            | Update::PingSent { .. }
+            | Update::Forgotten(_)
+            | Update::Reconfigured(_) => continue,
         };
         if !write(line) {
             return true;

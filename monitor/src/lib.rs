@@ -22,6 +22,7 @@
 //! - `http`: the HTTP endpoint: `/metrics`, `/api/v1/status`, `/healthz`, `/`.
 //! - `check`: `monitor status`, the one-shot check with Nagios exit codes.
 //! - `sdnotify`: readiness, watchdog and status for systemd (`Type=notify`).
+//! - `reload`: SIGHUP loads the configuration again and applies it, keeping every instance.
 
 mod app;
 /// Where settings become the detector's policy (for tests that judge as the monitor does).
@@ -41,6 +42,7 @@ mod limited;
 pub mod logfile;
 mod metrics;
 pub mod notify;
+pub mod reload;
 mod replay;
 pub mod sdnotify;
 mod statedir;

@@ -1,6 +1,7 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
+use monitor::reload;
 use monitor::sdnotify::{self, Notifier, Pulse};
 use monitor::{Cli, Command, Output, Source};
 use tokio::sync::watch;
@@ -113,14 +114,31 @@ async fn watch(cli: Cli, supervisor: Option<Notifier>) -> ExitCode {
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
     let (pulse, pulse_rx) = watch::channel(Pulse::new(tokio::time::Instant::now()));
+    let (notices, notices_rx) = tokio::sync::mpsc::unbounded_channel();
     let supervised = supervisor.map(|notifier| {
         let timings = sdnotify::Timings {
             interval: settings.interval,
             grace: settings.timeout,
         };
-        tokio::spawn(sdnotify::run(notifier, pulse_rx, timings, shutdown.clone()))
+        let run = sdnotify::run(notifier, pulse_rx, notices_rx, timings, shutdown.clone());
+        tokio::spawn(run)
     });
-    let outcome = monitor::run(settings, source, output, keys, pulse, shutdown.clone()).await;
+    // SIGHUP reloads a headless monitor (a service's); on a terminal it
+    // keeps its meaning, the terminal has gone.
+    let hangups = matches!(output, Output::Headless).then(|| reload::Hangups {
+        load: Box::new(move || cli.settings()),
+        supervisor: supervised.is_some().then_some(notices),
+    });
+    let outcome = monitor::run(
+        settings,
+        source,
+        output,
+        keys,
+        pulse,
+        hangups,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     if let Some(task) = supervised {
         let _ = task.await;

@@ -26,7 +26,6 @@ use tokio::sync::mpsc;
 use crate::engine::{EchoSeen, Update};
 use crate::fleet::Shared;
 use crate::history::Health;
-use crate::notify::TargetStats;
 use crate::status::link_code;
 
 /// The `Content-Type` of what [`Metrics::encode`] writes.
@@ -103,7 +102,8 @@ pub struct Metrics {
 /// history store.
 #[derive(Default, Clone)]
 pub struct SinkStats {
-    pub notify: Vec<Arc<TargetStats>>,
+    /// The targets configured now (a reload may change them).
+    pub notify: crate::notify::Stats,
     /// Each sink of the engine's updates: its name, and the updates its full queue dropped.
     pub dropped: Vec<(&'static str, Arc<AtomicU64>)>,
     pub history: Option<Arc<Health>>,
@@ -346,7 +346,7 @@ impl Metrics {
             Update::Stall { .. } => {
                 self.stalls.inc();
             }
-            Update::Service(_) | Update::Link(_) => {}
+            Update::Service(_) | Update::Link(_) | Update::Reconfigured(_) => {}
         }
     }
 
@@ -460,7 +460,12 @@ impl Metrics {
             catch_up(&self.rejected_by_service.get_or_create(&labels), count);
         }
         let sinks = self.sinks.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for target in &sinks.notify {
+        let targets = sinks
+            .notify
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for target in &targets {
             let labels = vec![
                 ("target", target.index.to_string()),
                 ("kind", target.kind.clone()),

@@ -15,6 +15,9 @@
 //!   would not bring the broker back.
 //! - `STATUS=` what `/healthz` says (see [`crate::status::liveness`]), sent
 //!   when it changes.
+//! - `RELOADING=1` (with `MONOTONIC_USEC`) when SIGHUP starts a reload,
+//!   and `READY=1` again once it is applied or refused (only if the monitor
+//!   was ready before: a reload never makes it ready).
 //! - `STOPPING=1` on the way out.
 
 use std::io;
@@ -22,7 +25,7 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
 
 use orchestrator_lib::plumbing::LinkStatus;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -62,6 +65,13 @@ impl Pulse {
             tracked: 0,
         }
     }
+}
+
+/// What the reload task tells the supervisor (see `reload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    Reloading,
+    Reloaded,
 }
 
 /// The supervisor's socket, and the watchdog period it asked for.
@@ -161,6 +171,7 @@ pub struct Timings {
 pub async fn run(
     notifier: Notifier,
     pulse: watch::Receiver<Pulse>,
+    mut notices: mpsc::UnboundedReceiver<Notice>,
     timings: Timings,
     shutdown: CancellationToken,
 ) {
@@ -173,6 +184,15 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = ticks.tick() => {}
+            Some(notice) = notices.recv() => {
+                let message = said.notice(notice, monotonic_usec());
+                if let Some(message) = message
+                    && let Err(error) = notifier.send(&message)
+                {
+                    said.failed(error);
+                }
+                continue;
+            }
         }
         let now = Instant::now();
         let message = said.next(&pulse.borrow(), timings, notifier.watchdog, now);
@@ -222,12 +242,32 @@ impl Said {
         (!lines.is_empty()).then(|| lines.join("\n"))
     }
 
+    /// The datagram for a reload's start or end. systemd wants the
+    /// monotonic clock with `RELOADING=1`, to tell this reload from older ones.
+    fn notice(&mut self, notice: Notice, monotonic_usec: u64) -> Option<String> {
+        match notice {
+            Notice::Reloading => Some(format!("RELOADING=1\nMONOTONIC_USEC={monotonic_usec}")),
+            Notice::Reloaded => self.ready.then(|| "READY=1".to_owned()),
+        }
+    }
+
     fn failed(&mut self, error: io::Error) {
         if !self.warned {
             self.warned = true;
             warn!(%error, "cannot reach the supervisor's NOTIFY_SOCKET");
         }
     }
+}
+
+/// CLOCK_MONOTONIC in microseconds, the clock systemd compares.
+fn monotonic_usec() -> u64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+    (now.tv_sec as u64) * 1_000_000 + (now.tv_nsec as u64) / 1_000
 }
 
 /// What `/healthz` would say, and how many instances are watched.
@@ -271,6 +311,20 @@ mod tests {
         said.next(pulse, TIMINGS, WATCHDOG, now)
             .map(|message| message.lines().map(str::to_owned).collect())
             .unwrap_or_default()
+    }
+
+    #[test]
+    fn a_reload_is_reloading_then_ready_again_never_ready_before_it_was() {
+        let start = Instant::now();
+        let mut s = Said::default();
+        assert_eq!(
+            s.notice(Notice::Reloading, 42).as_deref(),
+            Some("RELOADING=1\nMONOTONIC_USEC=42")
+        );
+        assert_eq!(s.notice(Notice::Reloaded, 43), None, "not ready yet");
+        said(&mut s, &connected(start), start);
+        s.notice(Notice::Reloading, 44);
+        assert_eq!(s.notice(Notice::Reloaded, 45).as_deref(), Some("READY=1"));
     }
 
     #[test]

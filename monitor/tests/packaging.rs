@@ -181,6 +181,7 @@ fn package_archive_and_image_install_and_run() {
         "ProtectSystem=strict",
         "StateDirectory=heartbeat",
         "EnvironmentFile=-/etc/heartbeat/monitor.env",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(unit.lines().any(|l| l == line), "the unit lacks {line}");
     }

@@ -277,6 +277,76 @@ impl Detector {
         self
     }
 
+    /// Judge by new policies from `now` on (a reloaded configuration): the
+    /// default, and each named service's. Every tracked instance keeps all
+    /// it has (state, phi window, flaps, counters) and has its next
+    /// deadline set again under its service's new policy, so a timeout
+    /// shortened below a silence already under way is SUSPECT at once.
+    /// A service counted against expected instances is counted again; one
+    /// no longer counted that was below strength is said to be full, so no
+    /// alert stays open on a count nobody expects any more.
+    pub fn reconfigure(
+        &mut self,
+        default: Policy,
+        services: Vec<(String, Policy)>,
+        now: Instant,
+    ) -> (Vec<Transition>, Vec<ServiceChange>) {
+        let was_expected: HashMap<String, u32> = self
+            .strength
+            .keys()
+            .filter_map(|s| Some((s.clone(), self.policy_for(s).expected_instances?)))
+            .collect();
+        self.policies = vec![default];
+        self.policy_by_service.clear();
+        for (service, policy) in services {
+            self.policies.push(policy);
+            self.policy_by_service
+                .insert(service.to_lowercase(), self.policies.len() - 1);
+        }
+        for slot in 0..self.slots.len() {
+            let policy = self.policy_index(&self.slots[slot].key.service);
+            self.slots[slot].policy = policy;
+        }
+        let mut changes = Vec::new();
+        let services: Vec<String> = self.by_name.keys().cloned().collect();
+        for service in services {
+            if self.policy_for(&service).expected_instances.is_some() {
+                // Newly counted: judged a timeout from now, like a newcomer.
+                self.known_since.entry(service.clone()).or_insert(now);
+                self.recount.insert(service);
+                continue;
+            }
+            self.known_since.remove(&service);
+            self.recount.remove(&service);
+            if let Some(from) = self.strength.remove(&service)
+                && from != Strength::Full
+            {
+                let (up, _) = self.service_count(&service);
+                changes.push(ServiceChange {
+                    expected: was_expected.get(&service).copied().unwrap_or(up),
+                    service,
+                    from,
+                    to: Strength::Full,
+                    up,
+                });
+            }
+        }
+        let mut transitions = Vec::new();
+        if self.blind.is_none() {
+            for slot in 0..self.slots.len() {
+                self.evaluate(slot, now, &mut transitions);
+            }
+        }
+        (transitions, changes)
+    }
+
+    /// A service the configuration no longer expects: its placeholder (if
+    /// it never answered) goes; instances it has stay tracked.
+    pub fn unexpect(&mut self, service: &str) -> Option<InstanceKey> {
+        let slot = *self.by_name.get(service)?.get(UNSEEN_INSTANCE)?;
+        Some(self.remove(slot))
+    }
+
     pub fn policy_for(&self, service: &str) -> &Policy {
         &self.policies[self.policy_index(service)]
     }

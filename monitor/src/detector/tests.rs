@@ -1100,3 +1100,86 @@ fn a_restored_instance_takes_the_place_of_its_services_placeholder() {
     let keys: Vec<_> = d.instances().map(|t| t.key.instance.clone()).collect();
     assert_eq!(keys, vec!["a".to_string()]);
 }
+
+#[test]
+fn a_reload_keeps_every_instance_and_judges_it_by_its_new_policy_at_once() {
+    let (mut d, t0) = phi_detector();
+    beat(&mut d, t0, 1, 20, &["orders", "payments"]);
+    let before = d.get("orders", "a").unwrap().clone();
+    let phi_before = d.phi(&before, t0 + ms(20_500));
+    // One second after the last echo: a fixed 500 ms for orders is already past.
+    let orders = Policy {
+        timeout: ms(500),
+        ..Policy::fixed(ms(500))
+    };
+    let phi = Policy {
+        mode: Mode::Phi,
+        ..Policy::fixed(T)
+    };
+    let (ts, changes) = d.reconfigure(phi, vec![("Orders".into(), orders)], t0 + ms(21_005));
+    assert_eq!(moves(&ts), [(State::Up, State::Suspect, "timed_out")]);
+    assert_eq!(ts[0].key, InstanceKey::new("orders", "a"));
+    assert!(changes.is_empty());
+    let after = d.get("orders", "a").unwrap();
+    assert_eq!(after.id, before.id, "the same instance, not a new one");
+    assert_eq!(after.last_echo, before.last_echo);
+    assert_eq!(d.policy_for("orders").timeout, ms(500));
+    // payments keeps its phi window: the same phi at the same instant.
+    let payments = d.get("payments", "a").unwrap();
+    assert_eq!(state(&d, "payments"), State::Up);
+    assert!(d.phi(payments, t0 + ms(20_500)).is_some());
+    assert_eq!(
+        phi_before.is_some(),
+        d.phi(payments, t0 + ms(20_500)).is_some()
+    );
+}
+
+#[test]
+fn a_reload_counts_services_against_their_new_expected_instances() {
+    let (mut d, t0) = detector();
+    beat(&mut d, t0, 1, 10, &["orders"]);
+    assert!(d.service_changes(t0 + ms(10_010)).is_empty());
+    let three = Policy {
+        expected_instances: Some(3),
+        ..Policy::fixed(T)
+    };
+    let (ts, _) = d.reconfigure(
+        Policy::fixed(T),
+        vec![("orders".into(), three)],
+        t0 + ms(10_100),
+    );
+    assert!(ts.is_empty());
+    // Newly counted: judged a timeout after the reload, then degraded.
+    assert!(d.service_changes(t0 + ms(10_200)).is_empty());
+    beat(&mut d, t0, 11, 14, &["orders"]);
+    let changes = d.service_changes(t0 + ms(14_100));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].to, changes[0].up, changes[0].expected),
+        (Strength::Degraded, 1, 3)
+    );
+    // No longer counted: full again, so its alert can end.
+    let (_, changes) = d.reconfigure(Policy::fixed(T), vec![], t0 + ms(14_200));
+    assert_eq!(changes.len(), 1, "{changes:?}");
+    assert_eq!(
+        (changes[0].from, changes[0].to),
+        (Strength::Degraded, Strength::Full)
+    );
+    assert!(d.service_changes(t0 + ms(20_000)).is_empty());
+}
+
+#[test]
+fn a_service_no_longer_expected_loses_its_placeholder_not_its_instances() {
+    let (mut d, t0) = detector();
+    d.expect("ghost", t0);
+    d.expect("orders", t0);
+    beat(&mut d, t0, 1, 2, &["orders"]);
+    assert_eq!(d.len(), 2);
+    assert_eq!(
+        d.unexpect("ghost"),
+        Some(InstanceKey::new("ghost", UNSEEN_INSTANCE))
+    );
+    assert_eq!(d.unexpect("orders"), None, "orders has a real instance");
+    assert_eq!(d.len(), 1);
+    assert!(d.get("orders", "a").is_some());
+}

@@ -265,6 +265,21 @@ impl Fleet {
                 }
                 self.version += 1;
             }
+            // A reload: newly expected services get their placeholder (as
+            // the detector gives them), and every count is the new one.
+            Update::Reconfigured(reconfigured) => {
+                for (service, _) in &reconfigured.expect_added {
+                    if !self.rows.iter().any(|row| row.key.service == *service) {
+                        self.row_index(
+                            &InstanceKey::new(service.clone(), UNSEEN_INSTANCE),
+                            now,
+                            wall,
+                        );
+                    }
+                }
+                self.expected.clone_from(&reconfigured.expected);
+                self.version += 1;
+            }
             // The engine forgot them (gone past `forget_after`): their rows
             // go too, or a flood of made-up names would stay in memory.
             Update::Forgotten(keys) => {

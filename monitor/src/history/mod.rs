@@ -886,7 +886,7 @@ async fn run(
                         }
                     }
                     Update::PingSent { .. } => aggregator.ping(now, &mut minutes),
-                    Update::Link(_) | Update::Stall { .. } => {}
+                    Update::Link(_) | Update::Stall { .. } | Update::Reconfigured(_) => {}
                 }
             }
             written = async { writer.busy.as_mut().expect("guarded").await }, if writer.busy.is_some() => {

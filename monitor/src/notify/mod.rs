@@ -75,7 +75,7 @@ impl TargetStats {
 pub struct Notifier {
     /// Where the engine's updates reach the policies.
     pub sink: Sink,
-    pub stats: Vec<Arc<TargetStats>>,
+    pub stats: Stats,
     tasks: JoinSet<()>,
 }
 
@@ -83,7 +83,7 @@ pub struct Notifier {
 fn wanted(update: &Update) -> bool {
     matches!(
         update,
-        Update::Transition(_) | Update::Service(_) | Update::Forgotten(_)
+        Update::Transition(_) | Update::Service(_) | Update::Forgotten(_) | Update::Reconfigured(_)
     )
 }
 
@@ -99,8 +99,14 @@ impl Notifier {
     }
 }
 
+/// Counters of the targets now configured, for `/metrics`: a reload can
+/// add and remove targets.
+pub type Stats = Arc<std::sync::RwLock<Vec<Arc<TargetStats>>>>;
+
 /// Start one delivery task per entry and the policy task in front of them.
 /// Alerts carry the fleet's counts by state, read from `fleet` when sent.
+/// A reload (`Update::Reconfigured` with new entries) changes the targets
+/// in place: see [`Targets::reload`].
 pub fn spawn(
     entries: &[NotifySettings],
     monitor_id: &str,
@@ -111,17 +117,86 @@ pub fn spawn(
 ) -> Notifier {
     let (sink, rx) = Sink::new("notify", 4096, wanted);
     let mut tasks = JoinSet::new();
-    let mut targets = Vec::new();
-    let mut stats = Vec::new();
-    let client = http_client();
-    for (index, entry) in entries.iter().enumerate() {
+    let mut targets = Targets {
+        list: Vec::new(),
+        client: http_client(),
+        group: group.clone(),
+        stats: Stats::default(),
+        delivering: JoinSet::new(),
+        restore_hold,
+    };
+    for entry in entries {
+        let target = targets.start(entry, targets.list.len());
+        targets.list.push(target);
+    }
+    targets.publish_stats();
+    let stats = targets.stats.clone();
+    let gate = group.map(|group| Gate::new(group, entries.iter().map(|e| e.kind).collect()));
+    tasks.spawn(run_policies(
+        rx,
+        targets,
+        gate,
+        monitor_id.to_owned(),
+        fleet,
+        shutdown,
+    ));
+    Notifier { sink, stats, tasks }
+}
+
+/// One `[[notify]]` target: its entry, its policy's state, its queue.
+struct Target {
+    entry: NotifySettings,
+    policy: Policy,
+    queue: mpsc::Sender<Event>,
+    stats: Arc<TargetStats>,
+    full_log: Limited,
+}
+
+/// The targets and what starts new ones.
+struct Targets {
+    list: Vec<Target>,
+    client: reqwest::Client,
+    group: Option<Group>,
+    stats: Stats,
+    /// Delivery tasks, awaited when the policies stop.
+    delivering: JoinSet<()>,
+    /// How long a restored instance's alert is held (see `policy::Rules`).
+    restore_hold: Duration,
+}
+
+fn rules(entry: &NotifySettings, restore_hold: Duration) -> Rules {
+    Rules {
+        alerting: entry.transitions.iter().cloned().collect(),
+        hold: entry.for_,
+        reminder: entry.reminder,
+        send_resolved: entry.send_resolved,
+        restore_hold,
+    }
+}
+
+/// Whether two entries deliver to the same place the same way (they may
+/// differ in their rules: which states, `for`, reminders, resolved).
+fn same_delivery(a: &NotifySettings, b: &NotifySettings) -> bool {
+    let rules_aside = |e: &NotifySettings| NotifySettings {
+        transitions: Vec::new(),
+        for_: Duration::ZERO,
+        reminder: Duration::ZERO,
+        send_resolved: false,
+        ..e.clone()
+    };
+    rules_aside(a) == rules_aside(b)
+}
+
+impl Targets {
+    /// Start `entry`'s delivery task, as target number `index`.
+    fn start(&mut self, entry: &NotifySettings, index: usize) -> Target {
         let stat = Arc::new(TargetStats::new(entry.kind, index));
         let (tx, events) = mpsc::channel(entry.queue);
         let log = Limited::new(format!("notify[{index}] {}", entry.kind));
         match entry.kind {
             NotifyKind::Webhook => {
-                let hook = webhook::Webhook::new(client.clone(), entry);
-                tasks.spawn(deliver_each(
+                let hook = webhook::Webhook::new(self.client.clone(), entry);
+                self.delivering.spawn(deliver_each(
                     events,
                     entry.clone(),
                     stat.clone(),
@@ -134,7 +209,7 @@ pub fn spawn(
             }
             NotifyKind::Command => {
                 let runner = command::Runner::new(entry);
-                tasks.spawn(deliver_each(
+                self.delivering.spawn(deliver_each(
                     events,
                     entry.clone(),
                     stat.clone(),
@@ -146,31 +221,61 @@ pub fn spawn(
                 ));
             }
             NotifyKind::Alertmanager => {
-                let am = alertmanager::Alertmanager::new(client.clone(), entry, group.clone());
-                tasks.spawn(am.run(events, stat.clone(), log));
+                let am =
+                    alertmanager::Alertmanager::new(self.client.clone(), entry, self.group.clone());
+                self.delivering.spawn(am.run(events, stat.clone(), log));
             }
         }
-        let rules = Rules {
-            alerting: entry.transitions.iter().cloned().collect(),
-            hold: entry.for_,
-            reminder: entry.reminder,
-            send_resolved: entry.send_resolved,
-            restore_hold,
-        };
         info!(target_index = index, kind = %entry.kind, "notify: target ready");
-        targets.push((Policy::new(rules), tx, stat.clone()));
-        stats.push(stat);
+        Target {
+            entry: entry.clone(),
+            policy: Policy::new(rules(entry, self.restore_hold)),
+            queue: tx,
+            stats: stat,
+            full_log: Limited::new(format!("notify[{index}]")),
+        }
     }
-    let gate = group.map(|group| Gate::new(group, entries.iter().map(|e| e.kind).collect()));
-    tasks.spawn(run_policies(
-        rx,
-        targets,
-        gate,
-        monitor_id.to_owned(),
-        fleet,
-        shutdown,
-    ));
-    Notifier { sink, stats, tasks }
+
+    /// The targets of a reloaded configuration. A target that delivers to
+    /// the same place the same way as one running keeps that one's queue,
+    /// counters and what its policy has pending or firing (with the new
+    /// rules): a firing alert is not sent again, and its resolve comes. Any
+    /// other target is new and hears changes from now on; a target no
+    /// longer configured is dropped once its queue is delivered.
+    fn reload(&mut self, entries: &[NotifySettings]) {
+        let mut old: Vec<Option<Target>> = std::mem::take(&mut self.list)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let (mut kept, mut started) = (0, 0);
+        for (index, entry) in entries.iter().enumerate() {
+            let running = old
+                .iter_mut()
+                .find(|t| t.as_ref().is_some_and(|t| same_delivery(&t.entry, entry)))
+                .and_then(Option::take);
+            let target = match running {
+                Some(mut target) => {
+                    target.policy.set_rules(rules(entry, self.restore_hold));
+                    target.entry = entry.clone();
+                    kept += 1;
+                    target
+                }
+                None => {
+                    started += 1;
+                    self.start(entry, index)
+                }
+            };
+            self.list.push(target);
+        }
+        let dropped = old.iter().flatten().count();
+        info!(kept, started, dropped, "notify: targets reloaded");
+        self.publish_stats();
+    }
+
+    fn publish_stats(&self) {
+        let now: Vec<_> = self.list.iter().map(|t| t.stats.clone()).collect();
+        *self.stats.write().unwrap_or_else(|e| e.into_inner()) = now;
+    }
 }
 
 /// The client every HTTP target shares. reqwest is built without a TLS
@@ -186,20 +291,15 @@ fn http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-type Target = (Policy, mpsc::Sender<Event>, Arc<TargetStats>);
-
 async fn run_policies(
     mut updates: mpsc::Receiver<Update>,
-    mut targets: Vec<Target>,
+    mut targets: Targets,
     mut gate: Option<Gate>,
     monitor: String,
     fleet: Shared,
     shutdown: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(TICK);
-    let mut full_log: Vec<Limited> = (0..targets.len())
-        .map(|i| Limited::new(format!("notify[{i}]")))
-        .collect();
     loop {
         let mut due: Vec<(usize, PolicyEvent)> = Vec::new();
         // Already admitted: a takeover's events.
@@ -217,9 +317,17 @@ async fn run_policies(
                             if let Some(gate) = &mut gate {
                                 gate.forget(&key.service, &key.instance);
                             }
-                            for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
-                                due.extend(policy.forget(&key.service, &key.instance, at).map(|e| (i, e)));
+                            for (i, target) in targets.list.iter_mut().enumerate() {
+                                due.extend(target.policy.forget(&key.service, &key.instance, at).map(|e| (i, e)));
                             }
+                        }
+                        None
+                    }
+                    Update::Reconfigured(reconfigured) => {
+                        // In a group the gate's ledger is by target: the
+                        // reload leaves the targets alone there (reload.rs).
+                        if let Some(entries) = reconfigured.notify.as_deref() {
+                            targets.reload(entries);
                         }
                         None
                     }
@@ -229,16 +337,16 @@ async fn run_policies(
                 if let (Some(gate), Some(change)) = (&mut gate, &change) {
                     gate.observe(change);
                 }
-                for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
+                for (i, target) in targets.list.iter_mut().enumerate() {
                     if let Some(change) = &change {
-                        due.extend(policy.transition(change, now).into_iter().map(|e| (i, e)));
+                        due.extend(target.policy.transition(change, now).into_iter().map(|e| (i, e)));
                     }
                 }
             }
             _ = tick.tick() => {
                 let now = Instant::now().into_std();
-                for (i, (policy, _, _)) in targets.iter_mut().enumerate() {
-                    due.extend(policy.tick(now).into_iter().map(|e| (i, e)));
+                for (i, target) in targets.list.iter_mut().enumerate() {
+                    due.extend(target.policy.tick(now).into_iter().map(|e| (i, e)));
                 }
                 if let Some(gate) = &mut gate {
                     squared = gate.check();
@@ -256,18 +364,23 @@ async fn run_policies(
         // applied before any sink is handed it.
         let counts: BTreeMap<String, usize> = fleet.read().counts_by_code();
         for (i, policy_event) in due {
-            let (_, queue, stats) = &targets[i];
+            let Some(target) = targets.list.get_mut(i) else {
+                continue;
+            };
             let event = Event::new(&policy_event, &monitor, counts.clone());
-            if queue.try_send(event).is_err() {
-                stats.dropped.fetch_add(1, Ordering::Relaxed);
+            if target.queue.try_send(event).is_err() {
+                target.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 warn_limited!(
-                    full_log[i],
+                    target.full_log,
                     "queue full or closed; an alert for {} was dropped",
                     policy_event.change.subject()
                 );
             }
         }
     }
+    // Closing the queues lets each delivery task send what it holds and end.
+    targets.list.clear();
+    while targets.delivering.join_next().await.is_some() {}
 }
 
 /// Deliver queued events one at a time, each with its retries.

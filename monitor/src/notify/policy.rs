@@ -160,6 +160,12 @@ impl Policy {
         }
     }
 
+    /// New rules from a reloaded configuration; what is pending or firing
+    /// is kept, so nothing already sent is sent again.
+    pub fn set_rules(&mut self, rules: Rules) {
+        self.rules = rules;
+    }
+
     /// A change happened at `now`.
     pub fn transition(&mut self, change: &Change, now: Instant) -> Vec<PolicyEvent> {
         if change.reason == Reason::Restored.code() {
