@@ -1,11 +1,14 @@
-//! What a user installs, built by `scripts/package.sh` from the binaries
-//! this test run built (no release build): the Debian package installed
-//! into a throwaway root, its units verified by systemd's own tool, the
-//! release archive unpacked and checked against its SHA-256 file, and the
-//! container image built and run under podman (skipped, saying so, where
-//! podman is not installed).
+//! What a user installs, each the way the README's "Install" gives it:
+//! `cargo install --locked --path monitor` (and `mock-service`) into a root
+//! of its own, whose release binaries `scripts/package.sh` then packages:
+//! the Debian package installed into a throwaway root, its units verified
+//! by systemd's own tool, the release archive unpacked and checked against
+//! its SHA-256 file, and the container image built and run under podman
+//! (skipped, saying so, where podman is not installed).
 //!
-//! One test, because every step needs the one package build before it.
+//! One test, because every step needs the install before it. The install
+//! is a release build in the workspace's `target/release` (cargo install
+//! builds there for `--path`): minutes the first time, seconds after.
 
 mod support;
 
@@ -64,10 +67,31 @@ impl Drop for Scratch {
 fn package_archive_and_image_install_and_run() {
     let scratch = Scratch(std::env::temp_dir().join(unique("package")));
     let out = scratch.0.join("dist");
-    let bin_dir = mock_bin().parent().unwrap().to_path_buf();
     let version = env!("CARGO_PKG_VERSION");
     let tag = format!("localhost/{}:test", unique("heartbeat").to_lowercase());
     let podman = have("podman");
+
+    // `cargo install`, as the README says it, with a root of our own.
+    let installed = scratch.0.join("cargo-root");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    for package in ["monitor", "mock-service"] {
+        let started = Instant::now();
+        ok(Command::new(&cargo)
+            .args(["install", "--locked", "--path", package, "--root"])
+            .arg(&installed)
+            .current_dir(workspace()));
+        eprintln!(
+            "cargo install --path {package} took {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+        let said = ok(Command::new(installed.join("bin").join(package)).arg("--version"));
+        assert!(
+            text(&said.stdout).starts_with(&version_line(package)),
+            "{}",
+            text(&said.stdout)
+        );
+    }
+    let bin_dir = installed.join("bin");
 
     let started = Instant::now();
     let mut package = Command::new(workspace().join("scripts/package.sh"));
@@ -304,4 +328,41 @@ impl Drop for RemoveContainer {
             .args(["--runtime", "runc", "rm", "--force", "--time", "2", &self.0])
             .output();
     }
+}
+
+/// The README's commands run on a fresh checkout: a binary under
+/// `./target/<profile>/` only after a step that builds that profile, and
+/// the line that runs `scripts/test.sh` says it installs packages as root.
+#[test]
+fn the_readme_runs_only_what_its_steps_build() {
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let mut built_debug = false;
+    let mut built_release = false;
+    for (number, line) in readme.lines().enumerate() {
+        let command = line.trim_start();
+        if command.starts_with("cargo build") {
+            if command.contains("--release") {
+                built_release = true;
+            } else {
+                built_debug = true;
+            }
+        }
+        let number = number + 1;
+        assert!(
+            !line.contains("./target/release/") || built_release,
+            "README.md:{number} runs a release binary no step before it builds: {line}"
+        );
+        assert!(
+            !line.contains("./target/debug/") || built_debug,
+            "README.md:{number} runs a debug binary no step before it builds: {line}"
+        );
+    }
+    let runs_tests = readme
+        .lines()
+        .find(|line| line.trim_start().starts_with("scripts/test.sh"))
+        .expect("the README runs scripts/test.sh");
+    assert!(
+        runs_tests.contains("root") && runs_tests.contains("sudo"),
+        "the README's scripts/test.sh line does not say it installs as root: {runs_tests}"
+    );
 }
