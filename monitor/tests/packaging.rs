@@ -176,6 +176,10 @@ fn package_archive_and_image_install_and_run() {
         // The units they name (sysinit.target, ...) are the host's: copied
         // in beside ours, so the throwaway root reads like a system.
         ok(Command::new("cp").args(["-rn", "/lib/systemd/system/.", units.to_str().unwrap()]));
+        // So is the program ExecReload runs (/bin/kill, procps): verify
+        // looks for it in the root.
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        ok(Command::new("cp").args(["-L", "/bin/kill", root.join("bin/kill").to_str().unwrap()]));
         let verified = Command::new("systemd-analyze")
             .arg(format!("--root={}", root.display()))
             .args([
