@@ -10,6 +10,7 @@
 //! - `load`: [`Settings::load`]: that file, then an optional user file, then
 //!   `MONITOR__...` environment variables. Flags are applied by each binary
 //!   on the returned value, then `validate` ([`Settings::validate`]) runs.
+//! - `quiet`: name patterns, `[[maintenance]]` windows, the `depends_on` cycle check.
 //! - `error`: [`SettingsError`], one line.
 //! - `flags`: [`parse_flags`], clap's parsing with any URL's password hidden
 //!   in its errors; `generate`: `--generate man|complete-*`.
@@ -21,6 +22,7 @@ mod generate;
 mod history;
 mod load;
 mod notify;
+mod quiet;
 mod settings;
 mod validate;
 
@@ -33,6 +35,10 @@ pub use flags::parse_flags;
 pub use history::HistorySettings;
 pub use load::{DEFAULT_TOML, ENV_PREFIX};
 pub use notify::{NotifyKind, NotifySettings, STATE_CODES};
+pub use quiet::{
+    MaintenanceSettings, any_matches, dependency_cycle, is_pattern, parse_schedule, parse_timezone,
+    pattern_matches,
+};
 pub use settings::{
     Detection, DetectionMode, GroupSettings, HttpSettings, ServiceSettings, Settings,
 };

@@ -94,6 +94,9 @@ pub struct NotifySettings {
     /// alertmanager: how often firing alerts are pushed again.
     #[serde(default = "default_resend", with = "humantime_serde")]
     pub resend: Duration,
+    /// Only these services (names or glob patterns); empty: every service.
+    #[serde(default)]
+    pub services: Vec<String>,
 }
 
 fn default_transitions() -> Vec<String> {
@@ -156,6 +159,14 @@ impl NotifySettings {
         }
         if self.queue == 0 {
             return Err(("queue", "must be at least 1".into()));
+        }
+        if let Some(bad) = self.services.iter().find(|p| !crate::is_pattern(p)) {
+            return Err((
+                "services",
+                format!(
+                    "{bad:?} is not a service name or pattern: use letters, digits, '-', '_', '.', '*' and '?'"
+                ),
+            ));
         }
         if self.kind == NotifyKind::Alertmanager && self.resend.is_zero() {
             return Err(("resend", "must be greater than zero".into()));

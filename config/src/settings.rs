@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{BrokerSettings, HistorySettings, NotifySettings};
+use crate::{BrokerSettings, HistorySettings, MaintenanceSettings, NotifySettings};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,6 +35,9 @@ pub struct Settings {
     pub history: HistorySettings,
     pub http: HttpSettings,
     pub group: GroupSettings,
+    /// Windows in which alerts are held, as a silence holds them.
+    #[serde(default)]
+    pub maintenance: Vec<MaintenanceSettings>,
     /// The `MONITOR__…` variables set when these settings were loaded, so
     /// that an error about a value can say where it came from.
     #[serde(skip)]
@@ -54,6 +57,14 @@ pub struct GroupSettings {
 pub struct HttpSettings {
     /// `host:port` for metrics, the status API and page; empty: no HTTP endpoint.
     pub listen: String,
+    /// A file holding the bearer token that write requests (silences) need;
+    /// `HEARTBEAT_API_TOKEN` wins. Neither: writes are off.
+    #[serde(default)]
+    pub token_file: String,
+    /// A file holding a token that reads need too (`HEARTBEAT_API_READ_TOKEN`
+    /// wins). Neither: reads are open.
+    #[serde(default)]
+    pub read_token_file: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -106,6 +117,10 @@ pub struct ServiceSettings {
     #[serde(default, with = "humantime_serde::option")]
     pub slow_limit: Option<Duration>,
     pub instances: Option<u32>,
+    /// Services this one needs: while one of them is DOWN, this one's
+    /// alerts are held and reported inside that one's.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
 }
 
 impl Settings {

@@ -2,13 +2,14 @@
 //! failure one line naming the setting (and the `MONITOR__...` variable,
 //! when one set it).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use orchestrator_lib::BrokerUrls;
 use orchestrator_lib::wire::{is_valid_name, name_rule};
 
 use crate::load::env_variable;
-use crate::{Detection, Settings, SettingsError};
+use crate::{Detection, Settings, SettingsError, dependency_cycle};
 
 impl Settings {
     /// ` (from the environment: MONITOR__…)` when the variable for `key`
@@ -132,6 +133,30 @@ impl Settings {
                     entry.kind
                 ))
             })?;
+        }
+        for (i, window) in self.maintenance.iter().enumerate() {
+            window.validate().map_err(|(key, why)| {
+                SettingsError(format!("invalid setting `maintenance[{i}].{key}`: {why}"))
+            })?;
+        }
+        for (service, settings) in &self.services {
+            if let Some(name) = settings.depends_on.iter().find(|n| !is_valid_name(n)) {
+                return bad(
+                    &format!("services.{service}.depends_on"),
+                    format!("{} is not a service name: use {}", shown(name), name_rule()),
+                );
+            }
+        }
+        let edges: BTreeMap<String, Vec<String>> = self
+            .services
+            .iter()
+            .map(|(name, s)| (name.clone(), s.depends_on.clone()))
+            .collect();
+        if let Some(cycle) = dependency_cycle(&edges) {
+            return bad(
+                "depends_on",
+                format!("a cycle: {cycle}; a service cannot wait on itself"),
+            );
         }
         let url = self.history.url.trim();
         if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {

@@ -93,7 +93,7 @@ function check(msg, keys) {
   // their last digits, so such a seq is echoed as what it is not. Monitors
   // count from 1; no real one gets there.
   // A boot is a Unix time in milliseconds, far below 2^53.
-  for (const field of ['seq', 'boot']) {
+  for (const field of ['seq', 'boot', 'back_within']) {
     if (message[field] != null && !(Number.isSafeInteger(message[field]) && message[field] >= 0)) return { reason: 'bad_shape' };
   }
   if (!(Number.isInteger(message.v) && message.v >= 0 && message.v < 2 ** 32)) return { reason: 'bad_shape' };

@@ -3,6 +3,7 @@
     pip install pika
     AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f HEARTBEAT_KEY=... \
         python3 service.py billing billing-py-1
+    HEARTBEAT_BACK_WITHIN=30 python3 service.py ...   # a planned restart: back within 30 s
 """
 import datetime, hashlib, hmac, json, os, random, re, signal, sys, time
 import urllib.parse
@@ -11,6 +12,8 @@ import pika
 SERVICE = sys.argv[1] if len(sys.argv) > 1 else "billing"
 INSTANCE = sys.argv[2] if len(sys.argv) > 2 else "billing-py-1"
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+# Seconds: a goodbye that promises a return (a planned restart); 0: a plain goodbye.
+BACK_WITHIN = float(os.environ.get("HEARTBEAT_BACK_WITHIN", "0") or 0)
 MAC_HEADER = "x-heartbeat-mac"
 MAX_BODY = 64 * 1024  # checked first: a bigger body is neither hashed nor parsed
 NAME = re.compile(r"[A-Za-z0-9._-]{1,100}\Z")
@@ -99,7 +102,7 @@ def check_ping(body, properties, keys):
     for field in ("monitor", "service", "instance"):  # typed in every message
         if ping.get(field) is not None and not isinstance(ping[field], str):
             return None, "bad_shape"
-    for field in ("seq", "boot"):
+    for field in ("seq", "boot", "back_within"):
         if ping.get(field) is not None and not is_u64(ping[field]):
             return None, "bad_shape"
     v = ping.get("v")
@@ -162,8 +165,11 @@ def tally():
 def goodbye(ch, keys):
     for to, (heard, monitor, seq, _) in monitors.items():
         if time.monotonic() - heard < MEMORY:  # the latest ping it sent us, signed in
-            send(ch, keys, to, {"type": "goodbye", "service": SERVICE, "instance": INSTANCE,
-                                "monitor": monitor, "seq": seq, "at": now()})
+            bye = {"type": "goodbye", "service": SERVICE, "instance": INSTANCE,
+                   "monitor": monitor, "seq": seq, "at": now()}
+            if BACK_WITHIN > 0:
+                bye["back_within"] = int(BACK_WITHIN * 1000)  # whole milliseconds
+            send(ch, keys, to, bye)
 
 
 def close(connection):

@@ -57,6 +57,19 @@ struct Cli {
     /// Stop answering after this long but stay connected, like a hung process.
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     hang_after: Option<Duration>,
+
+    /// A planned restart: on Ctrl+C or SIGTERM, the goodbye promises to be
+    /// back within this long, e.g. 30s; monitors hold their alerts meanwhile.
+    #[arg(long, value_name = "DURATION", value_parser = parse_drain)]
+    drain: Option<Duration>,
+}
+
+fn parse_drain(text: &str) -> Result<Duration, String> {
+    let drain = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if drain < Duration::from_millis(1) {
+        return Err("must be at least 1ms, e.g. 30s".into());
+    }
+    Ok(drain)
 }
 
 /// A fleet larger than this belongs in several processes (and a broker cluster).
@@ -159,7 +172,11 @@ async fn main() -> ExitCode {
     let link = orchestrator_lib::plumbing::connect_many(&url, endpoints, options);
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
-    match orchestrator_lib::plumbing::respond_fleet(link, members, faults, shutdown).await {
+    let farewell = orchestrator_lib::Farewell::default();
+    farewell.promise(cli.drain);
+    match orchestrator_lib::plumbing::respond_fleet_with(link, members, faults, farewell, shutdown)
+        .await
+    {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mock-service: {error}");

@@ -14,6 +14,7 @@ use crate::detector::{Detector, LastKnown, Mode, PhiParams, Policy};
 use crate::engine::{self, EngineConfig};
 use crate::fleet::{self, Fleet, Sink};
 use crate::metrics::{self, Metrics};
+use crate::quiet::Quiet;
 use crate::sdnotify::Pulse;
 use crate::status::{self, Snapshots};
 use crate::{dashboard, demo, group, headless, history, http, notify, reload};
@@ -48,11 +49,15 @@ pub enum Output {
 /// With `keys` (from `HEARTBEAT_KEY`), pings are signed and only signed
 /// echoes and goodbyes are heard; the demo's in-process fleet stays unsigned.
 /// The engine shows it is alive through `pulse` (see `sdnotify`).
+// Each argument is built and checked by `main` before the runtime starts
+// (exit 2 on a bad one); a struct around them would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     settings: Settings,
     source: Source,
     output: Output,
     keys: Option<Keys>,
+    quiet: Quiet,
     pulse: watch::Sender<Pulse>,
     hangups: Option<reload::Hangups>,
     shutdown: CancellationToken,
@@ -134,6 +139,18 @@ pub async fn run(
             )
         }
     };
+    if quiet.silences.persistent() {
+        match quiet.silences.load(chrono::Utc::now()).await {
+            Ok(0) => {}
+            Ok(count) => info!(count, "silences in force, from the history store"),
+            Err(error) => warn!(%error, "cannot read the silences from the history store"),
+        }
+    }
+    if !quiet.tokens.writes_enabled() && !settings.http.listen.is_empty() {
+        info!(
+            "the HTTP API is read-only: set HEARTBEAT_API_TOKEN or [http] token_file to add silences"
+        );
+    }
     let mut detector = Detector::new(settings.interval, policy(&settings, None))
         .with_reconnect_grace(settings.broker.reconnect_max);
     for service in settings.named_services() {
@@ -150,7 +167,8 @@ pub async fn run(
             tokio::time::Instant::now(),
             chrono::Utc::now(),
         )
-        .with_expected(expected),
+        .with_expected(expected)
+        .with_quiet(quiet.clone()),
     );
     let (to_model, engine_rx) = Sink::new("fleet", SINK_QUEUE, fleet::everything);
     let stats = link.stats.clone();
@@ -189,6 +207,7 @@ pub async fn run(
             group,
             model.clone(),
             restore_hold(&settings),
+            quiet.clone(),
             shutdown.clone(),
         )
     });
@@ -352,11 +371,14 @@ fn serve_http(
     if let Ok(address) = listener.local_addr() {
         info!("serving metrics, status API and page on http://{address}/");
     }
+    // The API's silences are the ones the model marks rows with.
+    let quiet = model.read().quiet().clone();
     let serving = http::serve(
         listener,
         snapshots,
         metrics.clone(),
         history,
+        quiet,
         shutdown.clone(),
     );
     tokio::spawn(async move {

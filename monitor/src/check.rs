@@ -88,6 +88,16 @@ pub fn check(args: &StatusArgs) -> Verdict {
         .build()
         .into();
     let mut request = agent.get(&url);
+    // A monitor with a read token wants it (the write token reads too).
+    let token = [
+        crate::quiet::auth::READ_TOKEN_ENV,
+        crate::quiet::auth::TOKEN_ENV,
+    ]
+    .into_iter()
+    .find_map(|name| std::env::var(name).ok().filter(|t| !t.is_empty()));
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {}", token.trim()));
+    }
     if let Some(service) = &args.service {
         request = request.query("service", service);
     }

@@ -74,6 +74,8 @@ pub enum Command {
     /// (and the broker URL it resolves to). Exit 0 when the monitor would
     /// start with it, else 2 and the one line saying why.
     CheckConfig(CheckConfigArgs),
+    /// Hold alerts for a while through a running monitor's API: add, list, expire.
+    Silence(crate::quiet::client::SilenceArgs),
 }
 
 #[derive(Debug, Args)]

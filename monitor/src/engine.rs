@@ -376,7 +376,11 @@ pub async fn run(
                                 debug!(service = %bye.service, instance = %bye.instance, seq = ?bye.seq, reason = reason.code(), "refused a goodbye");
                                 continue;
                             }
-                            transitions.extend(detector.goodbye(&bye.service, &bye.instance, now.into_std()));
+                            // A promise to be back: a planned drain, held no longer than forget_after.
+                            transitions.extend(match bye.back_within {
+                                Some(back) => detector.drain(&bye.service, &bye.instance, back.min(config.forget_after), now.into_std()),
+                                None => detector.goodbye(&bye.service, &bye.instance, now.into_std()),
+                            });
                         }
                         Message::Ping(ping) => debug!(monitor = %ping.monitor, "ignored a ping sent to a monitor"),
                     }

@@ -22,6 +22,7 @@
 //! - `http`: the HTTP endpoint: `/metrics`, `/api/v1/status`, `/healthz`, `/`.
 //! - `check`: `monitor status`, the one-shot check with Nagios exit codes.
 //! - `sdnotify`: readiness, watchdog and status for systemd (`Type=notify`).
+//! - `quiet`: what holds alerts back: silences, maintenance windows; the API's tokens.
 //! - `reload`: SIGHUP loads the configuration again and applies it, keeping every instance.
 
 mod app;
@@ -42,6 +43,7 @@ mod limited;
 pub mod logfile;
 mod metrics;
 pub mod notify;
+pub mod quiet;
 pub mod reload;
 mod replay;
 pub mod sdnotify;

@@ -17,6 +17,9 @@ fn main() -> ExitCode {
         // A one-shot HTTP request: no runtime, no logs, only the verdict.
         return monitor::check::run(args);
     }
+    if let Some(Command::Silence(args)) = &cli.command {
+        return monitor::quiet::client::run(args);
+    }
     if let Some(Command::CheckConfig(args)) = &cli.command {
         return args.run();
     }
@@ -64,6 +67,12 @@ async fn watch(cli: Cli, supervisor: Option<Notifier>) -> ExitCode {
         Ok(keys) => keys,
         Err(error) => return usage_error(error),
     };
+    // The API's tokens come from the environment or a file, never a flag.
+    let quiet =
+        match monitor::quiet::Quiet::from_settings(&settings, |name| std::env::var(name).ok()) {
+            Ok(quiet) => quiet,
+            Err(error) => return usage_error(error),
+        };
     let output = if cli.headless || !std::io::stdout().is_terminal() {
         let colour = orchestrator_lib::use_colour(std::io::stderr().is_terminal());
         orchestrator_lib::init_logging(std::io::stderr, colour);
@@ -134,6 +143,7 @@ async fn watch(cli: Cli, supervisor: Option<Notifier>) -> ExitCode {
         source,
         output,
         keys,
+        quiet,
         pulse,
         hangups,
         shutdown.clone(),

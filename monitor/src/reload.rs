@@ -58,13 +58,15 @@ pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
         ("forget_after", running.forget_after != new.forget_after),
         ("notify", running.notify != new.notify && !in_group),
     ];
-    let restart: [(&'static str, bool); 7] = [
+    let restart: [(&'static str, bool); 8] = [
         ("interval", running.interval != new.interval),
         ("id", running.id != new.id),
         ("broker", running.broker != new.broker),
         ("http", running.http != new.http),
         ("history", running.history != new.history),
         ("group", running.group != new.group),
+        // The windows are built once with the API's silences (quiet::Quiet).
+        ("maintenance", running.maintenance != new.maintenance),
         (
             "notify (in a monitor group)",
             running.notify != new.notify && in_group,

@@ -17,8 +17,9 @@ use tokio::time::Instant;
 
 pub use crate::detector::Severity;
 use crate::detector::{State, Tone};
-use crate::fleet::{Fleet, Instance, Shared, StoredUptimes};
+use crate::fleet::{Fleet, Instance, Mark, Shared, StoredUptimes};
 use crate::history::{UPTIME_WINDOWS_DAYS, window_name};
+use crate::quiet::{Silence, maintenance::Open};
 
 /// A snapshot younger than this is served as it is; an older one is rebuilt
 /// first. Snapshots are built only when asked for, so a monitor nobody reads
@@ -68,6 +69,10 @@ pub struct InstanceStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub phi: Option<f64>,
     pub uptime: Uptime,
+    /// What holds its alerts back now (`draining`, `silenced`,
+    /// `maintenance`, with `until`), as the fleet model marks it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mark: Option<Mark>,
 }
 
 /// Uptime percentages, 0 to 100; `null` before there is anything to measure.
@@ -135,6 +140,10 @@ pub struct Document {
     pub counts: std::collections::BTreeMap<String, usize>,
     /// Services below their expected number of instances alive.
     pub degraded: Vec<DegradedService>,
+    /// Silences in force, soonest end first.
+    pub silences: Vec<Silence>,
+    /// `[[maintenance]]` windows open now.
+    pub maintenance: Vec<Open>,
 }
 
 /// What the HTTP server reads: the document, and what `/healthz` needs to
@@ -225,7 +234,11 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
     let mut services: Vec<InstanceStatus> = fleet
         .rows
         .iter()
-        .map(|row| instance_status(row, fleet.stored_uptime.get(&row.key), now, &wall_of))
+        .map(|row| {
+            let mut status = instance_status(row, fleet.stored_uptime.get(&row.key), now, &wall_of);
+            status.mark = fleet.mark(row, wall);
+            status
+        })
         .collect();
     services.sort_unstable_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
     let (state, detail) = link_code(&fleet.link);
@@ -256,6 +269,8 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
                     expected: judged.expected,
                 })
                 .collect(),
+            silences: fleet.quiet().silences.active(wall),
+            maintenance: fleet.quiet().maintenance.open(wall),
         },
         link_connected: fleet.link == LinkStatus::Connected,
         engine_seen: fleet.engine_seen,
@@ -302,6 +317,7 @@ fn instance_status(
                 })
                 .collect(),
         },
+        mark: None,
     }
 }
 

@@ -51,7 +51,7 @@ pub use broker_url::{BrokerUrl, BrokerUrls};
 pub use error::Error;
 pub use identity::Identity;
 pub use logging::{init_logging, use_colour};
-pub use responder::{Faults, respond};
+pub use responder::{Farewell, Faults, respond, respond_with};
 pub use signals::cancel_on_shutdown_signal;
 pub use signing::Keys;
 pub use topology::Endpoint;

@@ -6,7 +6,7 @@
 pub use crate::backoff::Backoff;
 pub use crate::broker_url::redact_credentials_in;
 pub use crate::error::shown_value;
-pub use crate::responder::respond_fleet;
+pub use crate::responder::{respond_fleet, respond_fleet_with};
 pub use crate::signals::abort_on_panic;
 pub use crate::topology::{PING_EXCHANGE, Role};
 pub use crate::transport::{

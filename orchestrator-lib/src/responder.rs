@@ -1,6 +1,7 @@
 //! The heartbeat responder: answer every ping with an echo, say goodbye on
 //! the way out. `mock-service` is this plus flags; any Rust service can embed it.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -47,6 +48,32 @@ impl Faults {
     }
 }
 
+/// What the goodbye promises: nothing (the instance is LEFT: gone on
+/// purpose), or a return within a while (a planned restart, a deploy: the
+/// monitor holds its alerts, and alerts only if it is not back in time).
+/// Shared and changeable until the goodbye is said, so a service decides
+/// at shutdown whether it is restarting or going away.
+#[derive(Debug, Clone, Default)]
+pub struct Farewell(Arc<Mutex<Option<Duration>>>);
+
+impl Farewell {
+    /// A goodbye promising to be back within `back_within`.
+    pub fn back_within(back_within: Duration) -> Self {
+        let farewell = Self::default();
+        farewell.promise(Some(back_within));
+        farewell
+    }
+
+    /// Change the promise; `None` for a plain goodbye.
+    pub fn promise(&self, back_within: Option<Duration>) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = back_within;
+    }
+
+    fn promised(&self) -> Option<Duration> {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Answer pings on `link` as `me` until `shutdown`, then send a goodbye to
 /// every monitor heard from and close the link. Returns an error only for a
 /// failure no retry can fix, such as refused credentials.
@@ -59,6 +86,18 @@ pub async fn respond(
     respond_fleet(link, vec![me], faults, shutdown).await
 }
 
+/// [`respond`], whose goodbye says what `farewell` promises when
+/// `shutdown` comes: a planned restart (`Farewell::back_within`).
+pub async fn respond_with(
+    link: Link,
+    me: Identity,
+    faults: Faults,
+    farewell: Farewell,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    respond_fleet_with(link, vec![me], faults, farewell, shutdown).await
+}
+
 /// [`respond`] for many services on one link: `members[i]` answers the pings
 /// that arrive on the link's endpoint `i` (see `connect_many`), each with the
 /// same `faults`, and each says its own goodbye.
@@ -66,6 +105,18 @@ pub async fn respond_fleet(
     link: Link,
     members: Vec<Identity>,
     faults: Faults,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    respond_fleet_with(link, members, faults, Farewell::default(), shutdown).await
+}
+
+/// [`respond_fleet`], whose goodbyes say what `farewell` promises when
+/// `shutdown` comes (`mock-service --drain 30s`).
+pub async fn respond_fleet_with(
+    link: Link,
+    members: Vec<Identity>,
+    faults: Faults,
+    farewell: Farewell,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     faults.validate()?;
@@ -150,6 +201,7 @@ pub async fn respond_fleet(
     if outcome.is_ok() {
         let mut said = 0usize;
         let now = std::time::Instant::now();
+        let back_within = farewell.promised();
         for (me, book) in members.iter().zip(&monitors) {
             for monitor in book.goodbye_list(now) {
                 let latest = book.latest_ping(monitor);
@@ -159,6 +211,7 @@ pub async fn respond_fleet(
                     monitor: latest.map(|(id, _)| id.to_owned()),
                     seq: latest.map(|(_, seq)| seq),
                     at: Some(Utc::now()),
+                    back_within,
                 });
                 match publisher.send_to(monitor, &goodbye) {
                     Ok(()) => said += 1,
@@ -166,7 +219,10 @@ pub async fn respond_fleet(
                 }
             }
         }
-        info!(goodbyes = said, "said goodbye");
+        match back_within {
+            Some(back) => info!(goodbyes = said, back_within = ?back, "said goodbye, back soon"),
+            None => info!(goodbyes = said, "said goodbye"),
+        }
     }
     closer.close().await;
     outcome

@@ -87,6 +87,21 @@ pub struct Goodbye {
     /// Informative only, as in [`Echo::at`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub at: Option<DateTime<Utc>>,
+    /// A planned drain: the instance promises to answer again within this
+    /// long (a restart, a deploy). On the wire, `back_within` in whole
+    /// milliseconds; a minor addition that older monitors ignore.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "millis")]
+    pub back_within: Option<std::time::Duration>,
+}
+
+fn millis<S: serde::Serializer>(
+    value: &Option<std::time::Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(d) => s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Serialize)]
@@ -118,6 +133,10 @@ struct RawMessage<'a> {
     at: Option<DateTime<Utc>>,
     #[serde(default, deserialize_with = "lenient_time")]
     sent_at: Option<DateTime<Utc>>,
+    /// A goodbye's promise, in milliseconds: typed as every integer field
+    /// (PROTOCOL.md: "types are checked for every field this page names");
+    /// `0` is no promise.
+    back_within: Option<u64>,
 }
 
 /// Why a body was rejected, as counted and shown. Stable snake_case codes.
@@ -329,6 +348,10 @@ pub fn decode_within(body: &[u8], max_body: usize) -> Result<Message, DecodeErro
             },
             seq: raw.seq,
             at: raw.at,
+            back_within: raw
+                .back_within
+                .filter(|&ms| ms > 0)
+                .map(std::time::Duration::from_millis),
         }),
     })
 }
@@ -403,6 +426,45 @@ mod tests {
     }
 
     #[test]
+    fn a_goodbye_may_promise_a_return_and_a_bad_promise_is_no_promise() {
+        let body = |extra: &str| {
+            format!(r#"{{"v":1,"type":"goodbye","service":"orders","instance":"o-1"{extra}}}"#)
+        };
+        let promise = |extra: &str| match decode(body(extra).as_bytes()).unwrap() {
+            Message::Goodbye(bye) => bye.back_within,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            promise(r#","back_within":30000"#),
+            Some(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(promise(""), None);
+        assert_eq!(promise(r#","back_within":0"#), None);
+        assert_eq!(promise(r#","back_within":null"#), None);
+        for bad in [
+            r#","back_within":"30s""#,
+            r#","back_within":-5"#,
+            r#","back_within":1.5"#,
+        ] {
+            let reason = decode(body(bad).as_bytes()).unwrap_err().reason();
+            assert_eq!(reason, RejectReason::BadShape, "{bad}");
+        }
+        let encoded = encode(&Message::Goodbye(Goodbye {
+            service: "orders".into(),
+            instance: "o-1".into(),
+            monitor: None,
+            seq: None,
+            at: None,
+            back_within: Some(std::time::Duration::from_millis(1500)),
+        }));
+        assert!(
+            String::from_utf8(encoded)
+                .unwrap()
+                .contains(r#""back_within":1500"#)
+        );
+    }
+
+    #[test]
     fn round_trips_every_message() {
         let messages = [
             Message::Ping(Ping {
@@ -431,6 +493,15 @@ mod tests {
                 monitor: Some("mon-1".into()),
                 seq: Some(41),
                 at: Some(at()),
+                back_within: None,
+            }),
+            Message::Goodbye(Goodbye {
+                service: "orders".into(),
+                instance: "orders-1".into(),
+                monitor: Some("mon-1".into()),
+                seq: Some(41),
+                at: Some(at()),
+                back_within: Some(std::time::Duration::from_secs(30)),
             }),
             Message::Goodbye(Goodbye {
                 service: "orders".into(),
@@ -438,6 +509,7 @@ mod tests {
                 monitor: None,
                 seq: None,
                 at: Some(at()),
+                back_within: None,
             }),
         ];
         for m in messages {

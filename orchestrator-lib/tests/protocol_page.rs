@@ -154,6 +154,7 @@ fn full(kind: &str) -> Message {
             monitor: Some("m".into()),
             seq: Some(1),
             at,
+            back_within: Some(std::time::Duration::from_secs(30)),
         }),
     }
 }

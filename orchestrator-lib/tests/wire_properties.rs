@@ -40,17 +40,26 @@ fn message() -> impl Strategy<Value = Message> {
                 at,
             })
         }),
-        (name(), name(), any::<Option<u64>>(), timestamp()).prop_map(
-            |(service, instance, seq, at)| {
+        (
+            name(),
+            name(),
+            any::<Option<u64>>(),
+            timestamp(),
+            any::<Option<u32>>()
+        )
+            .prop_map(|(service, instance, seq, at, back)| {
                 Message::Goodbye(Goodbye {
                     service,
                     instance,
                     monitor: seq.map(|_| "mon-1".into()),
                     seq,
                     at,
+                    // Whole, positive milliseconds: what the wire carries.
+                    back_within: back
+                        .filter(|&ms| ms > 0)
+                        .map(|ms| std::time::Duration::from_millis(u64::from(ms))),
                 })
-            }
-        ),
+            }),
     ]
 }
 

@@ -85,6 +85,16 @@ fn help_lines(log_path: Option<&Path>, demo: bool, inner: u16) -> Vec<Line<'stat
         }
     }
     lines.push(Line::from(""));
+    for (mark, what) in MARK_HELP {
+        for (i, part) in wrap(what, inner.saturating_sub(15)).into_iter().enumerate() {
+            let mark = if i == 0 { mark } else { "" };
+            lines.push(Line::from(vec![
+                Span::styled(format!(" {mark:<14}"), Style::new().dark_gray()),
+                Span::raw(part),
+            ]));
+        }
+    }
+    lines.push(Line::from(""));
     let per_line = if inner >= 70 { 2 } else { 1 };
     for group in STATE_HELP.chunks(per_line) {
         let mut spans = Vec::new();
@@ -127,6 +137,20 @@ pub fn max_scroll(log_path: Option<&Path>, demo: bool, width: u16, height: u16) 
         .len()
         .saturating_sub(popup.height.saturating_sub(2) as usize)
 }
+
+/// The marks beside a state (the fleet model's `Mark`): alerts are held,
+/// detection goes on.
+pub const MARK_HELP: [(&str, &str); 3] = [
+    (
+        "draining",
+        "said goodbye, promised to be back (no alert until it is late)",
+    ),
+    (
+        "silenced",
+        "a silence holds its alerts (monitor silence list)",
+    ),
+    ("maintenance", "a [[maintenance]] window holds its alerts"),
+];
 
 /// What each state means, for the help overlay.
 pub const STATE_HELP: [(State, &str); 8] = [

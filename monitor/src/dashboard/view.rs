@@ -460,9 +460,12 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Insta
     let shows_percentiles = columns
         .iter()
         .any(|(c, _)| matches!(c.col, Col::P50 | Col::P99));
+    // Marks (silenced, maintenance, draining) are read at one wall time a frame.
+    let wall = chrono::Utc::now();
     let rows = (app.offset..end).map(|position| {
         let index = table.order[position];
         let row = &fleet.rows[index];
+        let mark = fleet.mark(row, wall).map(|m| m.label());
         // The service name and its count only on the first row of its group.
         let first_of_group =
             position == 0 || fleet.rows[table.order[position - 1]].key.service != row.key.service;
@@ -477,6 +480,7 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Insta
                     percentiles,
                     table,
                     (first_of_group, app.is_collapsed(&row.key.service)),
+                    mark,
                     at,
                 )
             })
@@ -511,6 +515,7 @@ fn cell<'a>(
     percentiles: Option<(Duration, Duration)>,
     table: &Table,
     (first, collapsed): (bool, bool),
+    mark: Option<&'static str>,
     at: Instant,
 ) -> Cell<'a> {
     match column.col {
@@ -557,7 +562,15 @@ fn cell<'a>(
         }
         Col::Instance if row.key.instance == UNSEEN_INSTANCE => Cell::from("-").dark_gray(),
         Col::Instance => Cell::from(ellipsize_middle(&row.key.instance, width)),
-        Col::State => Cell::from(row.state.label()).style(state_style(row.state)),
+        // Alerts held (the help names the marks); the state is unchanged.
+        Col::State => match mark {
+            Some(mark) => Cell::from(Line::from(vec![
+                Span::styled(row.state.label(), state_style(row.state)),
+                Span::raw(" "),
+                Span::raw(mark.to_lowercase()).dark_gray(),
+            ])),
+            None => Cell::from(row.state.label()).style(state_style(row.state)),
+        },
         Col::For => Cell::from(short(at.saturating_duration_since(row.since))),
         Col::LastEcho => Cell::from(last_echo(row, at)),
         Col::Rtt => Cell::from(maybe_millis(row.last_rtt())),

@@ -70,6 +70,9 @@ pub struct Tracked {
     scheduled: Option<Instant>,
     /// No deadline falls before this: the grace after a blind spell.
     judge_after: Option<Instant>,
+    /// A planned drain: LEFT with a promise to be back by then (and how
+    /// long was promised); not back by then, it is DOWN (`not_back`).
+    pub back_by: Option<(Instant, Duration)>,
 }
 
 impl Tracked {
@@ -100,6 +103,7 @@ impl Tracked {
             policy,
             scheduled: None,
             judge_after: None,
+            back_by: None,
         }
     }
 
@@ -901,6 +905,7 @@ impl Detector {
             _ => None,
         };
         if let Some((health, why)) = health {
+            tracked.back_by = None;
             tracked.successes = 0;
             tracked.restored = false;
             tracked.ignore_through_seq = None;
@@ -937,6 +942,7 @@ impl Detector {
         tracked.stale = None;
         tracked.slow = false;
         tracked.successes = 0;
+        tracked.back_by = None;
         let transition = tracked.settle(flap.unwrap_or(Reason::Left), None, now);
         if !tracked.flapping {
             self.unschedule(slot);
@@ -945,6 +951,34 @@ impl Detector {
         // word: its deadline stays, silence is still judged, and a real
         // crash meanwhile is seen.
         self.noted(slot, Some(before));
+        transition
+    }
+
+    /// A goodbye that promises a return within `back_within` (a planned
+    /// restart): LEFT (`draining`) at once; not answering again by then,
+    /// the instance is DOWN (`not_back`) when [`Detector::check`] reaches
+    /// its deadline.
+    pub fn drain(
+        &mut self,
+        service: &str,
+        instance: &str,
+        back_within: Duration,
+        now: Instant,
+    ) -> Option<Transition> {
+        let slot = *self.by_name.get(service)?.get(instance)?;
+        let mut transition = self.goodbye(service, instance, now);
+        let tracked = &mut self.slots[slot];
+        if tracked.health != State::Left {
+            return transition;
+        }
+        let due = now + back_within;
+        tracked.back_by = Some((due, back_within));
+        if let Some(t) = &mut transition {
+            t.reason = Reason::Draining { back_within };
+        }
+        self.unschedule(slot);
+        self.slots[slot].scheduled = Some(due);
+        self.deadlines.insert((due, slot));
         transition
     }
 
@@ -998,6 +1032,18 @@ impl Detector {
                     tracked.flaps.clear();
                     out.extend(tracked.settle(Reason::Stable, None, now));
                 }
+            }
+        }
+
+        if tracked.health == State::Left
+            && let Some((due, promised)) = tracked.back_by
+        {
+            if now >= due {
+                tracked.back_by = None;
+                tracked.health = State::Down;
+                out.extend(tracked.settle(Reason::NotBack { promised }, None, now));
+            } else {
+                next = Some(next.map_or(due, |n| n.min(due)));
             }
         }
 

@@ -132,6 +132,14 @@ pub enum Reason {
     },
     /// Said goodbye.
     Left,
+    /// Said goodbye with a promise to be back within this long: a planned restart.
+    Draining {
+        back_within: Duration,
+    },
+    /// Drained, and not back within the promised time.
+    NotBack {
+        promised: Duration,
+    },
     /// Changed state this many times within the flapping window.
     Flapping {
         changes: u32,
@@ -158,6 +166,8 @@ impl Reason {
             Reason::Rejoined => "rejoined",
             Reason::TimedOut { .. } => "timed_out",
             Reason::Left => "left",
+            Reason::Draining { .. } => "draining",
+            Reason::NotBack { .. } => "not_back",
             Reason::Flapping { .. } => "flapping",
             Reason::Stable => "stable",
             Reason::Slow { .. } => "slow",
@@ -191,6 +201,16 @@ impl fmt::Display for Reason {
                 }
             }
             Reason::Left => f.write_str("left (goodbye)"),
+            Reason::Draining { back_within } => write!(
+                f,
+                "planned restart: back within {}",
+                humantime::format_duration(*back_within)
+            ),
+            Reason::NotBack { promised } => write!(
+                f,
+                "did not come back after a planned restart (promised within {})",
+                humantime::format_duration(*promised)
+            ),
             Reason::Flapping { changes } => write!(f, "flapping: {changes} changes"),
             Reason::Stable => f.write_str("stable again"),
             Reason::Slow { rtt } => write!(f, "slow: round trip {:.0}ms", rtt.as_secs_f64() * 1e3),

@@ -10,6 +10,8 @@
 //!   [`Fleet::apply`], [`Fleet::tally`]). Pure: both clocks are arguments.
 //! - `instance`: [`Instance`]: typed state, since when, last echo, round
 //!   trips, phi, missed pings, recent transitions, uptime with coverage.
+//! - `mark`: [`Mark`], what holds a row's alerts back (drain, silence,
+//!   maintenance window), shown beside its state by every view.
 //! - `window`: the compact windows of round trips and phi values.
 //! - `sink`: [`Sink`], the one bounded, ordered, counting hand-off of updates.
 //! - `feed`: the task that applies the engine's stream, then hands it on.
@@ -18,6 +20,7 @@
 
 mod feed;
 mod instance;
+mod mark;
 mod model;
 mod sink;
 mod window;
@@ -29,6 +32,7 @@ use crate::detector::InstanceKey;
 
 pub use feed::run;
 pub use instance::{Accrued, Instance, PHI_SAMPLES, RTT_SAMPLES, StoredUptimes, UptimeFigure};
+pub use mark::Mark;
 pub use model::{Fleet, Judged, ServiceCount, Tally};
 pub use sink::{Sink, Wants, everything, verdicts};
 

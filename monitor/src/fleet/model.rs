@@ -11,8 +11,10 @@ use tokio::time::Instant;
 
 use super::instance::Instance;
 use super::instance::StoredUptimes;
+use super::mark::Mark;
 use crate::detector::{InstanceId, InstanceKey, State, Strength, UNSEEN_INSTANCE};
 use crate::engine::{EchoSeen, Report, Update};
+use crate::quiet::Quiet;
 
 /// Transitions kept for the event log, newest first.
 pub const LOG_CAPACITY: usize = 500;
@@ -105,6 +107,9 @@ pub struct Fleet {
     /// Bumped by every change a view's order or counts depend on (a state,
     /// a row added or removed); not by echoes.
     version: u64,
+    /// What holds alerts back (silences, maintenance windows): a shared
+    /// handle, read by [`Fleet::mark`] at the wall time the view asks for.
+    quiet: Quiet,
 }
 
 impl Fleet {
@@ -129,6 +134,7 @@ impl Fleet {
             started_wall: wall,
             stored_uptime: HashMap::new(),
             version: 0,
+            quiet: Quiet::default(),
         };
         for service in expect {
             fleet.row_index(
@@ -144,6 +150,22 @@ impl Fleet {
     pub fn with_expected(mut self, expected: HashMap<String, u32>) -> Self {
         self.expected = expected;
         self
+    }
+
+    /// Marks rows with the silences and windows `quiet` holds.
+    pub fn with_quiet(mut self, quiet: Quiet) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    pub fn quiet(&self) -> &Quiet {
+        &self.quiet
+    }
+
+    /// What holds this row's alerts back at `wall`, if anything: the one
+    /// answer every view shows (states never change for it).
+    pub fn mark(&self, row: &Instance, wall: DateTime<Utc>) -> Option<Mark> {
+        super::mark::of(&self.quiet, row, wall)
     }
 
     /// Changes with every state, row added or row removed.

@@ -93,6 +93,20 @@ pub struct StoredServiceChange {
     pub expected: i64,
 }
 
+/// A silence as stored: `monitor silence add`, kept across restarts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSilence {
+    pub id: String,
+    /// A service name or glob pattern.
+    pub service: String,
+    /// One instance, or the whole service.
+    pub instance: Option<String>,
+    pub starts_at_ms: i64,
+    pub ends_at_ms: i64,
+    pub reason: String,
+    pub created_at_ms: i64,
+}
+
 /// One instance's figures for one minute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Minute {
@@ -186,6 +200,10 @@ pub trait Store: Send {
     fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError>;
     /// Delete what is older than `before_ms`; how many rows went.
     fn prune(&mut self, before_ms: i64) -> Result<u64, HistoryError>;
+    /// Keep a silence, or update its end and reason (an early expiry).
+    fn save_silence(&mut self, silence: &StoredSilence) -> Result<(), HistoryError>;
+    /// Silences that end after `after_ms`, soonest end first.
+    fn silences(&mut self, after_ms: i64) -> Result<Vec<StoredSilence>, HistoryError>;
 }
 
 /// Open (and migrate) the configured store. Blocks, at most about

@@ -15,8 +15,10 @@ use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, Socket};
 use tracing::debug;
 
-use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL};
-use super::{Batch, HistoryError, Store, StoredServiceChange, StoredTransition, Uptime, Who};
+use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL, UPSERT_SILENCE_TAIL};
+use super::{
+    Batch, HistoryError, Store, StoredServiceChange, StoredSilence, StoredTransition, Uptime, Who,
+};
 
 pub struct Postgres {
     runtime: tokio::runtime::Runtime,
@@ -341,5 +343,43 @@ impl Store for Postgres {
                 .await?;
             Ok(gone)
         })
+    }
+
+    fn save_silence(&mut self, s: &StoredSilence) -> Result<(), HistoryError> {
+        let s = s.clone();
+        self.call(|c| async move {
+            c.execute(
+                &format!(
+                    "INSERT INTO silences (id, service, instance, starts_at_ms, ends_at_ms, reason, created_at_ms)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) {UPSERT_SILENCE_TAIL}"
+                ),
+                &[&s.id, &s.service, &s.instance, &s.starts_at_ms, &s.ends_at_ms, &s.reason, &s.created_at_ms],
+            )
+            .await
+        })?;
+        Ok(())
+    }
+
+    fn silences(&mut self, after_ms: i64) -> Result<Vec<StoredSilence>, HistoryError> {
+        let rows = self.call(|c| async move {
+            c.query(
+                "SELECT id, service, instance, starts_at_ms, ends_at_ms, reason, created_at_ms
+                 FROM silences WHERE ends_at_ms > $1 ORDER BY ends_at_ms, id",
+                &[&after_ms],
+            )
+            .await
+        })?;
+        Ok(rows
+            .iter()
+            .map(|row| StoredSilence {
+                id: row.get(0),
+                service: row.get(1),
+                instance: row.get(2),
+                starts_at_ms: row.get(3),
+                ends_at_ms: row.get(4),
+                reason: row.get(5),
+                created_at_ms: row.get(6),
+            })
+            .collect())
     }
 }

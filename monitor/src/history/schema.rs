@@ -59,7 +59,24 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE transitions ADD COLUMN monitor TEXT NOT NULL DEFAULT '';
     CREATE INDEX transitions_by_fleet ON transitions (fleet, service, instance, at_ms);",
     ),
+    (
+        4,
+        "CREATE TABLE silences (
+        id TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        instance TEXT,
+        starts_at_ms BIGINT NOT NULL,
+        ends_at_ms BIGINT NOT NULL,
+        reason TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL
+    );
+    CREATE INDEX silences_by_end ON silences (ends_at_ms);",
+    ),
 ];
+
+/// A silence saved twice (expired early) keeps its id and takes the new end.
+pub const UPSERT_SILENCE_TAIL: &str =
+    "ON CONFLICT (id) DO UPDATE SET ends_at_ms = excluded.ends_at_ms, reason = excluded.reason";
 
 /// A minute written twice (a restart within it) adds up.
 pub const UPSERT_MINUTE_TAIL: &str = "ON CONFLICT (service, instance, minute_ms) DO UPDATE SET

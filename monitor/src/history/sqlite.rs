@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
-use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL};
-use super::{Batch, HistoryError, Store, StoredServiceChange, StoredTransition, Uptime, Who};
+use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL, UPSERT_SILENCE_TAIL};
+use super::{
+    Batch, HistoryError, Store, StoredServiceChange, StoredSilence, StoredTransition, Uptime, Who,
+};
 
 pub struct Sqlite {
     conn: Connection,
@@ -332,5 +334,42 @@ impl Store for Sqlite {
             .execute("DELETE FROM service_changes WHERE at_ms < ?1", [before_ms])
             .map_err(err)?;
         Ok((a + b + c) as u64)
+    }
+
+    fn save_silence(&mut self, s: &StoredSilence) -> Result<(), HistoryError> {
+        self.conn
+            .execute(
+                &format!(
+                    "INSERT INTO silences (id, service, instance, starts_at_ms, ends_at_ms, reason, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) {UPSERT_SILENCE_TAIL}"
+                ),
+                params![s.id, s.service, s.instance, s.starts_at_ms, s.ends_at_ms, s.reason, s.created_at_ms],
+            )
+            .map_err(err)?;
+        Ok(())
+    }
+
+    fn silences(&mut self, after_ms: i64) -> Result<Vec<StoredSilence>, HistoryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, service, instance, starts_at_ms, ends_at_ms, reason, created_at_ms
+                 FROM silences WHERE ends_at_ms > ?1 ORDER BY ends_at_ms, id",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![after_ms], |row| {
+                Ok(StoredSilence {
+                    id: row.get(0)?,
+                    service: row.get(1)?,
+                    instance: row.get(2)?,
+                    starts_at_ms: row.get(3)?,
+                    ends_at_ms: row.get(4)?,
+                    reason: row.get(5)?,
+                    created_at_ms: row.get(6)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
     }
 }

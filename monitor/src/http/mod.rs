@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history::Health;
 use crate::metrics::{self, Metrics};
+use crate::quiet::{self, Quiet};
 use crate::status::Snapshots;
 use heartbeat_config::HistorySettings;
 
@@ -30,6 +31,8 @@ struct Shared {
     /// The store `/api/v1/history` reads, when history is kept, and how its writes go.
     history: Option<HistorySettings>,
     history_health: Option<Arc<Health>>,
+    /// The silences the API writes, and the tokens it checks.
+    quiet: Quiet,
 }
 
 /// Serve until `shutdown`. The listener is bound by the caller, so a bad
@@ -39,6 +42,7 @@ pub async fn serve(
     snapshots: Snapshots,
     metrics: Arc<Metrics>,
     history: Option<(HistorySettings, Arc<Health>)>,
+    quiet: Quiet,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let (history, history_health) = history.unzip();
@@ -47,6 +51,7 @@ pub async fn serve(
         metrics,
         history,
         history_health,
+        quiet,
     };
     axum::serve(listener, router(shared))
         .with_graceful_shutdown(shutdown.cancelled_owned())
@@ -54,6 +59,8 @@ pub async fn serve(
 }
 
 fn router(shared: Shared) -> Router {
+    let tokens = shared.quiet.tokens.clone();
+    let silences = quiet::api::routes(shared.quiet.silences.clone(), tokens.clone());
     Router::new()
         .route("/", get(page))
         .route("/metrics", get(metrics))
@@ -61,8 +68,13 @@ fn router(shared: Shared) -> Router {
         .route("/api/v1/history", get(history))
         .route("/healthz", get(healthz))
         .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
         .with_state(shared)
+        .merge(silences)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            tokens,
+            quiet::auth::guard_reads,
+        ))
 }
 
 async fn page() -> impl IntoResponse {
@@ -193,7 +205,7 @@ async fn not_found(uri: Uri) -> Response {
     (
         StatusCode::NOT_FOUND,
         format!(
-            "no such page: {}; try /, /metrics, /api/v1/status, /api/v1/history or /healthz\n",
+            "no such page: {}; try /, /metrics, /api/v1/status, /api/v1/history, /api/v1/silences or /healthz\n",
             uri.path()
         ),
     )
@@ -203,7 +215,7 @@ async fn not_found(uri: Uri) -> Response {
 async fn method_not_allowed() -> Response {
     (
         StatusCode::METHOD_NOT_ALLOWED,
-        "method not allowed: every page here is read with GET\n",
+        "method not allowed: pages are read with GET; silences are added with POST and ended with DELETE /api/v1/silences/ID\n",
     )
         .into_response()
 }

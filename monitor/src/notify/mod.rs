@@ -7,6 +7,8 @@
 //! - `webhook`, `command`, `alertmanager`: the three kinds of target.
 //! - `gate`: in a monitor group, only the leader sends, and only what the
 //!   group has not sent already.
+//! - `hold`: per target, alerts held while a silence, a maintenance window or
+//!   a planned drain covers them, and sent when it ends if they still fire.
 //!
 //! One task runs the policies; each target has its own bounded queue and
 //! its own delivery task, so a slow or dead receiver only ever fills its own
@@ -16,6 +18,7 @@ mod alertmanager;
 mod command;
 mod event;
 mod gate;
+mod hold;
 mod policy;
 mod webhook;
 
@@ -40,7 +43,9 @@ use crate::engine::Update;
 use crate::fleet::{Shared, Sink};
 use crate::group::Group;
 use crate::limited::{Limited, warn_limited};
+use crate::quiet::Quiet;
 use gate::Gate;
+use hold::Hold;
 
 /// How often pending `for` delays and reminders are looked at.
 const TICK: Duration = Duration::from_millis(100);
@@ -113,6 +118,7 @@ pub fn spawn(
     group: Option<Group>,
     fleet: Shared,
     restore_hold: Duration,
+    quiet: Quiet,
     shutdown: CancellationToken,
 ) -> Notifier {
     let (sink, rx) = Sink::new("notify", 4096, wanted);
@@ -138,6 +144,7 @@ pub fn spawn(
         gate,
         monitor_id.to_owned(),
         fleet,
+        quiet,
         shutdown,
     ));
     Notifier { sink, stats, tasks }
@@ -150,6 +157,8 @@ struct Target {
     queue: mpsc::Sender<Event>,
     stats: Arc<TargetStats>,
     full_log: Limited,
+    /// What a silence, a window or a drain holds back from this target.
+    hold: Hold,
 }
 
 /// The targets and what starts new ones.
@@ -175,13 +184,15 @@ fn rules(entry: &NotifySettings, restore_hold: Duration) -> Rules {
 }
 
 /// Whether two entries deliver to the same place the same way (they may
-/// differ in their rules: which states, `for`, reminders, resolved).
+/// differ in their rules: which states, `for`, reminders, resolved, and
+/// which services they hear of).
 fn same_delivery(a: &NotifySettings, b: &NotifySettings) -> bool {
     let rules_aside = |e: &NotifySettings| NotifySettings {
         transitions: Vec::new(),
         for_: Duration::ZERO,
         reminder: Duration::ZERO,
         send_resolved: false,
+        services: Vec::new(),
         ..e.clone()
     };
     rules_aside(a) == rules_aside(b)
@@ -233,6 +244,7 @@ impl Targets {
             queue: tx,
             stats: stat,
             full_log: Limited::new(format!("notify[{index}]")),
+            hold: Hold::default(),
         }
     }
 
@@ -297,8 +309,18 @@ async fn run_policies(
     mut gate: Option<Gate>,
     monitor: String,
     fleet: Shared,
+    quiet: Quiet,
     shutdown: CancellationToken,
 ) {
+    // What a silence or a maintenance window covers right now.
+    let covered = |change: &policy::Change| {
+        let now = chrono::Utc::now();
+        quiet
+            .silences
+            .covering(&change.service, change.instance.as_deref(), now)
+            .is_some()
+            || quiet.maintenance.covering(&change.service, now).is_some()
+    };
     let mut tick = tokio::time::interval(TICK);
     loop {
         let mut due: Vec<(usize, PolicyEvent)> = Vec::new();
@@ -347,6 +369,8 @@ async fn run_policies(
                 let now = Instant::now().into_std();
                 for (i, target) in targets.list.iter_mut().enumerate() {
                     due.extend(target.policy.tick(now).into_iter().map(|e| (i, e)));
+                    // Held alerts whose silence or window has ended, still firing.
+                    due.extend(target.hold.release(&covered).into_iter().map(|e| (i, e)));
                 }
                 if let Some(gate) = &mut gate {
                     squared = gate.check();
@@ -365,6 +389,13 @@ async fn run_policies(
         let counts: BTreeMap<String, usize> = fleet.read().counts_by_code();
         for (i, policy_event) in due {
             let Some(target) = targets.list.get_mut(i) else {
+                continue;
+            };
+            if !heartbeat_config::any_matches(&target.entry.services, &policy_event.change.service)
+            {
+                continue;
+            }
+            let Some(policy_event) = target.hold.pass(policy_event, &covered) else {
                 continue;
             };
             let event = Event::new(&policy_event, &monitor, counts.clone());
