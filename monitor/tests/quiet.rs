@@ -338,7 +338,17 @@ fn webhook_config(dir: &std::path::Path, hook: &Hook, extra: &str) -> String {
 fn a_cli_silence_holds_the_alert_until_it_ends_and_then_it_goes_out_once() {
     let dir = state_dir("quiet-silence");
     let mut hook = Hook::start();
-    let config = webhook_config(&dir, &hook, "");
+    // A real Alertmanager too, with a receiver of its own.
+    let mut relayed = Hook::start();
+    let alertmanager = support::alertmanager::Alertmanager::start(&relayed.url("/am"));
+    let config = webhook_config(
+        &dir,
+        &hook,
+        &format!(
+            "[[notify]]\nkind = \"alertmanager\"\nurl = \"{}\"\nresend = \"1s\"\n",
+            alertmanager.url
+        ),
+    );
     let service = unique("hushed");
     let mut monitor = monitor_with_env(
         BROKER,
@@ -389,6 +399,18 @@ fn a_cli_silence_holds_the_alert_until_it_ends_and_then_it_goes_out_once() {
         "an alert while silenced",
         hook_event(&service, "firing"),
     );
+    let firing_at_am = |r: &Received| {
+        r.json["alerts"].as_array().is_some_and(|alerts| {
+            alerts
+                .iter()
+                .any(|a| a["labels"]["service"] == service.as_str() && a["status"] == "firing")
+        })
+    };
+    assert_eq!(
+        relayed.count(firing_at_am),
+        0,
+        "Alertmanager relayed an alert while silenced"
+    );
     let firing = hook.wait(
         Duration::from_secs(10),
         "the alert once the silence ended",
@@ -400,11 +422,17 @@ fn a_cli_silence_holds_the_alert_until_it_ends_and_then_it_goes_out_once() {
         firing.wall
     );
     assert_eq!(firing.json["to"], "down");
+    relayed.wait(
+        Duration::from_secs(15),
+        "Alertmanager's notification once the silence ended",
+        firing_at_am,
+    );
     hook.expect_none(
         Duration::from_secs(2),
         "a second alert",
         hook_event(&service, "firing"),
     );
+    let _ = alertmanager.stderr();
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -412,7 +440,17 @@ fn a_cli_silence_holds_the_alert_until_it_ends_and_then_it_goes_out_once() {
 fn a_deploy_with_a_drain_alerts_nobody_and_one_not_back_alerts_once() {
     let dir = state_dir("quiet-drain-hook");
     let mut hook = Hook::start();
-    let config = webhook_config(&dir, &hook, "");
+    // A real Alertmanager too, with a receiver of its own.
+    let mut relayed = Hook::start();
+    let alertmanager = support::alertmanager::Alertmanager::start(&relayed.url("/am"));
+    let config = webhook_config(
+        &dir,
+        &hook,
+        &format!(
+            "[[notify]]\nkind = \"alertmanager\"\nurl = \"{}\"\nresend = \"1s\"\n",
+            alertmanager.url
+        ),
+    );
     let mut monitor = monitor(BROKER, &["--config", &config]);
     let deployed = unique("deployed");
     let lost = unique("lost");
@@ -451,6 +489,26 @@ fn a_deploy_with_a_drain_alerts_nobody_and_one_not_back_alerts_once() {
         r.json["service"] == deployed.as_str()
     });
     assert_eq!(hook.count(hook_event(&lost, "firing")), 0, "one alert only");
+    // Through Alertmanager: the one not back fires, the deploy never.
+    let names = |service: &str, r: &Received| {
+        r.json["alerts"].as_array().is_some_and(|alerts| {
+            alerts
+                .iter()
+                .any(|a| a["labels"]["service"] == service && a["status"] == "firing")
+        })
+    };
+    let relayed_firing = relayed.wait(
+        Duration::from_secs(15),
+        "Alertmanager's notification of the one not back",
+        |r| names(&lost, r),
+    );
+    assert_eq!(relayed_firing.json["status"], "firing");
+    relayed.expect_none(
+        Duration::from_secs(2),
+        "an Alertmanager notification about the deploy",
+        |r| names(&deployed, r),
+    );
+    let _ = alertmanager.stderr();
     let _ = std::fs::remove_dir_all(dir);
 }
 
