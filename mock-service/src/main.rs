@@ -29,8 +29,8 @@ struct Cli {
     #[arg(long)]
     instance: Option<String>,
 
-    /// Run N services, NAME-0 to NAME-(N-1), in this one process on one connection,
-    /// each with its own queue and the same faults.
+    /// Run N services, NAME-0 to NAME-(N-1), in this one process, each with its own
+    /// queue and the same faults; 500 services share a connection.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=MAX_COUNT))]
     count: Option<u32>,
 
@@ -72,8 +72,19 @@ fn parse_drain(text: &str) -> Result<Duration, String> {
     Ok(drain)
 }
 
-/// A fleet larger than this belongs in several processes (and a broker cluster).
-const MAX_COUNT: i64 = 100_000;
+/// What was seen to work on the project's 2-core machine (2026-12-07,
+/// loaded by other builds): 2,000 all UP within 8.2 s. 5,000 and 10,000 had
+/// every queue set up (in about 60 and 110 s) but the fleet and the monitor
+/// there could not keep up (2,777 and 1,687 ever UP, the rest timing out),
+/// and 100,000, the limit before, never brought one UP. A larger fleet
+/// belongs in several processes (and a broker cluster).
+const MAX_COUNT: i64 = 2_000;
+/// Services per connection. Declaring, binding and consuming a queue is
+/// three round trips, one queue after another on a connection: 10,000 on
+/// one connection took over the link's setup deadline (60 s) and never came
+/// UP. Spread over connections of this many, they are set up side by side
+/// and each within its deadline.
+const PER_CONNECTION: usize = 500;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -143,40 +154,68 @@ async fn main() -> ExitCode {
         }
     };
     let defaults = LinkOptions::service();
-    let options = LinkOptions {
+    let options = |part: &[Identity]| LinkOptions {
         reconnect_min: settings.broker.reconnect_min,
         reconnect_max: settings.broker.reconnect_max,
         ca_file: settings.broker.ca_file(),
         keys: keys.clone(),
         connection_name: match cli.count {
             None => format!("mock-service {}/{instance}", cli.name),
-            Some(count) => format!(
-                "mock-service {}-0..{} x{count}/{instance}",
-                cli.name,
-                count - 1
+            Some(_) => format!(
+                "mock-service {}..{} x{}/{instance}",
+                part[0].service,
+                part[part.len() - 1].service,
+                part.len()
             ),
         },
         // A ping reaches every member at once, and Ctrl+C queues a goodbye per
         // member and monitor: room for a few of each, so none is dropped.
-        outgoing_capacity: defaults.outgoing_capacity.max(4 * members.len()),
-        ..defaults
+        outgoing_capacity: defaults.outgoing_capacity.max(4 * part.len()),
+        ..defaults.clone()
     };
-    info!(service = %cli.name, count = members.len(), instance = %instance, broker = %url, from = %from, signed = keys.is_some(), "answering pings");
+    let connections = members.len().div_ceil(PER_CONNECTION);
+    info!(service = %cli.name, count = members.len(), connections, instance = %instance, broker = %url, from = %from, signed = keys.is_some(), "answering pings");
     if keys.is_none() {
         // As the monitor says it: a monitor with a key will not hear us.
         warn!(
             "heartbeats are unsigned: anyone who can publish to the broker can ping as a monitor, and a monitor with a key refuses our echoes; set HEARTBEAT_KEY"
         );
     }
-    let endpoints = members.iter().map(Endpoint::service).collect();
-    let link = orchestrator_lib::plumbing::connect_many(&url, endpoints, options);
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());
     let farewell = orchestrator_lib::Farewell::default();
     farewell.promise(cli.drain);
-    match orchestrator_lib::plumbing::respond_fleet_with(link, members, faults, farewell, shutdown)
-        .await
-    {
+    // One responder per connection; the first to fail stops the others, and
+    // every one is joined (each says its goodbyes on the way out).
+    let mut parts = tokio::task::JoinSet::new();
+    for part in members.chunks(PER_CONNECTION) {
+        let endpoints = part.iter().map(Endpoint::service).collect();
+        let link = orchestrator_lib::plumbing::connect_many(&url, endpoints, options(part));
+        let (part, faults, shutdown) = (part.to_vec(), faults.clone(), shutdown.clone());
+        let farewell = farewell.clone();
+        parts.spawn(async move {
+            let outcome = orchestrator_lib::plumbing::respond_fleet_with(
+                link,
+                part,
+                faults,
+                farewell,
+                shutdown.clone(),
+            )
+            .await;
+            if outcome.is_err() {
+                shutdown.cancel();
+            }
+            outcome
+        });
+    }
+    let mut outcome = Ok(());
+    while let Some(joined) = parts.join_next().await {
+        let part = joined.unwrap_or_else(|panic| std::panic::resume_unwind(panic.into_panic()));
+        if outcome.is_ok() {
+            outcome = part;
+        }
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("mock-service: {error}");

@@ -195,8 +195,8 @@ fn a_fleet_of_fifty_in_one_process_is_all_up_then_all_leave_on_ctrl_c() {
         });
         assert_eq!(up["instance"], "f-1", "{up}");
     }
-    // One connection for the whole fleet: every member's exclusive queue has
-    // the same owner, the connection that declared it.
+    // One connection for a fleet of up to 500: every member's exclusive
+    // queue has the same owner, the connection that declared it.
     let owners = queue_owners(&format!("heartbeat.service.{name}-"));
     assert_eq!(owners.len(), COUNT, "{owners:?}");
     assert!(
@@ -212,6 +212,54 @@ fn a_fleet_of_fifty_in_one_process_is_all_up_then_all_leave_on_ctrl_c() {
     }
     assert!(
         fleet.wait_exit(Duration::from_secs(2)).success(),
+        "{}",
+        fleet.stderr()
+    );
+}
+
+/// Past 500 services, a fleet spreads over connections of 500 (one
+/// connection declaring 10,000 queues never finished within its setup
+/// deadline, and no service came UP): 1,100 services, three connections,
+/// every one UP.
+#[test]
+fn a_fleet_of_1100_spreads_over_three_connections_and_is_all_up() {
+    const COUNT: usize = 1_100;
+    // A ping a second, a timeout of 10 s: 1,100 answers a second is what a
+    // debug build on a shared machine keeps up with; the usual 200 ms would
+    // test the machine, not the spreading.
+    let mut command = std::process::Command::new(monitor_bin());
+    command
+        .env("MONITOR__DETECTION__MODE", "fixed")
+        .env_remove("HEARTBEAT_KEY")
+        .args(["--headless", "--url", BROKER, "--id", &unique("mon")])
+        .args(["--interval", "1s", "--timeout", "10s"]);
+    let mut monitor = Proc::spawn("monitor of the wide fleet", command);
+    let name = unique("wide");
+    let mut fleet = mock(BROKER, &name, "w-1", &["--count", &COUNT.to_string()]);
+    let prefix = format!("{name}-");
+    let mut seen = std::collections::HashSet::new();
+    while seen.len() < COUNT {
+        let up = monitor.wait_json(Duration::from_secs(60), "the fleet first seen", |v| {
+            v["service"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(&prefix))
+                && v["to"] == "up"
+                && v["reason"] == "first_seen"
+        });
+        seen.insert(up["service"].as_str().unwrap().to_owned());
+    }
+    let owners = queue_owners(&format!("heartbeat.service.{prefix}"));
+    assert_eq!(owners.len(), COUNT);
+    let mut per_owner = std::collections::HashMap::<&str, usize>::new();
+    for (_, owner) in &owners {
+        *per_owner.entry(owner.as_str()).or_default() += 1;
+    }
+    let mut sizes: Vec<usize> = per_owner.into_values().collect();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [100, 500, 500], "queues per connection");
+    fleet.signal("INT");
+    assert!(
+        fleet.wait_exit(Duration::from_secs(10)).success(),
         "{}",
         fleet.stderr()
     );

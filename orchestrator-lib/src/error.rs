@@ -48,6 +48,18 @@ pub enum Error {
         "another process already runs {owner} (its queue {queue} is held by another connection); stop it, or give this one another --instance"
     )]
     AlreadyRunning { owner: String, queue: String },
+
+    /// Our exclusive queue still held, past a long wait, after a connection
+    /// of our own ended with it declared: the broker has not closed that
+    /// connection of ours. Not another process.
+    #[error(
+        "the broker still holds queue {queue} ({owner}) for an earlier connection of this process, {waited:?} after it ended; the broker is too slow for this load: run fewer services per process, or try again when it has closed that connection"
+    )]
+    OwnQueueHeld {
+        owner: String,
+        queue: String,
+        waited: Duration,
+    },
 }
 
 impl Error {

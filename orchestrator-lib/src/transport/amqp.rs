@@ -37,8 +37,6 @@ use crate::{BrokerUrl, BrokerUrls, Endpoint, Error};
 
 /// A TCP connect to an address that never answers must not hang the link.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Allowed on top of `CONNECT_TIMEOUT` for each queue declared, bound and consumed.
-const PER_QUEUE_SETUP: Duration = Duration::from_millis(5);
 /// A polite close that gets no answer is abandoned after this.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// RabbitMQ's default of 60 s would take minutes to notice a dead network path.
@@ -46,6 +44,9 @@ const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 /// A queue held by another connection may be our own previous run's, still
 /// closing (a restart race): retried this long before it is a duplicate.
 const LOCKED_GRACE: Duration = Duration::from_secs(3);
+/// The same, after a connection of our own ended with its queues declared:
+/// the broker releases them when it has closed that connection.
+const OWN_LOCK_GRACE: Duration = Duration::from_secs(30);
 /// RabbitMQ's own default, asked for out loud: lapin sizes its buffers (32
 /// frames each way) from the URL's value up front, and when it only learns
 /// the size from the broker it grows them by writing 8 MiB of zeros, which
@@ -65,10 +66,13 @@ pub(super) async fn run(
     let mut backoff = Backoff::new(options.reconnect_min, options.reconnect_max);
     // Which broker this attempt goes to.
     let mut at = 0;
-    // Declaring a big fleet's queues takes a few round trips per queue.
-    let connect_timeout = CONNECT_TIMEOUT + PER_QUEUE_SETUP * endpoints.len() as u32;
     // Since when our queue has been held by another connection, attempt after attempt.
     let mut locked_since: Option<std::time::Instant> = None;
+    // Whether an earlier connection of ours ended after declaring queues (a
+    // setup that failed half-way, a lost session): the broker may still
+    // hold those queues for it, and a lock is then our own, not another
+    // process's.
+    let mut ours_may_linger = false;
     let connect_to: Vec<String> = urls
         .as_slice()
         .iter()
@@ -80,12 +84,13 @@ pub(super) async fn run(
         let opened = tokio::select! {
             biased;
             _ = p.token.cancelled() => break,
-            opened = tokio::time::timeout(connect_timeout, Session::open(connect_to, &endpoints, &options)) => opened,
+            // Each round trip has its deadline (`within`), not the whole
+            // setup: a big fleet's declarations take as long as they take.
+            opened = Session::open(connect_to, &endpoints, &options) => opened,
         };
         let error = match opened {
-            Err(_elapsed) => format!("no answer within {CONNECT_TIMEOUT:?}"),
-            Ok(Err(error)) => match fatal(&error, url, options.ca_file.is_some())
-                .or_else(|| held_elsewhere(&error, &endpoints, &mut locked_since))
+            Err(error) => match fatal(&error, url, options.ca_file.is_some())
+                .or_else(|| held_elsewhere(&error, &endpoints, &mut locked_since, ours_may_linger))
             {
                 Some(fatal) => {
                     warn!(%fatal, "giving up on the broker");
@@ -93,6 +98,9 @@ pub(super) async fn run(
                     return;
                 }
                 None => {
+                    if locked(&error).is_none() {
+                        ours_may_linger = true;
+                    }
                     let why = describe(&error, &endpoints);
                     match url.connect_hint() {
                         Some(hint) => format!("{why}; {hint}"),
@@ -100,7 +108,7 @@ pub(super) async fn run(
                     }
                 }
             },
-            Ok(Ok(mut session)) => {
+            Ok(mut session) => {
                 backoff.reset();
                 locked_since = None;
                 info!(broker = %url, queue = %endpoints[0].queue, queues = endpoints.len(), "connected");
@@ -121,7 +129,10 @@ pub(super) async fn run(
                             p.set_status(LinkStatus::Failed(fatal));
                             return;
                         }
-                        None => describe(&error, &endpoints),
+                        None => {
+                            ours_may_linger = true;
+                            describe(&error, &endpoints)
+                        }
                     },
                 }
             }
@@ -190,11 +201,14 @@ async fn wait_dropping_outgoing(p: &mut Plumbing, delay: Duration) -> bool {
 type Deliveries =
     SelectAll<Pin<Box<dyn Stream<Item = (usize, Option<lapin::Result<Delivery>>)> + Send + Sync>>>;
 
+/// The connection's events (blocked, unblocked, errors).
+type EventStream = Pin<Box<dyn Stream<Item = Event> + Send + Sync>>;
+
 struct Session {
     connection: Connection,
     channel: Channel,
     deliveries: Deliveries,
-    events: Pin<Box<dyn Stream<Item = Event> + Send + Sync>>,
+    events: EventStream,
     queues: Vec<String>,
     /// `None` on a link consumed without acks.
     acks: Option<PendingAcks>,
@@ -241,50 +255,86 @@ impl PendingAcks {
 
 impl Session {
     async fn open(url: &str, endpoints: &[Endpoint], options: &LinkOptions) -> lapin::Result<Self> {
-        let connection = open_connection(url, options).await?;
-        let events = Box::pin(connection.events_listener());
-        let channel = connection.create_channel().await?;
-        channel
-            .exchange_declare(
-                PING_EXCHANGE.into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let connection = within(open_connection(url, options)).await?;
+        match Self::set_up(connection, endpoints, options).await {
+            Ok(session) => Ok(session),
+            Err((connection, error)) => {
+                // Our exclusive queues live as long as this connection:
+                // closed now, not whenever the broker notices, so that the
+                // retry does not find them held and take itself for a
+                // second process.
+                let close = connection.close(200, "setup failed".into());
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, close).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Declare, bind and consume on `connection`; on failure, the connection
+    /// back with the error, to be closed.
+    async fn set_up(
+        connection: Connection,
+        endpoints: &[Endpoint],
+        options: &LinkOptions,
+    ) -> Result<Self, (Connection, lapin::Error)> {
+        match Self::declare(&connection, endpoints, options).await {
+            Ok((events, channel, deliveries)) => Ok(Self {
+                connection,
+                channel,
+                deliveries,
+                events,
+                queues: endpoints.iter().map(|e| e.queue.clone()).collect(),
+                acks: options.ack.then(PendingAcks::default),
+                linger: options.linger,
+                last_batch: None,
+            }),
+            Err(error) => Err((connection, error)),
+        }
+    }
+
+    async fn declare(
+        connection: &Connection,
+        endpoints: &[Endpoint],
+        options: &LinkOptions,
+    ) -> lapin::Result<(EventStream, Channel, Deliveries)> {
+        let events: EventStream = Box::pin(connection.events_listener());
+        let channel = within(connection.create_channel()).await?;
+        within(channel.exchange_declare(
+            PING_EXCHANGE.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        ))
+        .await?;
         // Per consumer, so each queue of a fleet gets the same allowance.
-        channel
-            .basic_qos(options.prefetch, BasicQosOptions::default())
-            .await?;
+        within(channel.basic_qos(options.prefetch, BasicQosOptions::default())).await?;
         let mut deliveries = SelectAll::new();
         for (index, endpoint) in endpoints.iter().enumerate() {
             // Exclusive: the queue lives exactly as long as this connection, so a
             // killed process leaves nothing behind, and a second process claiming
             // the same identity is refused instead of stealing half the pings.
-            channel
-                .queue_declare(
-                    endpoint.queue.as_str().into(),
-                    QueueDeclareOptions {
-                        exclusive: true,
-                        auto_delete: true,
-                        ..Default::default()
-                    },
-                    queue_arguments(endpoint.role),
-                )
-                .await?;
+            within(channel.queue_declare(
+                endpoint.queue.as_str().into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                queue_arguments(endpoint.role),
+            ))
+            .await?;
             if endpoint.role == Role::Service {
-                channel
-                    .queue_bind(
-                        endpoint.queue.as_str().into(),
-                        PING_EXCHANGE.into(),
-                        "".into(),
-                        QueueBindOptions::default(),
-                        FieldTable::default(),
-                    )
-                    .await?;
+                within(channel.queue_bind(
+                    endpoint.queue.as_str().into(),
+                    PING_EXCHANGE.into(),
+                    "".into(),
+                    QueueBindOptions::default(),
+                    FieldTable::default(),
+                ))
+                .await?;
             }
             // Consumer tags must be unique on a channel.
             let tag = if index == 0 {
@@ -292,32 +342,22 @@ impl Session {
             } else {
                 format!("{} #{index}", options.connection_name)
             };
-            let consumer = channel
-                .basic_consume(
-                    endpoint.queue.as_str().into(),
-                    tag.as_str().into(),
-                    BasicConsumeOptions {
-                        no_ack: !options.ack,
-                        ..Default::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await?;
+            let consumer = within(channel.basic_consume(
+                endpoint.queue.as_str().into(),
+                tag.as_str().into(),
+                BasicConsumeOptions {
+                    no_ack: !options.ack,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ))
+            .await?;
             let tagged = consumer
                 .map(move |delivery| (index, Some(delivery)))
                 .chain(stream::once(future::ready((index, None))));
             deliveries.push(Box::pin(tagged) as Pin<Box<dyn Stream<Item = _> + Send + Sync>>);
         }
-        Ok(Self {
-            connection,
-            channel,
-            deliveries,
-            events,
-            queues: endpoints.iter().map(|e| e.queue.clone()).collect(),
-            acks: options.ack.then(PendingAcks::default),
-            linger: options.linger,
-            last_batch: None,
-        })
+        Ok((events, channel, deliveries))
     }
 
     /// Pump messages both ways until the link is closed (`Ok`) or lost (`Err`).
@@ -492,6 +532,17 @@ impl Session {
     }
 }
 
+/// One round trip of a link's setup, within [`CONNECT_TIMEOUT`]: each
+/// step has the deadline, not the whole setup, so a fleet's connection
+/// declaring hundreds of queues on a busy broker is not given up half-way
+/// (which left its queues held by the abandoned connection, and the retry
+/// refused), while a broker that stops answering is still noticed.
+async fn within<T>(step: impl Future<Output = lapin::Result<T>>) -> lapin::Result<T> {
+    tokio::time::timeout(CONNECT_TIMEOUT, step)
+        .await
+        .unwrap_or_else(|_| Err(lost(&format!("no answer within {CONNECT_TIMEOUT:?}"))))
+}
+
 /// A connection with the link's name and, for `amqps://`, its CA file.
 async fn open_connection(url: &str, options: &LinkOptions) -> lapin::Result<Connection> {
     let properties = ConnectionProperties::default()
@@ -640,13 +691,22 @@ fn held_elsewhere(
     error: &lapin::Error,
     endpoints: &[Endpoint],
     since: &mut Option<std::time::Instant>,
+    ours_may_linger: bool,
 ) -> Option<Error> {
     let Some(message) = locked(error) else {
         *since = None;
         return None;
     };
     let first = *since.get_or_insert_with(std::time::Instant::now);
-    if first.elapsed() < LOCKED_GRACE {
+    // Our own earlier connection's queues go when the broker has closed it,
+    // which a busy broker takes its time over: waited for longer, and never
+    // blamed on another process.
+    let grace = if ours_may_linger {
+        OWN_LOCK_GRACE
+    } else {
+        LOCKED_GRACE
+    };
+    if first.elapsed() < grace {
         return None;
     }
     // The broker names the queue (`... locked queue 'NAME' in vhost ...`);
@@ -659,9 +719,15 @@ fn held_elsewhere(
             .unwrap_or("one of its queues")
             .to_owned(),
     };
-    Some(Error::AlreadyRunning {
-        owner: crate::topology::owner_of(&queue),
-        queue,
+    let owner = crate::topology::owner_of(&queue);
+    Some(if ours_may_linger {
+        Error::OwnQueueHeld {
+            owner,
+            queue,
+            waited: grace,
+        }
+    } else {
+        Error::AlreadyRunning { owner, queue }
     })
 }
 
