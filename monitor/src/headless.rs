@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::detector::{Blindness, Reason, UNSEEN_INSTANCE};
-use crate::engine::{Report, ServiceReport, Update};
+use crate::update::{Report, ServiceReport, Update};
 
 #[derive(Serialize)]
 struct TransitionLine<'a> {

@@ -4,6 +4,7 @@
 //! - `cli`: flags, and how they land on top of the layered settings.
 //! - `app`: [`run`], which wires a link, the engine and an output together.
 //! - `engine`: the ping timer and the inbox loop around the detector; emits [`Update`]s.
+//! - `update`: the engine's stream ([`Update`], [`Report`]), below the engine and every sink.
 //! - `fleet`: the one model of the fleet every view reads, fed by the engine's
 //!   stream in one place; `Sink`, the one hand-off of updates.
 //! - `detector`: the pure failure detector: observations and instants in, transitions out.
@@ -49,9 +50,10 @@ mod replay;
 pub mod sdnotify;
 mod statedir;
 pub mod status;
+mod update;
 #[cfg(test)]
 mod views_agree;
 
 pub use app::{Output, Source, run};
 pub use cli::{CheckConfigArgs, Cli, Command, StatusArgs};
-pub use engine::{EchoSeen, Report, Update};
+pub use update::{EchoSeen, Report, ServiceReport, Update};

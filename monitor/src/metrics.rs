@@ -23,10 +23,10 @@ use prometheus_client::registry::{Registry, Unit};
 
 use tokio::sync::mpsc;
 
-use crate::engine::{EchoSeen, Update};
 use crate::fleet::Shared;
 use crate::history::Health;
 use crate::status::link_code;
+use crate::update::{EchoSeen, Update};
 
 /// The `Content-Type` of what [`Metrics::encode`] writes.
 pub const CONTENT_TYPE: &str = prometheus_text::CONTENT_TYPE;
@@ -548,7 +548,7 @@ pub async fn probe_event_loop_lag(
 mod tests {
     use super::*;
     use crate::detector::{InstanceKey, Reason, State, Transition};
-    use crate::engine::Report;
+    use crate::update::Report;
 
     fn transition(to: State) -> Update {
         Update::Transition(Report {

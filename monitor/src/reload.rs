@@ -24,8 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::app::policy;
-use crate::engine::{Reconfigured, Reload};
+use crate::engine::Reload;
 use crate::sdnotify::Notice;
+use crate::update::Reconfigured;
 
 /// How the configuration is loaded again: as at start, validated.
 pub type Load = Box<dyn Fn() -> Result<Settings, SettingsError> + Send>;

@@ -382,7 +382,7 @@ impl Snapshots {
 mod tests {
     use super::*;
     use crate::detector::{InstanceKey, PhiModel, Reason, Strength, Transition, UNSEEN_INSTANCE};
-    use crate::engine::{Report, Update};
+    use crate::update::{Report, Update};
 
     /// The fleet model and what a snapshot says of the monitor: what the
     /// status API is built from.
@@ -435,7 +435,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_service_is_degraded_in_the_document_as_the_engine_says() {
         use crate::detector::ServiceChange;
-        use crate::engine::ServiceReport;
+        use crate::update::ServiceReport;
         let t0 = Instant::now();
         let second = Duration::from_secs(1);
         let mut board = Board::new("mon", second, 3 * second, &[], t0);
@@ -510,7 +510,7 @@ mod tests {
         };
         let t1 = t0 + Duration::from_secs(3);
         board.apply(
-            &Update::Echoes(std::sync::Arc::new([crate::engine::EchoSeen {
+            &Update::Echoes(std::sync::Arc::new([crate::update::EchoSeen {
                 key: key.clone(),
                 id: crate::detector::InstanceId(1),
                 seq: 3,

@@ -27,12 +27,12 @@ use crate::dashboard::{App, Event, draw};
 use crate::detector::{
     Blindness, InstanceKey, Reason, ServiceChange, Severity, State, Strength, Transition,
 };
-use crate::engine::{Report, ServiceReport, Update};
 use crate::fleet::{Fleet, Shared};
 use crate::history::Minute;
 use crate::history::aggregate::{Aggregator, MINUTE_MS};
 use crate::metrics::Metrics;
 use crate::status::{About, snapshot};
+use crate::update::{Report, ServiceReport, Update};
 
 /// A whole minute, so the history's one minute holds the whole script.
 const T0_MS: i64 = 1_800_000_000_000 - (1_800_000_000_000 % MINUTE_MS);

@@ -3,7 +3,7 @@
 
 use crossterm::event::{KeyEvent, MouseEvent};
 
-use crate::engine::Update;
+use crate::update::Update;
 
 /// The broker traffic counters at one instant; rates are differences of these.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -47,9 +47,9 @@ pub use state::{App, Screen, Sort};
 pub use view::draw;
 
 use crate::demo::FleetCommand;
-use crate::engine::Update;
 use crate::fleet::Shared;
 use crate::history::Past;
+use crate::update::Update;
 
 /// Ages, rates and round trips are redrawn once a second, as top, htop and
 /// bottom do: drawing the table is most of the dashboard's cost (about a

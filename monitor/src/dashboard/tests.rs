@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use super::{Event, Screen, Sort, Traffic, draw};
 use crate::demo::FleetCommand;
 use crate::detector::{InstanceId, InstanceKey, Reason, State, Transition};
-use crate::engine::{Report, Update};
 use crate::fleet::Fleet;
+use crate::update::{Report, Update};
 
 /// The dashboard as the run loop drives it: its [`super::App`] over the
 /// fleet model, which takes each engine update first (as the fleet's feed
@@ -162,7 +162,7 @@ fn echo_as(
     let key = InstanceKey::new(key.0, key.1);
     app.update(
         Event::Engine(Update::Echoes(std::sync::Arc::new([
-            crate::engine::EchoSeen {
+            crate::update::EchoSeen {
                 id: id.map_or_else(|| id_of(&key), InstanceId),
                 key,
                 seq,
@@ -1324,7 +1324,7 @@ fn phi_echo(app: &mut App, clock: &Clock, at: Duration, key: (&str, &str), seq: 
     };
     app.update(
         Event::Engine(Update::Echoes(std::sync::Arc::new([
-            crate::engine::EchoSeen {
+            crate::update::EchoSeen {
                 key: InstanceKey::new(key.0, key.1),
                 id: id_of(&InstanceKey::new(key.0, key.1)),
                 seq,

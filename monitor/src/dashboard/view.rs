@@ -24,9 +24,9 @@ use super::text::{
     count, ellipsize, ellipsize_middle, fit, fit_by_priority, maybe_millis, millis, short,
 };
 use crate::detector::{InstanceKey, State, Strength, UNSEEN_INSTANCE};
-use crate::engine::Report;
 use crate::fleet::{Fleet, Instance, StoredUptimes, UptimeFigure};
 use crate::history::{Past, StoredTransition, UPTIME_WINDOWS_DAYS, window_name};
+use crate::update::Report;
 
 /// Hosted plans such as CloudAMQP's free one cap messages per month here.
 pub const MONTHLY_CAP: f64 = 1_000_000.0;

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Shared, Sink};
-use crate::engine::Update;
+use crate::update::Update;
 
 /// Updates applied under one lock at most: a flood is taken in slices, so
 /// a reader never waits for more than one.

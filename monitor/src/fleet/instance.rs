@@ -12,7 +12,7 @@ use super::window::{Rtts, Window};
 use crate::detector::{
     Availability, InstanceId, InstanceKey, PhiModel, Reason, State, UNSEEN_INSTANCE,
 };
-use crate::engine::{EchoSeen, Report};
+use crate::update::{EchoSeen, Report};
 
 /// Round trips kept per instance for the percentiles and the sparkline.
 pub const RTT_SAMPLES: usize = 120;

@@ -13,8 +13,8 @@ use super::instance::Instance;
 use super::instance::StoredUptimes;
 use super::mark::Mark;
 use crate::detector::{InstanceId, InstanceKey, State, Strength, UNSEEN_INSTANCE};
-use crate::engine::{EchoSeen, Report, Update};
 use crate::quiet::Quiet;
+use crate::update::{EchoSeen, Report, Update};
 
 /// Transitions kept for the event log, newest first.
 pub const LOG_CAPACITY: usize = 500;

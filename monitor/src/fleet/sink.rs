@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 
-use crate::engine::Update;
+use crate::update::Update;
 
 /// Which updates a sink takes; the rest never reach its queue.
 pub type Wants = fn(&Update) -> bool;

@@ -40,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::detector::{InstanceKey, LastKnown, Reason, State, UNSEEN_INSTANCE};
-use crate::engine::{Report, ServiceReport, Update};
 use crate::fleet::{Sink, StoredUptimes, UptimeFigure};
+use crate::update::{Report, ServiceReport, Update};
 use aggregate::Aggregator;
 
 /// Batches are written this often.

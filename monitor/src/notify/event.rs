@@ -108,8 +108,8 @@ impl Event {
 mod tests {
     use super::*;
     use crate::detector::{InstanceKey, Reason, ServiceChange, State, Strength, Transition};
-    use crate::engine::{Report, ServiceReport};
     use crate::notify::policy::Change;
+    use crate::update::{Report, ServiceReport};
     use std::time::Duration;
 
     #[test]

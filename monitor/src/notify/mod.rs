@@ -39,11 +39,11 @@ use tracing::{info, warn};
 pub use event::Event;
 use policy::{Change, EventKind, Policy, PolicyEvent, Rules};
 
-use crate::engine::Update;
 use crate::fleet::{Shared, Sink};
 use crate::group::Group;
 use crate::limited::{Limited, warn_limited};
 use crate::quiet::Quiet;
+use crate::update::Update;
 use gate::Gate;
 use hold::Hold;
 

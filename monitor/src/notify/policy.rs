@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::detector::Reason;
-use crate::engine::{Report, ServiceReport};
+use crate::update::{Report, ServiceReport};
 
 /// A change of one subject's state: an instance's, or a whole service's.
 #[derive(Debug, Clone, PartialEq)]
