@@ -568,3 +568,65 @@ fn a_cron_maintenance_window_that_opens_during_the_test_holds_the_alert_until_it
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_dependents_alerts_wait_while_its_parent_is_down_and_go_out_if_it_is_still_down_after() {
+    let dir = state_dir("quiet-depends");
+    let mut hook = Hook::start();
+    let parent = unique("parent");
+    let child = unique("child");
+    let config = webhook_config(
+        &dir,
+        &hook,
+        &format!("[services.\"{child}\"]\ndepends_on = [\"{parent}\"]\n"),
+    );
+    let mut monitor = monitor(BROKER, &["--config", &config]);
+    let mut p = mock(BROKER, &parent, "p-1", &[]);
+    let mut c = mock(BROKER, &child, "c-1", &[]);
+    for service in [&parent, &child] {
+        monitor.wait_json(
+            Duration::from_secs(15),
+            "up",
+            transition(service, "up", "first_seen"),
+        );
+    }
+    p.kill();
+    c.kill();
+    for service in [&parent, &child] {
+        monitor.wait_json(
+            Duration::from_secs(10),
+            "down",
+            transition(service, "down", "timed_out"),
+        );
+    }
+    hook.wait(
+        Duration::from_secs(10),
+        "the parent's alert",
+        hook_event(&parent, "firing"),
+    );
+    hook.expect_none(
+        Duration::from_secs(2),
+        "the dependent's alert while its parent is DOWN",
+        hook_event(&child, "firing"),
+    );
+    // The parent is back, the dependent is not: its alert goes out now.
+    let _p_again = mock(BROKER, &parent, "p-1", &[]);
+    monitor.wait_json(
+        Duration::from_secs(15),
+        "parent back",
+        transition(&parent, "up", "recovered"),
+    );
+    let held = hook.wait(
+        Duration::from_secs(10),
+        "the dependent's alert once the parent is back",
+        hook_event(&child, "firing"),
+    );
+    assert_eq!(held.json["to"], "down");
+    // And the parent's resolution was never held.
+    hook.wait(
+        Duration::from_secs(10),
+        "the parent's resolution",
+        hook_event(&parent, "resolved"),
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

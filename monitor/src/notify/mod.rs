@@ -320,6 +320,7 @@ async fn run_policies(
             .covering(&change.service, change.instance.as_deref(), now)
             .is_some()
             || quiet.maintenance.covering(&change.service, now).is_some()
+            || parent_down(&quiet, &fleet, &change.service)
     };
     let mut tick = tokio::time::interval(TICK);
     loop {
@@ -412,6 +413,22 @@ async fn run_policies(
     // Closing the queues lets each delivery task send what it holds and end.
     targets.list.clear();
     while targets.delivering.join_next().await.is_some() {}
+}
+
+/// Whether a service `service` depends on is DOWN as a whole (no instance
+/// alive) in the fleet model: then its alerts are held, and go out if it is
+/// still failing once the parent is back.
+fn parent_down(quiet: &Quiet, fleet: &Shared, service: &str) -> bool {
+    let Some(parents) = quiet.depends_on.get(&service.to_lowercase()) else {
+        return false;
+    };
+    let tally = fleet.read().tally();
+    parents.iter().any(|parent| {
+        tally
+            .services
+            .iter()
+            .any(|(name, count)| name.eq_ignore_ascii_case(parent) && count.alive == 0)
+    })
 }
 
 /// Deliver queued events one at a time, each with its retries.

@@ -28,6 +28,9 @@ pub struct Quiet {
     pub tokens: Tokens,
     pub silences: Silences,
     pub maintenance: Arc<Maintenance>,
+    /// `[services.NAME] depends_on`, by the dependent's lower-cased name:
+    /// while one of these is DOWN as a whole, the dependent's alerts wait.
+    pub depends_on: Arc<std::collections::BTreeMap<String, Vec<String>>>,
 }
 
 impl Quiet {
@@ -41,6 +44,14 @@ impl Quiet {
             tokens: Tokens::load(&settings.http, env)?,
             silences: Silences::new(settings.history.enabled().then(|| settings.history.clone())),
             maintenance: Arc::new(Maintenance::from_settings(&settings.maintenance)?),
+            depends_on: Arc::new(
+                settings
+                    .services
+                    .iter()
+                    .filter(|(_, s)| !s.depends_on.is_empty())
+                    .map(|(name, s)| (name.to_lowercase(), s.depends_on.clone()))
+                    .collect(),
+            ),
         })
     }
 }
