@@ -5,6 +5,7 @@
 //! - `app`: [`run`], which wires a link, the engine and an output together.
 //! - `engine`: the ping timer and the inbox loop around the detector; emits [`Update`]s.
 //! - `update`: the engine's stream ([`Update`], [`Report`]), below the engine and every sink.
+//! - `sink`: `Sink`, the one bounded, ordered, counting hand-off of updates, below them too.
 //! - `fleet`: the one model of the fleet every view reads, fed by the engine's
 //!   stream in one place; `Sink`, the one hand-off of updates.
 //! - `detector`: the pure failure detector: observations and instants in, transitions out.
@@ -48,6 +49,7 @@ pub mod quiet;
 pub mod reload;
 mod replay;
 pub mod sdnotify;
+mod sink;
 mod statedir;
 pub mod status;
 mod update;

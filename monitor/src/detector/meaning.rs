@@ -114,6 +114,21 @@ pub enum Availability {
     NotJudged,
 }
 
+/// Uptime over a span, with how much of the span it could be judged over.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct UptimeFigure {
+    /// Time up out of the time judged (up or down), 0 to 1; `None` when no
+    /// time was judged at all.
+    pub ratio: Option<f64>,
+    /// Time judged out of the time watched, 0 to 1: what LEFT and STALE
+    /// spells (a planned shutdown, the monitor blind) leave out.
+    pub coverage: f64,
+}
+
+/// An instance's stored uptime over 24 h, 7 d and 30 d (the history's
+/// `UPTIME_WINDOWS_DAYS`), each with the share of its window judged.
+pub type StoredUptimes = [Option<UptimeFigure>; 3];
+
 impl State {
     /// The state whose [`code`](State::code) this is.
     pub fn from_code(code: &str) -> Option<State> {

@@ -26,7 +26,7 @@ mod types;
 mod tests;
 
 pub use machine::{Detector, EchoOutcome, Tracked};
-pub use meaning::{Availability, Severity, Tone};
+pub use meaning::{Availability, Severity, StoredUptimes, Tone, UptimeFigure};
 pub use phi::{PhiModel, PhiParams};
 pub use policy::{Mode, Policy};
 pub use types::{

@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::window::{Rtts, Window};
 use crate::detector::{
-    Availability, InstanceId, InstanceKey, PhiModel, Reason, State, UNSEEN_INSTANCE,
+    Availability, InstanceId, InstanceKey, PhiModel, Reason, State, UNSEEN_INSTANCE, UptimeFigure,
 };
 use crate::update::{EchoSeen, Report};
 
@@ -20,21 +20,6 @@ pub const RTT_SAMPLES: usize = 120;
 pub const HISTORY_PER_INSTANCE: usize = 100;
 /// Phi values kept per instance for the detail view.
 pub const PHI_SAMPLES: usize = 120;
-
-/// Uptime over a span, with how much of the span it could be judged over.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct UptimeFigure {
-    /// Time up out of the time judged (up or down), 0 to 1; `None` when no
-    /// time was judged at all.
-    pub ratio: Option<f64>,
-    /// Time judged out of the time watched, 0 to 1: what LEFT and STALE
-    /// spells (a planned shutdown, the monitor blind) leave out.
-    pub coverage: f64,
-}
-
-/// An instance's stored uptime over 24 h, 7 d and 30 d (the history's
-/// `UPTIME_WINDOWS_DAYS`), each with the share of its window judged.
-pub type StoredUptimes = [Option<UptimeFigure>; 3];
 
 /// Time up and time down before the current state began; time not judged
 /// is what is left of the time watched.

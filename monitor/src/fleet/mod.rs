@@ -13,7 +13,6 @@
 //! - `mark`: [`Mark`], what holds a row's alerts back (drain, silence,
 //!   maintenance window), shown beside its state by every view.
 //! - `window`: the compact windows of round trips and phi values.
-//! - `sink`: [`Sink`], the one bounded, ordered, counting hand-off of updates.
 //! - `feed`: the task that applies the engine's stream, then hands it on.
 //!
 //! [`State`]: crate::detector::State
@@ -22,7 +21,6 @@ mod feed;
 mod instance;
 mod mark;
 mod model;
-mod sink;
 mod window;
 
 use std::collections::HashMap;
@@ -30,11 +28,12 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::detector::InstanceKey;
 
+pub use crate::detector::{StoredUptimes, UptimeFigure};
+pub use crate::sink::{Sink, Wants, everything, verdicts};
 pub use feed::run;
-pub use instance::{Accrued, Instance, PHI_SAMPLES, RTT_SAMPLES, StoredUptimes, UptimeFigure};
+pub use instance::{Accrued, Instance, PHI_SAMPLES, RTT_SAMPLES};
 pub use mark::Mark;
 pub use model::{Fleet, Judged, ServiceCount, Tally};
-pub use sink::{Sink, Wants, everything, verdicts};
 
 /// The one model, shared: written by [`run`] (and, for the stored uptimes
 /// only, by the history loader through [`Shared::set_stored_uptime`]), read

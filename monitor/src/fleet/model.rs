@@ -10,8 +10,8 @@ use orchestrator_lib::plumbing::LinkStatus;
 use tokio::time::Instant;
 
 use super::instance::Instance;
-use super::instance::StoredUptimes;
 use super::mark::Mark;
+use crate::detector::StoredUptimes;
 use crate::detector::{InstanceId, InstanceKey, State, Strength, UNSEEN_INSTANCE};
 use crate::quiet::Quiet;
 use crate::update::{EchoSeen, Report, Update};

@@ -40,7 +40,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::detector::{InstanceKey, LastKnown, Reason, State, UNSEEN_INSTANCE};
-use crate::fleet::{Sink, StoredUptimes, UptimeFigure};
+use crate::detector::{StoredUptimes, UptimeFigure};
+use crate::sink::Sink;
 use crate::update::{Report, ServiceReport, Update};
 use aggregate::Aggregator;
 
