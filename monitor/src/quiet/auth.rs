@@ -103,10 +103,13 @@ impl Tokens {
                 Some(value) => (value, variable.to_owned()),
                 None if file.is_empty() => return Ok(None),
                 None => {
+                    // The path is what the user typed: a URL put here by
+                    // mistake must not print its password.
+                    let shown = orchestrator_lib::plumbing::redact_credentials_in(file);
                     let text = std::fs::read_to_string(file).map_err(|e| {
-                        format!("invalid setting `http.{key}`: cannot read {file}: {e}")
+                        format!("invalid setting `http.{key}`: cannot read {shown}: {e}")
                     })?;
-                    (text, format!("the file {file} (http.{key})"))
+                    (text, format!("the file {shown} (http.{key})"))
                 }
             };
             let token = text.trim();
