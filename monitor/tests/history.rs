@@ -4,7 +4,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -16,22 +15,6 @@ use monitor::history::{
 use support::*;
 
 const UP_WITHIN: Duration = Duration::from_secs(10);
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("history-test"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn settings(path: &str, url: &str) -> HistorySettings {
     HistorySettings {
         path: path.into(),
@@ -239,7 +222,7 @@ fn store_contract(settings: &HistorySettings) {
 
 #[test]
 fn the_sqlite_store_keeps_transitions_and_minutes_across_connections() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("history-test");
     let path = dir.0.join("heartbeat.db");
     store_contract(&settings(&path.to_string_lossy(), ""));
 }
@@ -342,7 +325,7 @@ fn history_survives_a_restart(env: (&str, &str), settings: &HistorySettings) {
 
 #[test]
 fn history_survives_a_monitor_restart_with_sqlite() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("history-test");
     let path = dir.0.join("heartbeat.db");
     let path = path.to_string_lossy();
     history_survives_a_restart(("MONITOR__HISTORY__PATH", &path), &settings(&path, ""));
@@ -381,7 +364,7 @@ fn an_unreachable_store_is_reported_and_does_not_slow_detection() {
 
 #[test]
 fn the_history_api_returns_a_services_stored_transitions_and_metrics_count_the_writes() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("history-test");
     let path = dir.0.join("heartbeat.db");
     let (mut monitor, base) = http_monitor(
         BROKER,
@@ -487,7 +470,7 @@ fn without_history_the_api_says_so() {
 #[ignore = "fails on a quiet broker (2026-12-07): the file appears only with the first write, and nothing may be written within 10 s; make the test start a service"]
 fn the_default_history_database_is_private_in_the_state_directory() {
     use std::os::unix::fs::PermissionsExt;
-    let dir = TempDir::new();
+    let dir = TempDir::new("history-test");
     let work = dir.0.join("work");
     let state = dir.0.join("state");
     std::fs::create_dir_all(&work).unwrap();

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,22 +16,6 @@ use support::*;
 
 const UP_WITHIN: Duration = Duration::from_secs(10);
 const DOWN_WITHIN: Duration = Duration::from_secs(5);
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(unique("restart-test"));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A headless monitor serving HTTP, storing history in `db` and alerting the
 /// webhook in `config`; the same id each run, as a supervised daemon has.
@@ -69,7 +52,7 @@ fn monitor_status(base: &str) -> (i32, String) {
 #[test]
 fn a_service_down_when_the_monitor_stopped_is_down_after_it_starts_again_and_is_not_alerted_twice()
 {
-    let dir = TempDir::new();
+    let dir = TempDir::new("restart-test");
     let db = dir.0.join("heartbeat.db").to_string_lossy().into_owned();
     let config = dir.0.join("monitor.toml");
     let mut hook = Hook::start();

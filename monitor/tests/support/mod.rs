@@ -404,6 +404,23 @@ pub fn mock_with_env(
     Proc::spawn(&format!("mock {name}/{instance}"), command)
 }
 
+/// A private directory under the system's temporary one, removed on drop.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let dir = std::env::temp_dir().join(unique(prefix));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A predicate on a transition line.
 pub fn transition<'a>(
     service: &'a str,
