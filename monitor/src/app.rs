@@ -261,7 +261,10 @@ pub async fn run(
                 hangups,
                 settings.clone(),
                 group.is_some(),
-                reloads,
+                reload::Appliers {
+                    engine: reloads,
+                    quiet: quiet.clone(),
+                },
                 shutdown.clone(),
             )
             .context("cannot listen for SIGHUP")?,

@@ -3,10 +3,12 @@
 //! environment, flags), and applies what can change while running:
 //! detection settings (the default and each service's), per-service
 //! timeouts, expected services and instance counts, `max_instances`,
-//! `forget_after` and the `[[notify]]` targets. Every tracked instance, its
+//! `forget_after`, `[[maintenance]]` windows, `depends_on` and the
+//! `[[notify]]` targets. Every tracked instance, its
 //! phi window and its firing alerts are kept (the engine applies the new
 //! policies between two of its steps; see `Detector::reconfigure` and
-//! `notify::Targets::reload`).
+//! `notify::Targets::reload`; windows and dependencies through
+//! `Quiet::reload`).
 //!
 //! A file that does not load or validate is refused with one line, and
 //! the running configuration is kept. Settings that need a restart (the
@@ -25,6 +27,7 @@ use tracing::{info, warn};
 
 use crate::app::policy;
 use crate::engine::Reload;
+use crate::quiet::Quiet;
 use crate::sdnotify::Notice;
 use crate::update::Reconfigured;
 
@@ -35,6 +38,13 @@ pub type Load = Box<dyn Fn() -> Result<Settings, SettingsError> + Send>;
 pub struct Hangups {
     pub load: Load,
     pub supervisor: Option<mpsc::UnboundedSender<Notice>>,
+}
+
+/// Who applies a reload: the engine (detection, expected services, the
+/// sinks' part) and what holds alerts back (windows, dependencies).
+pub struct Appliers {
+    pub engine: mpsc::Sender<Reload>,
+    pub quiet: Quiet,
 }
 
 /// What changed between two configurations, in the words of the file.
@@ -49,7 +59,7 @@ pub struct Changes {
 /// Compare the running configuration with a new one.
 pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
     let mut changes = Changes::default();
-    let live: [(&'static str, bool); 8] = [
+    let live: [(&'static str, bool); 9] = [
         ("timeout", running.timeout != new.timeout),
         ("timeouts", running.timeouts != new.timeouts),
         ("detection", running.detection != new.detection),
@@ -57,17 +67,16 @@ pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
         ("expect", running.expect != new.expect),
         ("max_instances", running.max_instances != new.max_instances),
         ("forget_after", running.forget_after != new.forget_after),
+        ("maintenance", running.maintenance != new.maintenance),
         ("notify", running.notify != new.notify && !in_group),
     ];
-    let restart: [(&'static str, bool); 8] = [
+    let restart: [(&'static str, bool); 7] = [
         ("interval", running.interval != new.interval),
         ("id", running.id != new.id),
         ("broker", running.broker != new.broker),
         ("http", running.http != new.http),
         ("history", running.history != new.history),
         ("group", running.group != new.group),
-        // The windows are built once with the API's silences (quiet::Quiet).
-        ("maintenance", running.maintenance != new.maintenance),
         (
             "notify (in a monitor group)",
             running.notify != new.notify && in_group,
@@ -93,6 +102,7 @@ fn applied(running: &Settings, new: &Settings, in_group: bool) -> Settings {
     next.expect.clone_from(&new.expect);
     next.max_instances = new.max_instances;
     next.forget_after = new.forget_after;
+    next.maintenance.clone_from(&new.maintenance);
     if !in_group {
         next.notify.clone_from(&new.notify);
     }
@@ -143,7 +153,7 @@ pub fn spawn(
     hangups: Hangups,
     running: Settings,
     in_group: bool,
-    engine: mpsc::Sender<Reload>,
+    appliers: Appliers,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let mut hangup = signal(SignalKind::hangup())?;
@@ -176,8 +186,20 @@ pub fn spawn(
                         info!("reloaded: nothing to apply");
                     } else {
                         let next = applied(&running, &new, in_group);
+                        if let Err(error) = appliers.quiet.reload(&next) {
+                            warn!(
+                                "reload refused, still running the configuration loaded before: {error}"
+                            );
+                            tell(Notice::Reloaded);
+                            continue;
+                        }
                         let (done, applied) = oneshot::channel();
-                        if engine.send(plan(&running, &next, done)).await.is_err() {
+                        if appliers
+                            .engine
+                            .send(plan(&running, &next, done))
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                         // The engine applies it between two steps: at once.

@@ -270,7 +270,7 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
                 })
                 .collect(),
             silences: fleet.quiet().silences.active(wall),
-            maintenance: fleet.quiet().maintenance.open(wall),
+            maintenance: fleet.quiet().maintenance().open(wall),
         },
         link_connected: fleet.link == LinkStatus::Connected,
         engine_seen: fleet.engine_seen,

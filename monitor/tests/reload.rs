@@ -153,3 +153,94 @@ fn sighup_applies_timeouts_expected_services_and_targets_keeping_every_instance(
     );
     monitor.stop_cleanly("TERM", Duration::from_secs(10));
 }
+
+/// A `[[maintenance]]` window and a `depends_on` added to the file apply at
+/// SIGHUP: the window shows in the status document and holds its service's
+/// alert, the dependent's alert waits for its parent, and a service that
+/// neither covers still pages (so the target is known to work).
+#[test]
+fn sighup_applies_maintenance_windows_and_dependencies() {
+    let dir = Dir(std::env::temp_dir().join(unique("reload-quiet")));
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let file = dir.0.join("monitor.toml");
+    let (held, parent, child, other) = (
+        unique("held"),
+        unique("parent"),
+        unique("child"),
+        unique("other"),
+    );
+    let mut hook = Hook::start();
+    std::fs::write(&file, webhook(&hook.url("/hook"))).unwrap();
+    let mut monitor = monitor(
+        BROKER,
+        &[
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let base = monitor.listen_base();
+    let mut services: Vec<_> = [&held, &parent, &child, &other]
+        .iter()
+        .map(|name| mock(BROKER, name, "i-1", &[]))
+        .collect();
+    for service in [&held, &parent, &child, &other] {
+        monitor.wait_json(
+            UP_WITHIN,
+            "first seen",
+            transition(service, "up", "first_seen"),
+        );
+    }
+    assert_eq!(status_document(&base)["maintenance"], serde_json::json!([]));
+
+    let start = (chrono::Utc::now() - chrono::Duration::minutes(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    std::fs::write(
+        &file,
+        format!(
+            "{}[[maintenance]]\nservices = [\"{held}\"]\nstart = \"{start}\"\nduration = \"1h\"\nreason = \"reloaded window\"\n\n[services.\"{child}\"]\ndepends_on = [\"{parent}\"]\n",
+            webhook(&hook.url("/hook"))
+        ),
+    )
+    .unwrap();
+    monitor.signal("HUP");
+    monitor.wait_stderr(Duration::from_secs(5), "reloaded: ");
+    let said = monitor.stderr();
+    assert!(
+        said.contains("services, maintenance applied"),
+        "the reload line names what changed: {said}"
+    );
+    // The status document is rebuilt a moment later, not on the request.
+    wait_for(
+        Duration::from_secs(5),
+        "the reloaded window in the status",
+        || (status_document(&base)["maintenance"][0]["reason"] == "reloaded window").then_some(()),
+    );
+
+    // held, parent, child and other all die; parent and other page, held
+    // (maintenance) and child (its parent is DOWN) do not.
+    for service in services.iter_mut() {
+        service.kill();
+    }
+    for service in [&held, &parent, &child, &other] {
+        monitor.wait_json(
+            Duration::from_secs(10),
+            "down",
+            transition(service, "down", "timed_out"),
+        );
+    }
+    hook.wait(DELIVERED_WITHIN, "other's firing", firing_for(&other));
+    hook.wait(DELIVERED_WITHIN, "parent's firing", firing_for(&parent));
+    hook.expect_none(
+        Duration::from_secs(2),
+        "a firing held by the reloaded window",
+        firing_for(&held),
+    );
+    hook.expect_none(
+        Duration::ZERO,
+        "a dependent's own firing while its parent is DOWN",
+        firing_for(&child),
+    );
+    monitor.stop_cleanly("TERM", Duration::from_secs(10));
+}

@@ -80,7 +80,7 @@ pub(super) fn of(quiet: &Quiet, row: &Instance, wall: DateTime<Utc>) -> Option<M
         });
     }
     quiet
-        .maintenance
+        .maintenance()
         .covering(&key.service, wall)
         .map(|open| Mark::Maintenance {
             until: open.ends_at,

@@ -319,7 +319,7 @@ async fn run_policies(
             .silences
             .covering(&change.service, change.instance.as_deref(), now)
             .is_some()
-            || quiet.maintenance.covering(&change.service, now).is_some()
+            || quiet.maintenance().covering(&change.service, now).is_some()
             || parent_down(&quiet, &fleet, &change.service)
     };
     let mut tick = tokio::time::interval(TICK);
@@ -419,7 +419,7 @@ async fn run_policies(
 /// alive) in the fleet model: then its alerts are held, and go out if it is
 /// still failing once the parent is back.
 fn parent_down(quiet: &Quiet, fleet: &Shared, service: &str) -> bool {
-    let Some(parents) = quiet.depends_on.get(&service.to_lowercase()) else {
+    let Some(parents) = quiet.parents_of(service) else {
         return false;
     };
     let tally = fleet.read().tally();

@@ -18,7 +18,8 @@ pub mod silence;
 
 pub use auth::Tokens;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 
 use heartbeat_config::Settings;
 
@@ -27,10 +28,31 @@ use heartbeat_config::Settings;
 pub struct Quiet {
     pub tokens: Tokens,
     pub silences: Silences,
-    pub maintenance: Arc<Maintenance>,
+    /// What the configuration says: a reload replaces it for every clone.
+    configured: Arc<RwLock<Configured>>,
+}
+
+/// The part of [`Quiet`] that comes from the configuration file.
+#[derive(Debug, Default)]
+struct Configured {
+    maintenance: Arc<Maintenance>,
     /// `[services.NAME] depends_on`, by the dependent's lower-cased name:
     /// while one of these is DOWN as a whole, the dependent's alerts wait.
-    pub depends_on: Arc<std::collections::BTreeMap<String, Vec<String>>>,
+    depends_on: BTreeMap<String, Vec<String>>,
+}
+
+impl Configured {
+    fn from_settings(settings: &Settings) -> Result<Self, String> {
+        Ok(Self {
+            maintenance: Arc::new(Maintenance::from_settings(&settings.maintenance)?),
+            depends_on: settings
+                .services
+                .iter()
+                .filter(|(_, s)| !s.depends_on.is_empty())
+                .map(|(name, s)| (name.to_lowercase(), s.depends_on.clone()))
+                .collect(),
+        })
+    }
 }
 
 impl Quiet {
@@ -43,16 +65,32 @@ impl Quiet {
         Ok(Self {
             tokens: Tokens::load(&settings.http, env)?,
             silences: Silences::new(settings.history.enabled().then(|| settings.history.clone())),
-            maintenance: Arc::new(Maintenance::from_settings(&settings.maintenance)?),
-            depends_on: Arc::new(
-                settings
-                    .services
-                    .iter()
-                    .filter(|(_, s)| !s.depends_on.is_empty())
-                    .map(|(name, s)| (name.to_lowercase(), s.depends_on.clone()))
-                    .collect(),
-            ),
+            configured: Arc::new(RwLock::new(Configured::from_settings(settings)?)),
         })
+    }
+
+    /// A reload's new `[[maintenance]]` windows and `depends_on`, for every
+    /// holder of this `Quiet` at once; on an error the old ones stay.
+    pub fn reload(&self, settings: &Settings) -> Result<(), String> {
+        let configured = Configured::from_settings(settings)?;
+        *self.configured.write().unwrap_or_else(|e| e.into_inner()) = configured;
+        Ok(())
+    }
+
+    /// The configured maintenance windows, as they are now.
+    pub fn maintenance(&self) -> Arc<Maintenance> {
+        self.read().maintenance.clone()
+    }
+
+    /// The services `service` depends on (`depends_on`), if any.
+    pub fn parents_of(&self, service: &str) -> Option<Vec<String>> {
+        self.read().depends_on.get(&service.to_lowercase()).cloned()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Configured> {
+        // A panic elsewhere while holding the lock leaves whole values
+        // (each write replaces the struct): keep reading them.
+        self.configured.read().unwrap_or_else(|e| e.into_inner())
     }
 }
 pub use maintenance::Maintenance;
