@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use heartbeat_config::{BrokerNodes, HistorySettings, Settings, UrlSource};
+use heartbeat_config::{BrokerNodes, Settings, UrlSource};
 use orchestrator_lib::plumbing::MemoryBroker;
 use orchestrator_lib::{BrokerUrls, Endpoint, Keys, LinkOptions};
 use tokio::sync::{mpsc, watch};
@@ -227,9 +227,7 @@ pub async fn run(
     sinks.extend(notifier.as_ref().map(|n| n.sink.clone()));
     sinks.extend(history.as_ref().map(|h| h.sink.clone()));
     if let Some(listener) = listener {
-        let kept = history
-            .as_ref()
-            .map(|h| (settings.history.clone(), h.health.clone()));
+        let kept = history.as_ref().map(|h| h.reading.clone());
         let (metrics, counting) = serve_http(
             listener,
             stats.clone(),
@@ -276,7 +274,7 @@ pub async fn run(
     // every view; the earlier runs' transitions for the dashboard's log.
     let past = history
         .as_ref()
-        .map(|_| spawn_past_loader(settings.history.clone(), model.clone(), shutdown.clone()));
+        .map(|h| spawn_past_loader(h.reading.clone(), model.clone(), shutdown.clone()));
 
     match output {
         Output::Headless => {
@@ -352,7 +350,7 @@ fn serve_http(
     settings: &Settings,
     monitor_id: &str,
     model: &fleet::Shared,
-    history: Option<(HistorySettings, Arc<history::Health>)>,
+    history: Option<history::Reading>,
     shutdown: &CancellationToken,
 ) -> (Arc<Metrics>, Sink) {
     let metrics = Arc::new(Metrics::new(stats.clone(), model.clone()));
@@ -400,7 +398,7 @@ const PAST_REFRESH: Duration = Duration::from_secs(60);
 /// store that cannot be read leaves both as they are; the writer already
 /// counts and shows an unreachable store.
 fn spawn_past_loader(
-    settings: HistorySettings,
+    reading: history::Reading,
     model: fleet::Shared,
     shutdown: CancellationToken,
 ) -> mpsc::Receiver<history::Past> {
@@ -408,8 +406,10 @@ fn spawn_past_loader(
     let started_ms = chrono::Utc::now().timestamp_millis();
     tokio::spawn(async move {
         loop {
-            let loaded = history::query(&settings, move |store| {
-                history::load_past(store, started_ms, chrono::Utc::now().timestamp_millis())
+            let fleet = reading.fleet.clone();
+            let loaded = history::query(&reading.settings, move |store| {
+                let now_ms = chrono::Utc::now().timestamp_millis();
+                history::load_past(store, &fleet, started_ms, now_ms)
             })
             .await;
             match loaded {
@@ -456,25 +456,39 @@ async fn last_known(settings: &Settings, source: &Source) -> Vec<LastKnown> {
 
 /// The fleet a monitor watches, as its history records it: the brokers'
 /// hosts and vhost, never credentials or options. Monitors sharing a store
-/// take back only their own fleet after a restart.
+/// take back only their own fleet after a restart, and read back only its
+/// records. Two spellings of one broker are one fleet: a missing port is
+/// the scheme's, a missing vhost is the default one (`%2f`).
 fn fleet_name(source: &Source) -> String {
     let Source::Broker { url, .. } = source else {
         return "demo".into();
     };
     url.as_slice()
         .iter()
-        .map(|url| {
-            let text = url.redacted();
-            let rest = text.split_once("://").map_or(text, |(_, rest)| rest);
-            let rest = rest.split('?').next().unwrap_or(rest);
-            let (authority, vhost) = rest.split_once('/').unwrap_or((rest, ""));
-            let host = authority
-                .rsplit_once('@')
-                .map_or(authority, |(_, host)| host);
-            format!("{host}/{vhost}")
-        })
+        .map(|url| fleet_of(url.redacted()))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+fn fleet_of(redacted_url: &str) -> String {
+    let (scheme, rest) = redacted_url
+        .split_once("://")
+        .unwrap_or(("amqp", redacted_url));
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let (authority, vhost) = rest.split_once('/').unwrap_or((rest, "%2f"));
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    // An IPv6 literal ends in `]`; a port follows the last `:` after it.
+    let has_port = host
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()));
+    let port = match (has_port, scheme) {
+        (true, _) => "",
+        (false, "amqps") => ":5671",
+        (false, _) => ":5672",
+    };
+    format!("{host}{port}/{vhost}")
 }
 
 /// How long an instance taken back after a restart has to answer before
@@ -510,5 +524,21 @@ pub fn policy(settings: &Settings, service: Option<&str>) -> Policy {
         flapping_window: d.flapping_window,
         slow_limit: d.slow_limit,
         expected_instances: d.instances,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fleet_of;
+
+    #[test]
+    fn one_broker_spelled_two_ways_is_one_fleet() {
+        let fleet = "127.0.0.1:5672/%2f";
+        assert_eq!(fleet_of("amqp://guest:****@127.0.0.1:5672/%2f"), fleet);
+        assert_eq!(fleet_of("amqp://guest:****@127.0.0.1"), fleet);
+        assert_eq!(fleet_of("amqp://127.0.0.1:5672?heartbeat=10"), fleet);
+        assert_eq!(fleet_of("amqps://u:****@h.example/vh"), "h.example:5671/vh");
+        assert_eq!(fleet_of("amqp://[::1]/%2f"), "[::1]:5672/%2f");
+        assert_eq!(fleet_of("amqp://[::1]:5673/%2f"), "[::1]:5673/%2f");
     }
 }

@@ -62,6 +62,13 @@ fn service_change(at_ms: i64, service: &str, to: &str) -> StoredServiceChange {
     }
 }
 
+fn prod(monitor: &str) -> WrittenBy {
+    WrittenBy {
+        fleet: "broker-a/prod".into(),
+        monitor: monitor.into(),
+    }
+}
+
 /// What every store must do, through the trait alone.
 fn store_contract(settings: &HistorySettings) {
     let now = chrono::Utc::now().timestamp_millis();
@@ -71,10 +78,7 @@ fn store_contract(settings: &HistorySettings) {
         let mut store = history::open(settings).expect("opens and migrates");
         store
             .write(&Batch {
-                by: WrittenBy {
-                    fleet: "broker-a/prod".into(),
-                    monitor: "m-1".into(),
-                },
+                by: prod("m-1"),
                 transitions: vec![
                     transition_at(now - 40 * day, "orders", "down"),
                     transition_at(now - 2000, "orders", "down"),
@@ -88,25 +92,65 @@ fn store_contract(settings: &HistorySettings) {
                 ],
                 minutes: vec![
                     minute(minute0, "orders", 60_000),
-                    minute(minute0 + 60_000, "orders", 30_000),
+                    // Its first 40 s, 30 of them up.
+                    Minute {
+                        observed_ms: 40_000,
+                        ..minute(minute0 + 60_000, "orders", 30_000)
+                    },
                     minute(minute0 - 40 * day, "orders", 0),
                 ],
             })
             .unwrap();
-        // The same minute again (a restart within it) adds up.
+        // The same minute again by the same monitor (a restart within it)
+        // adds up.
+        store
+            .write(&Batch {
+                by: prod("m-1"),
+                transitions: vec![],
+                services: vec![],
+                // Its last 20 s, none of them up.
+                minutes: vec![Minute {
+                    observed_ms: 20_000,
+                    ..minute(minute0 + 60_000, "orders", 0)
+                }],
+            })
+            .unwrap();
+        // The same minute by another monitor of the fleet (a group sharing
+        // the store): a minute counts for a minute, the two views put
+        // together (60 s up of 60, and 30 s of 60: 45 s of 60).
+        store
+            .write(&Batch {
+                by: prod("m-2"),
+                minutes: vec![minute(minute0, "orders", 30_000)],
+                ..Batch::default()
+            })
+            .unwrap();
+        // Another fleet's records are not this fleet's.
+        store
+            .write(&Batch {
+                by: WrittenBy {
+                    fleet: "broker-b/staging".into(),
+                    monitor: "m-3".into(),
+                },
+                transitions: vec![transition_at(now - 1200, "orders", "down")],
+                services: vec![service_change(now - 1200, "orders", "degraded")],
+                minutes: vec![minute(minute0, "orders", 0)],
+            })
+            .unwrap();
+        // Records from before they said whose are every fleet's.
         store
             .write(&Batch {
                 by: WrittenBy::default(),
-                transitions: vec![],
-                services: vec![],
-                minutes: vec![minute(minute0 + 60_000, "orders", 0)],
+                transitions: vec![transition_at(now - 1200, "ledger", "down")],
+                ..Batch::default()
             })
             .unwrap();
     }
+    let prod_fleet = "broker-a/prod";
     // A new connection, as after a restart; migrations run again as no-ops.
     let mut store = history::open(settings).expect("opens again");
     let orders = store
-        .transitions(Who::Service("orders"), now - day, 10)
+        .transitions(prod_fleet, Who::Service("orders"), now - day, 10)
         .unwrap();
     assert_eq!(
         orders
@@ -119,25 +163,31 @@ fn store_contract(settings: &HistorySettings) {
     assert_eq!(orders[0], transition_at(now - 1000, "orders", "up"));
     assert_eq!(
         store
-            .transitions(Who::Everyone, now - day, 10)
+            .transitions(prod_fleet, Who::Everyone, now - day, 10)
             .unwrap()
             .len(),
-        3
+        4,
+        "orders twice, payments, and the ledger's from before fleets"
     );
+    let ledger = store.transitions("broker-b/staging", Who::Service("ledger"), 0, 10);
+    assert_eq!(ledger.unwrap().len(), 1, "a record from before fleets");
     let mut one = |instance| {
         store
-            .transitions(Who::Instance("orders", instance), now - day, 10)
+            .transitions(prod_fleet, Who::Instance("orders", instance), now - day, 10)
             .unwrap()
     };
     assert_eq!(one("i-1"), orders);
     assert!(one("i-9").is_empty());
-    let newest = store.transitions(Who::Service("orders"), now - day, 1);
+    let newest = store.transitions(prod_fleet, Who::Service("orders"), now - day, 1);
     assert_eq!(newest.unwrap().len(), 1);
-    let uptime = store.uptime(now - day).unwrap();
+    let uptime = store.uptime(prod_fleet, now - day).unwrap();
     assert_eq!(uptime.len(), 1, "{uptime:?}");
-    assert_eq!((uptime[0].up_ms, uptime[0].observed_ms), (90_000, 180_000));
-    assert_eq!(uptime[0].ratio(), Some(0.5));
-    let changes = store.service_changes("orders", now - day, 10).unwrap();
+    // minute0: 45 s of 60 (two monitors side by side); the next: 30 s of
+    // 40 + 20 (one monitor, restarted).
+    assert_eq!((uptime[0].up_ms, uptime[0].observed_ms), (75_000, 120_000));
+    let changes = store
+        .service_changes(prod_fleet, "orders", now - day, 10)
+        .unwrap();
     assert_eq!(
         changes
             .iter()
@@ -147,7 +197,20 @@ fn store_contract(settings: &HistorySettings) {
         "newest first, only since"
     );
     assert_eq!(changes[0], service_change(now - 900, "orders", "full"));
-    assert!(store.service_changes("payments", 0, 10).unwrap().is_empty());
+    assert!(
+        store
+            .service_changes(prod_fleet, "payments", 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    let staging = store.service_changes("broker-b/staging", "orders", 0, 10);
+    assert_eq!(staging.unwrap().len(), 1, "the other fleet's own change");
+    let staging = store.uptime("broker-b/staging", now - day).unwrap();
+    assert_eq!(
+        (staging[0].up_ms, staging[0].observed_ms),
+        (0, 60_000),
+        "the other fleet's own minute"
+    );
     // What a restart takes back: each instance's last state in this fleet.
     store
         .write(&Batch {
@@ -208,12 +271,16 @@ fn store_contract(settings: &HistorySettings) {
         Duration::from_secs(24 * 3600),
     )
     .unwrap();
-    assert_eq!(staging.len(), 1);
+    assert_eq!(
+        staging.len(),
+        2,
+        "elsewhere and its own orders: {staging:#?}"
+    );
     // Retention: what is older goes.
     assert_eq!(store.prune(now - 30 * day).unwrap(), 3);
     assert_eq!(
         store
-            .transitions(Who::Service("orders"), 0, 10)
+            .transitions(prod_fleet, Who::Service("orders"), 0, 10)
             .unwrap()
             .len(),
         2
@@ -295,7 +362,9 @@ fn history_survives_a_restart(env: (&str, &str), settings: &HistorySettings) {
     assert!(!stderr.contains("skipping"), "{stderr}");
 
     let mut store = history::open(settings).unwrap();
-    let kept = store.transitions(Who::Service(&name), 0, 10).unwrap();
+    let kept = store
+        .transitions(FLEET, Who::Service(&name), 0, 10)
+        .unwrap();
     assert_eq!(
         kept.iter()
             .map(|t| (t.from.as_str(), t.to.as_str(), t.reason.as_str()))
@@ -312,7 +381,7 @@ fn history_survives_a_restart(env: (&str, &str), settings: &HistorySettings) {
     assert!(kept[2].silent_ms.is_some_and(|ms| ms > TIMEOUT_MS as i64));
     assert!(kept[4].rtt_ms.is_some());
     // The minutes each run watched, closed when it stopped.
-    let uptime = store.uptime(0).unwrap();
+    let uptime = store.uptime(FLEET, 0).unwrap();
     let ours = uptime
         .iter()
         .find(|u| u.service == name)
@@ -467,7 +536,6 @@ fn without_history_the_api_says_so() {
 /// By default the database is `heartbeat.db` in the state directory,
 /// readable by its user only, and never in the working directory.
 #[test]
-#[ignore = "fails on a quiet broker (2026-12-07): the file appears only with the first write, and nothing may be written within 10 s; make the test start a service"]
 fn the_default_history_database_is_private_in_the_state_directory() {
     use std::os::unix::fs::PermissionsExt;
     let dir = TempDir::new("history-test");
@@ -492,6 +560,9 @@ fn the_default_history_database_is_private_in_the_state_directory() {
             UP_WITHIN,
             &format!("history={}", expected.to_string_lossy()),
         );
+        // The file comes with the first write: a service seen is one, even
+        // on a broker where nothing else runs.
+        let _service = mock(BROKER, &unique("private"), "p-1", &[]);
         wait_for(Duration::from_secs(10), "the database created", || {
             expected.exists().then_some(())
         });

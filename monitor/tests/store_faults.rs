@@ -73,7 +73,7 @@ fn settings(path: &Path) -> HistorySettings {
 fn stored(path: &Path, service: &str) -> Vec<(String, String)> {
     let mut store = history::open(&settings(path)).expect("the store opens");
     let mut rows: Vec<(String, String)> = store
-        .transitions(Who::Service(service), 0, 100)
+        .transitions(FLEET, Who::Service(service), 0, 100)
         .unwrap()
         .into_iter()
         .map(|t| (t.to, t.reason))
@@ -381,7 +381,7 @@ fn a_postgresql_connection_dropped_mid_run_is_reconnected_and_nothing_is_lost() 
                 ..settings(Path::new(""))
             })
             .ok()?;
-            let kept = store.transitions(Who::Service(&name), 0, 10).ok()?;
+            let kept = store.transitions(FLEET, Who::Service(&name), 0, 10).ok()?;
             (kept.len() == 3).then_some(())
         },
     );

@@ -180,9 +180,11 @@ pub trait Store: Send {
         Ok(())
     }
     fn write(&mut self, batch: &Batch) -> Result<(), HistoryError>;
-    /// Newest first; everyone's, one service's, or one instance's.
+    /// Newest first; everyone's, one service's, or one instance's, in
+    /// `fleet` (with the records from before they said whose).
     fn transitions(
         &mut self,
+        fleet: &str,
         who: Who<'_>,
         since_ms: i64,
         limit: usize,
@@ -190,6 +192,7 @@ pub trait Store: Send {
     /// One service's changes of strength, newest first.
     fn service_changes(
         &mut self,
+        fleet: &str,
         service: &str,
         since_ms: i64,
         limit: usize,
@@ -197,8 +200,9 @@ pub trait Store: Send {
     /// Each instance's latest transition in `fleet` (in no particular
     /// order; ties at one millisecond may give an instance twice).
     fn last_transitions(&mut self, fleet: &str) -> Result<Vec<StoredTransition>, HistoryError>;
-    /// Per instance, over the minutes that started at or after `since_ms`.
-    fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError>;
+    /// Per instance in `fleet`, over the minutes that started at or after
+    /// `since_ms` (each minute counted once, whoever wrote it).
+    fn uptime(&mut self, fleet: &str, since_ms: i64) -> Result<Vec<Uptime>, HistoryError>;
     /// Delete what is older than `before_ms`; how many rows went.
     fn prune(&mut self, before_ms: i64) -> Result<u64, HistoryError>;
     /// Keep a silence, or update its end and reason (an early expiry).
@@ -346,13 +350,18 @@ impl Past {
 
 /// Read what the dashboard restores: transitions from before `before_ms`
 /// (this run's own are live already) and uptimes. Blocks.
-pub fn load_past(store: &mut dyn Store, before_ms: i64, now_ms: i64) -> Result<Past, HistoryError> {
-    let mut transitions = store.transitions(Who::Everyone, 0, PAST_TRANSITIONS * 2)?;
+pub fn load_past(
+    store: &mut dyn Store,
+    fleet: &str,
+    before_ms: i64,
+    now_ms: i64,
+) -> Result<Past, HistoryError> {
+    let mut transitions = store.transitions(fleet, Who::Everyone, 0, PAST_TRANSITIONS * 2)?;
     transitions.retain(|t| t.at_ms < before_ms);
     transitions.truncate(PAST_TRANSITIONS);
     let mut uptime: HashMap<InstanceKey, StoredUptimes> = HashMap::new();
     for (i, days) in UPTIME_WINDOWS_DAYS.iter().enumerate() {
-        for u in store.uptime(now_ms - days * DAY_MS)? {
+        for u in store.uptime(fleet, now_ms - days * DAY_MS)? {
             uptime
                 .entry(InstanceKey::new(u.service.clone(), u.instance.clone()))
                 .or_default()[i] = Some(u.figure(*days));
@@ -503,6 +512,7 @@ pub struct ServiceHistory {
 
 pub async fn service_history(
     settings: &HistorySettings,
+    fleet: String,
     service: String,
     instance: Option<String>,
     limit: usize,
@@ -514,14 +524,14 @@ pub async fn service_history(
             Some(instance) => Who::Instance(&service, instance),
             None => Who::Service(&service),
         };
-        let rows = store.transitions(who, 0, limit)?;
+        let rows = store.transitions(&fleet, who, 0, limit)?;
         let changes = match instance {
             Some(_) => Vec::new(),
-            None => store.service_changes(&service, 0, limit)?,
+            None => store.service_changes(&fleet, &service, 0, limit)?,
         };
         let mut uptime = Vec::new();
         for days in UPTIME_WINDOWS_DAYS {
-            for u in store.uptime(now_ms - days * DAY_MS)? {
+            for u in store.uptime(&fleet, now_ms - days * DAY_MS)? {
                 let ours =
                     u.service == service && instance.as_ref().is_none_or(|i| *i == u.instance);
                 if ours {
@@ -592,7 +602,18 @@ pub struct History {
     /// Where the engine's updates reach the history.
     pub sink: Sink,
     pub health: Arc<Health>,
+    /// What `GET /api/v1/history` reads: this writer's store and fleet.
+    pub reading: Reading,
     task: JoinHandle<()>,
+}
+
+/// What the HTTP API needs to read the store: where it is, whose records
+/// (the fleet this monitor watches), and how its writes go.
+#[derive(Clone)]
+pub struct Reading {
+    pub settings: HistorySettings,
+    pub fleet: String,
+    pub health: Arc<Health>,
 }
 
 /// Echoes, pings and transitions; link changes are not history.
@@ -614,8 +635,18 @@ pub fn spawn(settings: &HistorySettings, by: WrittenBy, shutdown: CancellationTo
         reachable: AtomicBool::new(true),
         ..Health::default()
     });
+    let reading = Reading {
+        settings: settings.clone(),
+        fleet: by.fleet.clone(),
+        health: health.clone(),
+    };
     let task = tokio::spawn(run(settings.clone(), by, rx, health.clone(), shutdown));
-    History { sink, health, task }
+    History {
+        sink,
+        health,
+        reading,
+        task,
+    }
 }
 
 fn stored_change(report: &ServiceReport) -> StoredServiceChange {

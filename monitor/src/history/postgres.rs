@@ -15,7 +15,9 @@ use tokio_postgres::tls::NoTlsStream;
 use tokio_postgres::{AsyncMessage, Client, Connection, NoTls, Socket};
 use tracing::debug;
 
-use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL, UPSERT_SILENCE_TAIL};
+use super::schema::{
+    CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL, UPSERT_SILENCE_TAIL, ours, uptime_query,
+};
 use super::{
     Batch, HistoryError, Store, StoredServiceChange, StoredSilence, StoredTransition, Uptime, Who,
 };
@@ -198,21 +200,30 @@ impl Store for Postgres {
             }
             let change = c
                 .prepare(
-                    "INSERT INTO service_changes (at_ms, service, from_state, to_state, up, expected)
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO service_changes (at_ms, service, from_state, to_state, up, expected, fleet, monitor)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .await?;
             for s in &batch.services {
                 c.execute(
                     &change,
-                    &[&s.at_ms, &s.service, &s.from, &s.to, &s.up, &s.expected],
+                    &[
+                        &s.at_ms,
+                        &s.service,
+                        &s.from,
+                        &s.to,
+                        &s.up,
+                        &s.expected,
+                        &batch.by.fleet,
+                        &batch.by.monitor,
+                    ],
                 )
                 .await?;
             }
             let upsert = c
                 .prepare(&format!(
-                    "INSERT INTO minutes (minute_ms, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) {UPSERT_MINUTE_TAIL}"
+                    "INSERT INTO minutes (minute_ms, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms, fleet, monitor)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) {UPSERT_MINUTE_TAIL}"
                 ))
                 .await?;
             for m in &batch.minutes {
@@ -228,6 +239,8 @@ impl Store for Postgres {
                         &m.rtt_p99_ms,
                         &m.up_ms,
                         &m.observed_ms,
+                        &batch.by.fleet,
+                        &batch.by.monitor,
                     ],
                 )
                 .await?;
@@ -238,6 +251,7 @@ impl Store for Postgres {
 
     fn transitions(
         &mut self,
+        fleet: &str,
         who: Who<'_>,
         since_ms: i64,
         limit: usize,
@@ -245,17 +259,19 @@ impl Store for Postgres {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (filter, names): (&str, Vec<&str>) = match who {
             Who::Everyone => ("", vec![]),
-            Who::Service(service) => ("service = $3 AND", vec![service]),
+            Who::Service(service) => ("service = $4 AND", vec![service]),
             Who::Instance(service, instance) => (
-                "service = $3 AND instance = $4 AND",
+                "service = $4 AND instance = $5 AND",
                 vec![service, instance],
             ),
         };
-        let sql =
-            format!("{SELECT_TRANSITIONS} WHERE {filter} at_ms >= $1 ORDER BY at_ms DESC LIMIT $2");
+        let sql = format!(
+            "{SELECT_TRANSITIONS} WHERE {filter} {} AND at_ms >= $1 ORDER BY at_ms DESC LIMIT $2",
+            ours("$3")
+        );
         let rows = self.call(|c| async move {
             let mut values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                vec![&since_ms, &limit];
+                vec![&since_ms, &limit, &fleet];
             values.extend(
                 names
                     .iter()
@@ -281,19 +297,19 @@ impl Store for Postgres {
 
     fn service_changes(
         &mut self,
+        fleet: &str,
         service: &str,
         since_ms: i64,
         limit: usize,
     ) -> Result<Vec<StoredServiceChange>, HistoryError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self.call(|c| async move {
-            c.query(
-                "SELECT at_ms, service, from_state, to_state, up, expected FROM service_changes
-                 WHERE service = $1 AND at_ms >= $2 ORDER BY at_ms DESC LIMIT $3",
-                &[&service, &since_ms, &limit],
-            )
-            .await
-        })?;
+        let sql = format!(
+            "SELECT at_ms, service, from_state, to_state, up, expected FROM service_changes
+             WHERE service = $1 AND {} AND at_ms >= $2 ORDER BY at_ms DESC LIMIT $3",
+            ours("$4")
+        );
+        let rows = self
+            .call(|c| async move { c.query(&sql, &[&service, &since_ms, &limit, &fleet]).await })?;
         Ok(rows
             .iter()
             .map(|row| StoredServiceChange {
@@ -307,15 +323,12 @@ impl Store for Postgres {
             .collect())
     }
 
-    fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError> {
-        let rows = self.call(|c| async move {
-            c.query(
-                "SELECT service, instance, SUM(up_ms)::BIGINT, SUM(observed_ms)::BIGINT FROM minutes
-                 WHERE minute_ms >= $1 GROUP BY service, instance",
-                &[&since_ms],
-            )
-            .await
-        })?;
+    fn uptime(&mut self, fleet: &str, since_ms: i64) -> Result<Vec<Uptime>, HistoryError> {
+        // PostgreSQL sums BIGINTs into NUMERIC: cast back.
+        let sql = uptime_query("$1", "$2")
+            .replace("SUM(up_ms)", "SUM(up_ms)::BIGINT")
+            .replace("SUM(observed_ms)", "SUM(observed_ms)::BIGINT");
+        let rows = self.call(|c| async move { c.query(&sql, &[&since_ms, &fleet]).await })?;
         Ok(rows
             .iter()
             .map(|row| Uptime {

@@ -72,17 +72,77 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     );
     CREATE INDEX silences_by_end ON silences (ends_at_ms);",
     ),
+    (
+        5,
+        // Service changes and minutes say whose they are too, as
+        // transitions do since 3: a monitor reads back only its own fleet's
+        // records, and members of a group that share a store each keep
+        // their own minutes (read back as at most a minute each).
+        // A primary key cannot be altered in SQLite: minutes are copied.
+        "ALTER TABLE service_changes ADD COLUMN fleet TEXT NOT NULL DEFAULT '';
+    ALTER TABLE service_changes ADD COLUMN monitor TEXT NOT NULL DEFAULT '';
+    CREATE INDEX service_changes_by_fleet ON service_changes (fleet, service, at_ms);
+    CREATE TABLE minutes_v5 (
+        minute_ms BIGINT NOT NULL,
+        fleet TEXT NOT NULL,
+        monitor TEXT NOT NULL,
+        service TEXT NOT NULL,
+        instance TEXT NOT NULL,
+        echoes BIGINT NOT NULL,
+        misses BIGINT NOT NULL,
+        rtt_p50_ms DOUBLE PRECISION,
+        rtt_p99_ms DOUBLE PRECISION,
+        up_ms BIGINT NOT NULL,
+        observed_ms BIGINT NOT NULL,
+        PRIMARY KEY (fleet, monitor, service, instance, minute_ms)
+    );
+    INSERT INTO minutes_v5 (minute_ms, fleet, monitor, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms)
+        SELECT minute_ms, '', '', service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms FROM minutes;
+    DROP TABLE minutes;
+    ALTER TABLE minutes_v5 RENAME TO minutes;
+    CREATE INDEX minutes_by_fleet ON minutes (fleet, minute_ms);",
+    ),
 ];
+
+/// Records written before version 3 (transitions) or 5 (service changes,
+/// minutes) say no fleet: they are read back with every fleet's, so that an
+/// upgrade loses no history.
+pub fn ours(fleet_parameter: &str) -> String {
+    format!("(fleet = {fleet_parameter} OR fleet = '')")
+}
 
 /// A silence saved twice (expired early) keeps its id and takes the new end.
 pub const UPSERT_SILENCE_TAIL: &str =
     "ON CONFLICT (id) DO UPDATE SET ends_at_ms = excluded.ends_at_ms, reason = excluded.reason";
 
 /// A minute written twice (a restart within it) adds up.
-pub const UPSERT_MINUTE_TAIL: &str = "ON CONFLICT (service, instance, minute_ms) DO UPDATE SET
+pub const UPSERT_MINUTE_TAIL: &str =
+    "ON CONFLICT (fleet, monitor, service, instance, minute_ms) DO UPDATE SET
     echoes = minutes.echoes + excluded.echoes,
     misses = minutes.misses + excluded.misses,
     rtt_p50_ms = COALESCE(excluded.rtt_p50_ms, minutes.rtt_p50_ms),
     rtt_p99_ms = COALESCE(excluded.rtt_p99_ms, minutes.rtt_p99_ms),
     up_ms = minutes.up_ms + excluded.up_ms,
     observed_ms = minutes.observed_ms + excluded.observed_ms";
+
+/// Per instance, its up and judged milliseconds over the minutes from
+/// `since` in `fleet`. Monitors one after the other (a restart, with a new
+/// id, within a minute) judged different parts of a minute: their figures
+/// add up. Monitors side by side (a group sharing the store) judged the
+/// same part: a minute never counts for more than a minute, so where the
+/// sum exceeds it, both figures are scaled down to it, which keeps the
+/// ratio of the members' views put together.
+pub fn uptime_query(since: &str, fleet: &str) -> String {
+    format!(
+        "SELECT service, instance, SUM(up_ms), SUM(observed_ms) FROM (
+            SELECT service, instance, minute_ms,
+                CASE WHEN SUM(observed_ms) > 60000
+                    THEN SUM(up_ms) * 60000 / SUM(observed_ms) ELSE SUM(up_ms) END AS up_ms,
+                CASE WHEN SUM(observed_ms) > 60000
+                    THEN 60000 ELSE SUM(observed_ms) END AS observed_ms
+            FROM minutes WHERE {} AND minute_ms >= {since}
+            GROUP BY service, instance, minute_ms
+         ) per_minute GROUP BY service, instance",
+        ours(fleet)
+    )
+}

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 
-use super::schema::{CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL, UPSERT_SILENCE_TAIL};
+use super::schema::{
+    CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL, UPSERT_SILENCE_TAIL, ours, uptime_query,
+};
 use super::{
     Batch, HistoryError, Store, StoredServiceChange, StoredSilence, StoredTransition, Uptime, Who,
 };
@@ -178,19 +180,28 @@ impl Sqlite {
             }
             let mut change = tx
                 .prepare_cached(
-                    "INSERT INTO service_changes (at_ms, service, from_state, to_state, up, expected)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO service_changes (at_ms, service, from_state, to_state, up, expected, fleet, monitor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 )
                 .map_err(err)?;
             for c in &batch.services {
                 change
-                    .execute(params![c.at_ms, c.service, c.from, c.to, c.up, c.expected])
+                    .execute(params![
+                        c.at_ms,
+                        c.service,
+                        c.from,
+                        c.to,
+                        c.up,
+                        c.expected,
+                        batch.by.fleet,
+                        batch.by.monitor
+                    ])
                     .map_err(err)?;
             }
             let mut upsert = tx
                 .prepare_cached(&format!(
-                    "INSERT INTO minutes (minute_ms, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) {UPSERT_MINUTE_TAIL}"
+                    "INSERT INTO minutes (minute_ms, service, instance, echoes, misses, rtt_p50_ms, rtt_p99_ms, up_ms, observed_ms, fleet, monitor)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) {UPSERT_MINUTE_TAIL}"
                 ))
                 .map_err(err)?;
             for m in &batch.minutes {
@@ -204,7 +215,9 @@ impl Sqlite {
                         m.rtt_p50_ms,
                         m.rtt_p99_ms,
                         m.up_ms,
-                        m.observed_ms
+                        m.observed_ms,
+                        batch.by.fleet,
+                        batch.by.monitor
                     ])
                     .map_err(err)?;
             }
@@ -227,6 +240,7 @@ impl Store for Sqlite {
 
     fn transitions(
         &mut self,
+        fleet: &str,
         who: Who<'_>,
         since_ms: i64,
         limit: usize,
@@ -234,19 +248,20 @@ impl Store for Sqlite {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (filter, names): (&str, Vec<&str>) = match who {
             Who::Everyone => ("", vec![]),
-            Who::Service(service) => ("service = ?3 AND", vec![service]),
+            Who::Service(service) => ("service = ?4 AND", vec![service]),
             Who::Instance(service, instance) => (
-                "service = ?3 AND instance = ?4 AND",
+                "service = ?4 AND instance = ?5 AND",
                 vec![service, instance],
             ),
         };
         let mut stmt = self
             .conn
             .prepare_cached(&format!(
-                "{SELECT_TRANSITIONS} WHERE {filter} at_ms >= ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2"
+                "{SELECT_TRANSITIONS} WHERE {filter} {} AND at_ms >= ?1 ORDER BY at_ms DESC, rowid DESC LIMIT ?2",
+                ours("?3")
             ))
             .map_err(err)?;
-        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&since_ms, &limit];
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&since_ms, &limit, &fleet];
         values.extend(names.iter().map(|n| n as &dyn rusqlite::ToSql));
         let rows = stmt
             .query_map(values.as_slice(), row_to_transition)
@@ -272,6 +287,7 @@ impl Store for Sqlite {
 
     fn service_changes(
         &mut self,
+        fleet: &str,
         service: &str,
         since_ms: i64,
         limit: usize,
@@ -279,13 +295,14 @@ impl Store for Sqlite {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self
             .conn
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "SELECT at_ms, service, from_state, to_state, up, expected FROM service_changes
-                 WHERE service = ?1 AND at_ms >= ?2 ORDER BY at_ms DESC, rowid DESC LIMIT ?3",
-            )
+                 WHERE service = ?1 AND {} AND at_ms >= ?2 ORDER BY at_ms DESC, rowid DESC LIMIT ?3",
+                ours("?4")
+            ))
             .map_err(err)?;
         let rows = stmt
-            .query_map(params![service, since_ms, limit], |row| {
+            .query_map(params![service, since_ms, limit, fleet], |row| {
                 Ok(StoredServiceChange {
                     at_ms: row.get(0)?,
                     service: row.get(1)?,
@@ -299,16 +316,13 @@ impl Store for Sqlite {
         rows.collect::<Result<_, _>>().map_err(err)
     }
 
-    fn uptime(&mut self, since_ms: i64) -> Result<Vec<Uptime>, HistoryError> {
+    fn uptime(&mut self, fleet: &str, since_ms: i64) -> Result<Vec<Uptime>, HistoryError> {
         let mut stmt = self
             .conn
-            .prepare_cached(
-                "SELECT service, instance, SUM(up_ms), SUM(observed_ms) FROM minutes
-                 WHERE minute_ms >= ?1 GROUP BY service, instance",
-            )
+            .prepare_cached(&uptime_query("?1", "?2"))
             .map_err(err)?;
         let rows = stmt
-            .query_map([since_ms], |row| {
+            .query_map(params![since_ms, fleet], |row| {
                 Ok(Uptime {
                     service: row.get(0)?,
                     instance: row.get(1)?,

@@ -15,11 +15,10 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::history::Health;
+use crate::history::Reading;
 use crate::metrics::{self, Metrics};
 use crate::quiet::{self, Quiet};
 use crate::status::Snapshots;
-use heartbeat_config::HistorySettings;
 
 /// The status page: one self-contained file, built into the binary.
 const PAGE: &str = include_str!("page.html");
@@ -28,9 +27,9 @@ const PAGE: &str = include_str!("page.html");
 struct Shared {
     snapshots: Snapshots,
     metrics: Arc<Metrics>,
-    /// The store `/api/v1/history` reads, when history is kept, and how its writes go.
-    history: Option<HistorySettings>,
-    history_health: Option<Arc<Health>>,
+    /// The store `/api/v1/history` reads (this monitor's fleet), when
+    /// history is kept, and how its writes go.
+    history: Option<Reading>,
     /// The silences the API writes, and the tokens it checks.
     quiet: Quiet,
 }
@@ -41,16 +40,14 @@ pub async fn serve(
     listener: TcpListener,
     snapshots: Snapshots,
     metrics: Arc<Metrics>,
-    history: Option<(HistorySettings, Arc<Health>)>,
+    history: Option<Reading>,
     quiet: Quiet,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let (history, history_health) = history.unzip();
     let shared = Shared {
         snapshots,
         metrics,
         history,
-        history_health,
         quiet,
     };
     axum::serve(listener, router(shared))
@@ -149,7 +146,7 @@ async fn history(
             "the service parameter is required: /api/v1/history?service=NAME".into(),
         );
     };
-    let Some(settings) = &shared.history else {
+    let Some(reading) = &shared.history else {
         return (
             StatusCode::NOT_FOUND,
             "no history is kept: set [history] path or url\n",
@@ -157,9 +154,14 @@ async fn history(
             .into_response();
     };
     let limit = query.limit.unwrap_or(HISTORY_LIMIT);
-    match crate::history::service_history(settings, service.clone(), query.instance.clone(), limit)
-        .await
-    {
+    let found = crate::history::service_history(
+        &reading.settings,
+        reading.fleet.clone(),
+        service.clone(),
+        query.instance.clone(),
+        limit,
+    );
+    match found.await {
         Ok(found) => {
             let mut body = serde_json::json!({
                 "service": service,
@@ -182,9 +184,9 @@ async fn history(
 async fn healthz(State(shared): State<Shared>) -> Response {
     let snapshot = shared.snapshots.fresh().await;
     let history = shared
-        .history_health
+        .history
         .as_ref()
-        .and_then(|h| h.problem())
+        .and_then(|h| h.health.problem())
         .map(|problem| format!("; history store failing: {problem}"))
         .unwrap_or_default();
     match snapshot.health(tokio::time::Instant::now()) {

@@ -24,6 +24,9 @@ pub use receiver::{Hook, Received, hook_event};
 
 /// The shared broker every machine of this project runs.
 pub const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The fleet a monitor on [`BROKER`] records its history under (its host and vhost).
+#[allow(dead_code)]
+pub const FLEET: &str = "127.0.0.1:5672/%2f";
 
 /// Fast enough for tests, slow enough for a loaded two-core CI machine.
 pub const INTERVAL_MS: u64 = 200;
