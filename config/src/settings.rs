@@ -65,6 +65,14 @@ pub struct HttpSettings {
     /// wins). Neither: reads are open.
     #[serde(default)]
     pub read_token_file: String,
+    /// The most connections served at once; more wait in the kernel's
+    /// backlog (a flood of them must not take the broker link's descriptors).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_max_connections() -> usize {
+    256
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -122,6 +122,12 @@ impl Settings {
                 ),
             );
         }
+        if self.http.max_connections == 0 {
+            return bad(
+                "http.max_connections",
+                "0 would serve nobody; give at least 1 (the default is 256)".into(),
+            );
+        }
         self.broker
             .url
             .parse::<BrokerUrls>()

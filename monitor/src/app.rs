@@ -380,6 +380,7 @@ fn serve_http(
         metrics.clone(),
         history,
         quiet,
+        settings.http.max_connections,
         shutdown.clone(),
     );
     tokio::spawn(async move {

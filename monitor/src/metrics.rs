@@ -95,7 +95,32 @@ pub struct Metrics {
     history_dropped: Counter,
     history_up: Gauge,
     history_waiting: Gauge,
+    /// The HTTP endpoint's connections (`http::server`), caught up on each scrape.
+    pub http: Arc<HttpStats>,
+    http_open: Gauge,
+    http_max: Gauge,
+    http_accepted: Counter,
+    http_at_cap: Counter,
+    http_header_timeouts: Counter,
+    http_accept_errors: Counter,
     scrape: Mutex<()>,
+}
+
+/// What the endpoint counts, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct HttpStats {
+    /// Connections served now.
+    pub open: AtomicU64,
+    /// The cap in force (after fitting it to the descriptor limit).
+    pub max: AtomicU64,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Times the cap was reached and new connections had to wait.
+    pub at_cap: AtomicU64,
+    /// Connections closed for sending no complete headers in time.
+    pub header_timeouts: AtomicU64,
+    /// Accepts that failed (out of descriptors, mostly).
+    pub accept_errors: AtomicU64,
 }
 
 /// Where the sinks keep their own counters: `[[notify]]` targets and the
@@ -146,6 +171,13 @@ impl Metrics {
             history_dropped: Counter::default(),
             history_up: Gauge::default(),
             history_waiting: Gauge::default(),
+            http: Arc::default(),
+            http_open: Gauge::default(),
+            http_max: Gauge::default(),
+            http_accepted: Counter::default(),
+            http_at_cap: Counter::default(),
+            http_header_timeouts: Counter::default(),
+            http_accept_errors: Counter::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -225,6 +257,36 @@ impl Metrics {
             "How late the monitor's runtime ran its latest 100 ms timer tick",
             Unit::Seconds,
             metrics.lag.clone(),
+        );
+        registry.register(
+            "heartbeat_http_connections_open",
+            "Connections the HTTP endpoint serves now",
+            metrics.http_open.clone(),
+        );
+        registry.register(
+            "heartbeat_http_connections_max",
+            "The most connections the HTTP endpoint serves at once ([http] max_connections, fitted to the descriptor limit); more wait",
+            metrics.http_max.clone(),
+        );
+        registry.register(
+            "heartbeat_http_connections_accepted",
+            "Connections the HTTP endpoint accepted",
+            metrics.http_accepted.clone(),
+        );
+        registry.register(
+            "heartbeat_http_connections_at_cap",
+            "Times the HTTP endpoint reached its connection cap, so new connections waited",
+            metrics.http_at_cap.clone(),
+        );
+        registry.register(
+            "heartbeat_http_header_timeouts",
+            "Connections closed for not sending a request's headers in time",
+            metrics.http_header_timeouts.clone(),
+        );
+        registry.register(
+            "heartbeat_http_accept_errors",
+            "Connections the HTTP endpoint could not accept (out of descriptors, mostly)",
+            metrics.http_accept_errors.clone(),
         );
         registry.register(
             "heartbeat_updates_dropped",
@@ -445,6 +507,15 @@ impl Metrics {
             counter.inc_by(total.saturating_sub(counter.get()));
         };
         catch_up(&self.received, self.link_stats.received());
+        let http = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        self.http_open
+            .set(i64::try_from(http(&self.http.open)).unwrap_or(i64::MAX));
+        self.http_max
+            .set(i64::try_from(http(&self.http.max)).unwrap_or(i64::MAX));
+        catch_up(&self.http_accepted, http(&self.http.accepted));
+        catch_up(&self.http_at_cap, http(&self.http.at_cap));
+        catch_up(&self.http_header_timeouts, http(&self.http.header_timeouts));
+        catch_up(&self.http_accept_errors, http(&self.http.accept_errors));
         catch_up(&self.published, self.link_stats.published());
         catch_up(&self.publish_dropped, self.link_stats.dropped());
         for reason in RejectReason::ALL {

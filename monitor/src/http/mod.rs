@@ -20,6 +20,8 @@ use crate::metrics::{self, Metrics};
 use crate::quiet::{self, Quiet};
 use crate::status::Snapshots;
 
+pub mod server;
+
 /// The status page: one self-contained file, built into the binary.
 const PAGE: &str = include_str!("page.html");
 
@@ -42,17 +44,18 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     history: Option<Reading>,
     quiet: Quiet,
+    max_connections: usize,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let stats = metrics.http.clone();
+    let cap = server::fitted_cap(max_connections, server::raise_descriptor_limit());
     let shared = Shared {
         snapshots,
         metrics,
         history,
         quiet,
     };
-    axum::serve(listener, router(shared))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    server::serve(listener, router(shared), cap, stats, shutdown).await
 }
 
 fn router(shared: Shared) -> Router {

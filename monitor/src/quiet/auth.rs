@@ -246,6 +246,7 @@ mod tests {
             listen: String::new(),
             token_file: file.display().to_string(),
             read_token_file: String::new(),
+            max_connections: 256,
         };
         let from_file = Tokens::load(&http, |_| None).unwrap();
         assert_eq!(

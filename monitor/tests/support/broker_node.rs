@@ -216,15 +216,7 @@ impl PrivateBroker {
     /// Run `rabbitmqctl` against this node, e.g. `["close_all_connections", "test"]`.
     /// Panics with the tool's output when it fails, since the test cannot go on.
     pub fn ctl(&self, args: &[&str]) -> Output {
-        // The server's own copy, not the /usr/sbin wrapper, which switches to the
-        // rabbitmq user and so to that user's Erlang cookie, not this node's.
-        let output = Command::new(CTL)
-            .env("HOME", &self.dir)
-            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
-            .args(["-n", &format!("{}@localhost", self.name)])
-            .args(args)
-            .output()
-            .expect("rabbitmqctl runs");
+        let output = self.try_ctl(args);
         assert!(
             output.status.success(),
             "rabbitmqctl {args:?} failed:\n{}{}",
@@ -232,6 +224,19 @@ impl PrivateBroker {
             String::from_utf8_lossy(&output.stderr)
         );
         output
+    }
+
+    /// `ctl` that returns a failure instead of panicking on it.
+    pub fn try_ctl(&self, args: &[&str]) -> Output {
+        // The server's own copy, not the /usr/sbin wrapper, which switches to the
+        // rabbitmq user and so to that user's Erlang cookie, not this node's.
+        Command::new(CTL)
+            .env("HOME", &self.dir)
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .args(["-n", &format!("{}@localhost", self.name)])
+            .args(args)
+            .output()
+            .expect("rabbitmqctl runs")
     }
 
     /// Close every client connection from the broker's side, as an operator
