@@ -956,6 +956,11 @@ impl GroupSession {
                 biased;
                 _ = p.token.cancelled() => return Ok(()),
                 event = self.events.next() => match event {
+                    // A standby's refused claim: the broker closed that one
+                    // channel (`claim` saw the refusal), not the connection.
+                    // Taken for a lost link, it made every standby reconnect
+                    // at each claim, dropping what the group said meanwhile.
+                    Some(Event::Error(error)) if locked(&error).is_some() => {}
                     Some(Event::Error(error)) => return Err(error),
                     Some(_) => {}
                     None => return Err(lost("the connection's event stream ended")),
