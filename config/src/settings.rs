@@ -50,6 +50,16 @@ pub struct Settings {
 pub struct GroupSettings {
     /// Monitors with the same name form a group; empty: no group.
     pub name: String,
+    /// Members that must judge a subject DOWN for the group; 0: a majority
+    /// of the members alive.
+    pub quorum: usize,
+}
+
+impl GroupSettings {
+    /// The quorum set, or `None` for a majority of the members alive.
+    pub fn quorum(&self) -> Option<usize> {
+        (self.quorum > 0).then_some(self.quorum)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -161,15 +161,24 @@ pub async fn run(
         .named_services()
         .filter_map(|name| Some((name.clone(), settings.detection_for(name).instances?)))
         .collect();
-    let model = fleet::Shared::new(
-        Fleet::new(
-            &settings.expect,
-            tokio::time::Instant::now(),
-            chrono::Utc::now(),
-        )
-        .with_expected(expected)
-        .with_quiet(quiet.clone()),
-    );
+    let mut fleet = Fleet::new(
+        &settings.expect,
+        tokio::time::Instant::now(),
+        chrono::Utc::now(),
+    )
+    .with_expected(expected)
+    .with_quiet(quiet.clone());
+    // A monitor group meets on the broker; the demo has none.
+    let grouped = matches!(source, Source::Broker { .. }) && !settings.group.name.is_empty();
+    if grouped {
+        fleet = fleet.with_group(group::part(
+            &settings.group.name,
+            &monitor_id,
+            settings.group.quorum(),
+            settings.interval,
+        ));
+    }
+    let model = fleet::Shared::new(fleet);
     let (to_model, engine_rx) = Sink::new("fleet", SINK_QUEUE, fleet::everything);
     let stats = link.stats.clone();
     let (reloads, engine_reloads) = mpsc::channel(1);
@@ -182,9 +191,8 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    // A monitor group meets on the broker; the demo has none.
     let group = match &source {
-        Source::Broker { url, .. } if !settings.group.name.is_empty() => Some(group::spawn(
+        Source::Broker { url, .. } if grouped => Some(group::spawn(
             group::Config {
                 name: settings.group.name.clone(),
                 member: monitor_id.clone(),
@@ -192,6 +200,7 @@ pub async fn run(
                 urls: url.clone(),
                 link: group_link,
             },
+            model.clone(),
             shutdown.clone(),
         )),
         _ => None,

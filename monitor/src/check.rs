@@ -208,6 +208,12 @@ pub fn judge(document: Value, service: Option<&str>) -> Verdict {
         severity = worse(severity, Severity::of("degraded"));
         summary.push_str(&format!("; degraded: {}", degraded.join(", ")));
     }
+    // In a monitor group each instance's state is already the group's
+    // (DOWN on a quorum, UNHEARD for this member's lone DOWN): say whose.
+    if let Some(name) = document["group"]["name"].as_str() {
+        let leader = document["group"]["leader"].as_str().unwrap_or("none");
+        summary.push_str(&format!("; group {name}, leader {leader}"));
+    }
     let link = document["link"]["state"].as_str().unwrap_or("unknown");
     if link != "connected" {
         // Cut off from the broker, the monitor's states are stale.

@@ -103,6 +103,11 @@ pub struct Metrics {
     http_at_cap: Counter,
     http_header_timeouts: Counter,
     http_accept_errors: Counter,
+    /// In a monitor group: 1 on the leader, 0 elsewhere (by `group`).
+    leader: Family<Labels, Gauge>,
+    /// Per member alive, the share of this monitor's verdicts it shares.
+    agreement: Family<Labels, FloatGauge>,
+    member_alive: Family<Labels, Gauge>,
     scrape: Mutex<()>,
 }
 
@@ -178,6 +183,9 @@ impl Metrics {
             http_at_cap: Counter::default(),
             http_header_timeouts: Counter::default(),
             http_accept_errors: Counter::default(),
+            leader: Family::default(),
+            agreement: Family::default(),
+            member_alive: Family::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
@@ -360,6 +368,21 @@ impl Metrics {
             "History records waiting for the store to take them (bounded; past the bound the oldest are dropped and counted)",
             metrics.history_waiting.clone(),
         );
+        registry.register(
+            "heartbeat_leader",
+            "In a monitor group: 1 while this monitor leads (it alone sends notifications), 0 while it stands by",
+            metrics.leader.clone(),
+        );
+        registry.register(
+            "heartbeat_group_agreement",
+            "In a monitor group, per member alive: the share (0 to 1) of this monitor's verdicts (each instance's state, each service below full strength) that the member shares",
+            metrics.agreement.clone(),
+        );
+        registry.register(
+            "heartbeat_group_member_alive",
+            "In a monitor group, per member heard lately: 1 while it is alive (heard within three intervals)",
+            metrics.member_alive.clone(),
+        );
         Self {
             registry,
             ..metrics
@@ -478,6 +501,26 @@ impl Metrics {
             self.degraded
                 .get_or_create(&vec![("service", service.clone())])
                 .set(i64::from(fleet.judged.contains_key(service)));
+        }
+        self.leader.clear();
+        self.agreement.clear();
+        self.member_alive.clear();
+        if let Some(group) = crate::status::group_info(&fleet, now) {
+            let named =
+                |member: &str| vec![("group", group.name.clone()), ("member", member.to_owned())];
+            self.leader
+                .get_or_create(&vec![("group", group.name.clone())])
+                .set(i64::from(group.leading));
+            for member in &group.members {
+                self.member_alive
+                    .get_or_create(&named(&member.id))
+                    .set(i64::from(member.alive));
+                if let Some(agreement) = member.agreement {
+                    self.agreement
+                        .get_or_create(&named(&member.id))
+                        .set(agreement);
+                }
+            }
         }
         let (code, _) = link_code(&fleet.link);
         self.link_up.set(i64::from(code == "connected"));

@@ -73,6 +73,37 @@ pub struct InstanceStatus {
     /// `maintenance`, with `until`), as the fleet model marks it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mark: Option<Mark>,
+    /// In a monitor group, each member's verdict (state code) by member id,
+    /// when they are not all the same; absent when they agree.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub verdicts: std::collections::BTreeMap<String, String>,
+}
+
+/// The monitor group this monitor is in, as the fleet model has it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupInfo {
+    pub name: String,
+    /// The member leading, as heard (this one, when it leads); `null`
+    /// while none does.
+    pub leader: Option<String>,
+    /// Whether this monitor leads.
+    pub leading: bool,
+    /// Members that must judge a service DOWN for the group, now.
+    pub quorum: usize,
+    pub members: Vec<MemberInfo>,
+}
+
+/// One member of the group.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberInfo {
+    pub id: String,
+    /// Heard within three intervals (this monitor always).
+    pub alive: bool,
+    pub leader: bool,
+    /// The share (0 to 1) of this monitor's verdicts the member shares;
+    /// absent for a member not alive.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<f64>,
 }
 
 /// Uptime percentages, 0 to 100; `null` before there is anything to measure.
@@ -144,6 +175,9 @@ pub struct Document {
     pub silences: Vec<Silence>,
     /// `[[maintenance]]` windows open now.
     pub maintenance: Vec<Open>,
+    /// The monitor group, when this monitor is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupInfo>,
 }
 
 /// What the HTTP server reads: the document, and what `/healthz` needs to
@@ -237,6 +271,12 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
         .map(|row| {
             let mut status = instance_status(row, fleet.stored_uptime.get(&row.key), now, &wall_of);
             status.mark = fleet.mark(row, wall);
+            if let Some(group) = &fleet.group
+                && !row.is_placeholder()
+            {
+                let subject = (row.key.service.clone(), Some(row.key.instance.clone()));
+                status.verdicts = group.differing(&subject, row.own.code(), now);
+            }
             status
         })
         .collect();
@@ -271,6 +311,7 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
                 .collect(),
             silences: fleet.quiet().silences.active(wall),
             maintenance: fleet.quiet().maintenance().open(wall),
+            group: group_info(fleet, now),
         },
         link_connected: fleet.link == LinkStatus::Connected,
         engine_seen: fleet.engine_seen,
@@ -278,6 +319,32 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
         stall: fleet.stall,
         grace: about.grace,
     }
+}
+
+/// The group's part of the document: its name, leader, quorum and members
+/// with how far each agrees with this monitor.
+pub fn group_info(fleet: &Fleet, now: Instant) -> Option<GroupInfo> {
+    let group = fleet.group.as_ref()?;
+    let agreement: std::collections::HashMap<String, f64> = group
+        .agreement(&fleet.own_verdicts(), now)
+        .into_iter()
+        .collect();
+    Some(GroupInfo {
+        name: group.name.clone(),
+        leader: group.leader(now),
+        leading: group.leads(now),
+        quorum: group.quorum_at(now),
+        members: group
+            .members(now)
+            .into_iter()
+            .map(|m| MemberInfo {
+                agreement: agreement.get(&m.id).map(|a| (a * 1000.0).round() / 1000.0),
+                id: m.id,
+                alive: m.alive,
+                leader: m.leader,
+            })
+            .collect(),
+    })
 }
 
 fn instance_status(
@@ -318,6 +385,7 @@ fn instance_status(
                 .collect(),
         },
         mark: None,
+        verdicts: Default::default(),
     }
 }
 

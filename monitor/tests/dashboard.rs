@@ -605,3 +605,46 @@ fn mock_service_colours_only_a_terminal_and_never_under_no_color() {
     drop(tmux);
     let _ = std::fs::remove_file(log);
 }
+
+/// In a monitor group the header says whether this monitor leads or
+/// stands by, and who leads: a headless member leads first, the dashboard
+/// stands by; once that member is killed, the dashboard leads.
+#[test]
+fn the_header_says_leader_or_standby_in_a_monitor_group() {
+    let group = short_name();
+    let leader_id = format!("l{}", &short_name()[6..]);
+    let env = format!("MONITOR__GROUP__NAME={group}");
+    let mut leader = {
+        let mut command = Command::new(monitor_bin());
+        command
+            .env("MONITOR__GROUP__NAME", &group)
+            .env("MONITOR__HISTORY__PATH", "")
+            .args(["--headless", "--url", BROKER, "--id", &leader_id])
+            .args(["--interval", &format!("{INTERVAL_MS}ms")]);
+        Proc::spawn("leader", command)
+    };
+    leader.wait_stderr(Duration::from_secs(15), "this monitor leads the group");
+    let tmux = Tmux::start(&under_shell(
+        &env,
+        &[
+            "--url",
+            BROKER,
+            "--id",
+            &format!("d{}", &short_name()[2..]),
+            "--interval",
+            &format!("{INTERVAL_MS}ms"),
+        ],
+    ));
+    let line = tmux.wait_line(Duration::from_secs(20), "saying standby", |line| {
+        line.contains(&format!("group {group}: standby (leader {leader_id})"))
+    });
+    tmux.wait_line(Duration::from_secs(10), "with both alive", |line| {
+        line.contains("2 of 2 alive")
+    });
+    assert!(line.contains("● connected"), "{line}");
+    leader.kill();
+    tmux.wait_line(Duration::from_secs(10), "saying leader", |line| {
+        line.contains(&format!("group {group}: leader"))
+    });
+    quit_and_check_the_terminal_is_restored(&tmux);
+}

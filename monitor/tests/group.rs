@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use support::alertmanager::Alertmanager;
+use support::browser::{browser_dom, page_row};
 use support::*;
 
 /// The README's example ("Two monitors, one pager"), with this test's
@@ -320,4 +321,200 @@ fn failover_series() {
         ms(*takeovers.last().unwrap())
     );
     assert_eq!((duplicates, lost, am_duplicates, am_lost), (0, 0, 0, 0));
+}
+
+/// A member serving HTTP, with `env` (its key), the group and targets of
+/// `config`, and `timeout`: its base URL beside it.
+fn serving_member(config: &Path, timeout: &str, env: &[(&str, &str)]) -> (Proc, String) {
+    let id = unique("mon");
+    let mut command = std::process::Command::new(monitor_bin());
+    command
+        .env("MONITOR__DETECTION__MODE", "fixed")
+        .env_remove("HEARTBEAT_KEY")
+        .envs(env.iter().copied())
+        .args(["--headless", "--url", BROKER, "--id", &id])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .args([
+            "--interval",
+            &format!("{INTERVAL_MS}ms"),
+            "--timeout",
+            timeout,
+        ]);
+    let monitor = Proc::spawn(&format!("monitor {id}"), command);
+    let base = monitor.listen_base();
+    (monitor, base)
+}
+
+fn id_of(monitor: &Proc) -> String {
+    monitor.name.trim_start_matches("monitor ").to_owned()
+}
+
+/// `monitor status --url BASE --service NAME`: its exit code and output.
+fn status_check(base: &str, service: &str) -> (i32, String) {
+    let out = std::process::Command::new(monitor_bin())
+        .args(["status", "--url", base, "--service", service])
+        .output()
+        .expect("monitor status runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Agreement, end to end. Two members; the leader alone cannot hear a
+/// service: its key was rotated on the service and on the other member but
+/// not on the leader, which drops the service's echoes (`bad_signature`),
+/// a real way for one monitor to go deaf to one service. The leader judges
+/// it DOWN on its own; the group does not (one of two), so nobody is paged,
+/// and both members' status documents, pages, metrics and `monitor status`
+/// show the group: who leads, who is alive, the service UNHEARD on the deaf
+/// member and UP on the other, each with both verdicts. Then the service
+/// dies for both: DOWN for the group, one page.
+#[test]
+fn one_member_deaf_to_a_service_pages_nobody_and_every_view_shows_the_group() {
+    const OLD: &str = "group-agreement-key-0001";
+    const NEW: &str = "group-agreement-key-0002";
+    let mut hook = Hook::start();
+    let mut am_receiver = Hook::start();
+    let alertmanager = Alertmanager::start(&am_receiver.url("/am"));
+    let group = unique("g");
+    let config = notify_config(&hook, &alertmanager, &group);
+    let name = unique("deaf");
+    // A long timeout, so that the service's restart with its new key is no
+    // outage for the member that has both keys.
+    let timeout = "3s";
+    let (mut deaf, deaf_base) = serving_member(&config, timeout, &[("HEARTBEAT_KEY", OLD)]);
+    wait_leading(&deaf, Duration::from_secs(15));
+    let (mut hears, hears_base) = serving_member(
+        &config,
+        timeout,
+        &[("HEARTBEAT_KEY", &format!("{OLD},{NEW}"))],
+    );
+    hears.wait_stderr(Duration::from_secs(15), "joined the monitor group");
+    let (deaf_id, hears_id) = (id_of(&deaf), id_of(&hears));
+
+    // Seen from outside: the same group from either member.
+    for base in [&deaf_base, &hears_base] {
+        let doc = wait_for(Duration::from_secs(15), "both members alive", || {
+            let doc = status_document(base);
+            let alive = doc["group"]["members"]
+                .as_array()?
+                .iter()
+                .filter(|m| m["alive"] == true)
+                .count();
+            (alive == 2).then_some(doc)
+        });
+        assert_eq!(doc["group"]["name"], group.as_str(), "{doc}");
+        assert_eq!(doc["group"]["leader"], deaf_id.as_str(), "{doc}");
+        assert_eq!(doc["group"]["quorum"], 2, "{doc}");
+    }
+    let leader_series = format!("heartbeat_leader{{group=\"{group}\"}}");
+    assert_eq!(metric(&deaf_base, &leader_series), Some(1.0));
+    assert_eq!(metric(&hears_base, &leader_series), Some(0.0));
+
+    let mut service = mock_with_env(BROKER, &name, "i-1", &[], &[("HEARTBEAT_KEY", OLD)]);
+    for monitor in [&mut deaf, &mut hears] {
+        monitor.wait_json(
+            Duration::from_secs(15),
+            "first seen",
+            transition(&name, "up", "first_seen"),
+        );
+    }
+    // The key is rotated on the service; the leader has only the old one.
+    service.kill();
+    let rotated = mock_with_env(
+        BROKER,
+        &name,
+        "i-1",
+        &[],
+        &[("HEARTBEAT_KEY", &format!("{NEW},{OLD}"))],
+    );
+    deaf.wait_json(
+        Duration::from_secs(15),
+        "the deaf member's own DOWN",
+        transition(&name, "down", "timed_out"),
+    );
+    let entry_of = |base: &str| -> Option<serde_json::Value> {
+        status_entry(&status_document(base), &name).cloned()
+    };
+    let both = serde_json::json!({ &deaf_id: "down", &hears_id: "up" });
+    let deaf_entry = wait_for(
+        Duration::from_secs(10),
+        "UNHEARD on the deaf member",
+        || entry_of(&deaf_base).filter(|e| e["state"] == "unheard" && e["verdicts"] == both),
+    );
+    assert_eq!(deaf_entry["severity"], "ok", "{deaf_entry}");
+    let hears_entry = wait_for(
+        Duration::from_secs(10),
+        "UP on the other, with both verdicts",
+        || entry_of(&hears_base).filter(|e| e["state"] == "up" && e["verdicts"] == both),
+    );
+    assert_eq!(hears_entry["severity"], "ok", "{hears_entry}");
+    // The group's verdict from either member: OK, and whose group it is.
+    for base in [&deaf_base, &hears_base] {
+        let (code, out) = status_check(base, &name);
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains(&format!("group {group}, leader {deaf_id}")),
+            "{out}"
+        );
+    }
+    let (_, out) = status_check(&deaf_base, &name);
+    assert!(
+        out.contains("1 unheard") && out.contains("UNHEARD"),
+        "{out}"
+    );
+    // Per-member agreement: the other member shares none of the deaf one's
+    // verdicts about this service.
+    let agreement = format!("heartbeat_group_agreement{{group=\"{group}\",member=\"{hears_id}\"}}");
+    let shared = wait_for(Duration::from_secs(5), "the agreement metric", || {
+        metric(&deaf_base, &agreement)
+    });
+    assert!(shared < 1.0, "{agreement} {shared}");
+    // The page says the same (Chromium runs its script).
+    let row = wait_for(Duration::from_secs(60), "the page shows it UNHEARD", || {
+        page_row(&browser_dom(&format!("{deaf_base}/")), &name)
+            .filter(|row| row.contains("data-state=\"unheard\""))
+    });
+    assert!(
+        row.contains(&format!("{deaf_id}: down")) && row.contains(&format!("{hears_id}: up")),
+        "{row}"
+    );
+    let dom = browser_dom(&format!("{hears_base}/"));
+    assert!(
+        dom.contains(&format!("group {group} · standby, leader {deaf_id}")),
+        "{dom}"
+    );
+    // Nobody was paged: the leader's DOWN was its own view.
+    hook.expect_none(
+        Duration::from_secs(3),
+        "a page for one member's DOWN",
+        |r| r.json["service"] == name.as_str(),
+    );
+    assert_eq!(am_notifications(&mut am_receiver, &name, "firing"), 0);
+
+    // Now it dies for everyone: DOWN for the group, paged once, by the leader.
+    drop(rotated);
+    hears.wait_json(
+        Duration::from_secs(15),
+        "DOWN on the member that heard it",
+        transition(&name, "down", "timed_out"),
+    );
+    let firing = hook.wait(
+        Duration::from_secs(10),
+        "the firing",
+        hook_event(&name, "firing"),
+    );
+    assert_eq!(firing.json["monitor"], deaf_id.as_str());
+    let entry = wait_for(Duration::from_secs(10), "DOWN for the group", || {
+        entry_of(&deaf_base).filter(|e| e["state"] == "down")
+    });
+    assert!(entry.get("verdicts").is_none(), "they agree: {entry}");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(hook_count(&mut hook, &name, "firing"), 0, "once");
 }

@@ -153,7 +153,7 @@ pub const MARK_HELP: [(&str, &str); 3] = [
 ];
 
 /// What each state means, for the help overlay.
-pub const STATE_HELP: [(State, &str); 8] = [
+pub const STATE_HELP: [(State, &str); 9] = [
     (State::Up, "answers on time"),
     (State::Slow, "answers, but slowly"),
     (State::Suspect, "missed a deadline"),
@@ -161,5 +161,6 @@ pub const STATE_HELP: [(State, &str); 8] = [
     (State::Left, "said goodbye (planned)"),
     (State::Flapping, "changes state too often"),
     (State::Stale, "monitor cannot judge"),
+    (State::Unheard, "DOWN here, not group"),
     (State::NeverSeen, "expected, never heard"),
 ];

@@ -84,6 +84,26 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Inst
         Span::raw(" "),
     ];
     first.extend(link_spans(fleet, at));
+    // In a monitor group: whether this monitor is the one that pages.
+    if let Some(group) = crate::status::group_info(fleet, at) {
+        let alive = group.members.iter().filter(|m| m.alive).count();
+        if group.leading {
+            first.push(Span::styled(
+                format!("  group {}: leader", group.name),
+                Style::new().fg(Color::Green).bold(),
+            ));
+        } else {
+            let leader = group.leader.as_deref().unwrap_or("none");
+            first.push(Span::styled(
+                format!("  group {}: standby (leader {leader})", group.name),
+                Style::new().fg(Color::Cyan),
+            ));
+        }
+        first.push(Span::raw(format!(
+            ", {alive} of {} alive",
+            group.members.len()
+        )));
+    }
     if app.paused() {
         first.push(Span::styled(
             "  ⏸ PAUSED (p resumes)",
@@ -144,6 +164,7 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Inst
         State::Suspect,
         State::Flapping,
         State::Stale,
+        State::Unheard,
         State::Slow,
         State::Left,
     ] {

@@ -137,8 +137,9 @@ impl State {
 
     pub fn severity(self) -> Severity {
         match self {
-            // A planned shutdown is not a failure.
-            State::Up | State::Left => Severity::Ok,
+            // A planned shutdown is not a failure; nor is one monitor's
+            // deafness that the rest of its group does not share.
+            State::Up | State::Left | State::Unheard => Severity::Ok,
             State::Slow | State::Suspect | State::Flapping => Severity::Warning,
             // Expected by the configuration and never answered: as absent as DOWN.
             State::Down | State::NeverSeen => Severity::Critical,
@@ -153,7 +154,7 @@ impl State {
             State::Suspect => Tone::Warning,
             State::Down | State::NeverSeen => Tone::Critical,
             State::Flapping => Tone::Unsteady,
-            State::Stale => Tone::Blind,
+            State::Stale | State::Unheard => Tone::Blind,
             State::Left => Tone::Quiet,
         }
     }
@@ -167,9 +168,10 @@ impl State {
             State::Suspect => 2,
             State::Flapping => 3,
             State::Stale => 4,
-            State::Slow => 5,
-            State::Left => 6,
-            State::Up => 7,
+            State::Unheard => 5,
+            State::Slow => 6,
+            State::Left => 7,
+            State::Up => 8,
         }
     }
 
@@ -181,7 +183,10 @@ impl State {
     /// blindness never degrades a service.
     pub fn counts_alive(self) -> Option<bool> {
         match self {
-            State::Up | State::Slow | State::Suspect | State::Flapping => Some(true),
+            // UNHEARD: the group hears it; only this monitor does not.
+            State::Up | State::Slow | State::Suspect | State::Flapping | State::Unheard => {
+                Some(true)
+            }
             State::Down | State::NeverSeen | State::Left => Some(false),
             State::Stale => None,
         }
@@ -194,7 +199,8 @@ impl State {
         match self {
             State::Up | State::Slow | State::Suspect => Availability::Up,
             State::Down | State::NeverSeen | State::Flapping => Availability::Down,
-            State::Left | State::Stale => Availability::NotJudged,
+            // This monitor could not hear it; the rest of the group could.
+            State::Left | State::Stale | State::Unheard => Availability::NotJudged,
         }
     }
 }

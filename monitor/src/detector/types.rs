@@ -65,10 +65,14 @@ pub enum State {
     Flapping,
     /// The monitor cannot judge: its own link is down or blocked, or it stalled.
     Stale,
+    /// In a monitor group: this monitor judges it DOWN, fewer than the
+    /// quorum do. Its own view (its own network), not an outage. Never the
+    /// detector's verdict: the fleet model shows it (`GroupPart`).
+    Unheard,
 }
 
 impl State {
-    pub const ALL: [State; 8] = [
+    pub const ALL: [State; 9] = [
         State::NeverSeen,
         State::Up,
         State::Slow,
@@ -77,6 +81,7 @@ impl State {
         State::Left,
         State::Flapping,
         State::Stale,
+        State::Unheard,
     ];
 
     /// The snake_case name used on the wire (`"never_seen"`, `"suspect"`, ...).
@@ -90,6 +95,7 @@ impl State {
             State::Left => "left",
             State::Flapping => "flapping",
             State::Stale => "stale",
+            State::Unheard => "unheard",
         }
     }
 
@@ -104,6 +110,7 @@ impl State {
             State::Left => "LEFT",
             State::Flapping => "FLAPPING",
             State::Stale => "STALE",
+            State::Unheard => "UNHEARD",
         }
     }
 }

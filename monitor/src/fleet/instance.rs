@@ -44,7 +44,12 @@ pub struct Instance {
     pub key: InstanceKey,
     /// The detector's id for it, once an echo said so.
     pub(super) id: Option<InstanceId>,
+    /// The state every view shows: this monitor's own verdict, or in a
+    /// monitor group the group's (see `GroupPart::instance_state`).
     pub state: State,
+    /// This monitor's own verdict, as its detector judged it: what it
+    /// shares with its group, and what its JSON lines and history record.
+    pub own: State,
     /// Why it is in its state, when a transition said so.
     pub reason: Option<Reason>,
     /// The latest state other than STALE: while the monitor cannot judge,
@@ -77,6 +82,7 @@ impl Instance {
             key,
             id: None,
             state: State::NeverSeen,
+            own: State::NeverSeen,
             reason: None,
             verdict: State::NeverSeen,
             since: now,
@@ -168,6 +174,7 @@ impl Instance {
             now.saturating_duration_since(self.since),
         );
         self.state = t.to;
+        self.own = t.to;
         self.reason = Some(t.reason);
         if t.to != State::Stale {
             self.verdict = t.to;
@@ -176,6 +183,19 @@ impl Instance {
         self.since_wall = report.at;
         self.history.push_front(report.clone());
         self.history.truncate(HISTORY_PER_INSTANCE);
+    }
+
+    /// The group's verdict differs from the one shown (a quorum formed or
+    /// fell apart): shown from `now`, its time so far counted as the state
+    /// it was shown in.
+    pub(super) fn reshow(&mut self, state: State, now: Instant, wall: DateTime<Utc>) {
+        self.accrued.add(
+            self.state.availability(),
+            now.saturating_duration_since(self.since),
+        );
+        self.state = state;
+        self.since = now;
+        self.since_wall = wall;
     }
 
     pub(super) fn echo(&mut self, echo: &EchoSeen) {

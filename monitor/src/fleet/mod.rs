@@ -14,10 +14,14 @@
 //!   maintenance window), shown beside its state by every view.
 //! - `window`: the compact windows of round trips and phi values.
 //! - `feed`: the task that applies the engine's stream, then hands it on.
+//! - `group`: [`GroupPart`], the monitor group as this member knows it
+//!   (members, leader, their verdicts, the quorum): written by the group
+//!   task through [`Shared::group`], read by every view and the notify gate.
 //!
 //! [`State`]: crate::detector::State
 
 mod feed;
+mod group;
 mod instance;
 mod mark;
 mod model;
@@ -26,18 +30,22 @@ mod window;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use tokio::time::Instant;
+
 use crate::detector::InstanceKey;
 
 pub use crate::detector::{StoredUptimes, UptimeFigure};
 pub use crate::sink::{Sink, Wants, everything, verdicts};
 pub use feed::run;
+pub use group::{GroupPart, Member, Subject, Verdicts};
 pub use instance::{Accrued, Instance, PHI_SAMPLES, RTT_SAMPLES};
 pub use mark::Mark;
 pub use model::{Fleet, Judged, ServiceCount, Tally};
 
 /// The one model, shared: written by [`run`] (and, for the stored uptimes
-/// only, by the history loader through [`Shared::set_stored_uptime`]), read
-/// by every view.
+/// only, by the history loader through [`Shared::set_stored_uptime`]; for
+/// the group's part only, by the group task through [`Shared::group`]),
+/// read by every view.
 /// Readers hold it briefly (a frame's layout, a snapshot, a scrape), never
 /// across I/O.
 #[derive(Clone)]
@@ -55,6 +63,15 @@ impl Shared {
 
     pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Fleet> {
         self.0.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Change the group's part (members heard, their verdicts, leadership)
+    /// and show every row as the group now judges it. `None` outside a group.
+    pub fn group<R>(&self, f: impl FnOnce(&mut GroupPart) -> R) -> Option<R> {
+        let mut fleet = self.write();
+        let out = f(fleet.group.as_mut()?);
+        fleet.regroup(Instant::now(), chrono::Utc::now());
+        Some(out)
     }
 
     /// The history store's uptimes over 24 h, 7 d and 30 d, read again.

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use orchestrator_lib::plumbing::LinkStatus;
 use tokio::time::Instant;
 
+use super::group::{GroupPart, Subject, Verdicts};
 use super::instance::Instance;
 use super::mark::Mark;
 use crate::detector::StoredUptimes;
@@ -110,6 +111,8 @@ pub struct Fleet {
     /// What holds alerts back (silences, maintenance windows): a shared
     /// handle, read by [`Fleet::mark`] at the wall time the view asks for.
     quiet: Quiet,
+    /// The monitor group, in one: its members, leader and verdicts.
+    pub group: Option<GroupPart>,
 }
 
 impl Fleet {
@@ -135,6 +138,7 @@ impl Fleet {
             stored_uptime: HashMap::new(),
             version: 0,
             quiet: Quiet::default(),
+            group: None,
         };
         for service in expect {
             fleet.row_index(
@@ -156,6 +160,52 @@ impl Fleet {
     pub fn with_quiet(mut self, quiet: Quiet) -> Self {
         self.quiet = quiet;
         self
+    }
+
+    /// A member of a monitor group: rows show the group's verdict.
+    pub fn with_group(mut self, group: GroupPart) -> Self {
+        self.group = Some(group);
+        self
+    }
+
+    /// This monitor's own verdicts, as it shares them with its group: every
+    /// instance it knows (an expected service never heard as its
+    /// placeholder, NEVER SEEN), and each service below full strength.
+    pub fn own_verdicts(&self) -> Verdicts {
+        let mut verdicts: Verdicts = self
+            .rows
+            .iter()
+            .map(|row| {
+                let subject: Subject = (row.key.service.clone(), Some(row.key.instance.clone()));
+                (subject, row.own.code().to_owned())
+            })
+            .collect();
+        for (service, judged) in &self.judged {
+            verdicts.insert((service.clone(), None), judged.strength.code().to_owned());
+        }
+        verdicts
+    }
+
+    /// Every row shown as the group judges it now: after the members'
+    /// verdicts or who is alive changed.
+    pub fn regroup(&mut self, now: Instant, wall: DateTime<Utc>) {
+        for i in 0..self.rows.len() {
+            self.regroup_row(i, now, wall);
+        }
+    }
+
+    fn regroup_row(&mut self, i: usize, now: Instant, wall: DateTime<Utc>) {
+        let Some(group) = &self.group else { return };
+        let row = &self.rows[i];
+        if row.is_placeholder() {
+            return;
+        }
+        let subject = (row.key.service.clone(), Some(row.key.instance.clone()));
+        let shown = group.instance_state(&subject, row.own, now);
+        if shown != row.state {
+            self.rows[i].reshow(shown, now, wall);
+            self.version += 1;
+        }
     }
 
     pub fn quiet(&self) -> &Quiet {
@@ -243,6 +293,7 @@ impl Fleet {
                 }
                 let i = self.row_index(&t.key, now, wall);
                 self.rows[i].transition(report, now);
+                self.regroup_row(i, now, wall);
                 self.log.push_front(report.clone());
                 self.log.truncate(LOG_CAPACITY);
                 self.version += 1;

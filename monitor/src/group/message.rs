@@ -5,6 +5,16 @@ use serde::{Deserialize, Serialize};
 
 use super::ledger::{AlertKey, Fired};
 
+/// One verdict: a subject (an instance, or a whole service's strength when
+/// `instance` is `None`) and its state code; `None`: no verdict any more
+/// (forgotten, or a service back to full strength).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub service: String,
+    pub instance: Option<String>,
+    pub state: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum GroupMessage {
@@ -19,6 +29,13 @@ pub enum GroupMessage {
         member: String,
         alerts: Vec<(AlertKey, Option<Fired>)>,
     },
+    /// This member's own verdicts: all of them (`whole`: every few seconds
+    /// and to a newcomer), or those that changed since it last said.
+    Verdicts {
+        member: String,
+        whole: bool,
+        verdicts: Vec<Verdict>,
+    },
     /// The leader's whole ledger, for members that start (or restart) with
     /// an empty one, and now and then in case a `Sent` was lost.
     Ledger {
@@ -32,6 +49,7 @@ impl GroupMessage {
         match self {
             GroupMessage::Hello { member, .. }
             | GroupMessage::Sent { member, .. }
+            | GroupMessage::Verdicts { member, .. }
             | GroupMessage::Ledger { member, .. } => member,
         }
     }

@@ -1,11 +1,14 @@
 //! In a monitor group, what passes from the policies to the targets: only
-//! the leader sends, and only what the group has not sent already (its
-//! ledger, which standbys follow). On becoming leader, a member squares its
+//! the leader sends, only what the group has not sent already (its ledger,
+//! which standbys follow), and a firing only once the group agrees (a
+//! quorum of the members alive judge its subject in its state: see
+//! `fleet::GroupPart`); until then it waits, and it is dropped if this
+//! member's own view ends first. On becoming leader, a member squares its
 //! own view with the ledger: it resolves what the group fired and it sees
-//! ended, and fires what it sees firing and the group never sent. Pure but
-//! for the group handle it reads and publishes through.
+//! ended, and fires what it sees firing, the group agrees on, and the group
+//! never sent. Pure but for the group handle it reads and publishes through.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::Utc;
 use heartbeat_config::NotifyKind;
@@ -24,6 +27,8 @@ pub struct Gate {
     mine: BTreeMap<AlertKey, PolicyEvent>,
     /// The latest state code of each subject, as this member judges it.
     current: HashMap<(String, Option<String>), String>,
+    /// Firings of this member's own that the group does not agree on yet.
+    waiting: BTreeSet<AlertKey>,
     leading: bool,
 }
 
@@ -52,6 +57,7 @@ impl Gate {
             kinds,
             mine: BTreeMap::new(),
             current: HashMap::new(),
+            waiting: BTreeSet::new(),
             leading: false,
         }
     }
@@ -79,10 +85,16 @@ impl Gate {
             }
             EventKind::Resolved | EventKind::Forgotten => {
                 self.mine.remove(&key);
+                self.waiting.remove(&key);
             }
             EventKind::Reminder => {}
         }
         if !self.leading_now() {
+            return false;
+        }
+        if matches!(event.kind, EventKind::Firing | EventKind::Restored) && !self.agreed(&key) {
+            // This member's own view, not yet the group's: it waits.
+            self.waiting.insert(key);
             return false;
         }
         let admitted = self.group.ledger(|ledger| match event.kind {
@@ -116,9 +128,48 @@ impl Gate {
         self.leading = leading;
         if took_over {
             self.take_over()
+        } else if leading {
+            self.agreed_since()
         } else {
             Vec::new()
         }
+    }
+
+    /// Whether the group agrees with this member on `key`'s subject and state.
+    fn agreed(&self, key: &AlertKey) -> bool {
+        self.group
+            .agrees(&key.service, key.instance.as_deref(), &key.state)
+    }
+
+    /// The waiting firings the group now agrees on (entered in the ledger
+    /// and published); those this member no longer has firing are dropped.
+    fn agreed_since(&mut self) -> Vec<(usize, PolicyEvent)> {
+        if self.waiting.is_empty() {
+            return Vec::new();
+        }
+        let mine = &self.mine;
+        self.waiting.retain(|key| mine.contains_key(key));
+        let ready: Vec<AlertKey> = self
+            .waiting
+            .iter()
+            .filter(|key| self.agreed(key))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        let mut published = Vec::new();
+        for key in ready {
+            self.waiting.remove(&key);
+            if self.group.ledger(|l| l.is_firing(&key)) {
+                continue;
+            }
+            let event = self.mine[&key].clone();
+            let fired = fired(&event, &self.group.me);
+            self.group.ledger(|l| l.fire(key.clone(), fired.clone()));
+            published.push((key.clone(), Some(fired)));
+            out.push((key.target, event));
+        }
+        self.group.publish_sent(published);
+        out
     }
 
     fn leading_now(&mut self) -> bool {
@@ -188,6 +239,10 @@ impl Gate {
         }
         for (key, event) in &self.mine {
             if self.group.ledger(|l| l.is_firing(key)) {
+                continue;
+            }
+            if !self.agreed(key) {
+                self.waiting.insert(key.clone());
                 continue;
             }
             let fired = fired(event, &me);
