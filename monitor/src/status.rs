@@ -88,7 +88,9 @@ pub struct GroupInfo {
     pub leader: Option<String>,
     /// Whether this monitor leads.
     pub leading: bool,
-    /// Members that must judge a service DOWN for the group, now.
+    /// Members that must judge a service DOWN for the group, now: the
+    /// quorum set, or a majority of those alive (of a service some members
+    /// never heard of, a majority of those that did).
     pub quorum: usize,
     pub members: Vec<MemberInfo>,
 }

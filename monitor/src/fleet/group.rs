@@ -216,10 +216,26 @@ impl GroupPart {
                 .count()
     }
 
+    /// How many members must agree on `subject`: `[group] quorum`, or a
+    /// majority of the members alive that have a verdict on it (one that
+    /// never heard of it, a newcomer, does not judge it and does not count).
+    pub fn quorum_for(&self, subject: &Subject, own: Option<&str>, now: Instant) -> usize {
+        if self.quorum.is_some() {
+            return self.quorum_at(now);
+        }
+        let knowing = usize::from(own.is_some())
+            + self
+                .heard
+                .values()
+                .filter(|h| self.alive(h, now) && h.verdicts.contains_key(subject))
+                .count();
+        knowing / 2 + 1
+    }
+
     /// Whether the group holds `subject` to be in `state`: at least the
     /// quorum of members alive judge so.
     pub fn agrees(&self, subject: &Subject, state: &str, own: Option<&str>, now: Instant) -> bool {
-        self.judging(subject, state, own, now) >= self.quorum_at(now)
+        self.judging(subject, state, own, now) >= self.quorum_for(subject, own, now)
     }
 
     /// The group's verdict on an instance this member judges `own`: DOWN
@@ -358,6 +374,12 @@ mod tests {
         group.verdicts("b", false, vec![(i1.clone(), Some("down".into()))], later);
         group.verdicts("c", true, vec![(i1.clone(), Some("down".into()))], later);
         assert_eq!(group.instance_state(&i1, State::Up, later), State::Down);
+        // A member that never heard of a subject does not count.
+        let other = subject("i-2");
+        assert_eq!(
+            group.instance_state(&other, State::Down, later),
+            State::Down
+        );
         // A quorum set by hand.
         group.quorum = Some(3);
         assert_eq!(group.instance_state(&i1, State::Up, later), State::Up);
