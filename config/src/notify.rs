@@ -85,9 +85,19 @@ pub struct NotifySettings {
     /// Attempts after the first one fails, with backoff.
     #[serde(default = "default_retries")]
     pub retries: u32,
-    /// Events waiting for this target; more are dropped and counted.
+    /// Events waiting for this target (undelivered ones included); more
+    /// are dropped and counted.
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// webhook, command: changes within this long of the first one waiting
+    /// go out together, as one notification; zero: each as soon as it can.
+    #[serde(default = "default_group_wait", with = "humantime_serde")]
+    pub group_wait: Duration,
+    /// webhook, command: an event not delivered is tried again, with
+    /// backoff, until it is this old (or delivered, or a later event about
+    /// the same alert replaces it).
+    #[serde(default = "default_retry_for", with = "humantime_serde")]
+    pub retry_for: Duration,
     /// alertmanager: the `severity` label.
     #[serde(default = "default_severity")]
     pub severity: String,
@@ -112,7 +122,13 @@ fn default_retries() -> u32 {
     3
 }
 fn default_queue() -> usize {
-    256
+    10_000
+}
+fn default_group_wait() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_retry_for() -> Duration {
+    Duration::from_secs(3600)
 }
 fn default_severity() -> String {
     "critical".into()
@@ -159,6 +175,9 @@ impl NotifySettings {
         }
         if self.queue == 0 {
             return Err(("queue", "must be at least 1".into()));
+        }
+        if self.retry_for.is_zero() {
+            return Err(("retry_for", "must be greater than zero".into()));
         }
         if let Some(bad) = self.services.iter().find(|p| !crate::is_pattern(p)) {
             return Err((

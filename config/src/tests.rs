@@ -197,7 +197,11 @@ fn notify_entries_and_history_load_with_their_defaults() {
     );
     assert_eq!(hook.transitions, ["down", "flapping", "degraded"]);
     assert!(hook.send_resolved && hook.reminder.is_zero());
-    assert_eq!((hook.retries, hook.queue), (3, 256));
+    assert_eq!((hook.retries, hook.queue), (3, 10_000));
+    assert_eq!(
+        (hook.group_wait, hook.retry_for),
+        (Duration::from_secs(3), Duration::from_secs(3600))
+    );
     assert_eq!(s.notify[1].transitions, ["down", "left"]);
     assert!(!s.notify[1].send_resolved);
     assert_eq!(s.history.path, "heartbeat.db");

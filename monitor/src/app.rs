@@ -217,6 +217,8 @@ pub async fn run(
             model.clone(),
             restore_hold(&settings),
             quiet.clone(),
+            // Undelivered alerts are kept where the history is (not the demo's).
+            (settings.history.enabled() && demo_fleet.is_none()).then_some(&settings.history),
             shutdown.clone(),
         )
     });
@@ -244,6 +246,10 @@ pub async fn run(
             &monitor_id,
             &model,
             kept,
+            notifier
+                .as_ref()
+                .map(|n| n.stats.clone())
+                .unwrap_or_default(),
             &shutdown,
         );
         metrics.set_signed(signed);
@@ -353,6 +359,7 @@ pub async fn run(
 /// Start the HTTP server, which reads the fleet model (snapshots on
 /// demand, metrics at scrape time). Returns the metrics and the sink that
 /// feeds their counters.
+#[allow(clippy::too_many_arguments)]
 fn serve_http(
     listener: tokio::net::TcpListener,
     stats: Arc<orchestrator_lib::plumbing::LinkStats>,
@@ -360,6 +367,7 @@ fn serve_http(
     monitor_id: &str,
     model: &fleet::Shared,
     history: Option<history::Reading>,
+    notify_stats: notify::Stats,
     shutdown: &CancellationToken,
 ) -> (Arc<Metrics>, Sink) {
     let metrics = Arc::new(Metrics::new(stats.clone(), model.clone()));
@@ -370,6 +378,7 @@ fn serve_http(
             interval: settings.interval,
             grace: settings.timeout,
             link_stats: Some(stats),
+            notify: notify_stats,
         },
     );
     let (counting, counts) = Sink::new("metrics", SINK_QUEUE, fleet::everything);

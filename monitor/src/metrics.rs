@@ -90,6 +90,9 @@ pub struct Metrics {
     notify_sent: Family<Labels, Counter>,
     notify_failed: Family<Labels, Counter>,
     notify_dropped: Family<Labels, Counter>,
+    notify_pending: Family<Labels, Gauge>,
+    notify_expired: Family<Labels, Counter>,
+    notify_replaced: Family<Labels, Counter>,
     history_written: Counter,
     history_failures: Counter,
     history_dropped: Counter,
@@ -171,6 +174,9 @@ impl Metrics {
             notify_sent: Family::default(),
             notify_failed: Family::default(),
             notify_dropped: Family::default(),
+            notify_pending: Family::default(),
+            notify_expired: Family::default(),
+            notify_replaced: Family::default(),
             history_written: Counter::default(),
             history_failures: Counter::default(),
             history_dropped: Counter::default(),
@@ -335,8 +341,25 @@ impl Metrics {
         );
         registry.register(
             "heartbeat_notify_failed",
-            "Alerts given up after every retry, by [[notify]] target",
+            "Deliveries that failed after their quick retries, by [[notify]] target \
+             (a webhook's or command's alerts then wait and are tried again)",
             metrics.notify_failed.clone(),
+        );
+        registry.register(
+            "heartbeat_notify_pending",
+            "Alerts waiting to be delivered (webhook, command), by [[notify]] target",
+            metrics.notify_pending.clone(),
+        );
+        registry.register(
+            "heartbeat_notify_expired",
+            "Alerts given up undelivered after retry_for, by [[notify]] target",
+            metrics.notify_expired.clone(),
+        );
+        registry.register(
+            "heartbeat_notify_replaced",
+            "Undelivered alerts not sent because a later event about the same alert \
+             took their place, by [[notify]] target",
+            metrics.notify_replaced.clone(),
         );
         registry.register(
             "heartbeat_notify_dropped",
@@ -596,6 +619,17 @@ impl Metrics {
                 &self.notify_dropped.get_or_create(&labels),
                 target.dropped.load(Ordering::Relaxed),
             );
+            catch_up(
+                &self.notify_expired.get_or_create(&labels),
+                target.expired.load(Ordering::Relaxed),
+            );
+            catch_up(
+                &self.notify_replaced.get_or_create(&labels),
+                target.replaced.load(Ordering::Relaxed),
+            );
+            self.notify_pending
+                .get_or_create(&labels)
+                .set(i64::try_from(target.pending.load(Ordering::Relaxed)).unwrap_or(i64::MAX));
         }
         for (sink, dropped) in &sinks.dropped {
             let counter = self

@@ -7,6 +7,7 @@
 //! [`State`]'s own methods decide it, so the page and scripts read the
 //! meaning instead of judging state codes themselves.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -138,6 +139,47 @@ pub struct MonitorInfo {
     pub version: &'static str,
     pub started_at: String,
     pub interval_ms: u64,
+    /// Each `[[notify]]` target: what waits to be delivered, and its counts.
+    pub notify: Vec<NotifyInfo>,
+}
+
+/// One `[[notify]]` target, as its delivery task counts.
+#[derive(Debug, Clone, Serialize)]
+pub struct NotifyInfo {
+    /// Its index among the `[[notify]]` entries.
+    pub target: usize,
+    pub kind: String,
+    /// Alerts waiting to be delivered (webhook, command).
+    pub pending: u64,
+    /// When the longest-waiting of them was made; `null` with none.
+    pub oldest_pending: Option<String>,
+    pub sent: u64,
+    pub failed: u64,
+    pub dropped: u64,
+    pub expired: u64,
+}
+
+fn notify_info(stats: &crate::notify::Stats) -> Vec<NotifyInfo> {
+    let targets = stats.read().unwrap_or_else(|e| e.into_inner()).clone();
+    targets
+        .iter()
+        .map(|t| {
+            let oldest = t.oldest_pending_ms.load(Ordering::Relaxed);
+            NotifyInfo {
+                target: t.index,
+                kind: t.kind.clone(),
+                pending: t.pending.load(Ordering::Relaxed),
+                oldest_pending: (oldest > 0)
+                    .then(|| DateTime::<Utc>::from_timestamp_millis(oldest))
+                    .flatten()
+                    .map(rfc3339),
+                sent: t.sent.load(Ordering::Relaxed),
+                failed: t.failed.load(Ordering::Relaxed),
+                dropped: t.dropped.load(Ordering::Relaxed),
+                expired: t.expired.load(Ordering::Relaxed),
+            }
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -293,6 +335,7 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
                 version: env!("CARGO_PKG_VERSION"),
                 started_at: rfc3339(fleet.started_wall),
                 interval_ms: about.interval.as_millis() as u64,
+                notify: notify_info(&about.notify),
             },
             link: LinkInfo {
                 state,
@@ -406,6 +449,8 @@ pub struct About {
     pub grace: Duration,
     /// Where the link says which broker it is connected to.
     pub link_stats: Option<Arc<LinkStats>>,
+    /// The `[[notify]]` targets' counters (none without targets).
+    pub notify: crate::notify::Stats,
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
@@ -476,6 +521,7 @@ mod tests {
                     interval,
                     grace,
                     link_stats: None,
+                    notify: Default::default(),
                 },
             }
         }

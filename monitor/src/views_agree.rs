@@ -215,6 +215,7 @@ impl Views {
             interval: secs(1),
             grace: secs(3),
             link_stats: None,
+            notify: Default::default(),
         };
         let snap = snapshot(
             &self.fleet.read(),

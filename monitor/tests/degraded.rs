@@ -36,7 +36,7 @@ fn a_service_below_its_instances_is_degraded_everywhere_then_full_again() {
         &config,
         format!(
             "[services.{name}]\ninstances = 2\n\n\
-             [[notify]]\nkind = \"webhook\"\nurl = \"{hook}\"\ntransitions = [\"degraded\"]\nreminder = \"1s\"\n\n\
+             [[notify]]\nkind = \"webhook\"\nurl = \"{hook}\"\ntransitions = [\"degraded\"]\nreminder = \"1s\"\ngroup_wait = \"0s\"\n\n\
              [[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", {script}]\ntransitions = [\"degraded\"]\n\n\
              [[notify]]\nkind = \"alertmanager\"\nurl = \"{am}\"\nresend = \"1s\"\n",
             hook = hook.url("/hook"),

@@ -67,7 +67,8 @@ fn webhook_and_command_get_one_down_and_one_recovery_per_kill_and_restart() {
     let secret = "s3cret";
     let config = Config::new("");
     let log = config.file("command.log");
-    // The command appends its environment's view and its stdin, one line each.
+    // The command appends its environment's view and its stdin, one line
+    // each; each event alone (group_wait 0s), as grouping is delivery.rs's.
     let script = format!(
         "printf '%s %s %s %s\\n' \"$HEARTBEAT_EVENT\" \"$HEARTBEAT_SERVICE\" \"$HEARTBEAT_TO\" \"$HEARTBEAT_REASON\" >> '{0}'; cat >> '{0}'",
         log.display()
@@ -75,7 +76,7 @@ fn webhook_and_command_get_one_down_and_one_recovery_per_kill_and_restart() {
     std::fs::write(
         config.path(),
         format!(
-            "[[notify]]\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{secret}\"\n\n[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", {}]\n",
+            "[[notify]]\nkind = \"webhook\"\nurl = \"{}\"\nsecret = \"{secret}\"\n\n[[notify]]\nkind = \"command\"\ncommand = [\"sh\", \"-c\", {}]\ngroup_wait = \"0s\"\n",
             hook.url("/hook"),
             serde_json::to_string(&script).unwrap()
         ),
@@ -245,7 +246,7 @@ fn reminders_come_at_the_set_interval_while_down() {
     std::fs::write(
         config.path(),
         format!(
-            "[[notify]]\nkind = \"webhook\"\nurl = \"{}\"\nreminder = \"1s\"\nsend_resolved = false\n",
+            "[[notify]]\nkind = \"webhook\"\nurl = \"{}\"\nreminder = \"1s\"\nsend_resolved = false\ngroup_wait = \"0s\"\n",
             hook.url("/")
         ),
     )
@@ -336,7 +337,7 @@ fn receivers_that_are_down_or_hang_do_not_slow_detection() {
         assert!(killed.elapsed() <= within);
     }
     monitor.wait_stderr(Duration::from_secs(10), "notify[0] webhook");
-    monitor.wait_stderr(Duration::from_secs(10), "notify[1]: queue full");
+    monitor.wait_stderr(Duration::from_secs(10), "notify[1] webhook: queue full");
     // Counted per target in the metrics.
     let counter = |metrics: &str, series: &str| metric_in(metrics, series).unwrap_or(0.0);
     let (status, metrics) = http_get(&format!("{base}/metrics")).expect("metrics answer");

@@ -108,6 +108,20 @@ pub struct StoredSilence {
     pub created_at_ms: i64,
 }
 
+/// An alert a `[[notify]]` target has not been told yet, kept so that a
+/// restart does not lose it (see `notify::outbox`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPending {
+    pub id: String,
+    /// The monitor's id: monitors sharing a store deliver only their own.
+    pub monitor: String,
+    /// The target's delivery identity (`notify::target_key`).
+    pub target: String,
+    pub created_at_ms: i64,
+    /// The event as its JSON payload.
+    pub body: String,
+}
+
 /// One instance's figures for one minute.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Minute {
@@ -209,6 +223,12 @@ pub trait Store: Send {
     fn save_silence(&mut self, silence: &StoredSilence) -> Result<(), HistoryError>;
     /// Silences that end after `after_ms`, soonest end first.
     fn silences(&mut self, after_ms: i64) -> Result<Vec<StoredSilence>, HistoryError>;
+    /// Keep alerts not yet delivered (an id kept already stays as it is).
+    fn save_pending(&mut self, alerts: &[StoredPending]) -> Result<(), HistoryError>;
+    /// Forget alerts delivered, replaced or given up.
+    fn delete_pending(&mut self, ids: &[String]) -> Result<(), HistoryError>;
+    /// One monitor's alerts not yet delivered, oldest first.
+    fn pending(&mut self, monitor: &str) -> Result<Vec<StoredPending>, HistoryError>;
 }
 
 /// Open (and migrate) the configured store. Blocks, at most about

@@ -19,7 +19,8 @@ use super::schema::{
     CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL, UPSERT_SILENCE_TAIL, ours, uptime_query,
 };
 use super::{
-    Batch, HistoryError, Store, StoredServiceChange, StoredSilence, StoredTransition, Uptime, Who,
+    Batch, HistoryError, Store, StoredPending, StoredServiceChange, StoredSilence,
+    StoredTransition, Uptime, Who,
 };
 
 pub struct Postgres {
@@ -392,6 +393,52 @@ impl Store for Postgres {
                 ends_at_ms: row.get(4),
                 reason: row.get(5),
                 created_at_ms: row.get(6),
+            })
+            .collect())
+    }
+
+    fn save_pending(&mut self, alerts: &[StoredPending]) -> Result<(), HistoryError> {
+        let alerts = alerts.to_vec();
+        self.call(|c| async move {
+            for a in &alerts {
+                c.execute(
+                    "INSERT INTO notify_pending (id, monitor, target, created_at_ms, body)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                    &[&a.id, &a.monitor, &a.target, &a.created_at_ms, &a.body],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn delete_pending(&mut self, ids: &[String]) -> Result<(), HistoryError> {
+        let ids = ids.to_vec();
+        self.call(|c| async move {
+            c.execute("DELETE FROM notify_pending WHERE id = ANY($1)", &[&ids])
+                .await
+        })?;
+        Ok(())
+    }
+
+    fn pending(&mut self, monitor: &str) -> Result<Vec<StoredPending>, HistoryError> {
+        let monitor = monitor.to_owned();
+        let rows = self.call(|c| async move {
+            c.query(
+                "SELECT id, monitor, target, created_at_ms, body FROM notify_pending
+                 WHERE monitor = $1 ORDER BY created_at_ms, id",
+                &[&monitor],
+            )
+            .await
+        })?;
+        Ok(rows
+            .iter()
+            .map(|row| StoredPending {
+                id: row.get(0),
+                monitor: row.get(1),
+                target: row.get(2),
+                created_at_ms: row.get(3),
+                body: row.get(4),
             })
             .collect())
     }

@@ -102,6 +102,20 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE minutes_v5 RENAME TO minutes;
     CREATE INDEX minutes_by_fleet ON minutes (fleet, minute_ms);",
     ),
+    (
+        6,
+        // Alerts a webhook or command target has not been told yet, so a
+        // restart does not lose them: per monitor and target (the target's
+        // delivery identity, never its secret), the event's JSON body.
+        "CREATE TABLE notify_pending (
+        id TEXT PRIMARY KEY,
+        monitor TEXT NOT NULL,
+        target TEXT NOT NULL,
+        created_at_ms BIGINT NOT NULL,
+        body TEXT NOT NULL
+    );
+    CREATE INDEX notify_pending_by_monitor ON notify_pending (monitor, created_at_ms);",
+    ),
 ];
 
 /// Records written before version 3 (transitions) or 5 (service changes,

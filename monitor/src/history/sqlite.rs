@@ -15,7 +15,8 @@ use super::schema::{
     CREATE_VERSIONS, MIGRATIONS, UPSERT_MINUTE_TAIL, UPSERT_SILENCE_TAIL, ours, uptime_query,
 };
 use super::{
-    Batch, HistoryError, Store, StoredServiceChange, StoredSilence, StoredTransition, Uptime, Who,
+    Batch, HistoryError, Store, StoredPending, StoredServiceChange, StoredSilence,
+    StoredTransition, Uptime, Who,
 };
 
 pub struct Sqlite {
@@ -381,6 +382,58 @@ impl Store for Sqlite {
                     ends_at_ms: row.get(4)?,
                     reason: row.get(5)?,
                     created_at_ms: row.get(6)?,
+                })
+            })
+            .map_err(err)?;
+        rows.collect::<Result<_, _>>().map_err(err)
+    }
+
+    fn save_pending(&mut self, alerts: &[StoredPending]) -> Result<(), HistoryError> {
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO notify_pending (id, monitor, target, created_at_ms, body)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                )
+                .map_err(err)?;
+            for a in alerts {
+                stmt.execute(params![a.id, a.monitor, a.target, a.created_at_ms, a.body])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn delete_pending(&mut self, ids: &[String]) -> Result<(), HistoryError> {
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM notify_pending WHERE id = ?1")
+                .map_err(err)?;
+            for id in ids {
+                stmt.execute(params![id]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    fn pending(&mut self, monitor: &str) -> Result<Vec<StoredPending>, HistoryError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, monitor, target, created_at_ms, body FROM notify_pending
+                 WHERE monitor = ?1 ORDER BY created_at_ms, id",
+            )
+            .map_err(err)?;
+        let rows = stmt
+            .query_map(params![monitor], |row| {
+                Ok(StoredPending {
+                    id: row.get(0)?,
+                    monitor: row.get(1)?,
+                    target: row.get(2)?,
+                    created_at_ms: row.get(3)?,
+                    body: row.get(4)?,
                 })
             })
             .map_err(err)?;

@@ -26,6 +26,9 @@ struct Alert {
     ends_at: String,
 }
 
+/// At most this many alerts in one push.
+const MAX_PUSH: usize = 1000;
+
 pub struct Alertmanager {
     client: reqwest::Client,
     endpoint: String,
@@ -119,13 +122,14 @@ impl Alertmanager {
         }
     }
 
-    async fn push(&self, alerts: &[Alert], stats: &TargetStats, log: &mut Limited) {
+    /// Push `alerts`; `sent` is what a success adds to the sent count.
+    async fn push(&self, alerts: &[Alert], sent: u64, stats: &TargetStats, log: &mut Limited) {
         if alerts.is_empty() {
             return;
         }
         match with_retries(self.entry.retries, self.entry.timeout, || self.post(alerts)).await {
             Ok(()) => {
-                stats.sent.fetch_add(1, Ordering::Relaxed);
+                stats.sent.fetch_add(sent, Ordering::Relaxed);
             }
             Err(error) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
@@ -151,24 +155,37 @@ impl Alertmanager {
             tokio::select! {
                 event = events.recv() => {
                     let Some(event) = event else { break };
-                    let mut alert = self.alert(&event);
-                    let id: Vec<String> = alert.labels.values().cloned().collect();
-                    match event.event {
-                        // Forgotten: nobody watches it any more; the alert ends.
-                        "resolved" | "forgotten" => {
-                            firing.remove(&id);
-                            alert.ends_at = stamp(event.at);
-                        }
-                        // Restored: firing before the monitor restarted; pushed
-                        // again so that Alertmanager keeps it alive.
-                        "firing" | "restored" => {
-                            alert.ends_at = self.valid_until();
-                            firing.insert(id, alert.clone());
-                        }
-                        // Alertmanager repeats notifications itself (repeat_interval).
-                        _ => continue,
+                    // What else waits goes in the same push: a storm is one
+                    // request, and the queue empties as fast as it fills.
+                    let mut batch = vec![event];
+                    while batch.len() < MAX_PUSH
+                        && let Ok(more) = events.try_recv()
+                    {
+                        batch.push(more);
                     }
-                    self.push(&[alert], &stats, &mut log).await;
+                    let mut alerts = Vec::with_capacity(batch.len());
+                    for event in batch {
+                        let mut alert = self.alert(&event);
+                        let id: Vec<String> = alert.labels.values().cloned().collect();
+                        match event.event {
+                            // Forgotten: nobody watches it any more; the alert ends.
+                            "resolved" | "forgotten" => {
+                                firing.remove(&id);
+                                alert.ends_at = stamp(event.at);
+                            }
+                            // Restored: firing before the monitor restarted; pushed
+                            // again so that Alertmanager keeps it alive.
+                            "firing" | "restored" => {
+                                alert.ends_at = self.valid_until();
+                                firing.insert(id, alert.clone());
+                            }
+                            // Alertmanager repeats notifications itself (repeat_interval).
+                            _ => continue,
+                        }
+                        alerts.push(alert);
+                    }
+                    let events = alerts.len() as u64;
+                    self.push(&alerts, events, &stats, &mut log).await;
                 }
                 _ = resend.tick() => {
                     if self.group.as_ref().is_some_and(|g| !g.leads()) {
@@ -181,7 +198,8 @@ impl Alertmanager {
                         .values()
                         .map(|a| Alert { ends_at: until.clone(), ..a.clone() })
                         .collect();
-                    self.push(&alerts, &stats, &mut log).await;
+                    // One delivery of what fires, however many.
+                    self.push(&alerts, 1, &stats, &mut log).await;
                 }
             }
         }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::policy::{EventKind, PolicyEvent};
 
@@ -40,7 +40,7 @@ pub struct Event {
     pub expected: Option<u32>,
 }
 
-fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
@@ -102,6 +102,88 @@ impl Event {
     pub fn body(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("plain fields always serialise")
     }
+
+    /// An event read back from its body (kept in the history store while
+    /// undelivered); `None` when the text is not one this monitor writes.
+    pub fn from_body(body: &str) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Owned {
+            event: String,
+            scope: String,
+            service: String,
+            instance: Option<String>,
+            from: String,
+            to: String,
+            reason: String,
+            at: DateTime<Utc>,
+            alert_state: String,
+            alert_since: DateTime<Utc>,
+            monitor: String,
+            summary: String,
+            counts: BTreeMap<String, usize>,
+            up: Option<u32>,
+            expected: Option<u32>,
+        }
+        let o: Owned = serde_json::from_str(body).ok()?;
+        // The fields whose values are a fixed set are static in the payload.
+        let event = EventKind::ALL
+            .iter()
+            .map(|k| k.code())
+            .find(|code| *code == o.event)?;
+        let scope = ["instance", "service"]
+            .into_iter()
+            .find(|scope| *scope == o.scope)?;
+        Some(Self {
+            event,
+            scope,
+            service: o.service,
+            instance: o.instance,
+            from: o.from,
+            to: o.to,
+            reason: static_reason(&o.reason),
+            at: o.at,
+            alert_state: o.alert_state,
+            alert_since: o.alert_since,
+            monitor: o.monitor,
+            summary: o.summary,
+            counts: o.counts,
+            up: o.up,
+            expected: o.expected,
+        })
+    }
+}
+
+/// The reason codes a payload can carry (the detector's, a service's
+/// strength, `forgotten`), as the static strings the payload holds: a
+/// reason read back from the store is one of these (an unknown one, from
+/// another version of the monitor, is kept as `other`).
+fn static_reason(code: &str) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "first_seen",
+        "recovered",
+        "rejoined",
+        "timed_out",
+        "left",
+        "draining",
+        "not_back",
+        "flapping",
+        "stable",
+        "slow",
+        "link_down",
+        "blocked",
+        "stalled",
+        "restored",
+        "forgotten",
+        "degraded",
+        "full",
+        "down",
+        "",
+    ];
+    KNOWN
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or("other")
 }
 
 #[cfg(test)]
@@ -166,6 +248,32 @@ mod tests {
             event.summary,
             "orders/o-1 is no longer DOWN: now UP (recovered)"
         );
+    }
+
+    #[test]
+    fn an_event_read_back_from_its_body_is_the_same_event() {
+        let down = Report {
+            at: "2026-11-23T10:00:01.5Z".parse().unwrap(),
+            transition: Transition {
+                key: InstanceKey::new("orders", "o-1"),
+                from: State::Up,
+                to: State::Down,
+                reason: Reason::TimedOut {
+                    silent_for: Duration::from_millis(3120),
+                    phi: None,
+                },
+                rtt: None,
+            },
+        };
+        let firing = PolicyEvent {
+            kind: EventKind::Firing,
+            change: Change::of_instance(&down),
+            ended: None,
+        };
+        let event = Event::new(&firing, "mon-1", BTreeMap::from([("down".into(), 1)]));
+        let body = String::from_utf8(event.body()).unwrap();
+        assert_eq!(Event::from_body(&body), Some(event));
+        assert_eq!(Event::from_body("{\"event\": \"nonsense\"}"), None);
     }
 
     #[test]

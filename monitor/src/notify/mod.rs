@@ -5,6 +5,10 @@
 //! - `policy`: per entry, when to send (states, `for`, reminders, resolved). Pure.
 //! - `event`: the event and its JSON payload.
 //! - `webhook`, `command`, `alertmanager`: the three kinds of target.
+//! - `outbox` (pure), `deliver`, `notification`: a webhook's or command's
+//!   events wait until delivered (retried with backoff for `retry_for`),
+//!   and what came within `group_wait` goes out as one notification.
+//! - `keeper`: undelivered events kept in the history store across restarts.
 //! - `gate`: in a monitor group, only the leader sends, and only what the
 //!   group has not sent already.
 //! - `hold`: per target, alerts held while a silence, a maintenance window or
@@ -13,31 +17,37 @@
 //! One task runs the policies; each target has its own bounded queue and
 //! its own delivery task, so a slow or dead receiver only ever fills its own
 //! queue: events beyond it are dropped and counted, and detection never waits.
+//! A delivery task reads its queue also while it delivers, so the queue
+//! holds what waits to be told (undelivered events included), not a storm.
 
 mod alertmanager;
 mod command;
+mod deliver;
 mod event;
 mod gate;
 mod hold;
+mod keeper;
+mod notification;
+mod outbox;
 mod policy;
 mod webhook;
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
-use heartbeat_config::{NotifyKind, NotifySettings};
+use heartbeat_config::{HistorySettings, NotifyKind, NotifySettings};
 use orchestrator_lib::plumbing::Backoff;
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use event::Event;
-use policy::{Change, EventKind, Policy, PolicyEvent, Rules};
+use policy::{Change, Policy, PolicyEvent, Rules};
 
 use crate::fleet::{Shared, Sink};
 use crate::group::Group;
@@ -46,6 +56,7 @@ use crate::quiet::Quiet;
 use crate::update::Update;
 use gate::Gate;
 use hold::Hold;
+use keeper::Keeper;
 
 /// How often pending `for` delays and reminders are looked at.
 const TICK: Duration = Duration::from_millis(100);
@@ -58,12 +69,21 @@ pub struct TargetStats {
     /// `webhook`, `alertmanager` or `command`, and its index among `[[notify]]`.
     pub kind: String,
     pub index: usize,
-    /// Deliveries that succeeded.
+    /// Events delivered (an Alertmanager's re-push of what fires counts one).
     pub sent: AtomicU64,
-    /// Deliveries given up after every retry.
+    /// Deliveries that failed after their quick retries (a webhook's or
+    /// command's events then wait and are tried again).
     pub failed: AtomicU64,
     /// Events dropped because the target's queue was full.
     pub dropped: AtomicU64,
+    /// webhook, command: events waiting to be delivered now.
+    pub pending: AtomicU64,
+    /// When the longest-waiting of them was made, ms since the epoch; 0: none.
+    pub oldest_pending_ms: AtomicI64,
+    /// Events given up undelivered, older than `retry_for`.
+    pub expired: AtomicU64,
+    /// Events not sent because a later one about the same alert took their place.
+    pub replaced: AtomicU64,
 }
 
 impl TargetStats {
@@ -82,6 +102,8 @@ pub struct Notifier {
     pub sink: Sink,
     pub stats: Stats,
     tasks: JoinSet<()>,
+    /// With a history store: what keeps undelivered events there.
+    keeper: Option<(Keeper, JoinHandle<()>)>,
 }
 
 /// Only transitions, of instances and of services' strength, matter to alerts.
@@ -100,6 +122,17 @@ impl Notifier {
         if tokio::time::timeout(DRAIN, drained).await.is_err() {
             warn!("notify: some alerts were still queued at shutdown");
             self.tasks.abort_all();
+            while self.tasks.join_next().await.is_some() {}
+        }
+        // The targets are done: the store gets what they changed last.
+        if let Some((keeper, task)) = self.keeper {
+            keeper.close();
+            if tokio::time::timeout(crate::history::LAST_WRITE, task)
+                .await
+                .is_err()
+            {
+                warn!("notify: the last changes to undelivered alerts were not written");
+            }
         }
     }
 }
@@ -112,6 +145,9 @@ pub type Stats = Arc<std::sync::RwLock<Vec<Arc<TargetStats>>>>;
 /// Alerts carry the fleet's counts by state, read from `fleet` when sent.
 /// A reload (`Update::Reconfigured` with new entries) changes the targets
 /// in place: see [`Targets::reload`].
+/// With `history`, undelivered webhook and command events are kept in
+/// its store and delivered after a restart.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     entries: &[NotifySettings],
     monitor_id: &str,
@@ -119,10 +155,15 @@ pub fn spawn(
     fleet: Shared,
     restore_hold: Duration,
     quiet: Quiet,
+    history: Option<&HistorySettings>,
     shutdown: CancellationToken,
 ) -> Notifier {
     let (sink, rx) = Sink::new("notify", 4096, wanted);
     let mut tasks = JoinSet::new();
+    let keeper = history.map(|settings| {
+        let keys = entries.iter().map(target_key).collect();
+        Keeper::spawn(settings.clone(), monitor_id, keys)
+    });
     let mut targets = Targets {
         list: Vec::new(),
         client: http_client(),
@@ -130,6 +171,7 @@ pub fn spawn(
         stats: Stats::default(),
         delivering: JoinSet::new(),
         restore_hold,
+        keeper: keeper.as_ref().map(|(k, _)| k.clone()),
     };
     for entry in entries {
         let target = targets.start(entry, targets.list.len());
@@ -147,7 +189,32 @@ pub fn spawn(
         quiet,
         shutdown,
     ));
-    Notifier { sink, stats, tasks }
+    Notifier {
+        sink,
+        stats,
+        tasks,
+        keeper,
+    }
+}
+
+/// A target's identity in the store: its kind and where it delivers (a
+/// digest, so no URL token or secret is written there). Kept alerts go
+/// back to the target with the same key after a restart.
+pub fn target_key(entry: &NotifySettings) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    digest.update(entry.kind.to_string());
+    digest.update([0]);
+    digest.update(&entry.url);
+    for part in &entry.command {
+        digest.update([0]);
+        digest.update(part);
+    }
+    let hex: String = digest.finalize()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{}-{hex}", entry.kind)
 }
 
 /// One `[[notify]]` target: its entry, its policy's state, its queue.
@@ -171,6 +238,7 @@ struct Targets {
     delivering: JoinSet<()>,
     /// How long a restored instance's alert is held (see `policy::Rules`).
     restore_hold: Duration,
+    keeper: Option<Keeper>,
 }
 
 fn rules(entry: &NotifySettings, restore_hold: Duration) -> Rules {
@@ -204,32 +272,30 @@ impl Targets {
         let stat = Arc::new(TargetStats::new(entry.kind, index));
         let (tx, events) = mpsc::channel(entry.queue);
         let log = Limited::new(format!("notify[{index}] {}", entry.kind));
+        let keeper = self.keeper.clone().map(|k| (k, target_key(entry)));
+        let delivering = |events, log| deliver::Delivering {
+            events,
+            entry: entry.clone(),
+            stats: stat.clone(),
+            log,
+            keeper,
+        };
         match entry.kind {
             NotifyKind::Webhook => {
                 let hook = webhook::Webhook::new(self.client.clone(), entry);
-                self.delivering.spawn(deliver_each(
-                    events,
-                    entry.clone(),
-                    stat.clone(),
-                    log,
-                    move |e| {
+                self.delivering
+                    .spawn(deliver::run(delivering(events, log), move |n| {
                         let hook = hook.clone();
-                        async move { hook.send(&e).await }
-                    },
-                ));
+                        async move { hook.send(&n).await }
+                    }));
             }
             NotifyKind::Command => {
                 let runner = command::Runner::new(entry);
-                self.delivering.spawn(deliver_each(
-                    events,
-                    entry.clone(),
-                    stat.clone(),
-                    log,
-                    move |e| {
+                self.delivering
+                    .spawn(deliver::run(delivering(events, log), move |n| {
                         let runner = runner.clone();
-                        async move { runner.run(&e).await }
-                    },
-                ));
+                        async move { runner.run(&n).await }
+                    }));
             }
             NotifyKind::Alertmanager => {
                 let am =
@@ -429,45 +495,6 @@ fn parent_down(quiet: &Quiet, fleet: &Shared, service: &str) -> bool {
             .iter()
             .any(|(name, count)| name.eq_ignore_ascii_case(parent) && count.alive == 0)
     })
-}
-
-/// Deliver queued events one at a time, each with its retries.
-async fn deliver_each<F, Fut>(
-    mut events: mpsc::Receiver<Event>,
-    entry: NotifySettings,
-    stats: Arc<TargetStats>,
-    mut log: Limited,
-    attempt: F,
-) where
-    F: Fn(Event) -> Fut,
-    Fut: Future<Output = Result<(), String>>,
-{
-    while let Some(event) = events.recv().await {
-        // Told before the monitor restarted: not news to a webhook or a command.
-        if event.event == EventKind::Restored.code() {
-            continue;
-        }
-        match with_retries(entry.retries, entry.timeout, || attempt(event.clone())).await {
-            Ok(()) => {
-                stats.sent.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error) => {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                warn_limited!(
-                    log,
-                    "{} for {}{} not delivered after {} attempts: {error}",
-                    event.event,
-                    event.service,
-                    event
-                        .instance
-                        .as_deref()
-                        .map(|i| format!("/{i}"))
-                        .unwrap_or_default(),
-                    entry.retries + 1
-                );
-            }
-        }
-    }
 }
 
 /// One attempt, then up to `retries` more with capped exponential backoff;

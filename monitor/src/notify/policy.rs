@@ -92,6 +92,14 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 5] = [
+        EventKind::Firing,
+        EventKind::Reminder,
+        EventKind::Resolved,
+        EventKind::Forgotten,
+        EventKind::Restored,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             EventKind::Firing => "firing",

@@ -1,9 +1,10 @@
-//! The generic webhook: one JSON POST per event, optionally signed.
+//! The generic webhook: one JSON POST per notification (one event, or a
+//! group of them), optionally signed.
 
 use heartbeat_config::NotifySettings;
 use orchestrator_lib::signing::hmac_sha256_hex;
 
-use super::Event;
+use super::notification::Notification;
 
 /// The header that carries the body's signature, `sha256=<hex>`.
 pub const SIGNATURE_HEADER: &str = "X-Heartbeat-Signature";
@@ -24,8 +25,8 @@ impl Webhook {
         }
     }
 
-    pub async fn send(&self, event: &Event) -> Result<(), String> {
-        let body = event.body();
+    pub async fn send(&self, notification: &Notification) -> Result<(), String> {
+        let body = notification.body();
         let mut request = self
             .client
             .post(&self.url)

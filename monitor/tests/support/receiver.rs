@@ -1,5 +1,8 @@
 //! A webhook receiver for tests: a real HTTP server on a free loopback port
-//! that records every request, and answers with a status the test sets.
+//! that records every request, and answers with a status the test sets. A
+//! grouped body (`"event": "group"`) is recorded as each of its events, each
+//! keeping the whole body, its request's number and the group's JSON, so a
+//! test that waits for one event finds it alone or in a group.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
@@ -18,6 +21,10 @@ pub struct Received {
     pub at: Instant,
     /// Wall-clock time of arrival, to compare with the monitor's `at` fields.
     pub wall: chrono::DateTime<chrono::Utc>,
+    /// Which request it came in (1, 2, ... in arrival order).
+    pub request: u64,
+    /// The whole body's JSON when it came in a group.
+    pub group: Option<Value>,
 }
 
 impl Received {
@@ -40,19 +47,37 @@ pub struct Hook {
 
 impl Hook {
     pub fn start() -> Self {
-        let server = tiny_http::Server::http("127.0.0.1:0").expect("a loopback port");
+        Self::start_on(0)
+    }
+
+    /// On `port` (0: any free one), waiting up to 10 s for it to be free
+    /// (a receiver just dropped there lets go of it within 50 ms).
+    pub fn start_on(port: u16) -> Self {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let server = loop {
+            match tiny_http::Server::http(("127.0.0.1", port)) {
+                Ok(server) => break server,
+                Err(e) => {
+                    assert!(Instant::now() < deadline, "port {port} not free: {e}");
+                    thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
         let port = server.server_addr().to_ip().expect("an IP listener").port();
         let (tx, requests) = channel();
         let stop = Arc::new(AtomicBool::new(false));
         let status = Arc::new(AtomicU16::new(200));
         let (stopped, answer) = (stop.clone(), status.clone());
         thread::spawn(move || {
+            let mut number = 0;
             while !stopped.load(Ordering::Relaxed) {
                 let Ok(Some(mut request)) = server.recv_timeout(Duration::from_millis(50)) else {
                     continue;
                 };
+                number += 1;
                 let mut body = Vec::new();
                 let _ = request.as_reader().read_to_end(&mut body);
+                let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let received = Received {
                     path: request.url().to_owned(),
                     headers: request
@@ -60,14 +85,27 @@ impl Hook {
                         .iter()
                         .map(|h| (h.field.to_string(), h.value.to_string()))
                         .collect(),
-                    json: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                    json: json.clone(),
                     body,
                     at: Instant::now(),
                     wall: chrono::Utc::now(),
+                    request: number,
+                    group: None,
                 };
                 let code = answer.load(Ordering::Relaxed);
                 let _ = request.respond(tiny_http::Response::empty(code));
-                if tx.send(received).is_err() {
+                let each: Vec<Received> = match json["events"].as_array() {
+                    Some(events) if json["event"] == "group" => events
+                        .iter()
+                        .map(|event| Received {
+                            json: event.clone(),
+                            group: Some(json.clone()),
+                            ..received.clone()
+                        })
+                        .collect(),
+                    _ => vec![received],
+                };
+                if each.into_iter().any(|r| tx.send(r).is_err()) {
                     break;
                 }
             }
@@ -149,6 +187,32 @@ impl Hook {
 impl Drop for Hook {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Hook {
+    /// Stop answering: the port is closed within about 50 ms; what was
+    /// received is handed back.
+    pub fn stop(mut self) -> Vec<Received> {
+        self.stop.store(true, Ordering::Relaxed);
+        while let Ok(request) = self.requests.try_recv() {
+            self.pending.push(request);
+        }
+        std::mem::take(&mut self.pending)
+    }
+
+    /// Every event received within `within` (with those received but not
+    /// yet matched), none kept.
+    pub fn drain(&mut self, within: Duration) -> Vec<Received> {
+        let mut all = std::mem::take(&mut self.pending);
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.requests.recv_timeout(left) {
+                Ok(request) => all.push(request),
+                Err(_) => return all,
+            }
+        }
     }
 }
 
