@@ -272,8 +272,13 @@ fn the_event_log_comes_back_after_a_restart(store: (&str, &str)) {
     );
     first.stop_cleanly("TERM", Duration::from_secs(8));
     // The first run saw every service on the shared broker; keep ours only,
-    // so that other tests' services cannot push ours off the screen.
-    let keep_only = format!("DELETE FROM transitions WHERE service <> '{name}'");
+    // so that other tests' services cannot push ours off the screen. A
+    // monitor reads back its own fleet's records only: ours are moved to the
+    // second run's fleet (the closed port), as if it watched the same broker.
+    let keep_only = format!(
+        "DELETE FROM transitions WHERE service <> '{name}';
+         UPDATE transitions SET fleet = '127.0.0.1:1/%2f'"
+    );
     if store.0 == "MONITOR__HISTORY__URL" {
         let mut client = postgres::Client::connect(store.1, postgres::NoTls).unwrap();
         client.batch_execute(&keep_only).unwrap();
@@ -323,7 +328,7 @@ fn an_instance_down_before_a_restart_is_down_on_the_dashboard_after_it() {
     store
         .write(&monitor::history::Batch {
             by: monitor::history::WrittenBy {
-                fleet: "127.0.0.1:1/".into(),
+                fleet: "127.0.0.1:1/%2f".into(),
                 monitor: "first".into(),
             },
             transitions: vec![monitor::history::StoredTransition {
