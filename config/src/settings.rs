@@ -16,6 +16,9 @@ pub struct Settings {
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
     pub id: String,
+    /// Which heartbeat on the vhost this monitor runs: `default` (the
+    /// names without a scope) or a scope name; see orchestrator-lib's `Scope`.
+    pub scope: String,
     pub expect: Vec<String>,
     /// Most instances tracked at once; echoes from more are refused and counted.
     pub max_instances: usize,

@@ -87,6 +87,17 @@ impl Settings {
                 format!("{} is not a service name: use {}", shown(name), name_rule()),
             );
         }
+        if orchestrator_lib::Scope::new(&self.scope).is_err() {
+            return bad(
+                "scope",
+                format!(
+                    "{} is not a scope: use {}{}",
+                    shown(&self.scope),
+                    orchestrator_lib::plumbing::scope_rule(),
+                    self.origin("scope")
+                ),
+            );
+        }
         if !self.id.is_empty() && !is_valid_name(&self.id) {
             return bad(
                 "id",

@@ -3,6 +3,7 @@
 //     npm ci
 //     AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f HEARTBEAT_KEY=... \
 //         node service.js billing billing-node-1
+//     HEARTBEAT_SCOPE_NAME=staging node service.js ...   # only monitors run with --scope staging
 //
 // It signs when HEARTBEAT_KEY is set, checks every delivery as the page says
 // (size, signature, JSON, shape, version, fields), counts what it rejects by
@@ -18,9 +19,17 @@ const amqp = require('amqplib');
 const SERVICE = process.argv[2] || 'billing';
 const INSTANCE = process.argv[3] || 'billing-node-1';
 const URL_TEXT = process.env.AMQP_URL || 'amqp://guest:guest@127.0.0.1:5672/%2f';
-const EXCHANGE = 'heartbeat.ping';
-const QUEUE = `heartbeat.service.${SERVICE}/${INSTANCE}`;
-const MONITOR_QUEUE = 'heartbeat.monitor.';
+// The scope (docs/PROTOCOL.md, "Scopes"): unset, empty or "default" keeps the
+// names without one; another name prefixes every name with heartbeat:<scope>:.
+const SCOPE = process.env.HEARTBEAT_SCOPE_NAME || 'default';
+if (SCOPE !== 'default' && !/^[A-Za-z0-9._-]{1,32}$/.test(SCOPE)) {
+  process.stderr.write(`HEARTBEAT_SCOPE_NAME ${JSON.stringify(SCOPE.slice(0, 40))}: use 1 to 32 letters, digits, '-', '_' or '.'\n`);
+  process.exit(1);
+}
+const PREFIX = SCOPE === 'default' ? 'heartbeat.' : `heartbeat:${SCOPE}:`;
+const EXCHANGE = `${PREFIX}ping`;
+const QUEUE = `${PREFIX}service.${SERVICE}/${INSTANCE}`;
+const MONITOR_QUEUE = `${PREFIX}monitor.`;
 const MAC_HEADER = 'x-heartbeat-mac';
 const MAX_BODY = 64 * 1024; // checked first: a bigger body is neither hashed nor parsed
 const NAME = /^[A-Za-z0-9._-]{1,100}$/;

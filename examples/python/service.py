@@ -4,6 +4,7 @@
     AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f HEARTBEAT_KEY=... \
         python3 service.py billing billing-py-1
     HEARTBEAT_BACK_WITHIN=30 python3 service.py ...   # a planned restart: back within 30 s
+    HEARTBEAT_SCOPE_NAME=staging python3 service.py ...    # only monitors run with --scope staging
 """
 import datetime, hashlib, hmac, json, os, random, re, signal, sys, time
 import urllib.parse
@@ -17,8 +18,15 @@ BACK_WITHIN = float(os.environ.get("HEARTBEAT_BACK_WITHIN", "0") or 0)
 MAC_HEADER = "x-heartbeat-mac"
 MAX_BODY = 64 * 1024  # checked first: a bigger body is neither hashed nor parsed
 NAME = re.compile(r"[A-Za-z0-9._-]{1,100}\Z")
-MONITOR_QUEUE = "heartbeat.monitor."
-QUEUE = f"heartbeat.service.{SERVICE}/{INSTANCE}"
+# The scope (docs/PROTOCOL.md, "Scopes"): unset, empty or "default" keeps the
+# names without one; another name prefixes every name with heartbeat:<scope>:.
+SCOPE = os.environ.get("HEARTBEAT_SCOPE_NAME") or "default"
+if SCOPE != "default" and not re.match(r"[A-Za-z0-9._-]{1,32}\Z", SCOPE):
+    sys.exit(f"HEARTBEAT_SCOPE_NAME {SCOPE[:40]!r}: use 1 to 32 letters, digits, '-', '_' or '.'")
+PREFIX = "heartbeat." if SCOPE == "default" else f"heartbeat:{SCOPE}:"
+EXCHANGE = PREFIX + "ping"
+MONITOR_QUEUE = PREFIX + "monitor."
+QUEUE = f"{PREFIX}service.{SERVICE}/{INSTANCE}"
 REQUIRED = {"ping": ("monitor", "seq"), "echo": ("service", "instance", "seq"),
             "goodbye": ("service", "instance")}
 LOCKED_GRACE = 3.0  # our queue held elsewhere this long: another process runs as us
@@ -202,9 +210,9 @@ def main():
         try:
             connection = pika.BlockingConnection(params)
             ch = connection.channel()
-            ch.exchange_declare("heartbeat.ping", exchange_type="fanout", durable=True)
+            ch.exchange_declare(EXCHANGE, exchange_type="fanout", durable=True)
             ch.queue_declare(QUEUE, exclusive=True, auto_delete=True, arguments=QUEUE_ARGUMENTS)
-            ch.queue_bind(QUEUE, "heartbeat.ping", routing_key="")
+            ch.queue_bind(QUEUE, EXCHANGE, routing_key="")
             ch.basic_qos(prefetch_count=2)
             ch.basic_consume(QUEUE, lambda c, m, p, b: on_message(c, m, p, b, keys))
             log(f"connected, {'signed' if keys else 'UNSIGNED'}")

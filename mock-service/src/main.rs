@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use heartbeat_config::Settings;
-use orchestrator_lib::{Endpoint, Faults, Identity, LinkOptions};
+use orchestrator_lib::{Endpoint, Faults, Identity, LinkOptions, Scope};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -38,7 +38,13 @@ struct Cli {
     #[arg(long, value_name = "URL")]
     url: Option<String>,
 
-    /// A TOML settings file (the same as the monitor's; only [broker] is used).
+    /// Which heartbeat on the vhost to answer: only monitors started with the
+    /// same scope ping it and hear it (default: the settings' `scope`,
+    /// MONITOR__SCOPE, else `default`, the names without a scope).
+    #[arg(long, value_name = "NAME")]
+    scope: Option<String>,
+
+    /// A TOML settings file (the same as the monitor's; only [broker] and `scope` are used).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -125,8 +131,16 @@ async fn main() -> ExitCode {
             })
             .map(|(url, from)| (settings, keys, url, from))
             .map_err(|e| e.to_string())
+        })
+        .and_then(|(settings, keys, url, from)| {
+            let scope = cli.scope.as_deref().unwrap_or(&settings.scope);
+            let scope = Scope::new(scope).map_err(|e| match &cli.scope {
+                Some(_) => format!("--scope: {e}"),
+                None => format!("invalid setting `scope`: {e}"),
+            })?;
+            Ok((settings, keys, url, from, scope))
         });
-    let (settings, keys, url, from) = match setup {
+    let (settings, keys, url, from, scope) = match setup {
         Ok(ok) => ok,
         Err(error) => {
             eprintln!("mock-service: {error}");
@@ -145,6 +159,12 @@ async fn main() -> ExitCode {
             .map(|i| Identity::new(format!("{}-{i}", cli.name), &instance))
             .collect(),
     };
+    let members = members.map(|members| {
+        members
+            .into_iter()
+            .map(|me| me.in_scope(scope.clone()))
+            .collect::<Vec<_>>()
+    });
     // The flags were checked; a member's name (`NAME-i`) can still be too long.
     let members = match members {
         Ok(members) => members,
@@ -174,7 +194,7 @@ async fn main() -> ExitCode {
         ..defaults.clone()
     };
     let connections = members.len().div_ceil(PER_CONNECTION);
-    info!(service = %cli.name, count = members.len(), connections, instance = %instance, broker = %url, from = %from, signed = keys.is_some(), "answering pings");
+    info!(service = %cli.name, count = members.len(), connections, instance = %instance, scope = %scope, broker = %url, from = %from, signed = keys.is_some(), "answering pings");
     if keys.is_none() {
         // As the monitor says it: a monitor with a key will not hear us.
         warn!(

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use heartbeat_config::{BrokerNodes, Settings, UrlSource};
 use orchestrator_lib::plumbing::MemoryBroker;
-use orchestrator_lib::{BrokerUrls, Endpoint, Keys, LinkOptions};
+use orchestrator_lib::{BrokerUrls, Endpoint, Keys, LinkOptions, Scope};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -76,7 +76,9 @@ pub async fn run(
     } else {
         settings.id.clone()
     };
-    let endpoint = Endpoint::monitor(&monitor_id);
+    // Validated with the settings: a bad name never gets this far.
+    let scope = Scope::new(&settings.scope).context("invalid setting `scope`")?;
+    let endpoint = Endpoint::monitor_in(&scope, &monitor_id);
     let options = LinkOptions {
         reconnect_min: settings.broker.reconnect_min,
         reconnect_max: settings.broker.reconnect_max,
@@ -99,7 +101,7 @@ pub async fn run(
             || !settings.http.listen.is_empty()
             || settings.history.enabled(),
         pulse,
-        restore: last_known(&settings, &source).await,
+        restore: last_known(&settings, &source, &scope).await,
     };
     // Bound before anything starts, so a taken port stops the monitor at once.
     let listener = if settings.http.listen.is_empty() {
@@ -113,7 +115,7 @@ pub async fn run(
     // The label is what the dashboard shows; a URL's Display is redacted.
     let (link, demo_fleet, broker_label) = match &source {
         Source::Broker { url, from } => {
-            info!(broker = %url, from = %from, id = %monitor_id, interval = ?settings.interval, timeout = ?settings.timeout, signed, history = %history::describe(&settings.history), "monitor starting");
+            info!(broker = %url, from = %from, id = %monitor_id, scope = %scope, interval = ?settings.interval, timeout = ?settings.timeout, signed, history = %history::describe(&settings.history), "monitor starting");
             if !signed {
                 warn!(
                     "heartbeats are unsigned: anyone who can publish to the broker can fake a service's echoes; set HEARTBEAT_KEY"
@@ -195,6 +197,7 @@ pub async fn run(
         Source::Broker { url, .. } if grouped => Some(group::spawn(
             group::Config {
                 name: settings.group.name.clone(),
+                scope: scope.clone(),
                 member: monitor_id.clone(),
                 interval: settings.interval,
                 urls: url.clone(),
@@ -225,7 +228,7 @@ pub async fn run(
     // The demo's made-up services are kept out of the history.
     let history = (settings.history.enabled() && demo_fleet.is_none()).then(|| {
         let by = history::WrittenBy {
-            fleet: fleet_name(&source),
+            fleet: fleet_name(&source, &scope),
             monitor: monitor_id.clone(),
         };
         history::spawn(&settings.history, by, shutdown.clone())
@@ -375,6 +378,7 @@ fn serve_http(
         model.clone(),
         status::About {
             monitor_id: monitor_id.to_owned(),
+            scope: settings.scope.clone(),
             interval: settings.interval,
             grace: settings.timeout,
             link_stats: Some(stats),
@@ -454,13 +458,13 @@ fn spawn_past_loader(
 /// [`history::last_known`]): taken back DOWN until each answers. Nothing for
 /// the demo or without a store; nothing, and one warning, when the store
 /// cannot be read within its timeout.
-async fn last_known(settings: &Settings, source: &Source) -> Vec<LastKnown> {
+async fn last_known(settings: &Settings, source: &Source, scope: &Scope) -> Vec<LastKnown> {
     if matches!(source, Source::Demo) || !settings.history.enabled() {
         return Vec::new();
     }
     let forget_after = settings.forget_after;
     let now_ms = chrono::Utc::now().timestamp_millis();
-    let fleet = fleet_name(source);
+    let fleet = fleet_name(source, scope);
     let read = history::query(&settings.history, move |store| {
         history::last_known(store, &fleet, now_ms, forget_after)
     });
@@ -474,19 +478,27 @@ async fn last_known(settings: &Settings, source: &Source) -> Vec<LastKnown> {
 }
 
 /// The fleet a monitor watches, as its history records it: the brokers'
-/// hosts and vhost, never credentials or options. Monitors sharing a store
-/// take back only their own fleet after a restart, and read back only its
-/// records. Two spellings of one broker are one fleet: a missing port is
-/// the scheme's, a missing vhost is the default one (`%2f`).
-fn fleet_name(source: &Source) -> String {
+/// hosts and vhost, never credentials or options, and a named scope after
+/// them (` scope staging`; the default scope adds nothing, so a store kept
+/// before scopes is still this fleet's). Monitors sharing a store take back
+/// only their own fleet after a restart, and read back only its records.
+/// Two spellings of one broker are one fleet: a missing port is the
+/// scheme's, a missing vhost is the default one (`%2f`).
+fn fleet_name(source: &Source, scope: &Scope) -> String {
     let Source::Broker { url, .. } = source else {
         return "demo".into();
     };
-    url.as_slice()
+    let hosts = url
+        .as_slice()
         .iter()
         .map(|url| fleet_of(url.redacted()))
         .collect::<Vec<_>>()
-        .join(",")
+        .join(",");
+    if scope.is_default() {
+        hosts
+    } else {
+        format!("{hosts} scope {scope}")
+    }
 }
 
 fn fleet_of(redacted_url: &str) -> String {

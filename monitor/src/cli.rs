@@ -50,6 +50,12 @@ pub struct Cli {
     #[arg(long)]
     pub id: Option<String>,
 
+    /// Which heartbeat on the vhost to run: ping and hear only the services
+    /// started with the same scope (staging, production, ...); `default`
+    /// is the names services use unless told otherwise.
+    #[arg(long, value_name = "NAME")]
+    pub scope: Option<String>,
+
     /// Where the dashboard writes its logs (default: $XDG_STATE_HOME/heartbeat/monitor.log,
     /// else ~/.local/state/heartbeat/monitor.log). Headless, logs go to stderr.
     #[arg(long, value_name = "PATH")]
@@ -152,6 +158,9 @@ impl Cli {
         }
         if let Some(id) = &self.id {
             settings.id.clone_from(id);
+        }
+        if let Some(scope) = &self.scope {
+            settings.scope.clone_from(scope);
         }
         settings.expect.extend(self.expect.iter().cloned());
         if let Some(listen) = &self.listen {

@@ -12,7 +12,7 @@
 //!
 //! A file that does not load or validate is refused with one line, and
 //! the running configuration is kept. Settings that need a restart (the
-//! broker, `interval`, `id`, `[http]`, `[history]`, `[group]`, and
+//! broker, `interval`, `id`, `scope`, `[http]`, `[history]`, `[group]`, and
 //! `[[notify]]` in a monitor group, whose ledger is by target) are named in
 //! the log line and left as they run.
 
@@ -70,9 +70,11 @@ pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
         ("maintenance", running.maintenance != new.maintenance),
         ("notify", running.notify != new.notify && !in_group),
     ];
-    let restart: [(&'static str, bool); 7] = [
+    let restart: [(&'static str, bool); 8] = [
         ("interval", running.interval != new.interval),
         ("id", running.id != new.id),
+        // The monitor's queue and exchange are named by it.
+        ("scope", running.scope != new.scope),
         ("broker", running.broker != new.broker),
         ("http", running.http != new.http),
         ("history", running.history != new.history),

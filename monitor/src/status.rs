@@ -136,6 +136,8 @@ pub struct Window {
 #[derive(Debug, Clone, Serialize)]
 pub struct MonitorInfo {
     pub id: String,
+    /// Which heartbeat on the vhost it runs (`default`, or a scope's name).
+    pub scope: String,
     pub version: &'static str,
     pub started_at: String,
     pub interval_ms: u64,
@@ -332,6 +334,7 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
             generated_at: rfc3339(wall),
             monitor: MonitorInfo {
                 id: about.monitor_id.clone(),
+                scope: about.scope.clone(),
                 version: env!("CARGO_PKG_VERSION"),
                 started_at: rfc3339(fleet.started_wall),
                 interval_ms: about.interval.as_millis() as u64,
@@ -443,6 +446,8 @@ fn percent(share: f64) -> f64 {
 #[derive(Clone)]
 pub struct About {
     pub monitor_id: String,
+    /// The monitor's scope's name.
+    pub scope: String,
     pub interval: Duration,
     /// How long after a stall of its loop the monitor does not judge (one
     /// timeout, as the detector waits).
@@ -518,6 +523,7 @@ mod tests {
                 fleet: Fleet::new(expect, now, Utc::now()),
                 about: About {
                     monitor_id: id.into(),
+                    scope: "default".into(),
                     interval,
                     grace,
                     link_stats: None,

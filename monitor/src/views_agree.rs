@@ -212,6 +212,7 @@ impl Views {
     fn document(&self, at: u64) -> serde_json::Value {
         let about = About {
             monitor_id: "mon".into(),
+            scope: "default".into(),
             interval: secs(1),
             grace: secs(3),
             link_stats: None,

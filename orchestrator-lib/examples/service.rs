@@ -12,7 +12,7 @@
 
 use std::process::ExitCode;
 
-use orchestrator_lib::{BrokerUrl, Endpoint, Error, Faults, Identity, LinkOptions};
+use orchestrator_lib::{BrokerUrl, Endpoint, Error, Faults, Identity, LinkOptions, Scope};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -39,7 +39,8 @@ async fn serve() -> Result<(), Error> {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
         .parse()?;
     // Refused here, with the rule, if a name breaks it ("Order Service").
-    let me = Identity::new(service, instance)?;
+    // In the scope HEARTBEAT_SCOPE_NAME names (staging, ...), else the default.
+    let me = Identity::new(service, instance)?.in_scope(Scope::from_env()?);
     let link = orchestrator_lib::connect(&url, Endpoint::service(&me), LinkOptions::service());
     let shutdown = CancellationToken::new();
     orchestrator_lib::cancel_on_shutdown_signal(shutdown.clone());

@@ -30,6 +30,11 @@ pub enum Error {
     #[error("invalid {field} name {shown}: use {}", crate::wire::name_rule())]
     InvalidName { field: &'static str, shown: String },
 
+    /// A scope name outside [`scope_rule`](crate::scope::scope_rule).
+    /// `shown` is the value as [`Error::invalid_scope`] makes it safe to print.
+    #[error("invalid scope {shown}: use {}", crate::scope::scope_rule())]
+    InvalidScope { shown: String },
+
     #[error("the link to the broker is closed")]
     Closed,
 
@@ -73,6 +78,13 @@ impl Error {
         }
     }
 
+    /// [`Error::InvalidScope`] for `value`, shown as [`Error::invalid_name`] shows a name.
+    pub fn invalid_scope(value: &str) -> Self {
+        Error::InvalidScope {
+            shown: shown_value(value),
+        }
+    }
+
     /// A mistake in what the user configured, as opposed to a failure of
     /// the moment: binaries exit 2 for these, as for bad flags.
     pub fn is_configuration(&self) -> bool {
@@ -81,6 +93,7 @@ impl Error {
             Error::InvalidUrl { .. }
                 | Error::InvalidOption(_)
                 | Error::InvalidName { .. }
+                | Error::InvalidScope { .. }
                 | Error::Tls { .. }
                 | Error::AlreadyRunning { .. }
         )

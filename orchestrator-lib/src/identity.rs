@@ -2,17 +2,22 @@
 //! after it) and `responder` (which answers as it), so neither imports the other.
 
 use crate::Error;
+use crate::scope::Scope;
 use crate::wire::is_valid_name;
 
-/// Who answers: a service name shared by its replicas, and this replica's id.
-/// Built only through [`Identity::new`], which holds both to the name rule:
-/// a name the monitor would drop as `bad_name` is refused here, at once,
-/// not after the service has run silently unseen.
+/// Who answers: a service name shared by its replicas, this replica's id,
+/// and the scope it answers in (the default unless [`Identity::in_scope`]).
+/// Built only through [`Identity::new`], which holds both names to the
+/// name rule: a name the monitor would drop as `bad_name` is refused here,
+/// at once, not after the service has run silently unseen.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[non_exhaustive]
 pub struct Identity {
     pub service: String,
     pub instance: String,
+    /// Whose monitors it answers: its queue is bound to this scope's ping
+    /// exchange, and it answers only this scope's monitor queues.
+    pub scope: Scope,
 }
 
 impl Identity {
@@ -26,7 +31,19 @@ impl Identity {
                 return Err(Error::invalid_name(field, name));
             }
         }
-        Ok(Self { service, instance })
+        Ok(Self {
+            service,
+            instance,
+            scope: Scope::default(),
+        })
+    }
+
+    /// The same instance in `scope` (`Scope::new("staging")?`, or
+    /// `Scope::from_env()?` for `HEARTBEAT_SCOPE_NAME`): only that scope's
+    /// monitors ping it and hear it.
+    pub fn in_scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
     }
 }
 

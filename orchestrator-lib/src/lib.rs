@@ -3,7 +3,8 @@
 //! Layout:
 //! - `wire`: the versioned JSON messages (`ping`, `echo`, `goodbye`) and their codec. Pure.
 //! - `broker_url`: parsing and redacting `amqp://` / `amqps://` URLs.
-//! - `topology`: exchange and queue names, and the [`Endpoint`] a participant listens on.
+//! - `scope`: [`Scope`], which heartbeat on a shared vhost a participant belongs to.
+//! - `topology`: exchange and queue names (per scope), and the [`Endpoint`] a participant listens on.
 //! - `backoff`: capped exponential reconnect delays with jitter.
 //! - `transport`: the [`Link`] handle (publish, inbox, status) and its two back ends:
 //!   AMQP through lapin, and an in-process [`MemoryBroker`](plumbing::MemoryBroker).
@@ -26,7 +27,8 @@
 //! # async fn demo() -> Result<(), orchestrator_lib::Error> {
 //! use orchestrator_lib::{BrokerUrl, Endpoint, Faults, Identity, LinkOptions};
 //! let url: BrokerUrl = "amqp://guest:guest@127.0.0.1:5672/%2f".parse()?;
-//! let me = Identity::new("orders", "orders-1")?;
+//! // The default scope unless HEARTBEAT_SCOPE_NAME names one (staging, production, ...).
+//! let me = Identity::new("orders", "orders-1")?.in_scope(orchestrator_lib::Scope::from_env()?);
 //! let link = orchestrator_lib::connect(&url, Endpoint::service(&me), LinkOptions::service());
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! orchestrator_lib::respond(link, me, Faults::default(), shutdown).await
@@ -41,6 +43,7 @@ mod logging;
 mod monitor_book;
 pub mod plumbing;
 mod responder;
+mod scope;
 mod signals;
 pub mod signing;
 mod topology;
@@ -52,6 +55,7 @@ pub use error::Error;
 pub use identity::Identity;
 pub use logging::{init_logging, use_colour};
 pub use responder::{Farewell, Faults, respond, respond_with};
+pub use scope::Scope;
 pub use signals::cancel_on_shutdown_signal;
 pub use signing::Keys;
 pub use topology::Endpoint;

@@ -5,7 +5,8 @@
 //! pings waiting behind them, and filled its list of monitors so that its
 //! goodbye to the real one was dropped.
 //!
-//! - Only queues named like a monitor's (`heartbeat.monitor.<valid name>`)
+//! - Only queues named like a monitor's of the service's own scope
+//!   (`heartbeat.monitor.<valid name>`, or `heartbeat:<scope>:monitor.<valid name>`)
 //!   are answered, and only for a ping that names that monitor.
 //! - Signed, a ping is answered only if it is fresh: its `(boot, seq)` is
 //!   above the last one taken from that monitor (see [`Freshness`]). A
@@ -27,6 +28,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::scope::Scope;
 use crate::topology::monitor_id_of;
 
 pub const MAX_MONITORS: usize = 32;
@@ -141,6 +143,8 @@ pub struct PingMark<'a> {
 pub struct MonitorBook {
     heard: HashMap<String, Heard>,
     newcomers: Bucket,
+    /// Whose monitors' queues it answers: its service's scope only.
+    scope: Scope,
 }
 
 impl MonitorBook {
@@ -148,7 +152,14 @@ impl MonitorBook {
         Self {
             heard: HashMap::new(),
             newcomers: Bucket::full(NEWCOMERS_RATE, now),
+            scope: Scope::default(),
         }
+    }
+
+    /// The book of a service in `scope`: only that scope's monitor queues are answered.
+    pub fn in_scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
     }
 
     /// Record a ping asking for an answer on `reply_to`; `Ok` when it should
@@ -160,7 +171,7 @@ impl MonitorBook {
         ping: PingMark<'_>,
         now: Instant,
     ) -> Result<(), Refusal> {
-        let Some(id) = monitor_id_of(reply_to) else {
+        let Some(id) = monitor_id_of(&self.scope, reply_to) else {
             return Err(Refusal::NotAMonitor);
         };
         if id != ping.monitor {
@@ -229,7 +240,7 @@ impl MonitorBook {
     /// under the same id, counts from 1 again.
     pub fn latest_ping<'q>(&self, reply_to: &'q str) -> Option<(&'q str, u64)> {
         let seq = self.heard.get(reply_to)?.latest_seq?;
-        Some((monitor_id_of(reply_to)?, seq))
+        Some((monitor_id_of(&self.scope, reply_to)?, seq))
     }
 
     /// The monitors to say goodbye to, most recently heard first, forgetting
@@ -270,6 +281,35 @@ mod tests {
             signed: true,
             ..from(queue, seq)
         }
+    }
+
+    #[test]
+    fn a_scoped_book_answers_only_its_scopes_monitor_queues() {
+        let t0 = Instant::now();
+        let staging = Scope::new("staging").unwrap();
+        let mut book = MonitorBook::new(t0).in_scope(staging);
+        let mark = |monitor| PingMark {
+            monitor,
+            boot: None,
+            seq: 1,
+            signed: false,
+        };
+        assert_eq!(
+            book.admit("heartbeat.monitor.m", mark("m"), t0),
+            Err(Refusal::NotAMonitor)
+        );
+        assert_eq!(
+            book.admit("heartbeat:production:monitor.m", mark("m"), t0),
+            Err(Refusal::NotAMonitor)
+        );
+        assert_eq!(
+            book.admit("heartbeat:staging:monitor.m", mark("m"), t0),
+            Ok(())
+        );
+        assert_eq!(
+            book.latest_ping("heartbeat:staging:monitor.m"),
+            Some(("m", 1))
+        );
     }
 
     #[test]

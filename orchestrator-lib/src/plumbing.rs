@@ -7,8 +7,11 @@ pub use crate::backoff::Backoff;
 pub use crate::broker_url::redact_credentials_in;
 pub use crate::error::shown_value;
 pub use crate::responder::{respond_fleet, respond_fleet_with};
+pub use crate::scope::{DEFAULT_SCOPE, MAX_SCOPE_LEN, SCOPE_VARIABLE, is_valid_scope, scope_rule};
 pub use crate::signals::abort_on_panic;
-pub use crate::topology::{PING_EXCHANGE, Role};
+pub use crate::topology::{
+    PING_EXCHANGE, Role, monitor_queue_prefix, ping_exchange, service_queue_prefix,
+};
 pub use crate::transport::{
     Closer, Inbox, Incoming, LinkStats, LinkStatus, MemoryBroker, NAMED_SENDERS, OTHER_SENDERS,
     Publisher, check_ca_pem, connect_each, connect_many,

@@ -132,7 +132,10 @@ pub async fn respond_fleet_with(
     let signed = publisher.signs();
     let started = Instant::now();
     // Per member: the monitors it answers, bounded and rate-limited.
-    let mut monitors = vec![MonitorBook::new(started.into_std()); members.len()];
+    let mut monitors: Vec<MonitorBook> = members
+        .iter()
+        .map(|me| MonitorBook::new(started.into_std()).in_scope(me.scope.clone()))
+        .collect();
     let refusals = LogLimiter::new(Duration::from_secs(10));
     let mut delayed = JoinSet::new();
     let mut hung_logged = false;
@@ -262,6 +265,67 @@ mod tests {
             .expect("a message within 5 s")
             .expect("link open")
             .message
+    }
+
+    #[tokio::test]
+    async fn a_scope_hears_only_its_own_monitors_and_they_only_it() {
+        let broker = MemoryBroker::new();
+        let staging = crate::Scope::new("staging").unwrap();
+        let mut staging_monitor =
+            broker.connect(Endpoint::monitor_in(&staging, "m"), LinkOptions::default());
+        let mut default_monitor = broker.connect(Endpoint::monitor("m"), LinkOptions::default());
+        let shutdown = CancellationToken::new();
+        let mut tasks = Vec::new();
+        for me in [
+            Identity::new("orders", "staged")
+                .unwrap()
+                .in_scope(staging.clone()),
+            Identity::new("orders", "plain").unwrap(),
+        ] {
+            let link = broker.connect(Endpoint::service(&me), LinkOptions::default());
+            tasks.push(tokio::spawn(respond(
+                link,
+                me,
+                Faults::default(),
+                shutdown.clone(),
+            )));
+        }
+        let staging_queue = Endpoint::monitor_in(&staging, "m").queue;
+        for seq in 1..=2 {
+            staging_monitor
+                .publisher
+                .broadcast(&ping(seq), &staging_queue, Duration::from_secs(1))
+                .unwrap();
+            let Message::Echo(echo) = next(&mut staging_monitor.inbox).await else {
+                panic!("expected an echo")
+            };
+            assert_eq!((echo.instance.as_str(), echo.seq), ("staged", seq));
+            default_monitor
+                .publisher
+                .broadcast(&ping(seq), "heartbeat.monitor.m", Duration::from_secs(1))
+                .unwrap();
+            let Message::Echo(echo) = next(&mut default_monitor.inbox).await else {
+                panic!("expected an echo")
+            };
+            assert_eq!((echo.instance.as_str(), echo.seq), ("plain", seq));
+        }
+        // A default-scope ping readdressed to the staging monitor's queue
+        // reaches only the default-scope service, which does not answer a
+        // queue outside its scope.
+        default_monitor
+            .publisher
+            .broadcast(&ping(3), &staging_queue, Duration::from_secs(1))
+            .unwrap();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), staging_monitor.inbox.recv())
+                .await
+                .is_err(),
+            "nothing crosses scopes"
+        );
+        shutdown.cancel();
+        for task in tasks {
+            task.await.unwrap().unwrap();
+        }
     }
 
     #[tokio::test]

@@ -6,13 +6,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use orchestrator_lib::plumbing::PING_EXCHANGE;
+use orchestrator_lib::plumbing::{MAX_SCOPE_LEN, PING_EXCHANGE, is_valid_scope, ping_exchange};
 use orchestrator_lib::signing::{MAC_HEADER, MIN_KEY_LEN, hmac_sha256_hex};
 use orchestrator_lib::wire::{
     self, DEFAULT_MAX_BODY, Echo, Goodbye, MAX_NAME_LEN, Message, PROTOCOL_VERSION, Ping,
     RejectReason,
 };
-use orchestrator_lib::{Endpoint, Identity, Keys, LinkOptions};
+use orchestrator_lib::{Endpoint, Identity, Keys, LinkOptions, Scope};
 use serde_json::{Value, json};
 
 const PAGE: &str = include_str!("../../docs/PROTOCOL.md");
@@ -394,6 +394,79 @@ fn names_limits_and_broker_objects_are_the_codes() {
     );
     let prefetch = LinkOptions::service().prefetch;
     assert!(PAGE.contains(&format!("the Rust services use {prefetch})")));
+}
+
+#[test]
+fn every_scope_is_named_as_the_page_says() {
+    let rule = format!("^[A-Za-z0-9._-]{{1,{MAX_SCOPE_LEN}}}$");
+    let text = section("### Scopes");
+    assert!(
+        text.contains(&format!("`{rule}`")),
+        "the page states {rule}"
+    );
+    assert!(text.contains(&format!("1 to {MAX_SCOPE_LEN} ASCII")));
+    for name in ["staging", "a.b-c_D9", &"x".repeat(MAX_SCOPE_LEN)] {
+        assert!(is_valid_scope(name), "{name}");
+    }
+    for name in ["a:b", "a b", "", &"x".repeat(MAX_SCOPE_LEN + 1)] {
+        assert!(!is_valid_scope(name), "{name}");
+    }
+    assert!(Scope::new("default").unwrap().is_default());
+
+    let objects = table("### Scopes", "object");
+    let names = |column: &str, scope: &Scope| -> BTreeMap<String, String> {
+        let at = objects.column(column);
+        objects
+            .rows
+            .iter()
+            .map(|row| {
+                let name = code(&row[at])
+                    .replace("<scope>", "staging")
+                    .replace("<service>", "orders")
+                    .replace("<instance>", "orders-1")
+                    .replace("<monitor-id>", "ops-1");
+                (row[0].clone(), name)
+            })
+            .chain([("scope".to_owned(), scope.name().to_owned())])
+            .collect()
+    };
+    for (column, scope) in [
+        ("default scope", Scope::default()),
+        ("scope `<scope>`", Scope::new("staging").unwrap()),
+    ] {
+        let page = names(column, &scope);
+        let me = Identity::new("orders", "orders-1")
+            .unwrap()
+            .in_scope(scope.clone());
+        let code: BTreeMap<String, String> = [
+            ("exchange", ping_exchange(&scope)),
+            ("service queue", Endpoint::service(&me).queue),
+            ("monitor queue", Endpoint::monitor_in(&scope, "ops-1").queue),
+            ("scope", scope.name().to_owned()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        assert_eq!(page, code, "{column}");
+    }
+    // The default scope's column is the broker objects' table.
+    let objects_default = table("## Broker objects", "object");
+    for row in &objects_default.rows {
+        let scoped = objects
+            .rows
+            .iter()
+            .find(|r| r[0] == row[0])
+            .unwrap_or_else(|| panic!("{} has no row under Scopes", row[0]));
+        assert_eq!(code(&scoped[1]), code(&row[1]));
+    }
+    // The longest scoped service queue fits AMQP's 255 bytes, as the page says.
+    let longest = Identity::new("s".repeat(MAX_NAME_LEN), "i".repeat(MAX_NAME_LEN))
+        .unwrap()
+        .in_scope(Scope::new(&"x".repeat(MAX_SCOPE_LEN)).unwrap());
+    let len = Endpoint::service(&longest).queue.len();
+    assert!(len <= 255);
+    let flowing = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flowing.contains(&format!("a service queue's name is {len} bytes")));
 }
 
 #[test]

@@ -67,6 +67,8 @@ pub fn part(name: &str, member: &str, quorum: Option<usize>, interval: Duration)
 #[derive(Debug, Clone)]
 pub struct Config {
     pub name: String,
+    /// The monitor's scope: the group meets under its names.
+    pub scope: orchestrator_lib::Scope,
     pub member: String,
     pub interval: Duration,
     pub urls: BrokerUrls,
@@ -177,6 +179,7 @@ pub fn spawn(config: Config, fleet: fleet::Shared, shutdown: CancellationToken) 
         &config.urls,
         GroupOptions {
             group: config.name.clone(),
+            scope: config.scope.clone(),
             member: config.member.clone(),
             claim_every: claim,
             link: LinkOptions {

@@ -472,6 +472,11 @@ pub fn free_port() -> u16 {
 /// A headless monitor serving HTTP on a port of the system's choosing, and
 /// its base URL (`http://127.0.0.1:PORT`), read from the line it logs.
 pub fn http_monitor(url: &str, env: &[(&str, &str)]) -> (Proc, String) {
+    http_monitor_with(url, &[], env)
+}
+
+/// [`http_monitor`], with more flags (`--scope NAME`).
+pub fn http_monitor_with(url: &str, extra: &[&str], env: &[(&str, &str)]) -> (Proc, String) {
     let id = unique("mon");
     let mut command = Command::new(monitor_bin());
     // Fixed mode, as `monitor`: these tests' timings are the timeout's.
@@ -492,6 +497,7 @@ pub fn http_monitor(url: &str, env: &[(&str, &str)]) -> (Proc, String) {
             "--timeout",
             &format!("{TIMEOUT_MS}ms"),
         ])
+        .args(extra)
         .envs(env.iter().copied());
     let monitor = Proc::spawn(&format!("monitor {id}"), command);
     let base = monitor.listen_base();

@@ -32,7 +32,7 @@ use super::group::{
 use super::{Incoming, LinkOptions, LinkStats, LinkStatus, MAX_BATCH, Outgoing, Plumbing, Route};
 use crate::backoff::Backoff;
 use crate::signing::MAC_HEADER;
-use crate::topology::{PING_EXCHANGE, Role};
+use crate::topology::{Role, ping_exchange};
 use crate::{BrokerUrl, BrokerUrls, Endpoint, Error};
 
 /// A TCP connect to an address that never answers must not hang the link.
@@ -210,6 +210,9 @@ struct Session {
     deliveries: Deliveries,
     events: EventStream,
     queues: Vec<String>,
+    /// Where a broadcast goes: the first endpoint's scope's ping exchange
+    /// (a monitor's link has one endpoint).
+    ping_exchange: String,
     /// `None` on a link consumed without acks.
     acks: Option<PendingAcks>,
     /// See [`LinkOptions::linger`].
@@ -284,6 +287,7 @@ impl Session {
                 deliveries,
                 events,
                 queues: endpoints.iter().map(|e| e.queue.clone()).collect(),
+                ping_exchange: ping_exchange(&endpoints[0].scope),
                 acks: options.ack.then(PendingAcks::default),
                 linger: options.linger,
                 last_batch: None,
@@ -299,16 +303,22 @@ impl Session {
     ) -> lapin::Result<(EventStream, Channel, Deliveries)> {
         let events: EventStream = Box::pin(connection.events_listener());
         let channel = within(connection.create_channel()).await?;
-        within(channel.exchange_declare(
-            PING_EXCHANGE.into(),
-            ExchangeKind::Fanout,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        ))
-        .await?;
+        // Each scope's exchange once (a fleet's endpoints share one, as a rule).
+        let mut exchanges: Vec<String> =
+            endpoints.iter().map(|e| ping_exchange(&e.scope)).collect();
+        exchanges.dedup();
+        for exchange in &exchanges {
+            within(channel.exchange_declare(
+                exchange.as_str().into(),
+                ExchangeKind::Fanout,
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            ))
+            .await?;
+        }
         // Per consumer, so each queue of a fleet gets the same allowance.
         within(channel.basic_qos(options.prefetch, BasicQosOptions::default())).await?;
         let mut deliveries = SelectAll::new();
@@ -329,7 +339,7 @@ impl Session {
             if endpoint.role == Role::Service {
                 within(channel.queue_bind(
                     endpoint.queue.as_str().into(),
-                    PING_EXCHANGE.into(),
+                    ping_exchange(&endpoint.scope).as_str().into(),
                     "".into(),
                     QueueBindOptions::default(),
                     FieldTable::default(),
@@ -482,7 +492,7 @@ impl Session {
 
     async fn publish(&self, outgoing: Outgoing, stats: &LinkStats) -> lapin::Result<()> {
         let (exchange, routing_key) = match &outgoing.route {
-            Route::Broadcast => (PING_EXCHANGE, ""),
+            Route::Broadcast => (self.ping_exchange.as_str(), ""),
             Route::Direct(queue) => ("", queue.as_str()),
         };
         let mut properties = BasicProperties::default()
@@ -886,7 +896,7 @@ impl GroupSession {
         let connection = open_connection(url, &options.link).await?;
         let events = Box::pin(connection.events_listener());
         let channel = connection.create_channel().await?;
-        let exchange = group_exchange(&options.group);
+        let exchange = group_exchange(&options.scope, &options.group);
         channel
             .exchange_declare(
                 exchange.as_str().into(),
@@ -898,7 +908,7 @@ impl GroupSession {
                 FieldTable::default(),
             )
             .await?;
-        let queue = member_queue(&options.group, &options.member);
+        let queue = member_queue(&options.scope, &options.group, &options.member);
         channel
             .queue_declare(
                 queue.as_str().into(),
@@ -937,7 +947,7 @@ impl GroupSession {
             events,
             claim: None,
             exchange,
-            leader_queue: leader_queue(&options.group),
+            leader_queue: leader_queue(&options.scope, &options.group),
         })
     }
 

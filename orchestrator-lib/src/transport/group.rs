@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{Closer, LinkOptions, LinkStatus, amqp};
-use crate::{BrokerUrls, Keys};
+use crate::{BrokerUrls, Keys, Scope};
 
 /// Where this member stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,8 @@ impl Leadership {
 pub struct GroupOptions {
     /// The group's name (a wire name: letters, digits, `-`, `_`, `.`).
     pub group: String,
+    /// The monitors' scope: groups of the same name in two scopes are two groups.
+    pub scope: Scope,
     /// This member's id (the monitor's).
     pub member: String,
     /// How often a standby tries to lead, and a leader re-confirms.
@@ -55,19 +57,21 @@ pub struct GroupOptions {
     pub link: LinkOptions,
 }
 
-/// `heartbeat.group.<name>`: the fanout exchange every member hears.
-pub fn group_exchange(group: &str) -> String {
-    format!("heartbeat.group.{group}")
+/// `heartbeat.group.<name>` (`heartbeat:<scope>:group.<name>` in a named
+/// scope): the fanout exchange every member hears.
+pub fn group_exchange(scope: &Scope, group: &str) -> String {
+    format!("{}group.{group}", scope.prefix())
 }
 
-/// `heartbeat.group.<name>.leader`: the queue whose holder leads.
-pub fn leader_queue(group: &str) -> String {
-    format!("heartbeat.group.{group}.leader")
+/// `heartbeat.group.<name>.leader` (in a named scope `heartbeat:<scope>:group.<name>.leader`):
+/// the queue whose holder leads.
+pub fn leader_queue(scope: &Scope, group: &str) -> String {
+    format!("{}.leader", group_exchange(scope, group))
 }
 
-/// `heartbeat.group.<name>.member.<id>`: one member's queue on the exchange.
-pub fn member_queue(group: &str, member: &str) -> String {
-    format!("heartbeat.group.{group}.member.{member}")
+/// `heartbeat.group.<name>.member.<id>` (likewise scoped): one member's queue on the exchange.
+pub fn member_queue(scope: &Scope, group: &str, member: &str) -> String {
+    format!("{}.member.{member}", group_exchange(scope, group))
 }
 
 /// Publishes to every member (itself included). Never blocks: a full

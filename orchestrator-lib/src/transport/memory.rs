@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use super::{
     Incoming, Link, LinkOptions, LinkStats, LinkStatus, Outgoing, Plumbing, Route, plumbing,
 };
+use crate::scope::Scope;
 use crate::topology::{Endpoint, Role};
 
 /// Bodies a queue holds before new ones are dropped, like a broker's max-length.
@@ -29,6 +30,8 @@ struct RawDelivery {
 
 struct Queue {
     role: Role,
+    /// A broadcast reaches the service queues of its sender's scope only.
+    scope: Scope,
     owner: u64,
     index: usize,
     /// Shared by all the queues of one link.
@@ -67,6 +70,7 @@ impl MemoryBroker {
         for (index, endpoint) in endpoints.iter().enumerate() {
             let queue = Queue {
                 role: endpoint.role,
+                scope: endpoint.scope.clone(),
                 owner,
                 index,
                 tx: tx.clone(),
@@ -74,8 +78,12 @@ impl MemoryBroker {
             hub.queues.insert(endpoint.queue.clone(), queue);
         }
         drop(hub);
+        let scope = endpoints
+            .first()
+            .map(|e| e.scope.clone())
+            .unwrap_or_default();
         let queues = endpoints.into_iter().map(|e| e.queue).collect();
-        let task = tokio::spawn(self.clone().run(queues, owner, rx, plumbing));
+        let task = tokio::spawn(self.clone().run(queues, scope, owner, rx, plumbing));
         link.closer.task = Some(task);
         link
     }
@@ -118,6 +126,7 @@ impl MemoryBroker {
     async fn run(
         self,
         queues: Vec<String>,
+        scope: Scope,
         owner: u64,
         mut rx: mpsc::Receiver<RawDelivery>,
         mut p: Plumbing,
@@ -127,7 +136,7 @@ impl MemoryBroker {
             tokio::select! {
                 biased;
                 _ = p.token.cancelled() => break,
-                Some(outgoing) = p.out_rx.recv() => self.route(outgoing, &p.stats),
+                Some(outgoing) = p.out_rx.recv() => self.route(outgoing, &scope, &p.stats),
                 Some(raw) = rx.recv() => {
                     let mac = raw.mac.as_deref().map(str::as_bytes);
                     if let Some(message) = p.accept(&raw.body, mac, &queues[raw.to]) {
@@ -143,7 +152,7 @@ impl MemoryBroker {
             }
         }
         while let Ok(outgoing) = p.out_rx.try_recv() {
-            self.route(outgoing, &p.stats);
+            self.route(outgoing, &scope, &p.stats);
         }
         let mut hub = self.hub();
         for queue in &queues {
@@ -155,7 +164,7 @@ impl MemoryBroker {
         p.set_status(LinkStatus::Closed);
     }
 
-    fn route(&self, outgoing: Outgoing, stats: &LinkStats) {
+    fn route(&self, outgoing: Outgoing, scope: &Scope, stats: &LinkStats) {
         let hub = self.hub();
         let deliver = |q: &Queue| {
             let raw = RawDelivery {
@@ -171,7 +180,7 @@ impl MemoryBroker {
             Route::Broadcast => hub
                 .queues
                 .values()
-                .filter(|q| q.role == Role::Service)
+                .filter(|q| q.role == Role::Service && q.scope == *scope)
                 .for_each(deliver),
             Route::Direct(name) => hub.queues.get(name).into_iter().for_each(deliver),
         }
