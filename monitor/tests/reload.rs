@@ -181,7 +181,7 @@ fn sighup_applies_maintenance_windows_and_dependencies() {
         ],
     );
     let base = monitor.listen_base();
-    let mut services: Vec<_> = [&held, &parent, &child, &other]
+    let services: Vec<_> = [&held, &parent, &child, &other]
         .iter()
         .map(|name| mock(BROKER, name, "i-1", &[]))
         .collect();
@@ -218,12 +218,26 @@ fn sighup_applies_maintenance_windows_and_dependencies() {
         || (status_document(&base)["maintenance"][0]["reason"] == "reloaded window").then_some(()),
     );
 
-    // held, parent, child and other all die; parent and other page, held
-    // (maintenance) and child (its parent is DOWN) do not.
-    for service in services.iter_mut() {
+    // The parent dies first and is DOWN before the others die: held (its
+    // window) and child (its parent is DOWN) do not page; parent and other
+    // (covered by nothing) do.
+    let mut services = services.into_iter();
+    let (mut held_svc, mut parent_svc, mut child_svc, mut other_svc) = (
+        services.next().unwrap(),
+        services.next().unwrap(),
+        services.next().unwrap(),
+        services.next().unwrap(),
+    );
+    parent_svc.kill();
+    monitor.wait_json(
+        Duration::from_secs(10),
+        "parent down",
+        transition(&parent, "down", "timed_out"),
+    );
+    for service in [&mut held_svc, &mut child_svc, &mut other_svc] {
         service.kill();
     }
-    for service in [&held, &parent, &child, &other] {
+    for service in [&held, &child, &other] {
         monitor.wait_json(
             Duration::from_secs(10),
             "down",
