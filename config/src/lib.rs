@@ -5,7 +5,7 @@
 //!   its default and a comment; built in, so it is the lowest layer.
 //! - `settings`: [`Settings`] and its sections' types; how one service's
 //!   `[services.NAME]` falls back to `[detection]`.
-//! - `broker`, `notify`, `history`: those sections' own types;
+//! - `broker`, `notify`, `history`, `budget`: those sections' own types;
 //!   `broker` also holds [`resolve_broker_url`], the broker URL's own precedence.
 //! - `load`: [`Settings::load`]: that file, then an optional user file, then
 //!   `MONITOR__...` environment variables. Flags are applied by each binary
@@ -16,6 +16,7 @@
 //!   in its errors; `generate`: `--generate man|complete-*`.
 
 mod broker;
+mod budget;
 mod error;
 mod flags;
 mod generate;
@@ -30,6 +31,7 @@ pub use broker::{
     BrokerNodes, BrokerSettings, DEFAULT_BROKER_URL, UrlSource, command_line_password_warning,
     resolve_broker_url,
 };
+pub use budget::BudgetSettings;
 pub use error::SettingsError;
 pub use flags::parse_flags;
 pub use history::HistorySettings;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::{BrokerSettings, HistorySettings, MaintenanceSettings, NotifySettings};
+use crate::{BrokerSettings, BudgetSettings, HistorySettings, MaintenanceSettings, NotifySettings};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -38,6 +38,8 @@ pub struct Settings {
     pub history: HistorySettings,
     pub http: HttpSettings,
     pub group: GroupSettings,
+    /// A hosted plan's allowance, which the interval is chosen to keep within.
+    pub budget: BudgetSettings,
     /// Windows in which alerts are held, as a silence holds them.
     #[serde(default)]
     pub maintenance: Vec<MaintenanceSettings>,

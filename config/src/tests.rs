@@ -360,3 +360,38 @@ fn a_value_the_environment_cannot_parse_names_its_variable() {
         assert!(!err.contains('\n'), "{err}");
     }
 }
+
+#[test]
+fn scope_and_budget_load_from_the_environment_and_are_checked() {
+    let s = load(&[]).unwrap();
+    assert_eq!(s.scope, "default");
+    assert!(!s.budget.enabled());
+    assert_eq!(s.budget.longest_interval, Duration::from_secs(300));
+    let s = load(&[
+        ("MONITOR__SCOPE", "staging"),
+        ("MONITOR__BUDGET__MESSAGES_PER_MONTH", "1000000"),
+        ("MONITOR__BUDGET__QUEUES", "100"),
+    ])
+    .unwrap();
+    assert_eq!(s.scope, "staging");
+    assert_eq!(s.budget.messages_per_month, 1_000_000);
+    assert_eq!(s.budget.queues, 100);
+    let error = load(&[("MONITOR__SCOPE", "a b")]).unwrap_err().to_string();
+    assert!(
+        error.starts_with("invalid setting `scope`: \"a b\" is not a scope: use 1 to 32")
+            && error.ends_with("(from the environment: MONITOR__SCOPE)"),
+        "{error}"
+    );
+    let error = load(&[
+        ("MONITOR__BUDGET__MESSAGES_PER_MONTH", "1000000"),
+        ("MONITOR__BUDGET__LONGEST_INTERVAL", "500ms"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.starts_with(
+            "invalid setting `budget.longest_interval`: 500ms is shorter than the interval (1s)"
+        ),
+        "{error}"
+    );
+}

@@ -52,6 +52,16 @@ impl Settings {
                 );
             }
         }
+        if self.budget.enabled() && self.budget.longest_interval < self.interval {
+            return bad(
+                "budget.longest_interval",
+                format!(
+                    "{} is shorter than the interval ({}), the shortest a budget pings at",
+                    humantime::format_duration(self.budget.longest_interval),
+                    humantime::format_duration(self.interval)
+                ),
+            );
+        }
         if self.max_instances == 0 {
             return bad("max_instances", "must be at least 1".into());
         }

@@ -102,6 +102,24 @@ pub async fn run(
             || settings.history.enabled(),
         pulse,
         restore: last_known(&settings, &source, &scope).await,
+        // A plan's budget means something only with a broker: the demo's
+        // fleet runs in-process and costs no messages.
+        budget: (settings.budget.enabled() && !matches!(source, Source::Demo)).then(|| {
+            engine::BudgetConfig {
+                plan: crate::budget::Plan {
+                    messages_per_month: settings.budget.messages_per_month,
+                    shortest: settings.interval,
+                    longest: settings.budget.longest_interval,
+                },
+                default: policy(&settings, None),
+                services: settings
+                    .named_services()
+                    .map(|service| (service.clone(), policy(&settings, Some(service))))
+                    .collect(),
+                connections: settings.budget.connections,
+                queues: settings.budget.queues,
+            }
+        }),
     };
     // Bound before anything starts, so a taken port stops the monitor at once.
     let listener = if settings.http.listen.is_empty() {

@@ -14,6 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::budget::{self, Cost, Plan};
 use crate::detector::{
     Blindness, Detector, InstanceKey, LastKnown, Policy, ServiceChange, Transition,
 };
@@ -59,6 +60,69 @@ pub struct EngineConfig {
     /// Instances known before a restart (from the history store): DOWN,
     /// reason `restored`, until they answer.
     pub restore: Vec<LastKnown>,
+    /// A hosted plan's budget (`[budget]`): the interval is chosen to keep
+    /// within it, the timeouts follow. `None`: `interval` always.
+    pub budget: Option<BudgetConfig>,
+}
+
+/// What the engine needs to keep within a budget: the plan, and the
+/// policies as configured, which it scales when the interval changes.
+#[derive(Debug, Clone)]
+pub struct BudgetConfig {
+    pub plan: Plan,
+    pub default: Policy,
+    pub services: Vec<(String, Policy)>,
+    /// The plan's caps (0: not watched): warned of at 80%.
+    pub connections: u64,
+    pub queues: u64,
+}
+
+/// Rounds whose echoes count towards the fleet's size: the most of these,
+/// so one round that lost an echo or two does not shorten the interval,
+/// and a fleet that grew lengthens it at the next ping.
+const ROUNDS_COUNTED: usize = 3;
+
+/// What the heartbeat costs, and the interval that keeps it within the
+/// budget: counted at every ping from the echoes of the last rounds.
+struct Meter {
+    configured: Duration,
+    configured_ttl: Duration,
+    in_force: Duration,
+    echoes: u64,
+    rounds: std::collections::VecDeque<u64>,
+    last: Option<Arc<Cost>>,
+    warned: Vec<String>,
+}
+
+impl Meter {
+    fn new(interval: Duration, ping_ttl: Duration) -> Self {
+        Self {
+            configured: interval,
+            configured_ttl: ping_ttl,
+            in_force: interval,
+            echoes: 0,
+            rounds: std::collections::VecDeque::with_capacity(ROUNDS_COUNTED + 1),
+            last: None,
+            warned: Vec::new(),
+        }
+    }
+
+    /// A round ended (a ping is due): its echoes join the count.
+    fn round_ended(&mut self) -> u64 {
+        self.rounds.push_back(std::mem::take(&mut self.echoes));
+        while self.rounds.len() > ROUNDS_COUNTED {
+            self.rounds.pop_front();
+        }
+        self.rounds.iter().copied().max().unwrap_or(0)
+    }
+}
+
+/// A policy whose timeout follows the interval in force.
+fn scaled_policy(policy: &Policy, interval: Duration, configured: Duration) -> Policy {
+    Policy {
+        timeout: budget::scaled(policy.timeout, interval, configured),
+        ..policy.clone()
+    }
 }
 
 /// A reloaded configuration, as the engine applies it between two of its
@@ -121,6 +185,7 @@ pub async fn run(
         .collect();
     let mut pings = tokio::time::interval(config.interval);
     pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut meter = Meter::new(config.interval, config.ping_ttl);
     let mut checks = tokio::time::interval(
         MAX_CHECK_PERIOD
             .min(config.interval / 2)
@@ -192,6 +257,30 @@ pub async fn run(
                 }
             }
             _ = pings.tick(), if connected => {
+                {
+                    // The round before this ping is over (none before the first).
+                    let answering = if seq > 0 { meter.round_ended() } else { 0 };
+                    let now = Instant::now();
+                    if let Some(interval) = cost_at(&mut meter, answering, &config, &mut out) {
+                        // The next ping an interval in force from this one.
+                        pings = tokio::time::interval_at(now + interval, interval);
+                        pings.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                        config.ping_ttl = budget::scaled(meter.configured_ttl, interval, meter.configured);
+                        config.pulse.send_modify(|pulse| pulse.interval = Some(interval));
+                        detector.set_interval(interval);
+                        if let Some(plan) = &config.budget {
+                            let (transitions, changes) = detector.reconfigure(
+                                scaled_policy(&plan.default, interval, meter.configured),
+                                plan.services.iter().map(|(s, p)| (s.clone(), scaled_policy(p, interval, meter.configured))).collect(),
+                                now.into_std(),
+                            );
+                            out.transitions(transitions);
+                            for change in changes {
+                                out.service_change(change);
+                            }
+                        }
+                    }
+                }
                 seq += 1;
                 let ping = Message::Ping(Ping { monitor: config.monitor_id.clone(), seq, boot: Some(boot), sent_at: Some(Utc::now()) });
                 match publisher.broadcast(&ping, &config.reply_to, config.ping_ttl) {
@@ -275,6 +364,7 @@ pub async fn run(
                                 continue;
                             }
                             let outcome = detector.echo(service, instance, echo.seq, now.into_std());
+                            meter.echoes += 1;
                             if let Some(section) = &outcome.unmatched_section {
                                 warn!(
                                     "[services.{section}] matches no service by that name, and {:?} is judged by [detection]: sections name one service exactly (a --count fleet's are {section}-0, {section}-1, ...)",
@@ -314,7 +404,21 @@ pub async fn run(
             }
             Some(reload) = reloads.recv() => {
                 let now = Instant::now().into_std();
-                let (transitions, changes) = detector.reconfigure(reload.default, reload.services, now);
+                // Under a budget the reloaded timeouts are the configured
+                // ones: they follow the interval in force, as at start.
+                let interval = meter.in_force;
+                let (default, services) = match &mut config.budget {
+                    Some(plan) => {
+                        plan.default = reload.default;
+                        plan.services = reload.services;
+                        (
+                            scaled_policy(&plan.default, interval, meter.configured),
+                            plan.services.iter().map(|(s, p)| (s.clone(), scaled_policy(p, interval, meter.configured))).collect(),
+                        )
+                    }
+                    None => (reload.default, reload.services),
+                };
+                let (transitions, changes) = detector.reconfigure(default, services, now);
                 let before = std::mem::replace(&mut config.expect, reload.expect);
                 let gone: Vec<InstanceKey> = before
                     .iter()
@@ -328,7 +432,8 @@ pub async fn run(
                 }
                 config.max_instances = reload.max_instances;
                 config.forget_after = reload.forget_after;
-                config.ping_ttl = reload.ping_ttl;
+                meter.configured_ttl = reload.ping_ttl;
+                config.ping_ttl = budget::scaled(reload.ping_ttl, interval, meter.configured);
                 sweep_every = FORGET_SWEEP.min(config.forget_after / 4);
                 out.emit(Update::Reconfigured(reload.sinks));
                 if !gone.is_empty() {
@@ -407,6 +512,91 @@ pub async fn run(
     info!(pings = seq, %rejected, "monitor stopping");
     closer.close().await;
     outcome
+}
+
+/// What the heartbeat costs at a ping, with `answering` instances: told to
+/// the sinks when it changed; the interval the budget chooses, when it is
+/// not the one in force (lengthened at once as the fleet grows, shortened
+/// only when 5% or more shorter, so a fleet that loses an echo does not
+/// move it back and forth).
+fn cost_at(
+    meter: &mut Meter,
+    answering: u64,
+    config: &EngineConfig,
+    out: &mut Outbox,
+) -> Option<Duration> {
+    let (choice, budget) = match &config.budget {
+        Some(plan) => (plan.plan.choose(answering), Some(plan)),
+        None => {
+            let per_round = budget::messages_per_round(answering);
+            (
+                budget::Choice {
+                    interval: meter.configured,
+                    per_round,
+                    projected: budget::per_month(per_round, meter.configured),
+                    within: true,
+                },
+                None,
+            )
+        }
+    };
+    let changed = choice.interval > meter.in_force
+        || choice.interval.as_secs_f64() <= meter.in_force.as_secs_f64() * 0.95;
+    let interval = if changed {
+        choice.interval
+    } else {
+        meter.in_force
+    };
+    let per_round = choice.per_round;
+    let mut warnings = Vec::new();
+    if let Some(plan) = budget {
+        // Each instance answering holds a queue, and a connection unless
+        // it shares one (a `--count` fleet); the monitor holds one of each.
+        let held = answering + 1;
+        warnings.extend(budget::near_cap("connections", held, plan.connections));
+        warnings.extend(budget::near_cap("queues", held, plan.queues));
+        if !choice.within {
+            warnings.push(format!(
+                "{answering} instances cost {} messages a month even at the longest interval ({}), over the budget of {}",
+                choice.projected.round(),
+                humantime::format_duration(interval),
+                plan.plan.messages_per_month
+            ));
+        }
+    }
+    for line in &warnings {
+        if !meter.warned.contains(line) {
+            warn!("budget: {line}");
+        }
+    }
+    meter.warned.clone_from(&warnings);
+    let cost = Cost {
+        interval,
+        timeout: budget::scaled(meter.configured_ttl, interval, meter.configured),
+        answering,
+        per_round,
+        projected: budget::per_month(per_round, interval),
+        budget: budget.map(|plan| plan.plan.messages_per_month),
+        within: budget
+            .is_none_or(|plan| budget::fits(per_round, interval, plan.plan.messages_per_month)),
+        warnings,
+    };
+    if meter.last.as_deref() != Some(&cost) {
+        let cost = Arc::new(cost);
+        meter.last = Some(cost.clone());
+        out.emit(Update::Cost(cost));
+    }
+    if changed && interval != meter.in_force {
+        info!(
+            interval = %humantime::format_duration(interval),
+            answering,
+            per_round,
+            "budget: pinging at a new interval; timeouts follow it"
+        );
+        meter.in_force = interval;
+        return Some(interval);
+    }
+    None
 }
 
 /// Why a signed goodbye is not news, if it is not. It must be fresh as an

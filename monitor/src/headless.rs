@@ -283,7 +283,8 @@ pub async fn write_transitions(
             Update::Echoes(_)
             | Update::PingSent { .. }
             | Update::Forgotten(_)
-            | Update::Reconfigured(_) => continue,
+            | Update::Reconfigured(_)
+            | Update::Cost(_) => continue,
         };
         if !write(line) {
             return true;

@@ -4,6 +4,7 @@
 //! - `cli`: flags, and how they land on top of the layered settings.
 //! - `app`: [`run`], which wires a link, the engine and an output together.
 //! - `engine`: the ping timer and the inbox loop around the detector; emits [`Update`]s.
+//! - `budget`: what a round costs a hosted plan (1 + 3N) and the interval that keeps within `[budget]`. Pure.
 //! - `update`: the engine's stream ([`Update`], [`Report`]), below the engine and every sink.
 //! - `sink`: `Sink`, the one bounded, ordered, counting hand-off of updates, below them too.
 //! - `fleet`: the one model of the fleet every view reads, fed by the engine's
@@ -28,6 +29,7 @@
 //! - `reload`: SIGHUP loads the configuration again and applies it, keeping every instance.
 
 mod app;
+pub mod budget;
 /// Where settings become the detector's policy (for tests that judge as the monitor does).
 pub use app::policy;
 pub mod check;

@@ -111,6 +111,12 @@ pub struct Metrics {
     /// Per member alive, the share of this monitor's verdicts it shares.
     agreement: Family<Labels, FloatGauge>,
     member_alive: Family<Labels, Gauge>,
+    /// The interval in force and what it costs (the model's `cost`).
+    interval: FloatGauge,
+    per_round: Gauge,
+    projected: FloatGauge,
+    budget: Gauge,
+    within_budget: Gauge,
     scrape: Mutex<()>,
 }
 
@@ -192,9 +198,40 @@ impl Metrics {
             leader: Family::default(),
             agreement: Family::default(),
             member_alive: Family::default(),
+            interval: FloatGauge::default(),
+            per_round: Gauge::default(),
+            projected: FloatGauge::default(),
+            budget: Gauge::default(),
+            within_budget: Gauge::default(),
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
+        registry.register_with_unit(
+            "heartbeat_interval",
+            "The ping interval in force: the configured one, or what [budget] chose",
+            Unit::Seconds,
+            metrics.interval.clone(),
+        );
+        registry.register(
+            "heartbeat_messages_per_round",
+            "Messages one round costs the broker: 1 ping published, and per instance answering its delivery, its echo and the echo's delivery (1 + 3N)",
+            metrics.per_round.clone(),
+        );
+        registry.register(
+            "heartbeat_messages_per_month_projected",
+            "Messages a month at the interval in force and the messages per round",
+            metrics.projected.clone(),
+        );
+        registry.register(
+            "heartbeat_budget_messages_per_month",
+            "[budget] messages_per_month; 0 without a budget",
+            metrics.budget.clone(),
+        );
+        registry.register(
+            "heartbeat_budget_within",
+            "1 while the projection is within the budget (always without one)",
+            metrics.within_budget.clone(),
+        );
         registry.register(
             "heartbeat_up",
             "1 while the instance counts as alive (UP, SLOW, or SUSPECT not yet DOWN; under STALE its last verdict), 0 otherwise",
@@ -454,7 +491,7 @@ impl Metrics {
             Update::Stall { .. } => {
                 self.stalls.inc();
             }
-            Update::Service(_) | Update::Link(_) | Update::Reconfigured(_) => {}
+            Update::Service(_) | Update::Link(_) | Update::Reconfigured(_) | Update::Cost(_) => {}
         }
     }
 
@@ -544,6 +581,15 @@ impl Metrics {
                         .set(agreement);
                 }
             }
+        }
+        if let Some(cost) = fleet.cost.as_deref() {
+            self.interval.set(cost.interval.as_secs_f64());
+            self.per_round
+                .set(i64::try_from(cost.per_round).unwrap_or(i64::MAX));
+            self.projected.set(cost.projected);
+            self.budget
+                .set(i64::try_from(cost.budget.unwrap_or(0)).unwrap_or(i64::MAX));
+            self.within_budget.set(i64::from(cost.within));
         }
         let (code, _) = link_code(&fleet.link);
         self.link_up.set(i64::from(code == "connected"));

@@ -12,7 +12,7 @@
 //!
 //! A file that does not load or validate is refused with one line, and
 //! the running configuration is kept. Settings that need a restart (the
-//! broker, `interval`, `id`, `scope`, `[http]`, `[history]`, `[group]`, and
+//! broker, `interval`, `id`, `scope`, `[http]`, `[history]`, `[group]`, `[budget]`, and
 //! `[[notify]]` in a monitor group, whose ledger is by target) are named in
 //! the log line and left as they run.
 
@@ -70,7 +70,7 @@ pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
         ("maintenance", running.maintenance != new.maintenance),
         ("notify", running.notify != new.notify && !in_group),
     ];
-    let restart: [(&'static str, bool); 8] = [
+    let restart: [(&'static str, bool); 9] = [
         ("interval", running.interval != new.interval),
         ("id", running.id != new.id),
         // The monitor's queue and exchange are named by it.
@@ -79,6 +79,8 @@ pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
         ("http", running.http != new.http),
         ("history", running.history != new.history),
         ("group", running.group != new.group),
+        // The engine's plan is made once, with the interval it bounds.
+        ("budget", running.budget != new.budget),
         (
             "notify (in a monitor group)",
             running.notify != new.notify && in_group,

@@ -52,6 +52,8 @@ pub struct Pulse {
     pub stall: Option<(Instant, Duration)>,
     /// Instances the detector tracks.
     pub tracked: usize,
+    /// The interval in force when a budget chose one (else the configured one holds).
+    pub interval: Option<Duration>,
 }
 
 impl Pulse {
@@ -63,6 +65,7 @@ impl Pulse {
             engine_seen: now,
             stall: None,
             tracked: 0,
+            interval: None,
         }
     }
 }
@@ -277,7 +280,7 @@ fn status_line(pulse: &Pulse, timings: Timings, now: Instant) -> String {
         (state, detail.as_deref()),
         pulse.link == LinkStatus::Connected,
         pulse.engine_seen,
-        timings.interval,
+        pulse.interval.unwrap_or(timings.interval),
         pulse.stall,
         timings.grace,
         now,

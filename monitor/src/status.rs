@@ -140,9 +140,31 @@ pub struct MonitorInfo {
     pub scope: String,
     pub version: &'static str,
     pub started_at: String,
+    /// The interval in force: the configured one, or what the budget chose.
     pub interval_ms: u64,
     /// Each `[[notify]]` target: what waits to be delivered, and its counts.
     pub notify: Vec<NotifyInfo>,
+    /// What the heartbeat costs a hosted plan at that interval (after the first ping).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<CostInfo>,
+}
+
+/// [`Cost`](crate::budget::Cost), as the status document says it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CostInfo {
+    /// Instances answering (the most echoes of the last three rounds).
+    pub answering: u64,
+    /// 1 + 3 × answering: every publish and delivery of a round.
+    pub messages_per_round: u64,
+    /// Messages a month at the interval in force.
+    pub projected_per_month: u64,
+    /// `[budget] messages_per_month`, or null without one.
+    pub budget_per_month: Option<u64>,
+    pub within_budget: bool,
+    /// The default timeout in force (it follows the interval).
+    pub timeout_ms: u64,
+    /// Caps of the plan nearly reached, or a budget no interval keeps within.
+    pub warnings: Vec<String>,
 }
 
 /// One `[[notify]]` target, as its delivery task counts.
@@ -328,6 +350,10 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
         .collect();
     services.sort_unstable_by(|a, b| (&a.service, &a.instance).cmp(&(&b.service, &b.instance)));
     let (state, detail) = link_code(&fleet.link);
+    let interval = fleet
+        .cost
+        .as_deref()
+        .map_or(about.interval, |cost| cost.interval);
     Snapshot {
         built: now,
         document: Document {
@@ -337,8 +363,17 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
                 scope: about.scope.clone(),
                 version: env!("CARGO_PKG_VERSION"),
                 started_at: rfc3339(fleet.started_wall),
-                interval_ms: about.interval.as_millis() as u64,
+                interval_ms: interval.as_millis() as u64,
                 notify: notify_info(&about.notify),
+                cost: fleet.cost.as_deref().map(|cost| CostInfo {
+                    answering: cost.answering,
+                    messages_per_round: cost.per_round,
+                    projected_per_month: cost.projected.round() as u64,
+                    budget_per_month: cost.budget,
+                    within_budget: cost.within,
+                    timeout_ms: cost.timeout.as_millis() as u64,
+                    warnings: cost.warnings.clone(),
+                }),
             },
             link: LinkInfo {
                 state,
@@ -363,7 +398,7 @@ pub fn snapshot(fleet: &Fleet, about: &About, now: Instant, wall: DateTime<Utc>)
         },
         link_connected: fleet.link == LinkStatus::Connected,
         engine_seen: fleet.engine_seen,
-        interval: about.interval,
+        interval,
         stall: fleet.stall,
         grace: about.grace,
     }

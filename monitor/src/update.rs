@@ -10,6 +10,7 @@ use heartbeat_config::NotifySettings;
 use orchestrator_lib::plumbing::LinkStatus;
 use tokio::time::Instant;
 
+use crate::budget::Cost;
 use crate::detector::{InstanceId, InstanceKey, PhiModel, ServiceChange, Transition};
 
 /// What a reload changes downstream of the engine.
@@ -68,6 +69,9 @@ pub enum Update {
     /// The configuration was reloaded: what the sinks apply (expected
     /// services and counts, alert targets), in order with the rest.
     Reconfigured(Arc<Reconfigured>),
+    /// What the heartbeat costs and the interval in force, when either
+    /// changed (at a ping): few, and each one the truth until the next.
+    Cost(Arc<Cost>),
 }
 
 impl Update {

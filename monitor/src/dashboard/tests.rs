@@ -383,13 +383,8 @@ fn a_mix_of_states_groups_instances_puts_down_first_and_colours_states() {
     );
     assert_eq!(
         screen[2],
-        " msg/s in 4.0 out 1.0 · ~13.0M/month (over a 1M/month plan cap) · heartbeats unsigned (set HEARTBEAT_KEY)"
+        " msg/s in 4.0 out 1.0 · heartbeats unsigned (set HEARTBEAT_KEY)"
     );
-    // The demo runs on an in-process broker: no hosted plan's budget.
-    app.demo = true;
-    let demo = lines(&render(&mut app, now, 120, 24));
-    assert_eq!(demo[2], " msg/s in 4.0 out 1.0 · ~13.0M/month");
-    app.demo = false;
     // DOWN services first (orders, with one instance down, then payments),
     // then never seen, then UP; instances of a service stay together.
     let table: Vec<&str> = screen[4..10].iter().map(String::as_str).collect();
@@ -634,10 +629,71 @@ fn rates_wait_for_a_whole_window() {
     tick(&mut app, ms(5000));
     let shown = screen(&mut app, clock.at(ms(5000)), 100, 24);
     assert!(
-        shown[2].starts_with(" msg/s in 1.0 out 1.0 · ~5.2M/month"),
+        shown[2].starts_with(" msg/s in 1.0 out 1.0"),
         "{}",
         shown[2]
     );
+}
+
+/// The month is what a round costs at the interval in force, whatever a
+/// few seconds of traffic held: at 10 s a 5 s window holds a ping or none,
+/// and the projection flipped between ~0 and 1.6M (issue 23).
+#[test]
+fn the_month_is_projected_from_a_rounds_cost_at_a_long_interval() {
+    use crate::budget::{Cost, per_month};
+    let clock = Clock::new();
+    let mut app = new_app(&clock, &[]);
+    app.update(
+        Event::Engine(Update::Link(LinkStatus::Connected)),
+        clock.at(ms(100)),
+    );
+    let cost = |interval: Duration, answering: u64, budget: Option<u64>| {
+        let per_round = 1 + 3 * answering;
+        let projected = per_month(per_round, interval);
+        Update::Cost(std::sync::Arc::new(Cost {
+            interval,
+            timeout: interval * 3,
+            answering,
+            per_round,
+            projected,
+            budget,
+            within: budget.is_none_or(|b| crate::budget::fits(per_round, interval, b)),
+            warnings: Vec::new(),
+        }))
+    };
+    app.update(Event::Engine(cost(secs(10), 1, None)), clock.at(secs(1)));
+    // A ping every 10 s, its echo back: the window sees one round, or none.
+    for second in 1..=40u64 {
+        let rounds = second / 10;
+        app.update(
+            Event::Tick(Traffic {
+                published: rounds,
+                received: rounds,
+                rejected: 0,
+            }),
+            clock.at(secs(second)),
+        );
+        let shown = screen(&mut app, clock.at(secs(second)), 120, 24);
+        assert!(
+            shown[2].contains(" · ~1.0M/month (4 a round) (over a 1M/month plan cap)"),
+            "at {second}s: {}",
+            shown[2]
+        );
+        assert!(shown[1].contains("ping every 10s"), "{}", shown[1]);
+    }
+    // Under a budget: the interval it chose, and the budget beside the month.
+    app.update(
+        Event::Engine(cost(ms(18_144), 2, Some(1_000_000))),
+        clock.at(secs(41)),
+    );
+    let shown = screen(&mut app, clock.at(secs(41)), 120, 24);
+    assert!(
+        shown[2].contains(" · ~1.0M/month (7 a round) · budget 1.0M"),
+        "{}",
+        shown[2]
+    );
+    assert!(!shown[2].contains("over"), "{}", shown[2]);
+    assert!(shown[1].contains("ping every 18"), "{}", shown[1]);
 }
 
 #[test]

@@ -30,7 +30,6 @@ use crate::update::Report;
 
 /// Hosted plans such as CloudAMQP's free one cap messages per month here.
 pub const MONTHLY_CAP: f64 = 1_000_000.0;
-const SECONDS_PER_MONTH: f64 = 30.0 * 24.0 * 3600.0;
 const SPARK_BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
 /// Draw `app` over the fleet model `live` (held by the caller for the
@@ -177,30 +176,51 @@ fn draw_header(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Inst
             ));
         }
     }
+    // The interval in force: what a budget chose, else the configured one.
+    let interval = fleet
+        .cost
+        .as_deref()
+        .map_or(app.interval, |cost| cost.interval);
     second.push(Span::raw(format!(
         " · ping every {} · seq {} · monitor up {}",
-        short(app.interval),
+        short(interval),
         fleet.seq,
         short(now.saturating_duration_since(app.started))
     )));
     let mut third = vec![];
     match app.rates() {
-        Some((inbound, outbound)) => {
-            let monthly = (inbound + outbound) * SECONDS_PER_MONTH;
-            third.push(Span::raw(format!(
-                " msg/s in {inbound:.1} out {outbound:.1} · ~{}/month",
-                count(monthly)
-            )));
-            // A hosted plan's budget means something only with a broker:
-            // the demo's fleet runs in-process and costs no messages.
-            if monthly > MONTHLY_CAP && !app.demo {
-                third.push(Span::styled(
-                    " (over a 1M/month plan cap)",
-                    Style::new().fg(Color::Yellow),
-                ));
-            }
-        }
+        Some((inbound, outbound)) => third.push(Span::raw(format!(
+            " msg/s in {inbound:.1} out {outbound:.1}"
+        ))),
         None => third.push(Span::raw(" msg/s measuring…").dark_gray()),
+    }
+    // The month is projected from what a round costs at the interval in
+    // force (the engine's count), not from a few seconds of traffic: at a
+    // long interval a short window holds a ping or none.
+    if let Some(cost) = fleet.cost.as_deref() {
+        third.push(Span::raw(format!(
+            " · ~{}/month ({} a round)",
+            count(cost.projected),
+            cost.per_round
+        )));
+        let yellow = Style::new().fg(Color::Yellow);
+        match cost.budget {
+            Some(budget) => {
+                third.push(Span::raw(format!(" · budget {}", count(budget as f64))));
+                if !cost.within {
+                    third.push(Span::styled(" (over it)", yellow));
+                }
+            }
+            // A hosted plan's cap means something only with a broker:
+            // the demo's fleet runs in-process and costs no messages.
+            None if cost.projected > MONTHLY_CAP && !app.demo => {
+                third.push(Span::styled(" (over a 1M/month plan cap)", yellow));
+            }
+            None => {}
+        }
+        if let Some(warning) = cost.warnings.first() {
+            third.push(Span::styled(format!(" · {warning}"), yellow));
+        }
     }
     if app
         .history

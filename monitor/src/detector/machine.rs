@@ -344,6 +344,26 @@ impl Detector {
         (transitions, changes)
     }
 
+    /// The ping interval changed (a hosted plan's budget chose another):
+    /// missed deadlines come one new interval apart, and every instance's
+    /// phi starts again from it, as a newcomer's does, since the intervals
+    /// it learnt are not the rhythm it will answer at now. Call
+    /// [`Detector::reconfigure`] after it with the timeouts that follow.
+    pub fn set_interval(&mut self, interval: Duration) {
+        self.interval = interval.max(TICK);
+        for slot in 0..self.slots.len() {
+            if self.slots[slot].window.is_empty() {
+                continue;
+            }
+            let min_std_dev = self.policies[self.slots[slot].policy].phi.min_std_dev;
+            self.slots[slot].window = PhiWindow::seeded(self.interval, min_std_dev);
+        }
+    }
+
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// A service the configuration no longer expects: its placeholder (if
     /// it never answered) goes; instances it has stay tracked.
     pub fn unexpect(&mut self, service: &str) -> Option<InstanceKey> {

@@ -1183,3 +1183,39 @@ fn a_service_no_longer_expected_loses_its_placeholder_not_its_instances() {
     assert_eq!(d.len(), 1);
     assert!(d.get("orders", "a").is_some());
 }
+
+/// A budget lengthens the interval: phi starts afresh from the new one, so
+/// the first long gap is no silence, and silence is still judged after it.
+#[test]
+fn a_new_interval_starts_phi_afresh_so_a_longer_one_is_no_silence() {
+    let (mut d, t0) = phi_detector();
+    beat(&mut d, t0, 1, 30, &["orders"]);
+    d.set_interval(Duration::from_secs(10));
+    assert_eq!(d.interval(), Duration::from_secs(10));
+    let phi = Policy {
+        mode: Mode::Phi,
+        ..Policy::fixed(T * 10)
+    };
+    let (moved, _) = d.reconfigure(phi, Vec::new(), t0 + ms(30_005));
+    assert!(moved.is_empty(), "{:?}", moves(&moved));
+    for s in 31..40 {
+        let seen = d.check(t0 + ms(s * 1000));
+        assert!(seen.is_empty(), "at {s}s: {:?}", moves(&seen));
+    }
+    d.ping_sent(31, t0 + ms(40_000));
+    assert!(
+        d.echo("orders", "a", 31, t0 + ms(40_005))
+            .transitions
+            .is_empty()
+    );
+    assert_eq!(state(&d, "orders"), State::Up);
+    let mut seen = Vec::new();
+    for s in 41..=100 {
+        seen.extend(d.check(t0 + ms(s * 1000)));
+    }
+    assert!(
+        seen.iter().any(|t| t.to == State::Suspect),
+        "{:?}",
+        moves(&seen)
+    );
+}

@@ -3,6 +3,7 @@
 //! both clocks come in as arguments.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +13,7 @@ use tokio::time::Instant;
 use super::group::{GroupPart, Subject, Verdicts};
 use super::instance::Instance;
 use super::mark::Mark;
+use crate::budget::Cost;
 use crate::detector::StoredUptimes;
 use crate::detector::{InstanceId, InstanceKey, State, Strength, UNSEEN_INSTANCE};
 use crate::quiet::Quiet;
@@ -105,6 +107,9 @@ pub struct Fleet {
     /// Uptimes over 24 h, 7 d and 30 d from the history store, refreshed
     /// every minute while one is kept: every view shows these.
     pub stored_uptime: HashMap<InstanceKey, StoredUptimes>,
+    /// What the heartbeat costs and the interval in force, from the
+    /// engine's latest count (none before its first ping).
+    pub cost: Option<Arc<Cost>>,
     /// Bumped by every change a view's order or counts depend on (a state,
     /// a row added or removed); not by echoes.
     version: u64,
@@ -136,6 +141,7 @@ impl Fleet {
             started: now,
             started_wall: wall,
             stored_uptime: HashMap::new(),
+            cost: None,
             version: 0,
             quiet: Quiet::default(),
             group: None,
@@ -351,6 +357,10 @@ impl Fleet {
                     }
                 }
                 self.expected.clone_from(&reconfigured.expected);
+                self.version += 1;
+            }
+            Update::Cost(cost) => {
+                self.cost = Some(cost.clone());
                 self.version += 1;
             }
             // The engine forgot them (gone past `forget_after`): their rows

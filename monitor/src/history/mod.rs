@@ -956,7 +956,10 @@ async fn run(
                         }
                     }
                     Update::PingSent { .. } => aggregator.ping(now, &mut minutes),
-                    Update::Link(_) | Update::Stall { .. } | Update::Reconfigured(_) => {}
+                    Update::Link(_)
+                    | Update::Stall { .. }
+                    | Update::Reconfigured(_)
+                    | Update::Cost(_) => {}
                 }
             }
             written = async { writer.busy.as_mut().expect("guarded").await }, if writer.busy.is_some() => {

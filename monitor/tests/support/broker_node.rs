@@ -20,6 +20,8 @@ pub struct PrivateBroker {
     pub port: u16,
     /// Set for a node started with [`PrivateBroker::start_tls`].
     pub tls_port: Option<u16>,
+    /// Set for a node started with [`PrivateBroker::start_with_management`].
+    pub management_port: Option<u16>,
     dist_port: u16,
     server: Option<Child>,
 }
@@ -89,17 +91,29 @@ fn make_certificates(dir: &Path) {
 
 impl PrivateBroker {
     pub fn start() -> Self {
-        Self::start_with(false)
+        Self::start_with(false, false)
+    }
+
+    /// A node with the management plugin on [`PrivateBroker::management_url`],
+    /// its figures refreshed every 500 ms: what the broker itself counted.
+    pub fn start_with_management() -> Self {
+        Self::start_with(false, true)
+    }
+
+    /// `http://127.0.0.1:PORT` of the management API, when it has one.
+    pub fn management_url(&self) -> Option<String> {
+        self.management_port
+            .map(|port| format!("http://127.0.0.1:{port}"))
     }
 
     /// A node that also listens with TLS on [`PrivateBroker::tls_port`], with a
     /// certificate for `localhost` (only) signed by a CA made for it,
     /// [`PrivateBroker::ca_file`].
     pub fn start_tls() -> Self {
-        Self::start_with(true)
+        Self::start_with(true, false)
     }
 
-    fn start_with(tls: bool) -> Self {
+    fn start_with(tls: bool, management: bool) -> Self {
         assert!(
             std::path::Path::new(SERVER).exists(),
             "{SERVER} is missing: install Debian's rabbitmq-server (.ci/run does)"
@@ -112,6 +126,7 @@ impl PrivateBroker {
             name,
             port: free_port(),
             tls_port: tls.then(free_port),
+            management_port: management.then(free_port),
             dist_port: free_port(),
             server: None,
         };
@@ -132,8 +147,17 @@ impl PrivateBroker {
                 tls.join("server.key").display(),
             ));
         }
+        let plugins = match node.management_port {
+            Some(port) => {
+                config.push_str(&format!(
+                    "management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = {port}\ncollect_statistics_interval = 500\n"
+                ));
+                "[rabbitmq_management].\n"
+            }
+            None => "[].\n",
+        };
         std::fs::write(node.dir.join("rabbitmq.conf"), config).unwrap();
-        std::fs::write(node.dir.join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(node.dir.join("enabled_plugins"), plugins).unwrap();
         std::fs::write(node.dir.join("rabbitmq-env.conf"), "").unwrap();
         node.spawn();
         node
@@ -171,6 +195,13 @@ impl PrivateBroker {
             .process_group(0);
         self.server = Some(command.spawn().expect("rabbitmq-server starts"));
         self.wait_ready(Duration::from_secs(60));
+        if let Some(port) = self.management_port {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(Instant::now() < deadline, "no management listener");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 
     /// The listener opens once the broker accepts logins.
