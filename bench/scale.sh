@@ -16,7 +16,8 @@
 #   bare_queue_max down fleet_us_per_ping key_ms
 #
 # The fleets (FLEETS, default "burst spread python"):
-#   burst   `mock-service --count N`: every service answers at once, one burst a ping
+#   burst   `mock-service --count N` (in processes of 2,000, the most --count
+#           takes): every service answers at once, one burst a ping
 #   spread  the same with `--latency 20ms --jitter 40ms`: answers spread over
 #           20-60 ms, as a real fleet's are (a burst hides per-message costs)
 #   python  bench/pika_fleet.py: N services on one pika connection, another
@@ -58,13 +59,13 @@ url="amqp://guest:guest@127.0.0.1:5672/$vhost"
 # The pids of one fleet's measurement; the cleanup stops whatever runs.
 mpid= lpid= apid= fpid= spid= session= work=
 stop_all() {
-  [ -n "$fpid" ] && kill -INT "$fpid" 2>/dev/null
+  for p in $fpid; do kill -INT "$p" 2>/dev/null; done
   [ -n "$spid" ] && kill "$spid" 2>/dev/null
   [ -n "$lpid" ] && kill "$lpid" 2>/dev/null
   [ -n "$apid" ] && kill "$apid" 2>/dev/null
-  if [ -n "$fpid" ]; then
-    for _ in $(seq 1 50); do kill -0 "$fpid" 2>/dev/null || break; sleep 0.1; done
-  fi
+  for p in $fpid; do
+    for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
   [ -n "$session" ] && tmux kill-session -t "$session" 2>/dev/null
   [ -n "$mpid" ] && kill -INT "$mpid" 2>/dev/null
   [ -n "$work" ] && rm -rf "$work"
@@ -73,6 +74,22 @@ stop_all() {
 trap stop_all EXIT
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+# The CPU of several processes (a fleet of several mock-services), summed.
+cpu_sum() { local t=0 p; for p in "$@"; do t=$((t + $(cpu "$p"))); done; echo "$t"; }
+# mock-service --count takes at most this many; a larger fleet is several.
+MOCK_MAX=2000
+# Start a mock-service fleet of $n in processes of at most MOCK_MAX each;
+# their pids in fpid.
+mock_fleet() {
+  local name=$1 left=$n k=0 c; shift
+  fpid=
+  while [ "$left" -gt 0 ]; do
+    c=$(( left > MOCK_MAX ? MOCK_MAX : left ))
+    "$mock" --url "$url" --name "$name$k" --instance i --count "$c" "$@" >/dev/null 2>&1 &
+    fpid="$fpid $!"
+    left=$((left - c)) k=$((k + 1))
+  done
+}
 count_of() { tail -1 "$1" 2>/dev/null | awk '{print $2 + 0}'; }
 
 measure() {
@@ -98,12 +115,11 @@ measure() {
     apid=$!
   fi
   case "$fleet" in
-    burst) "$mock" --url "$url" --name "$name" --instance i --count "$n" >/dev/null 2>&1 & ;;
-    spread) "$mock" --url "$url" --name "$name" --instance i --count "$n" --latency 20ms --jitter 40ms >/dev/null 2>&1 & ;;
-    python) python3 bench/pika_fleet.py "$url" "$name" "$n" >/dev/null 2>"$work/fleet.log" & ;;
+    burst) mock_fleet "$name" ;;
+    spread) mock_fleet "$name" --latency 20ms --jitter 40ms ;;
+    python) python3 bench/pika_fleet.py "$url" "$name" "$n" >/dev/null 2>"$work/fleet.log" & fpid=$! ;;
     *) echo "scale.sh: unknown fleet $fleet (burst, spread, python)" >&2; return 1 ;;
   esac
-  fpid=$!
 
   up() {
     if [ "$mode" = dashboard ]; then
@@ -128,10 +144,10 @@ measure() {
   spid=$!
   local downs_before downs_after m1 m2 l1 l2 a1 a2 f1 f2 le1 le2 ae1 ae2 t1 t2
   downs_before=$(grep -c '"to":"down"' "$work/lines" 2>/dev/null)
-  m1=$(cpu $mpid) l1=$(cpu "${lpid:-$$}") a1=$(cpu "${apid:-$$}") f1=$(cpu $fpid)
+  m1=$(cpu $mpid) l1=$(cpu "${lpid:-$$}") a1=$(cpu "${apid:-$$}") f1=$(cpu_sum $fpid)
   le1=$(count_of "$work/lapin") ae1=$(count_of "$work/amqprs") t1=$(date +%s.%N)
   sleep "$secs"
-  m2=$(cpu $mpid) l2=$(cpu "${lpid:-$$}") a2=$(cpu "${apid:-$$}") f2=$(cpu $fpid)
+  m2=$(cpu $mpid) l2=$(cpu "${lpid:-$$}") a2=$(cpu "${apid:-$$}") f2=$(cpu_sum $fpid)
   le2=$(count_of "$work/lapin") ae2=$(count_of "$work/amqprs") t2=$(date +%s.%N)
   kill $spid 2>/dev/null; spid=
   downs_after=$(grep -c '"to":"down"' "$work/lines" 2>/dev/null)

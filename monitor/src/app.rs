@@ -294,7 +294,6 @@ pub async fn run(
             reload::spawn(
                 hangups,
                 settings.clone(),
-                group.is_some(),
                 reload::Appliers {
                     engine: reloads,
                     quiet: quiet.clone(),

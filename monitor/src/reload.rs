@@ -57,7 +57,7 @@ pub struct Changes {
 }
 
 /// Compare the running configuration with a new one.
-pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
+pub fn changes(running: &Settings, new: &Settings) -> Changes {
     let mut changes = Changes::default();
     let live: [(&'static str, bool); 9] = [
         ("timeout", running.timeout != new.timeout),
@@ -68,9 +68,9 @@ pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
         ("max_instances", running.max_instances != new.max_instances),
         ("forget_after", running.forget_after != new.forget_after),
         ("maintenance", running.maintenance != new.maintenance),
-        ("notify", running.notify != new.notify && !in_group),
+        ("notify", running.notify != new.notify),
     ];
-    let restart: [(&'static str, bool); 9] = [
+    let restart: [(&'static str, bool); 8] = [
         ("interval", running.interval != new.interval),
         ("id", running.id != new.id),
         // The monitor's queue and exchange are named by it.
@@ -81,10 +81,6 @@ pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
         ("group", running.group != new.group),
         // The engine's plan is made once, with the interval it bounds.
         ("budget", running.budget != new.budget),
-        (
-            "notify (in a monitor group)",
-            running.notify != new.notify && in_group,
-        ),
     ];
     changes.applied = live.iter().filter(|(_, c)| *c).map(|(n, _)| *n).collect();
     changes.need_restart = restart
@@ -97,7 +93,7 @@ pub fn changes(running: &Settings, new: &Settings, in_group: bool) -> Changes {
 
 /// The running configuration with what a reload applies taken from `new`:
 /// what needs a restart stays as it runs, so the next reload names it again.
-fn applied(running: &Settings, new: &Settings, in_group: bool) -> Settings {
+fn applied(running: &Settings, new: &Settings) -> Settings {
     let mut next = running.clone();
     next.timeout = new.timeout;
     next.timeouts.clone_from(&new.timeouts);
@@ -107,9 +103,7 @@ fn applied(running: &Settings, new: &Settings, in_group: bool) -> Settings {
     next.max_instances = new.max_instances;
     next.forget_after = new.forget_after;
     next.maintenance.clone_from(&new.maintenance);
-    if !in_group {
-        next.notify.clone_from(&new.notify);
-    }
+    next.notify.clone_from(&new.notify);
     next
 }
 
@@ -156,7 +150,6 @@ fn plan(running: &Settings, next: &Settings, applied: oneshot::Sender<()>) -> Re
 pub fn spawn(
     hangups: Hangups,
     running: Settings,
-    in_group: bool,
     appliers: Appliers,
     shutdown: CancellationToken,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
@@ -179,7 +172,7 @@ pub fn spawn(
                     warn!("reload refused, still running the configuration loaded before: {error}")
                 }
                 Ok(new) => {
-                    let changes = changes(&running, &new, in_group);
+                    let changes = changes(&running, &new);
                     if !changes.need_restart.is_empty() {
                         warn!(
                             "reload: {} changed, which only a restart applies; running as before there",
@@ -189,7 +182,7 @@ pub fn spawn(
                     if changes.applied.is_empty() {
                         info!("reloaded: nothing to apply");
                     } else {
-                        let next = applied(&running, &new, in_group);
+                        let next = applied(&running, &new);
                         if let Err(error) = appliers.quiet.reload(&next) {
                             warn!(
                                 "reload refused, still running the configuration loaded before: {error}"
@@ -233,10 +226,10 @@ mod tests {
         new.timeout *= 2;
         new.expect.push("ghost".into());
         new.interval *= 2;
-        let seen = changes(&running, &new, false);
+        let seen = changes(&running, &new);
         assert_eq!(seen.applied, ["timeout", "expect"]);
         assert_eq!(seen.need_restart, ["interval"]);
-        assert_eq!(changes(&running, &running, false), Changes::default());
+        assert_eq!(changes(&running, &running), Changes::default());
     }
 
     #[test]
@@ -245,11 +238,11 @@ mod tests {
         let mut new = running.clone();
         new.interval *= 2;
         new.max_instances += 1;
-        let next = applied(&running, &new, false);
+        let next = applied(&running, &new);
         assert_eq!(next.interval, running.interval);
         assert_eq!(next.max_instances, new.max_instances);
         // So the next reload names it again.
-        assert_eq!(changes(&next, &new, false).need_restart, ["interval"]);
+        assert_eq!(changes(&next, &new).need_restart, ["interval"]);
     }
 
     #[test]

@@ -535,3 +535,90 @@ fn one_member_deaf_to_a_service_pages_nobody_and_every_view_shows_the_group() {
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(hook_count(&mut hook, &name, "firing"), 0, "once");
 }
+
+/// A reload in a group applies new `[[notify]]` targets (issue 21): the
+/// group's ledger knows each target by where it delivers, so a target kept
+/// by the reload keeps what the group sent it even when the list is
+/// reordered, and a new one hears changes from the reload on.
+#[test]
+fn a_reload_in_a_group_applies_new_targets_and_keeps_what_the_group_sent() {
+    let mut kept = Hook::start();
+    let mut added = Hook::start();
+    let group = unique("g-reload");
+    let config = std::env::temp_dir().join(format!("{}.toml", unique("group-reload")));
+    let webhook = |hook: &Hook| {
+        format!(
+            "[[notify]]\nkind = \"webhook\"\nurl = \"{}\"\ngroup_wait = \"0s\"\n\n",
+            hook.url("/hook")
+        )
+    };
+    let group_section = format!("[group]\nname = \"{group}\"\n\n");
+    std::fs::write(&config, format!("{group_section}{}", webhook(&kept))).unwrap();
+    let (before, after) = (unique("before"), unique("after"));
+
+    let mut first = member(BROKER, &config);
+    wait_leading(&first, Duration::from_secs(15));
+    let mut second = member(BROKER, &config);
+    second.wait_stderr(Duration::from_secs(15), "joined the monitor group");
+    let mut before_svc = mock(BROKER, &before, "i-1", &[]);
+    let mut after_svc = mock(BROKER, &after, "i-1", &[]);
+    for monitor in [&mut first, &mut second] {
+        for service in [&before, &after] {
+            monitor.wait_json(
+                Duration::from_secs(15),
+                "first seen",
+                transition(service, "up", "first_seen"),
+            );
+        }
+    }
+    before_svc.kill();
+    kept.wait(
+        Duration::from_secs(15),
+        "before's firing",
+        hook_event(&before, "firing"),
+    );
+
+    // The new target first: the kept one moves from index 0 to 1.
+    std::fs::write(
+        &config,
+        format!("{group_section}{}{}", webhook(&added), webhook(&kept)),
+    )
+    .unwrap();
+    for monitor in [&first, &second] {
+        monitor.signal("HUP");
+        monitor.wait_stderr(Duration::from_secs(5), "reloaded: notify applied");
+    }
+
+    after_svc.kill();
+    kept.wait(
+        Duration::from_secs(15),
+        "after's firing, kept target",
+        hook_event(&after, "firing"),
+    );
+    added.wait(
+        Duration::from_secs(5),
+        "after's firing, added target",
+        hook_event(&after, "firing"),
+    );
+    // What the group sent the kept target before the reload is still known
+    // as sent: `before` comes back, and its resolution reaches the kept
+    // target once, and the added one (which never heard of it) not at all.
+    let _before_back = mock(BROKER, &before, "i-1", &[]);
+    kept.wait(
+        Duration::from_secs(15),
+        "before's resolution",
+        hook_event(&before, "resolved"),
+    );
+    kept.expect_none(
+        Duration::from_secs(2),
+        "a second firing or resolution of before, or of after",
+        |r| {
+            r.json["service"] == before.as_str()
+                || (r.json["service"] == after.as_str() && r.json["event"] == "firing")
+        },
+    );
+    added.expect_none(Duration::ZERO, "anything about before", |r| {
+        r.json["service"] == before.as_str()
+    });
+    let _ = std::fs::remove_file(&config);
+}

@@ -8,12 +8,14 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// One alert: a target (its index among `[[notify]]`), a subject (an
-/// instance, or a whole service when `instance` is `None`) and the state
-/// the alert is about.
+/// One alert: a target (its key, `notify::target_key`: where it delivers,
+/// the same on every member whatever the order of their `[[notify]]`
+/// entries, and across a reload that keeps it), a subject (an instance, or
+/// a whole service when `instance` is `None`) and the state the alert is
+/// about.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct AlertKey {
-    pub target: usize,
+    pub target: String,
     pub service: String,
     pub instance: Option<String>,
     pub state: String,
@@ -84,7 +86,7 @@ mod tests {
 
     fn key(instance: &str) -> AlertKey {
         AlertKey {
-            target: 0,
+            target: "webhook-0011223344556677".into(),
             service: "orders".into(),
             instance: Some(instance.into()),
             state: "down".into(),

@@ -73,7 +73,7 @@ mod tests {
             member: "m-1".into(),
             alerts: vec![(
                 AlertKey {
-                    target: 1,
+                    target: "alertmanager-8899aabbccddeeff".into(),
                     service: "orders".into(),
                     instance: None,
                     state: "degraded".into(),

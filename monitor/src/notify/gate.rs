@@ -19,10 +19,13 @@ use crate::group::{AlertKey, Fired, Group};
 
 pub struct Gate {
     group: Group,
-    /// Per target: its kind (an Alertmanager is told again of alerts it
-    /// already has on a takeover: it re-pushes firing alerts, and the same
-    /// labels are the same alert there).
-    kinds: Vec<NotifyKind>,
+    /// Per target, by its index among `[[notify]]`: its key (`target_key`,
+    /// where it delivers, the same on every member and across a reload that
+    /// keeps it; the ledger knows targets by it) and its kind (an
+    /// Alertmanager is told again of alerts it already has on a takeover:
+    /// it re-pushes firing alerts, and the same labels are the same alert
+    /// there).
+    targets: Vec<(String, NotifyKind)>,
     /// What this member's own policies have firing now.
     mine: BTreeMap<AlertKey, PolicyEvent>,
     /// The latest state code of each subject, as this member judges it.
@@ -32,10 +35,10 @@ pub struct Gate {
     leading: bool,
 }
 
-fn key(target: usize, event: &PolicyEvent) -> AlertKey {
+fn key(target: &str, event: &PolicyEvent) -> AlertKey {
     let alert = event.ended.as_ref().unwrap_or(&event.change);
     AlertKey {
-        target,
+        target: target.to_owned(),
         service: alert.service.clone(),
         instance: alert.instance.clone(),
         state: alert.to.clone(),
@@ -51,15 +54,32 @@ fn fired(event: &PolicyEvent, by: &str) -> Fired {
 }
 
 impl Gate {
-    pub fn new(group: Group, kinds: Vec<NotifyKind>) -> Self {
+    pub fn new(group: Group, targets: Vec<(String, NotifyKind)>) -> Self {
         Self {
             group,
-            kinds,
+            targets,
             mine: BTreeMap::new(),
             current: HashMap::new(),
             waiting: BTreeSet::new(),
             leading: false,
         }
+    }
+
+    /// The targets of a reloaded configuration. The ledger knows targets
+    /// by where they deliver, so a target kept by the reload keeps what the
+    /// group sent it, wherever it now stands in the list; what this member
+    /// had firing or waiting for a target no longer configured is dropped.
+    pub fn retarget(&mut self, targets: Vec<(String, NotifyKind)>) {
+        self.targets = targets;
+        let targets = &self.targets;
+        let kept = |key: &AlertKey| targets.iter().any(|(k, _)| *k == key.target);
+        self.mine.retain(|key, _| kept(key));
+        self.waiting.retain(kept);
+    }
+
+    /// Where the target with ledger key `target` stands now, if it is configured.
+    fn index_of(&self, target: &str) -> Option<usize> {
+        self.targets.iter().position(|(k, _)| k == target)
     }
 
     /// A change this member judged.
@@ -78,6 +98,9 @@ impl Gate {
 
     /// Whether `event`, due for `target` by this member's policy, is sent.
     pub fn admit(&mut self, target: usize, event: &PolicyEvent) -> bool {
+        let Some((target, _)) = self.targets.get(target) else {
+            return false;
+        };
         let key = key(target, event);
         match event.kind {
             EventKind::Firing | EventKind::Restored => {
@@ -166,7 +189,7 @@ impl Gate {
             let fired = fired(&event, &self.group.me);
             self.group.ledger(|l| l.fire(key.clone(), fired.clone()));
             published.push((key.clone(), Some(fired)));
-            out.push((key.target, event));
+            out.extend(self.index_of(&key.target).map(|i| (i, event)));
         }
         self.group.publish_sent(published);
         out
@@ -190,8 +213,10 @@ impl Gate {
             if self.mine.contains_key(key) {
                 // Firing for both: an Alertmanager gets it again, to keep
                 // re-pushing it; nobody else hears of it twice.
-                if self.kinds.get(key.target) == Some(&NotifyKind::Alertmanager) {
-                    out.push((key.target, self.mine[key].clone()));
+                if let Some(i) = self.index_of(&key.target)
+                    && self.targets[i].1 == NotifyKind::Alertmanager
+                {
+                    out.push((i, self.mine[key].clone()));
                 }
                 continue;
             }
@@ -228,14 +253,18 @@ impl Gate {
             };
             self.group.ledger(|l| l.resolve(key));
             published.push((key.clone(), None));
-            out.push((
-                key.target,
-                PolicyEvent {
-                    kind: EventKind::Resolved,
-                    change,
-                    ended: Some(ended),
-                },
-            ));
+            // A target the group fired through but no longer configured
+            // here: resolved in the ledger, told to nobody.
+            out.extend(self.index_of(&key.target).map(|i| {
+                (
+                    i,
+                    PolicyEvent {
+                        kind: EventKind::Resolved,
+                        change,
+                        ended: Some(ended),
+                    },
+                )
+            }));
         }
         for (key, event) in &self.mine {
             if self.group.ledger(|l| l.is_firing(key)) {
@@ -248,7 +277,7 @@ impl Gate {
             let fired = fired(event, &me);
             self.group.ledger(|l| l.fire(key.clone(), fired.clone()));
             published.push((key.clone(), Some(fired)));
-            out.push((key.target, event.clone()));
+            out.extend(self.index_of(&key.target).map(|i| (i, event.clone())));
         }
         info!(
             group = %self.group.name,

@@ -179,7 +179,7 @@ pub fn spawn(
     }
     targets.publish_stats();
     let stats = targets.stats.clone();
-    let gate = group.map(|group| Gate::new(group, entries.iter().map(|e| e.kind).collect()));
+    let gate = group.map(|group| Gate::new(group, gate_targets(entries)));
     tasks.spawn(run_policies(
         rx,
         targets,
@@ -195,6 +195,11 @@ pub fn spawn(
         tasks,
         keeper,
     }
+}
+
+/// The targets as a group's gate knows them: by key, with their kind.
+fn gate_targets(entries: &[NotifySettings]) -> Vec<(String, heartbeat_config::NotifyKind)> {
+    entries.iter().map(|e| (target_key(e), e.kind)).collect()
 }
 
 /// A target's identity in the store: its kind and where it delivers (a
@@ -413,10 +418,13 @@ async fn run_policies(
                         None
                     }
                     Update::Reconfigured(reconfigured) => {
-                        // In a group the gate's ledger is by target: the
-                        // reload leaves the targets alone there (reload.rs).
                         if let Some(entries) = reconfigured.notify.as_deref() {
                             targets.reload(entries);
+                            // In a group, the ledger knows targets by where
+                            // they deliver: the gate follows the new list.
+                            if let Some(gate) = &mut gate {
+                                gate.retarget(gate_targets(entries));
+                            }
                         }
                         None
                     }
