@@ -257,13 +257,19 @@ impl PrivateBroker {
         output
     }
 
-    /// `ctl` that returns a failure instead of panicking on it.
-    pub fn try_ctl(&self, args: &[&str]) -> Output {
+    /// `ctl`, its failure returned.
+    fn try_ctl(&self, args: &[&str]) -> Output {
         // The server's own copy, not the /usr/sbin wrapper, which switches to the
         // rabbitmq user and so to that user's Erlang cookie, not this node's.
+        // The tool's own Erlang node listens on a port of its range, by
+        // default 35672-35682: inside the kernel's ephemeral range, where a
+        // test's flood of outgoing connections can take all eleven. Below it,
+        // nothing but a listener takes a port.
         Command::new(CTL)
             .env("HOME", &self.dir)
             .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_CTL_DIST_PORT_MIN", "24100")
+            .env("RABBITMQ_CTL_DIST_PORT_MAX", "24199")
             .args(["-n", &format!("{}@localhost", self.name)])
             .args(args)
             .output()
