@@ -84,6 +84,8 @@ need runc runc
 # The Python example of docs/PROTOCOL.md runs for real: python3 and pika.
 need python3 python3
 python3 -c "import pika" 2>/dev/null || python3 -m pip install --quiet pika || apt_install python3-pika
+# The email target's test sends through a real SMTP server: aiosmtpd.
+python3 -c "import aiosmtpd" 2>/dev/null || python3 -m pip install --quiet aiosmtpd || apt_install python3-aiosmtpd
 # The Node.js example runs for real too: node, and amqplib from npm at the
 # versions examples/node/package-lock.json pins.
 need node nodejs

@@ -215,7 +215,7 @@ fn bad_notify_and_history_settings_name_the_entry_in_one_line() {
     let cases = [
         (
             "[[notify]]\nkind = \"sms\"\n",
-            "\"sms\" is not a kind of notify target; use webhook, alertmanager or command",
+            "\"sms\" is not a kind of notify target; use webhook, alertmanager, command, slack or email",
         ),
         (
             "[[notify]]\nkind = \"webhook\"\n",
@@ -255,6 +255,64 @@ fn bad_notify_and_history_settings_name_the_entry_in_one_line() {
         assert!(err.contains(expected), "{text}: {err}");
         assert!(!err.contains('\n'), "more than one line: {err}");
     }
+}
+
+#[test]
+fn slack_and_email_entries_are_checked_and_never_print_their_secrets() {
+    let email = |rest: &str| {
+        format!(
+            "[[notify]]\nkind = \"email\"\nurl = \"smtp://ops:s3cr3t-pw@mail.example.org:587\"\n{rest}"
+        )
+    };
+    let cases = [
+        (
+            "[[notify]]\nkind = \"slack\"\nurl = \"hooks.slack.com/services/T0/B0/t0ken-xyz\"\n"
+                .to_owned(),
+            "`notify[0].url` (slack): is not a URL",
+        ),
+        (
+            "[[notify]]\nkind = \"slack\"\nurl = \"ftp://hooks.example.org/t0ken-xyz\"\n".to_owned(),
+            "`notify[0].url` (slack): must be http:// or https://",
+        ),
+        (
+            "[[notify]]\nkind = \"email\"\nurl = \"http://ops:s3cr3t-pw@mail.example.org\"\nfrom = \"a@b\"\nto = [\"c@d\"]\n"
+                .to_owned(),
+            "`notify[0].url` (email): \"http://ops:****@mail.example.org\" must be smtp://",
+        ),
+        (email("to = [\"c@d\"]\n"), "`notify[0].from` (email)"),
+        (
+            email("from = \"Heartbeat <alerts@example.org>\"\n"),
+            "`notify[0].to` (email): needs at least one address",
+        ),
+        (
+            email("from = \"alerts@example.org\"\nto = [\"oncall example.org\"]\n"),
+            "`notify[0].to` (email): \"oncall example.org\" is not an address",
+        ),
+        (
+            email("from = \"a@b\"\nto = [\"c@d\"]\nca_file = \"/nonexistent/ca.pem\"\n"),
+            "`notify[0].ca_file` (email): cannot read",
+        ),
+        (
+            email("from = \"a@b\"\nto = [\"c@d\"]\nstatus_page = \"status.example.org\"\n"),
+            "`notify[0].status_page` (email)",
+        ),
+    ];
+    for (text, expected) in cases {
+        let err = load_file(&text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{text}: {err}");
+        assert!(!err.contains('\n'), "more than one line: {err}");
+        assert!(
+            !err.contains("s3cr3t-pw") && !err.contains("t0ken-xyz"),
+            "a secret in: {err}"
+        );
+    }
+    let s = load_file(&email(
+        "from = \"Heartbeat <alerts@example.org>\"\nto = [\"oncall@example.org\"]\n",
+    ))
+    .unwrap();
+    assert_eq!(s.notify[0].kind, NotifyKind::Email);
+    let s = load_file("[[notify]]\nkind = \"slack\"\nurl = \"https://hooks.slack.com/services/T0/B0/x\"\nstatus_page = \"https://status.example.org/\"\n").unwrap();
+    assert_eq!(s.notify[0].kind, NotifyKind::Slack);
 }
 
 #[test]

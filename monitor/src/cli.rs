@@ -166,9 +166,33 @@ impl Cli {
         if let Some(listen) = &self.listen {
             settings.http.listen.clone_from(listen);
         }
+        if let Some(page) = own_status_page(&settings.http.listen) {
+            for entry in &mut settings.notify {
+                if entry.status_page.is_empty() {
+                    entry.status_page.clone_from(&page);
+                }
+            }
+        }
         settings.validate()?;
         Ok(settings)
     }
+}
+
+/// The status page this monitor serves, for the links Slack and email
+/// targets send when their `status_page` is not set: `http://` and the
+/// listen address, an unspecified one (`0.0.0.0`, `[::]`) read as this
+/// host's name, which is what a person elsewhere can reach.
+fn own_status_page(listen: &str) -> Option<String> {
+    let (host, port) = listen.rsplit_once(':')?;
+    // A port the system picks is known only once bound: no link then.
+    if port == "0" {
+        return None;
+    }
+    let host = match host {
+        "0.0.0.0" | "[::]" | "" => gethostname::gethostname().into_string().ok()?,
+        other => other.to_owned(),
+    };
+    Some(format!("http://{host}:{port}/"))
 }
 
 fn parse_mode(value: &str) -> Result<DetectionMode, String> {
@@ -176,5 +200,22 @@ fn parse_mode(value: &str) -> Result<DetectionMode, String> {
         "phi" => Ok(DetectionMode::Phi),
         "fixed" => Ok(DetectionMode::Fixed),
         other => Err(format!("{other:?} is not a mode; use phi or fixed")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::own_status_page;
+
+    #[test]
+    fn the_own_status_page_is_the_listen_address_a_person_can_reach() {
+        assert_eq!(
+            own_status_page("127.0.0.1:9464").as_deref(),
+            Some("http://127.0.0.1:9464/")
+        );
+        assert_eq!(own_status_page(""), None);
+        assert_eq!(own_status_page("127.0.0.1:0"), None);
+        let any = own_status_page("0.0.0.0:9464").unwrap();
+        assert!(!any.contains("0.0.0.0") && any.ends_with(":9464/"), "{any}");
     }
 }

@@ -13,7 +13,7 @@
 //! - `replay`: each seq accepted once per instance, when heartbeats are signed.
 //! - `headless`: JSON lines on stdout, one per transition.
 //! - `dashboard`: the full-screen terminal dashboard (event, state, view).
-//! - `notify`: alerts to webhooks, Alertmanager and commands; a sink of the engine's updates.
+//! - `notify`: alerts to webhooks, Alertmanager, commands, Slack and email; a sink of the engine's updates.
 //! - `group`: a monitor group: leadership through the broker, what the leader sent.
 //! - `history`: transitions and per-minute figures in SQLite or PostgreSQL; a sink too.
 //! - `demo`: simulated services on the in-process broker for `--demo`.

@@ -379,12 +379,12 @@ impl Metrics {
         registry.register(
             "heartbeat_notify_failed",
             "Deliveries that failed after their quick retries, by [[notify]] target \
-             (a webhook's or command's alerts then wait and are tried again)",
+             (all but Alertmanager's alerts then wait and are tried again)",
             metrics.notify_failed.clone(),
         );
         registry.register(
             "heartbeat_notify_pending",
-            "Alerts waiting to be delivered (webhook, command), by [[notify]] target",
+            "Alerts waiting to be delivered (all but alertmanager), by [[notify]] target",
             metrics.notify_pending.clone(),
         );
         registry.register(

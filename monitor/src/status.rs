@@ -173,7 +173,7 @@ pub struct NotifyInfo {
     /// Its index among the `[[notify]]` entries.
     pub target: usize,
     pub kind: String,
-    /// Alerts waiting to be delivered (webhook, command).
+    /// Alerts waiting to be delivered (all kinds but alertmanager).
     pub pending: u64,
     /// When the longest-waiting of them was made; `null` with none.
     pub oldest_pending: Option<String>,

@@ -653,3 +653,156 @@ fn the_header_says_leader_or_standby_in_a_monitor_group() {
     });
     quit_and_check_the_terminal_is_restored(&tmux);
 }
+
+#[test]
+fn the_marks_and_their_end_are_on_the_dashboard_and_its_help_names_them() {
+    let name = short_name();
+    let (silenced, patched, drained) = (format!("{name}s"), format!("{name}m"), format!("{name}d"));
+    let dir = support::TempDir::new("dash-marks");
+    // Built first: the window below opens now.
+    mock_bin();
+    // A maintenance window open from now for 40 s.
+    let start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let config = dir.0.join("monitor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[maintenance]]\nservices = [\"{patched}\"]\nstart = \"{start}\"\nduration = \"40s\"\nreason = \"kernel patch\"\n"
+        ),
+    )
+    .unwrap();
+    let token = "dash-marks-token-0123456789abcdef";
+    let listen = format!("127.0.0.1:{}", support::free_port());
+    let tmux = Tmux::start(&under_shell(
+        &format!("HEARTBEAT_API_TOKEN={token}"),
+        &[
+            "--url",
+            BROKER,
+            "--id",
+            &unique("dash"),
+            "--interval",
+            &format!("{INTERVAL_MS}ms"),
+            "--timeout",
+            &format!("{TIMEOUT_MS}ms"),
+            "--config",
+            &config.to_string_lossy(),
+            "--listen",
+            &listen,
+        ],
+    ));
+    tmux.wait_line(Duration::from_secs(20), "saying connected", |line| {
+        line.contains("● connected")
+    });
+    tmux.keys(&["/"]);
+    tmux.text(&name);
+    tmux.keys(&["Enter"]);
+    let _s = mock(BROKER, &silenced, "i1", &[]);
+    let _p = mock(BROKER, &patched, "i1", &[]);
+    let d = mock(BROKER, &drained, "i1", &["--drain", "4s"]);
+    let row = |service: &str, words: &'static str| {
+        let service = service.to_owned();
+        move |line: &str| line.starts_with(&format!("{service} ")) && line.contains(words)
+    };
+    tmux.wait_line(
+        Duration::from_secs(20),
+        "with the window's mark",
+        row(&patched, " UP maintenance "),
+    );
+    tmux.wait_line(
+        Duration::from_secs(20),
+        "with the drained UP",
+        row(&drained, " UP "),
+    );
+    let added = Command::new(monitor_bin())
+        .args(["silence", "add", "--url", &format!("http://{listen}")])
+        .args(["--service", &silenced, "--for", "8s", "--reason", "deploy"])
+        .env("HEARTBEAT_API_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    tmux.wait_line(
+        Duration::from_secs(10),
+        "with the silence's mark",
+        row(&silenced, " UP silenced "),
+    );
+    d.signal("INT");
+    tmux.wait_line(
+        Duration::from_secs(10),
+        "with the drain's mark",
+        row(&drained, " LEFT draining "),
+    );
+
+    // The help names the marks (it scrolls at 80x24: page through it).
+    tmux.keys(&["?"]);
+    tmux.wait_line(Duration::from_secs(5), "with the help open", |line| {
+        line.contains("┌ keys")
+    });
+    let mut unseen = vec![
+        "said goodbye, promised to be back",
+        "a silence holds its alerts",
+        "a [[maintenance]] window holds its alerts",
+    ];
+    for _ in 0..12 {
+        let screen = tmux.capture(false);
+        unseen.retain(|words| !screen.contains(words));
+        if unseen.is_empty() {
+            break;
+        }
+        tmux.keys(&["Down", "Down", "Down", "Down"]);
+        thread::sleep(Duration::from_millis(300));
+    }
+    assert!(unseen.is_empty(), "the help does not name {unseen:?}");
+    // An Esc followed at once by another key reads as Alt+key: wait for it to act.
+    tmux.keys(&["Escape"]);
+    tmux.wait_line(Duration::from_secs(5), "with the help closed", |line| {
+        line.starts_with("SERVICE")
+    });
+    // The detail view says until when, and why.
+    tmux.keys(&["/", "s", "Enter"]);
+    let others = |screen: &str| {
+        screen
+            .lines()
+            .any(|l| l.starts_with(&format!("{patched} ")) || l.starts_with(&format!("{drained} ")))
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while others(&tmux.capture(false)) {
+        assert!(
+            Instant::now() < deadline,
+            "the filter left others:\n{}",
+            tmux.capture(false)
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    tmux.keys(&["Enter"]);
+    let detail = tmux.wait_line(Duration::from_secs(5), "with the silence's end", |line| {
+        line.contains(&format!("{silenced}/i1")) && line.contains("silenced until ")
+    });
+    assert!(detail.contains("UTC: deploy"), "{detail}");
+    tmux.keys(&["Escape"]);
+    tmux.wait_line(Duration::from_secs(5), "with the list again", |line| {
+        line.starts_with("SERVICE")
+    });
+    tmux.keys(&["/", "BSpace", "Enter"]);
+
+    // Each mark goes when it ends; the drain not kept is DOWN, unmarked.
+    tmux.wait_line(Duration::from_secs(15), "with the silence over", |line| {
+        line.starts_with(&format!("{silenced} "))
+            && line.contains(" UP ")
+            && !line.contains("silenced")
+    });
+    tmux.wait_line(Duration::from_secs(15), "with the drain not kept", |line| {
+        line.starts_with(&format!("{drained} "))
+            && line.contains(" DOWN ")
+            && !line.contains("draining")
+    });
+    tmux.wait_line(Duration::from_secs(45), "with the window closed", |line| {
+        line.starts_with(&format!("{patched} "))
+            && line.contains(" UP ")
+            && !line.contains("maintenance")
+    });
+    quit_and_check_the_terminal_is_restored(&tmux);
+}

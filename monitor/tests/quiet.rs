@@ -334,21 +334,43 @@ fn webhook_config(dir: &std::path::Path, hook: &Hook, extra: &str) -> String {
     file.display().to_string()
 }
 
+/// [`webhook_config`] with a real Alertmanager as a second target
+/// (`resend = "1s"`), and the receiver Alertmanager notifies.
+fn with_alertmanager(
+    dir: &std::path::Path,
+    hook: &Hook,
+    extra: &str,
+) -> (String, Hook, support::alertmanager::Alertmanager) {
+    let relayed = Hook::start();
+    let alertmanager = support::alertmanager::Alertmanager::start(&relayed.url("/am"));
+    let config = webhook_config(
+        dir,
+        hook,
+        &format!(
+            "[[notify]]\nkind = \"alertmanager\"\nurl = \"{}\"\nresend = \"1s\"\n\n{extra}",
+            alertmanager.url
+        ),
+    );
+    (config, relayed, alertmanager)
+}
+
+/// An Alertmanager notification with `service`'s alert firing in it.
+fn relays_firing(service: &str) -> impl Fn(&Received) -> bool + '_ {
+    move |r| {
+        r.json["alerts"].as_array().is_some_and(|alerts| {
+            alerts
+                .iter()
+                .any(|a| a["labels"]["service"] == service && a["status"] == "firing")
+        })
+    }
+}
+
 #[test]
 fn a_cli_silence_holds_the_alert_until_it_ends_and_then_it_goes_out_once() {
     let dir = state_dir("quiet-silence");
     let mut hook = Hook::start();
     // A real Alertmanager too, with a receiver of its own.
-    let mut relayed = Hook::start();
-    let alertmanager = support::alertmanager::Alertmanager::start(&relayed.url("/am"));
-    let config = webhook_config(
-        &dir,
-        &hook,
-        &format!(
-            "[[notify]]\nkind = \"alertmanager\"\nurl = \"{}\"\nresend = \"1s\"\n",
-            alertmanager.url
-        ),
-    );
+    let (config, mut relayed, alertmanager) = with_alertmanager(&dir, &hook, "");
     let service = unique("hushed");
     let mut monitor = monitor_with_env(
         BROKER,
@@ -399,15 +421,9 @@ fn a_cli_silence_holds_the_alert_until_it_ends_and_then_it_goes_out_once() {
         "an alert while silenced",
         hook_event(&service, "firing"),
     );
-    let firing_at_am = |r: &Received| {
-        r.json["alerts"].as_array().is_some_and(|alerts| {
-            alerts
-                .iter()
-                .any(|a| a["labels"]["service"] == service.as_str() && a["status"] == "firing")
-        })
-    };
+    let firing_at_am = relays_firing(&service);
     assert_eq!(
-        relayed.count(firing_at_am),
+        relayed.count(&firing_at_am),
         0,
         "Alertmanager relayed an alert while silenced"
     );
@@ -441,16 +457,7 @@ fn a_deploy_with_a_drain_alerts_nobody_and_one_not_back_alerts_once() {
     let dir = state_dir("quiet-drain-hook");
     let mut hook = Hook::start();
     // A real Alertmanager too, with a receiver of its own.
-    let mut relayed = Hook::start();
-    let alertmanager = support::alertmanager::Alertmanager::start(&relayed.url("/am"));
-    let config = webhook_config(
-        &dir,
-        &hook,
-        &format!(
-            "[[notify]]\nkind = \"alertmanager\"\nurl = \"{}\"\nresend = \"1s\"\n",
-            alertmanager.url
-        ),
-    );
+    let (config, mut relayed, alertmanager) = with_alertmanager(&dir, &hook, "");
     let mut monitor = monitor(BROKER, &["--config", &config]);
     let deployed = unique("deployed");
     let lost = unique("lost");
@@ -490,23 +497,16 @@ fn a_deploy_with_a_drain_alerts_nobody_and_one_not_back_alerts_once() {
     });
     assert_eq!(hook.count(hook_event(&lost, "firing")), 0, "one alert only");
     // Through Alertmanager: the one not back fires, the deploy never.
-    let names = |service: &str, r: &Received| {
-        r.json["alerts"].as_array().is_some_and(|alerts| {
-            alerts
-                .iter()
-                .any(|a| a["labels"]["service"] == service && a["status"] == "firing")
-        })
-    };
     let relayed_firing = relayed.wait(
         Duration::from_secs(15),
         "Alertmanager's notification of the one not back",
-        |r| names(&lost, r),
+        relays_firing(&lost),
     );
     assert_eq!(relayed_firing.json["status"], "firing");
     relayed.expect_none(
         Duration::from_secs(2),
         "an Alertmanager notification about the deploy",
-        |r| names(&deployed, r),
+        relays_firing(&deployed),
     );
     let _ = alertmanager.stderr();
     let _ = std::fs::remove_dir_all(dir);
@@ -629,4 +629,324 @@ fn a_dependents_alerts_wait_while_its_parent_is_down_and_go_out_if_it_is_still_d
         hook_event(&parent, "resolved"),
     );
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_parent_down_with_ten_dependents_down_is_one_notification_naming_eleven() {
+    let dir = state_dir("quiet-family");
+    let mut hook = Hook::start();
+    // One mock-service for all eleven (`--count`: FAMILY-0 to FAMILY-10),
+    // so they fail at one instant, as the services of one host do.
+    let family = unique("family");
+    let parent = format!("{family}-0");
+    let mut dependents: Vec<String> = (1..=10).map(|i| format!("{family}-{i}")).collect();
+    dependents.sort();
+    let sections: String = dependents
+        .iter()
+        .map(|d| format!("[services.\"{d}\"]\ndepends_on = [\"{parent}\"]\n"))
+        .collect();
+    let (config, mut relayed, alertmanager) = with_alertmanager(&dir, &hook, &sections);
+    let mut monitor = monitor(BROKER, &["--config", &config]);
+    let mut fleet = mock(BROKER, &family, "f-1", &["--count", "11"]);
+    for service in std::iter::once(&parent).chain(&dependents) {
+        monitor.wait_json(
+            Duration::from_secs(20),
+            "up",
+            transition(service, "up", "first_seen"),
+        );
+    }
+    fleet.kill();
+    for service in std::iter::once(&parent).chain(&dependents) {
+        monitor.wait_json(
+            Duration::from_secs(10),
+            "down",
+            transition(service, "down", "timed_out"),
+        );
+    }
+    let ours = |r: &Received| {
+        r.json["service"]
+            .as_str()
+            .is_some_and(|s| s.starts_with(&family))
+    };
+    let firing = hook.wait(
+        Duration::from_secs(10),
+        "the parent's alert",
+        hook_event(&parent, "firing"),
+    );
+    let named: Vec<&str> = firing.json["dependents"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no dependents in {}", firing.json))
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(named, dependents, "{}", firing.json);
+    let summary = firing.json["summary"].as_str().unwrap();
+    assert!(summary.contains("and 10 dependents: "), "{summary}");
+    // The dependents' own alerts are held while the parent is DOWN.
+    hook.expect_none(Duration::from_secs(3), "a second notification", ours);
+    assert_eq!(hook.count(ours), 0, "one webhook notification in all");
+
+    // Alertmanager: the parent's alert, its annotation naming the ten, and
+    // nothing about them on their own.
+    let relayed_firing = relayed.wait(
+        Duration::from_secs(15),
+        "Alertmanager's notification of the parent",
+        relays_firing(&parent),
+    );
+    let alerts = relayed_firing.json["alerts"].as_array().unwrap();
+    assert_eq!(alerts.len(), 1, "{}", relayed_firing.json);
+    assert_eq!(
+        alerts[0]["annotations"]["dependents"],
+        dependents.join(", ").as_str()
+    );
+    relayed.expect_none(
+        Duration::from_secs(3),
+        "an Alertmanager notification about a dependent",
+        |r| dependents.iter().any(|d| relays_firing(d)(r)),
+    );
+    // Other tests' services share the broker: only ours count.
+    let about_ours = |r: &Received| {
+        r.json["alerts"].as_array().is_some_and(|alerts| {
+            alerts.iter().any(|a| {
+                a["labels"]["service"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with(&family))
+            })
+        })
+    };
+    assert_eq!(
+        relayed.count(about_ours),
+        0,
+        "one Alertmanager notification in all"
+    );
+    let _ = alertmanager.stderr();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The page's text for a mark the status document gives `entry`:
+/// `SILENCED until 22:14:05 UTC`.
+fn page_mark(entry: &Value) -> String {
+    let mark = &entry["mark"];
+    let until = mark["until"].as_str().expect("a mark with its end");
+    format!(
+        "{} until {} UTC",
+        mark["kind"].as_str().unwrap().to_uppercase(),
+        &until[11..19]
+    )
+}
+
+#[test]
+fn the_status_page_shows_each_mark_with_its_end_and_drops_it_when_it_ends() {
+    use support::browser::{browser_dom, page_row};
+    let dir = state_dir("quiet-page");
+    let silenced = unique("pg-silenced");
+    let patched = unique("pg-patched");
+    let drained = unique("pg-drained");
+    // Built first: the window below opens now.
+    mock_bin();
+    // A window open from now for 30 s: long enough to see it, short enough to see it close.
+    let start = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let file = dir.join("monitor.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[history]\npath = \"{}\"\n\n[[maintenance]]\nservices = [\"{patched}\"]\nstart = \"{start}\"\nduration = \"30s\"\nreason = \"kernel patch\"\n",
+            dir.join("h.db").display()
+        ),
+    )
+    .unwrap();
+    let config = file.display().to_string();
+    let mut monitor = monitor_with_env(
+        BROKER,
+        &["--config", &config, "--listen", "127.0.0.1:0"],
+        &[("HEARTBEAT_API_TOKEN", TOKEN)],
+    );
+    let base = monitor.listen_base();
+    let _s = mock(BROKER, &silenced, "s-1", &[]);
+    let _p = mock(BROKER, &patched, "p-1", &[]);
+    let mut d = mock(BROKER, &drained, "d-1", &["--drain", "6s"]);
+    for service in [&silenced, &patched, &drained] {
+        monitor.wait_json(
+            Duration::from_secs(15),
+            "up",
+            transition(service, "up", "first_seen"),
+        );
+    }
+    let (code, out, err) = silence(
+        &base,
+        &[
+            "add",
+            "--service",
+            &silenced,
+            "--for",
+            "10m",
+            "--reason",
+            "deploy",
+        ],
+        &[("HEARTBEAT_API_TOKEN", TOKEN)],
+    );
+    assert_eq!(code, 0, "{err}");
+    let id = out.split_whitespace().next().unwrap().to_owned();
+    d.stop_cleanly("INT", Duration::from_secs(10));
+    monitor.wait_json(
+        Duration::from_secs(5),
+        "draining",
+        transition(&drained, "left", "draining"),
+    );
+
+    // Each row carries its mark and when it ends, as the status document has them.
+    let document = status_document(&base);
+    let dom = browser_dom(&format!("{base}/"));
+    for (service, kind) in [
+        (&silenced, "silenced"),
+        (&patched, "maintenance"),
+        (&drained, "draining"),
+    ] {
+        let entry = status_entry(&document, service).expect("in the document");
+        assert_eq!(entry["mark"]["kind"], kind, "{entry}");
+        let row = page_row(&dom, service).unwrap_or_else(|| panic!("{service} on the page"));
+        assert!(row.contains(&format!("data-mark=\"{kind}\"")), "{row}");
+        assert!(
+            row.contains(&page_mark(entry)),
+            "{} in {row}",
+            page_mark(entry)
+        );
+    }
+
+    // Ended: the silence expired, the window closed, the drain not kept.
+    let (code, _, err) = silence(&base, &["expire", &id], &[("HEARTBEAT_API_TOKEN", TOKEN)]);
+    assert_eq!(code, 0, "{err}");
+    monitor.wait_json(
+        Duration::from_secs(10),
+        "not back",
+        transition(&drained, "down", "not_back"),
+    );
+    wait_for(Duration::from_secs(40), "every mark ended", || {
+        let document = status_document(&base);
+        [&silenced, &patched, &drained]
+            .iter()
+            .all(|s| status_entry(&document, s).is_some_and(|e| e["mark"].is_null()))
+            .then_some(())
+    });
+    let dom = browser_dom(&format!("{base}/"));
+    for service in [&silenced, &patched, &drained] {
+        let row = page_row(&dom, service).unwrap_or_else(|| panic!("{service} on the page"));
+        assert!(!row.contains("data-mark"), "{row}");
+        assert!(!row.contains(" until "), "{row}");
+    }
+    assert!(
+        page_row(&dom, &drained)
+            .unwrap()
+            .contains("data-state=\"down\""),
+        "the drain not kept is DOWN"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The README's "Keeping it quiet", as a reader copies it: every TOML
+/// example is a configuration the monitor accepts, and every `monitor
+/// silence` line runs against a monitor (the id of the one to expire is
+/// the one the first line added).
+#[test]
+fn the_readmes_examples_of_keeping_quiet_work_as_given() {
+    let readme = include_str!("../../README.md");
+    let start = readme.find("## Keeping it quiet").expect("the section");
+    let end = readme[start + 1..]
+        .find("\n## ")
+        .map_or(readme.len(), |i| start + 1 + i);
+    let section = &readme[start..end];
+    let blocks = |fence: &str| -> Vec<&str> {
+        section
+            .split(fence)
+            .skip(1)
+            .map(|block| &block[..block.find("```").unwrap()])
+            .collect()
+    };
+    let dir = state_dir("quiet-readme");
+    let tomls = blocks("```toml\n");
+    for kind in [
+        "[[maintenance]]",
+        "services = [",
+        "kind = \"slack\"",
+        "kind = \"email\"",
+        "depends_on",
+    ] {
+        assert!(
+            tomls.iter().any(|t| t.contains(kind)),
+            "no example with {kind}"
+        );
+    }
+    for (i, toml) in tomls.iter().enumerate() {
+        let file = dir.join(format!("example-{i}.toml"));
+        std::fs::write(&file, toml).unwrap();
+        let out = Command::new(monitor_bin())
+            .args(["check-config", "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{toml}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let (_monitor, base) = http_monitor(
+        BROKER,
+        &[
+            ("HEARTBEAT_API_TOKEN", TOKEN),
+            ("MONITOR__HISTORY__PATH", ""),
+        ],
+    );
+    let env = [("HEARTBEAT_API_TOKEN", TOKEN)];
+    let mut first_id = None;
+    let mut ran = 0;
+    for line in blocks("```sh\n").iter().flat_map(|b| b.lines()) {
+        let command = line.split("  #").next().unwrap().trim();
+        let Some(rest) = command.strip_prefix("monitor silence ") else {
+            continue;
+        };
+        let mut args = shell_words(rest);
+        if args[0] == "expire" {
+            args[1] = first_id.clone().expect("an add before the expire");
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = silence(&base, &args, &env);
+        assert_eq!(code, 0, "{line}: {err}");
+        if args[0] == "add" && first_id.is_none() {
+            first_id = out.split_whitespace().next().map(str::to_owned);
+        }
+        ran += 1;
+    }
+    assert!(ran >= 4, "the README's silence lines: {ran} run");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Words as a POSIX shell splits this simple a line: blanks, and quotes.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    let mut started = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                started = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if started || !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            (None, c) => word.push(c),
+        }
+    }
+    if started || !word.is_empty() {
+        words.push(word);
+    }
+    words
 }

@@ -24,7 +24,7 @@ use super::text::{
     count, ellipsize, ellipsize_middle, fit, fit_by_priority, maybe_millis, millis, short,
 };
 use crate::detector::{InstanceKey, State, Strength, UNSEEN_INSTANCE};
-use crate::fleet::{Fleet, Instance, StoredUptimes, UptimeFigure};
+use crate::fleet::{Fleet, Instance, Mark, StoredUptimes, UptimeFigure};
 use crate::history::{Past, StoredTransition, UPTIME_WINDOWS_DAYS, window_name};
 use crate::update::Report;
 
@@ -58,6 +58,7 @@ pub fn draw(frame: &mut Frame, app: &App, live: &Fleet, now: Instant) {
                 row,
                 &app.past,
                 live.stored_uptime.get(&row.key),
+                live.mark(row, chrono::Utc::now()),
                 at,
             ),
             None => draw_table(frame, body, app, fleet, at),
@@ -390,18 +391,32 @@ const COLUMNS: [Column; 12] = [
 /// The PHI column only when some instance is judged by phi. With
 /// `need_instance` (some service has several instances) INSTANCE stays,
 /// since without it their rows look the same: when SERVICE, INSTANCE and
-/// STATE do not fit whole, the two names share what STATE leaves.
-fn visible_columns(width: u16, with_phi: bool, need_instance: bool) -> Vec<(&'static Column, u16)> {
+/// STATE do not fit whole, the two names share what STATE leaves. STATE
+/// is `state` wide (wider than its own width when a row on screen has a
+/// mark beside its state, `DOWN silenced`).
+fn visible_columns(
+    width: u16,
+    with_phi: bool,
+    need_instance: bool,
+    state: u16,
+) -> Vec<(&'static Column, u16)> {
     let columns: Vec<&'static Column> = COLUMNS
         .iter()
         .filter(|c| with_phi || c.col != Col::Phi)
         .collect();
+    let width_of = |c: &Column| {
+        if c.col == Col::State {
+            state.max(c.width)
+        } else {
+            c.width
+        }
+    };
     let essential = |c: &Column| matches!(c.col, Col::Service | Col::Instance | Col::State);
     if need_instance {
         let needed: u16 = columns
             .iter()
             .filter(|c| essential(c))
-            .map(|c| c.width + 1)
+            .map(|c| width_of(c) + 1)
             .sum::<u16>()
             - 1;
         if needed > width {
@@ -409,7 +424,7 @@ fn visible_columns(width: u16, with_phi: bool, need_instance: bool) -> Vec<(&'st
                 .iter()
                 .find(|c| c.col == Col::State)
                 .expect("listed");
-            let names = width.saturating_sub(state.width + 2);
+            let names = width.saturating_sub(width_of(state) + 2);
             let instance = names / 2;
             return columns
                 .into_iter()
@@ -417,7 +432,7 @@ fn visible_columns(width: u16, with_phi: bool, need_instance: bool) -> Vec<(&'st
                 .map(|c| match c.col {
                     Col::Service => (c, names - instance),
                     Col::Instance => (c, instance),
-                    _ => (c, c.width),
+                    _ => (c, width_of(c)),
                 })
                 .collect();
         }
@@ -430,19 +445,39 @@ fn visible_columns(width: u16, with_phi: bool, need_instance: bool) -> Vec<(&'st
             } else {
                 c.priority
             };
-            (c.width as usize, priority)
+            (width_of(c) as usize, priority)
         })
         .collect();
     fit_by_priority(&items, width as usize, 1)
         .into_iter()
-        .map(|i| (columns[i], columns[i].width))
+        .map(|i| (columns[i], width_of(columns[i])))
         .collect()
 }
 
 fn draw_table(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Instant) {
     let table = &app.table;
     let need_instance = table.tally.services.values().any(|count| count.all > 1);
-    let columns = visible_columns(area.width, table.any_phi, need_instance);
+    let rows_on_screen = area.height.saturating_sub(1) as usize;
+    let end = (app.offset + rows_on_screen).min(table.order.len());
+    // Marks (silenced, maintenance, draining) are read at one wall time a
+    // frame, for the rows on screen, before the layout: STATE widens to
+    // show them whole.
+    let wall = chrono::Utc::now();
+    let marks: Vec<Option<&'static str>> = (app.offset..end)
+        .map(|position| {
+            let row = &fleet.rows[table.order[position]];
+            fleet.mark(row, wall).map(|m| m.label())
+        })
+        .collect();
+    let state_width = (app.offset..end)
+        .zip(&marks)
+        .filter_map(|(position, mark)| {
+            let label = fleet.rows[table.order[position]].state.label();
+            mark.map(|mark| (label.len() + 1 + mark.len()) as u16)
+        })
+        .max()
+        .unwrap_or(0);
+    let columns = visible_columns(area.width, table.any_phi, need_instance, state_width);
     let widths: Vec<Constraint> = columns
         .iter()
         .map(|&(_, width)| Constraint::Length(width))
@@ -463,7 +498,6 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Insta
         ellipsize(&title, width as usize)
     }))
     .style(Style::new().bold().underlined());
-    let rows_on_screen = area.height.saturating_sub(1) as usize;
     if table.order.is_empty() {
         let text = if !app.filter.is_empty() {
             format!(
@@ -497,16 +531,13 @@ fn draw_table(frame: &mut Frame, area: Rect, app: &App, fleet: &Fleet, at: Insta
         );
         return;
     }
-    let end = (app.offset + rows_on_screen).min(table.order.len());
     let shows_percentiles = columns
         .iter()
         .any(|(c, _)| matches!(c.col, Col::P50 | Col::P99));
-    // Marks (silenced, maintenance, draining) are read at one wall time a frame.
-    let wall = chrono::Utc::now();
     let rows = (app.offset..end).map(|position| {
         let index = table.order[position];
         let row = &fleet.rows[index];
-        let mark = fleet.mark(row, wall).map(|m| m.label());
+        let mark = marks[position - app.offset];
         // The service name and its count only on the first row of its group.
         let first_of_group =
             position == 0 || fleet.rows[table.order[position - 1]].key.service != row.key.service;
@@ -756,6 +787,7 @@ fn draw_detail(
     row: &Instance,
     past: &Past,
     stored: Option<&StoredUptimes>,
+    mark: Option<Mark>,
     at: Instant,
 ) {
     let tall = area.height >= 18;
@@ -775,6 +807,8 @@ fn draw_detail(
                 " for {}",
                 short(at.saturating_duration_since(row.since))
             )),
+            // What holds its alerts back, and until when (the state is unchanged).
+            Span::raw(mark.map_or(String::new(), |mark| mark_text(&mark))).dark_gray(),
         ]),
         Line::from(format!(
             " last echo {} · rtt {} · p50 {} · p99 {}",
@@ -882,6 +916,20 @@ fn uptime_text(uptime: Option<UptimeFigure>) -> String {
 
 /// Under FLAPPING or STALE the shown state hides the present: say whether
 /// it answers right now, judged by the last echo against the ping interval.
+/// ` · silenced until 22:14:05 UTC: deploy`, as the detail view says it.
+fn mark_text(mark: &Mark) -> String {
+    let why = match mark {
+        Mark::Draining { .. } => "",
+        Mark::Silenced { reason, .. } | Mark::Maintenance { reason, .. } => reason,
+    };
+    format!(
+        " · {} until {} UTC{}{why}",
+        mark.label().to_lowercase(),
+        mark.until().format("%H:%M:%S"),
+        if why.is_empty() { "" } else { ": " }
+    )
+}
+
 fn answering_now(row: &Instance, at: Instant) -> Line<'static> {
     match row.last_echo {
         None => Line::from(" answering now: never heard from").dark_gray(),

@@ -88,6 +88,18 @@ pub enum Tone {
 }
 
 impl Tone {
+    /// The tone of a state code as alerts carry it: an instance's state, or
+    /// a service's strength (`degraded` needs a look, `full` is good, a
+    /// service's `down` is an outage like an instance's).
+    pub fn of(code: &str) -> Tone {
+        match State::from_code(code) {
+            Some(state) => state.tone(),
+            None if code == "degraded" => Tone::Warning,
+            None if code == "full" => Tone::Good,
+            None => Tone::Blind,
+        }
+    }
+
     pub fn code(self) -> &'static str {
         match self {
             Tone::Good => "good",
@@ -192,6 +204,20 @@ impl State {
         }
     }
 
+    /// Whether an instance in this state vouches for its service to the
+    /// services that depend on it: alive and not in doubt. A SUSPECT one
+    /// counts alive but may be DOWN at the next check, so a dependent's
+    /// alert waits on it (and goes out at once if it answers again): when
+    /// a parent and its dependents fail together, the dependents' DOWN is
+    /// often judged in the same check as the parent's, or just before it.
+    /// `None` for STALE, as for [`counts_alive`](Self::counts_alive).
+    pub fn vouches_for_dependents(self) -> Option<bool> {
+        match self {
+            State::Suspect => Some(false),
+            other => other.counts_alive(),
+        }
+    }
+
     /// How time in this state counts for uptime: UP, SLOW (it answers) and
     /// SUSPECT (not yet judged DOWN) are up; DOWN, FLAPPING and NEVER SEEN
     /// are down; LEFT and STALE are not judged.
@@ -263,5 +289,25 @@ mod tests {
         }
         assert_eq!(State::Stale.availability(), Availability::NotJudged);
         assert_eq!(State::Left.availability(), Availability::NotJudged);
+    }
+
+    #[test]
+    fn a_code_in_an_alert_has_the_tone_of_its_state() {
+        assert_eq!(Tone::of("down"), Tone::Critical);
+        assert_eq!(Tone::of("up"), Tone::Good);
+        assert_eq!(Tone::of("degraded"), Tone::Warning);
+        assert_eq!(Tone::of("full"), Tone::Good);
+        assert_eq!(Tone::of("no-such-state"), Tone::Blind);
+    }
+
+    #[test]
+    fn only_a_state_alive_and_not_in_doubt_vouches_for_dependents() {
+        for state in State::ALL {
+            let vouches = state.vouches_for_dependents();
+            match state {
+                State::Suspect => assert_eq!(vouches, Some(false)),
+                _ => assert_eq!(vouches, state.counts_alive(), "{state:?}"),
+            }
+        }
     }
 }

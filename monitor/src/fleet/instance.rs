@@ -112,6 +112,15 @@ impl Instance {
             .unwrap_or(false)
     }
 
+    /// Vouches for its service to its dependents: see
+    /// [`State::vouches_for_dependents`].
+    pub fn vouches_for_dependents(&self) -> bool {
+        self.state
+            .vouches_for_dependents()
+            .or(self.verdict.vouches_for_dependents())
+            .unwrap_or(false)
+    }
+
     /// Phi now: how unlikely it is that a live instance stays silent this
     /// long. Never below zero (just after an echo it can be a hair under),
     /// and never -0.0, which is what -log10(1) gives right after an echo

@@ -35,6 +35,9 @@ pub struct Judged {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ServiceCount {
     pub alive: usize,
+    /// Of those alive, the ones not in doubt ([`Instance::vouches_for_dependents`]):
+    /// none, and the services that depend on it have their alerts held.
+    pub vouching: usize,
     pub all: usize,
     /// Instances it should have (`instances`), when the settings say.
     pub expected: Option<u32>,
@@ -396,6 +399,9 @@ impl Fleet {
             count.all += 1;
             if row.counts_alive() {
                 count.alive += 1;
+            }
+            if row.vouches_for_dependents() {
+                count.vouching += 1;
             }
         }
         tally

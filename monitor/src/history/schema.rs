@@ -104,7 +104,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     ),
     (
         6,
-        // Alerts a webhook or command target has not been told yet, so a
+        // Alerts a webhook, command, Slack or email target has not been told yet, so a
         // restart does not lose them: per monitor and target (the target's
         // delivery identity, never its secret), the event's JSON body.
         "CREATE TABLE notify_pending (

@@ -86,11 +86,15 @@ impl Alertmanager {
         if let Some(instance) = &event.instance {
             labels.insert("instance", instance.clone());
         }
-        let annotations = BTreeMap::from([
+        let mut annotations = BTreeMap::from([
             ("summary", event.summary.clone()),
             ("reason", event.reason.to_string()),
             ("monitor", event.monitor.clone()),
         ]);
+        // Their own alerts are held while this one is down: it speaks for them.
+        if !event.dependents.is_empty() {
+            annotations.insert("dependents", event.dependents.join(", "));
+        }
         Alert {
             labels,
             annotations,

@@ -109,5 +109,7 @@ fn one(event: &Event) -> Vec<(&'static str, String)> {
         ("HEARTBEAT_ALERT_STATE", event.alert_state.clone()),
         ("HEARTBEAT_MONITOR", event.monitor.clone()),
         ("HEARTBEAT_SUMMARY", event.summary.clone()),
+        // Comma-separated; empty when no dependent is down with it.
+        ("HEARTBEAT_DEPENDENTS", event.dependents.join(",")),
     ]
 }

@@ -1,4 +1,4 @@
-//! A webhook's or a command's delivery task. Events wait in the target's
+//! The delivery task of a webhook, command, Slack or email target. Events wait in the target's
 //! [`Outbox`] (and, with a history store, in the store: see `keeper`);
 //! once the oldest has waited `group_wait`, everything waiting goes out as
 //! one notification (up to [`MAX_GROUP`] events). A notification that
@@ -182,7 +182,7 @@ where
     loop {
         tokio::select! {
             event = events.recv(), if open => match event {
-                // Told before the monitor restarted: not news to a webhook or a command.
+                // Told before the monitor restarted: not news to these targets.
                 Some(event) if event.event == EventKind::Restored.code() => {}
                 Some(event) => {
                     let created = event_ms();

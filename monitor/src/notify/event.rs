@@ -38,7 +38,15 @@ pub struct Event {
     pub up: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected: Option<u32>,
+    /// Services that depend on this one (`depends_on`, directly or through
+    /// another) and are down with it: their own alerts are held while it
+    /// is down, so this alert speaks for them. Absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependents: Vec<String>,
 }
+
+/// How many dependents the summary names before it says "and N more".
+const NAMED_IN_SUMMARY: usize = 10;
 
 pub(super) fn rfc3339<S: serde::Serializer>(at: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&at.to_rfc3339_opts(SecondsFormat::Millis, true))
@@ -96,7 +104,30 @@ impl Event {
             counts,
             up: c.count.map(|(up, _)| up),
             expected: c.count.map(|(_, expected)| expected),
+            dependents: Vec::new(),
         }
+    }
+
+    /// The dependents down with this subject, in the field and in the
+    /// summary: "..., and 12 dependents: a, b, ... and 2 more".
+    pub fn with_dependents(mut self, dependents: Vec<String>) -> Self {
+        if dependents.is_empty() {
+            return self;
+        }
+        let n = dependents.len();
+        let mut names = dependents
+            .iter()
+            .take(NAMED_IN_SUMMARY)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if n > NAMED_IN_SUMMARY {
+            names.push_str(&format!(" and {} more", n - NAMED_IN_SUMMARY));
+        }
+        let plural = if n == 1 { "" } else { "s" };
+        self.summary = format!("{}, and {n} dependent{plural}: {names}", self.summary);
+        self.dependents = dependents;
+        self
     }
 
     pub fn body(&self) -> Vec<u8> {
@@ -123,6 +154,8 @@ impl Event {
             counts: BTreeMap<String, usize>,
             up: Option<u32>,
             expected: Option<u32>,
+            #[serde(default)]
+            dependents: Vec<String>,
         }
         let o: Owned = serde_json::from_str(body).ok()?;
         // The fields whose values are a fixed set are static in the payload.
@@ -149,6 +182,7 @@ impl Event {
             counts: o.counts,
             up: o.up,
             expected: o.expected,
+            dependents: o.dependents,
         })
     }
 }
@@ -270,10 +304,48 @@ mod tests {
             change: Change::of_instance(&down),
             ended: None,
         };
-        let event = Event::new(&firing, "mon-1", BTreeMap::from([("down".into(), 1)]));
+        let event = Event::new(&firing, "mon-1", BTreeMap::from([("down".into(), 1)]))
+            .with_dependents(vec!["api".into(), "web".into()]);
         let body = String::from_utf8(event.body()).unwrap();
         assert_eq!(Event::from_body(&body), Some(event));
         assert_eq!(Event::from_body("{\"event\": \"nonsense\"}"), None);
+    }
+
+    #[test]
+    fn a_parents_alert_names_its_dependents() {
+        let down = Report {
+            at: "2026-11-23T10:00:01.5Z".parse().unwrap(),
+            transition: Transition {
+                key: InstanceKey::new("db", "db-1"),
+                from: State::Up,
+                to: State::Down,
+                reason: Reason::TimedOut {
+                    silent_for: Duration::from_millis(3120),
+                    phi: None,
+                },
+                rtt: None,
+            },
+        };
+        let firing = PolicyEvent {
+            kind: EventKind::Firing,
+            change: Change::of_instance(&down),
+            ended: None,
+        };
+        let names: Vec<String> = (0..12).map(|i| format!("api-{i:02}")).collect();
+        let event = Event::new(&firing, "mon-1", BTreeMap::new()).with_dependents(names.clone());
+        assert_eq!(
+            event.summary,
+            "db/db-1 is DOWN (timed out: silent for 3.1s), and 12 dependents: api-00, api-01, \
+             api-02, api-03, api-04, api-05, api-06, api-07, api-08, api-09 and 2 more"
+        );
+        let value: serde_json::Value = serde_json::from_slice(&event.body()).unwrap();
+        assert_eq!(value["dependents"], serde_json::json!(names));
+        let one = Event::new(&firing, "mon-1", BTreeMap::new()).with_dependents(vec!["api".into()]);
+        assert!(
+            one.summary.ends_with(", and 1 dependent: api"),
+            "{}",
+            one.summary
+        );
     }
 
     #[test]

@@ -4,15 +4,18 @@
 //! Layout:
 //! - `policy`: per entry, when to send (states, `for`, reminders, resolved). Pure.
 //! - `event`: the event and its JSON payload.
-//! - `webhook`, `command`, `alertmanager`: the three kinds of target.
-//! - `outbox` (pure), `deliver`, `notification`: a webhook's or command's
-//!   events wait until delivered (retried with backoff for `retry_for`),
-//!   and what came within `group_wait` goes out as one notification.
+//! - `webhook`, `command`, `alertmanager`, `slack`, `email`: the kinds of target.
+//! - `outbox` (pure), `deliver`, `notification`: a webhook's, command's,
+//!   Slack's or email's events wait until delivered (retried with backoff
+//!   for `retry_for`), and what came within `group_wait` goes out as one
+//!   notification.
 //! - `keeper`: undelivered events kept in the history store across restarts.
 //! - `gate`: in a monitor group, only the leader sends, and only what the
 //!   group has not sent already.
 //! - `hold`: per target, alerts held while a silence, a maintenance window or
 //!   a planned drain covers them, and sent when it ends if they still fire.
+//! - `depends`: `depends_on`: a dependent's alerts held while its parent is
+//!   down, and named in the parent's own alert.
 //!
 //! One task runs the policies; each target has its own bounded queue and
 //! its own delivery task, so a slow or dead receiver only ever fills its own
@@ -23,6 +26,8 @@
 mod alertmanager;
 mod command;
 mod deliver;
+mod depends;
+mod email;
 mod event;
 mod gate;
 mod hold;
@@ -30,6 +35,7 @@ mod keeper;
 mod notification;
 mod outbox;
 mod policy;
+mod slack;
 mod webhook;
 
 use std::collections::BTreeMap;
@@ -47,7 +53,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 pub use event::Event;
-use policy::{Change, Policy, PolicyEvent, Rules};
+use policy::{Change, EventKind, Policy, PolicyEvent, Rules};
 
 use crate::fleet::{Shared, Sink};
 use crate::group::Group;
@@ -66,17 +72,17 @@ const DRAIN: Duration = Duration::from_secs(3);
 /// Counters for one target, read by `/metrics` and the logs.
 #[derive(Debug, Default)]
 pub struct TargetStats {
-    /// `webhook`, `alertmanager` or `command`, and its index among `[[notify]]`.
+    /// Its kind (`webhook`, `alertmanager`, `command`, `slack`, `email`), and its index among `[[notify]]`.
     pub kind: String,
     pub index: usize,
     /// Events delivered (an Alertmanager's re-push of what fires counts one).
     pub sent: AtomicU64,
-    /// Deliveries that failed after their quick retries (a webhook's or
-    /// command's events then wait and are tried again).
+    /// Deliveries that failed after their quick retries (the events of any
+    /// kind but Alertmanager then wait and are tried again).
     pub failed: AtomicU64,
     /// Events dropped because the target's queue was full.
     pub dropped: AtomicU64,
-    /// webhook, command: events waiting to be delivered now.
+    /// All kinds but alertmanager: events waiting to be delivered now.
     pub pending: AtomicU64,
     /// When the longest-waiting of them was made, ms since the epoch; 0: none.
     pub oldest_pending_ms: AtomicI64,
@@ -145,7 +151,7 @@ pub type Stats = Arc<std::sync::RwLock<Vec<Arc<TargetStats>>>>;
 /// Alerts carry the fleet's counts by state, read from `fleet` when sent.
 /// A reload (`Update::Reconfigured` with new entries) changes the targets
 /// in place: see [`Targets::reload`].
-/// With `history`, undelivered webhook and command events are kept in
+/// With `history`, undelivered events (all kinds but Alertmanager) are kept in
 /// its store and delivered after a restart.
 #[allow(clippy::too_many_arguments)]
 pub fn spawn(
@@ -214,6 +220,12 @@ pub fn target_key(entry: &NotifySettings) -> String {
     for part in &entry.command {
         digest.update([0]);
         digest.update(part);
+    }
+    // An email target's recipients are part of where it delivers (none
+    // for the other kinds, whose keys are as they were).
+    for to in &entry.to {
+        digest.update([1]);
+        digest.update(to);
     }
     let hex: String = digest.finalize()[..8]
         .iter()
@@ -307,6 +319,30 @@ impl Targets {
                     alertmanager::Alertmanager::new(self.client.clone(), entry, self.group.clone());
                 self.delivering.spawn(am.run(events, stat.clone(), log));
             }
+            NotifyKind::Slack => {
+                let slack = slack::Slack::new(self.client.clone(), entry);
+                self.delivering
+                    .spawn(deliver::run(delivering(events, log), move |n| {
+                        let slack = slack.clone();
+                        async move { slack.send(&n).await }
+                    }));
+            }
+            NotifyKind::Email => {
+                // What validation cannot see (an address lettre refuses) is
+                // said now, and again for every event it fails, as counted.
+                let mailer = email::Email::new(entry).map(Arc::new);
+                if let Err(why) = &mailer {
+                    warn!(
+                        target_index = index,
+                        "notify: email target cannot send: {why}"
+                    );
+                }
+                self.delivering
+                    .spawn(deliver::run(delivering(events, log), move |n| {
+                        let mailer = mailer.clone();
+                        async move { mailer?.send(&n).await }
+                    }));
+            }
         }
         info!(target_index = index, kind = %entry.kind, "notify: target ready");
         Target {
@@ -391,7 +427,9 @@ async fn run_policies(
             .covering(&change.service, change.instance.as_deref(), now)
             .is_some()
             || quiet.maintenance().covering(&change.service, now).is_some()
-            || parent_down(&quiet, &fleet, &change.service)
+            || quiet
+                .parents_of(&change.service)
+                .is_some_and(|parents| depends::parent_down(&parents, &fleet.read().tally()))
     };
     let mut tick = tokio::time::interval(TICK);
     loop {
@@ -462,6 +500,9 @@ async fn run_policies(
         // The fleet as the model has it, this update included: it is
         // applied before any sink is handed it.
         let counts: BTreeMap<String, usize> = fleet.read().counts_by_code();
+        // Who is down with whom, for the dependents a parent's alert names.
+        let depends_on = quiet.depends_on();
+        let tally = (!depends_on.is_empty()).then(|| fleet.read().tally());
         for (i, policy_event) in due {
             let Some(target) = targets.list.get_mut(i) else {
                 continue;
@@ -473,7 +514,18 @@ async fn run_policies(
             let Some(policy_event) = target.hold.pass(policy_event, &covered) else {
                 continue;
             };
-            let event = Event::new(&policy_event, &monitor, counts.clone());
+            let mut event = Event::new(&policy_event, &monitor, counts.clone());
+            if let Some(tally) = &tally
+                && !matches!(
+                    policy_event.kind,
+                    EventKind::Resolved | EventKind::Forgotten
+                )
+            {
+                let mut held =
+                    depends::dependents_down(&depends_on, tally, &policy_event.change.service);
+                held.retain(|name| heartbeat_config::any_matches(&target.entry.services, name));
+                event = event.with_dependents(held);
+            }
             if target.queue.try_send(event).is_err() {
                 target.stats.dropped.fetch_add(1, Ordering::Relaxed);
                 warn_limited!(
@@ -487,22 +539,6 @@ async fn run_policies(
     // Closing the queues lets each delivery task send what it holds and end.
     targets.list.clear();
     while targets.delivering.join_next().await.is_some() {}
-}
-
-/// Whether a service `service` depends on is DOWN as a whole (no instance
-/// alive) in the fleet model: then its alerts are held, and go out if it is
-/// still failing once the parent is back.
-fn parent_down(quiet: &Quiet, fleet: &Shared, service: &str) -> bool {
-    let Some(parents) = quiet.parents_of(service) else {
-        return false;
-    };
-    let tally = fleet.read().tally();
-    parents.iter().any(|parent| {
-        tally
-            .services
-            .iter()
-            .any(|(name, count)| name.eq_ignore_ascii_case(parent) && count.alive == 0)
-    })
 }
 
 /// One attempt, then up to `retries` more with capped exponential backoff;

@@ -1,4 +1,4 @@
-//! What one delivery to a webhook or command carries: one event, as its
+//! What one delivery to a webhook, command, Slack or email target carries: one event, as its
 //! own payload (as before grouping), or several that came within one
 //! `group_wait`, as one grouped payload that lists them all with the
 //! count in its summary.
@@ -136,6 +136,7 @@ mod tests {
             counts: BTreeMap::from([("down".to_string(), 5)]),
             up: None,
             expected: None,
+            dependents: Vec::new(),
         }
     }
 

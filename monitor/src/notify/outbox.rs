@@ -1,4 +1,4 @@
-//! What a webhook or command target has not been told yet. Every event
+//! What a webhook, command, Slack or email target has not been told yet. Every event
 //! waits here until it is delivered, replaced by a later event about the
 //! same alert, or older than `retry_for`; what waits goes out together,
 //! as one notification, once the oldest has waited `group_wait` (so a
@@ -202,6 +202,7 @@ mod tests {
             counts: Map::new(),
             up: None,
             expected: None,
+            dependents: Vec::new(),
         }
     }
 

@@ -87,6 +87,12 @@ impl Quiet {
         self.read().depends_on.get(&service.to_lowercase()).cloned()
     }
 
+    /// All of `depends_on`, by the dependent's lower-cased name, as it is
+    /// now: whom a parent's alert names (`notify::depends`).
+    pub fn depends_on(&self) -> BTreeMap<String, Vec<String>> {
+        self.read().depends_on.clone()
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Configured> {
         // A panic elsewhere while holding the lock leaves whole values
         // (each write replaces the struct): keep reading them.

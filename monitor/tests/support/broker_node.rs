@@ -28,7 +28,7 @@ pub struct PrivateBroker {
 
 /// A CA, and a server certificate for `localhost` signed by it, made with
 /// the openssl tool into `dir`.
-fn make_certificates(dir: &Path) {
+pub fn make_certificates(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let openssl = |args: &[&str]| {
         let output = Command::new("openssl")

@@ -18,7 +18,8 @@ mod broker_node;
 pub mod browser;
 mod database;
 mod receiver;
-pub use broker_node::PrivateBroker;
+pub mod smtp;
+pub use broker_node::{PrivateBroker, make_certificates};
 pub use database::{Database, POSTGRES};
 pub use receiver::{Hook, Received, hook_event};
 
