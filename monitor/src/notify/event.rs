@@ -228,12 +228,12 @@ mod tests {
     use crate::update::{Report, ServiceReport};
     use std::time::Duration;
 
-    #[test]
-    fn the_payload_has_the_documented_fields() {
-        let down = Report {
+    /// `service/instance` UP -> DOWN, silent for 3.12 s, at a fixed time.
+    fn timed_out(service: &str, instance: &str) -> Report {
+        Report {
             at: "2026-11-23T10:00:01.5Z".parse().unwrap(),
             transition: Transition {
-                key: InstanceKey::new("orders", "o-1"),
+                key: InstanceKey::new(service, instance),
                 from: State::Up,
                 to: State::Down,
                 reason: Reason::TimedOut {
@@ -242,13 +242,22 @@ mod tests {
                 },
                 rtt: None,
             },
-        };
-        let counts = BTreeMap::from([("up".to_string(), 2), ("down".to_string(), 1)]);
-        let firing = PolicyEvent {
+        }
+    }
+
+    fn firing(down: &Report) -> PolicyEvent {
+        PolicyEvent {
             kind: EventKind::Firing,
-            change: Change::of_instance(&down),
+            change: Change::of_instance(down),
             ended: None,
-        };
+        }
+    }
+
+    #[test]
+    fn the_payload_has_the_documented_fields() {
+        let down = timed_out("orders", "o-1");
+        let counts = BTreeMap::from([("up".to_string(), 2), ("down".to_string(), 1)]);
+        let firing = firing(&down);
         let value: serde_json::Value =
             serde_json::from_slice(&Event::new(&firing, "mon-1", counts.clone()).body()).unwrap();
         assert_eq!(
@@ -286,24 +295,8 @@ mod tests {
 
     #[test]
     fn an_event_read_back_from_its_body_is_the_same_event() {
-        let down = Report {
-            at: "2026-11-23T10:00:01.5Z".parse().unwrap(),
-            transition: Transition {
-                key: InstanceKey::new("orders", "o-1"),
-                from: State::Up,
-                to: State::Down,
-                reason: Reason::TimedOut {
-                    silent_for: Duration::from_millis(3120),
-                    phi: None,
-                },
-                rtt: None,
-            },
-        };
-        let firing = PolicyEvent {
-            kind: EventKind::Firing,
-            change: Change::of_instance(&down),
-            ended: None,
-        };
+        let down = timed_out("orders", "o-1");
+        let firing = firing(&down);
         let event = Event::new(&firing, "mon-1", BTreeMap::from([("down".into(), 1)]))
             .with_dependents(vec!["api".into(), "web".into()]);
         let body = String::from_utf8(event.body()).unwrap();
@@ -313,24 +306,8 @@ mod tests {
 
     #[test]
     fn a_parents_alert_names_its_dependents() {
-        let down = Report {
-            at: "2026-11-23T10:00:01.5Z".parse().unwrap(),
-            transition: Transition {
-                key: InstanceKey::new("db", "db-1"),
-                from: State::Up,
-                to: State::Down,
-                reason: Reason::TimedOut {
-                    silent_for: Duration::from_millis(3120),
-                    phi: None,
-                },
-                rtt: None,
-            },
-        };
-        let firing = PolicyEvent {
-            kind: EventKind::Firing,
-            change: Change::of_instance(&down),
-            ended: None,
-        };
+        let down = timed_out("db", "db-1");
+        let firing = firing(&down);
         let names: Vec<String> = (0..12).map(|i| format!("api-{i:02}")).collect();
         let event = Event::new(&firing, "mon-1", BTreeMap::new()).with_dependents(names.clone());
         assert_eq!(
